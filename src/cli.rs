@@ -1,0 +1,536 @@
+//! The headless front end: `tilecube init|write|status|log|demo`, for scripts and CI.
+//!
+//! It resolves settings (flags over config file over defaults), calls the engine, and prints
+//! results as text or `--json`. Errors name the setting or tile at fault.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{ConfigFile, data_dir};
+use crate::cube::{Coverage, Cube, InitOptions, Layout, RepoLocation, SpecVersion, TileState};
+use crate::grid::{Grid, TileName};
+use crate::ingest::{self, Event, EventSink, IngestOptions, Selection};
+use crate::preset::Preset;
+use crate::source::{ListProblem, Source, TileList};
+
+/// tilecube: assemble analysis-ready raster datacubes in Icechunk from tiled GeoTIFFs.
+#[derive(Debug, Parser)]
+#[command(name = "tilecube", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Settings every command takes; they override the config file.
+#[derive(Debug, Clone, Args, Default)]
+pub struct Global {
+    /// Config file (default: config.toml in the user config dir, if present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Repository: a local directory, s3://bucket/prefix or gs://bucket/prefix.
+    #[arg(long, global = true)]
+    pub repo: Option<String>,
+    /// Source root: a directory, gs://, s3:// or https:// URL.
+    #[arg(long, global = true)]
+    pub source: Option<String>,
+    /// Tile side in pixels (tiles keep their size in degrees).
+    #[arg(long, global = true)]
+    pub tile_pixels: Option<u64>,
+    /// Icechunk format for new repositories: 1 or 2.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub spec_version: Option<u8>,
+    /// Branch to read and write.
+    #[arg(long, global = true)]
+    pub branch: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the repository and the cube's layout (no data) in one commit.
+    Init {
+        /// Lay out a fresh, empty cube over an existing repository (history is kept).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write tiles into the cube and commit them.
+    Write(WriteArgs),
+    /// Show which tiles are listed and written, per year.
+    Status {
+        #[arg(long)]
+        json: bool,
+        /// Only these years.
+        #[arg(long = "year")]
+        years: Vec<i32>,
+    },
+    /// Show the branch's commits and the tiles each wrote.
+    Log {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a GLAD-like demo source and cube under the user data dir, write it, show it.
+    Demo {
+        /// Where to put the demo (default: the user data dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Tile side in pixels of the demo tiles.
+        #[arg(long, default_value_t = 400)]
+        pixels: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Year to write (repeatable; default: every year of the cube).
+    #[arg(long = "year")]
+    pub years: Vec<i32>,
+    /// Tiles to write, comma separated (e.g. 70N_180W,60N_170W).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["all", "missing"])]
+    pub tiles: Vec<String>,
+    /// Every tile in the year's list.
+    #[arg(long, conflicts_with = "missing")]
+    pub all: bool,
+    /// Listed tiles the branch head does not hold yet.
+    #[arg(long)]
+    pub missing: bool,
+    /// Reader/encoder threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Commit after this many finished tiles (default: config, else only at the end).
+    #[arg(long)]
+    pub commit_every: Option<usize>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Settings resolved from flags, config file and defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub file: ConfigFile,
+    pub preset: Preset,
+    pub repo: Option<String>,
+    pub source: Option<String>,
+    pub tile_pixels: Option<u64>,
+    pub spec_version: SpecVersion,
+    pub branch: String,
+}
+
+impl Settings {
+    pub fn resolve(g: &Global) -> Result<Self> {
+        let (file, _) = ConfigFile::load(g.config.as_deref())?;
+        let preset = match &file.preset {
+            Some(p) => Preset::load(p)?,
+            None => Preset::glad(),
+        };
+        let spec = g.spec_version.or(file.spec_version).unwrap_or(2);
+        let spec_version = SpecVersion::from_number(spec)
+            .with_context(|| format!("setting spec_version: {spec} is not 1 or 2"))?;
+        Ok(Self {
+            repo: g.repo.clone().or_else(|| file.repo.clone()),
+            source: g.source.clone().or_else(|| file.source.clone()),
+            tile_pixels: g.tile_pixels.or(file.tile_pixels),
+            branch: g
+                .branch
+                .clone()
+                .or_else(|| file.branch.clone())
+                .unwrap_or_else(|| "main".into()),
+            spec_version,
+            preset,
+            file,
+        })
+    }
+
+    pub fn location(&self) -> Result<RepoLocation> {
+        let repo = self
+            .repo
+            .as_deref()
+            .context("no repository: pass --repo or set `repo` in the config file")?;
+        Ok(RepoLocation::parse(repo, &self.file.s3)?)
+    }
+
+    pub fn source(&self) -> Result<Source> {
+        let root = self
+            .source
+            .as_deref()
+            .context("no source: pass --source or set `source` in the config file")?;
+        Ok(Source::new(root, &self.preset.source)?)
+    }
+
+    pub async fn open_cube(&self) -> Result<Cube> {
+        let cube = Cube::open(self.location()?, &self.branch).await?;
+        cube.layout.check_tile_pixels(self.tile_pixels)?;
+        Ok(cube)
+    }
+}
+
+/// Run the CLI; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let settings = Settings::resolve(&cli.global)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .thread_name("tilecube-io")
+        .build()
+        .context("starting the I/O runtime")?;
+    match cli.command {
+        Some(Command::Init { force }) => rt.block_on(init(&settings, force)),
+        Some(Command::Write(args)) => rt.block_on(write(&settings, &args)),
+        Some(Command::Status { json, years }) => rt.block_on(status(&settings, json, &years)),
+        Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
+        Some(Command::Demo { dir, pixels }) => rt.block_on(demo(&settings, dir, pixels)),
+        None => {
+            if settings.repo.is_some() {
+                rt.block_on(status(&settings, false, &[]))
+            } else {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                cmd.print_help()?;
+                Ok(0)
+            }
+        }
+    }
+}
+
+async fn init(settings: &Settings, force: bool) -> Result<i32> {
+    let grid = Grid::from_preset(&settings.preset, settings.tile_pixels)?;
+    let layout = Layout::new(&settings.preset, &grid);
+    let location = settings.location()?;
+    let started = std::time::Instant::now();
+    let cube = Cube::init(
+        location,
+        layout,
+        &InitOptions {
+            spec_version: settings.spec_version,
+            force,
+            branch: settings.branch.clone(),
+        },
+    )
+    .await?;
+    let [t, h, w] = cube.layout.shape();
+    println!(
+        "initialized {} ({}): {}(year={t}, y={h}, x={w}) chunks {:?}, in {:.2} s",
+        cube.location,
+        cube.head().await?,
+        cube.layout.variable,
+        cube.layout.chunk_shape(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+fn selection(args: &WriteArgs) -> Result<Selection> {
+    if !args.tiles.is_empty() {
+        let tiles = args
+            .tiles
+            .iter()
+            .map(|t| t.trim().parse::<TileName>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Selection::Tiles(tiles))
+    } else if args.all {
+        Ok(Selection::All)
+    } else if args.missing {
+        Ok(Selection::Missing)
+    } else {
+        bail!("say which tiles to write: --tiles A,B, --all or --missing")
+    }
+}
+
+async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
+    let selection = selection(args)?;
+    let cube = settings.open_cube().await?;
+    let source = settings.source()?;
+    let coverage = match selection {
+        Selection::Missing => Some(cube.coverage().await?),
+        _ => None,
+    };
+    let plan = ingest::plan(&cube, &source, &args.years, &selection, coverage.as_ref()).await?;
+    for (year, p) in &plan.list_problems {
+        eprintln!("warning: tile list {}: {p}", source.list_location(*year));
+    }
+    for r in &plan.rejected {
+        eprintln!("error: {r}");
+    }
+    let f = &settings.file;
+    let options = IngestOptions {
+        threads: args
+            .threads
+            .or(f.threads)
+            .unwrap_or_else(|| IngestOptions::default().threads),
+        max_uploads: f.max_uploads.unwrap_or(32),
+        commit_every: args.commit_every.or(f.commit_every).unwrap_or(0),
+        commit_interval: f.commit_interval(),
+        attempts: f.retries.unwrap_or(3),
+        ..IngestOptions::default()
+    };
+    if options.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let json = args.json;
+    let printer = tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if !json {
+                print_event(&ev);
+            }
+        }
+    });
+    let cancel = Arc::new(AtomicBool::new(false));
+    let report = ingest::ingest(&cube, plan.jobs, &options, EventSink::new(tx), cancel).await?;
+    let _ = printer.await;
+    if args.json {
+        let out = json!({
+            "written": report.written,
+            "failed": report.failed,
+            "commits": report.commits,
+            "rejected": plan.rejected,
+            "list_problems": plan.list_problems.iter()
+                .map(|(y, p)| json!({"year": y, "line": p.line, "text": p.text, "reason": p.reason}))
+                .collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{} tiles written, {} failed, {} commits{}",
+            report.written_count(),
+            report.failed.len(),
+            report.commits.len(),
+            report
+                .commits
+                .last()
+                .map(|c| format!(" (head {c})"))
+                .unwrap_or_default()
+        );
+        for f in &report.failed {
+            eprintln!("failed: {f}");
+        }
+    }
+    let bad = !report.failed.is_empty() || !plan.rejected.is_empty() || report.cancelled;
+    Ok(if bad { 1 } else { 0 })
+}
+
+fn print_event(ev: &Event) {
+    match ev {
+        Event::Started { tiles, threads } => {
+            eprintln!("writing {tiles} tiles on {threads} threads")
+        }
+        Event::TileWritten {
+            year,
+            tile,
+            chunks_stored,
+            bytes,
+            ..
+        } => eprintln!(
+            "  {year}/{tile}: {chunks_stored} chunks, {:.1} MB",
+            *bytes as f64 / 1e6
+        ),
+        Event::TileFailed {
+            year, tile, error, ..
+        } => eprintln!("  {year}/{tile}: FAILED: {error}"),
+        Event::TileRetry {
+            year,
+            tile,
+            attempt,
+            error,
+        } => eprintln!("  {year}/{tile}: retry {attempt} after: {error}"),
+        Event::Committed {
+            snapshot, tiles, ..
+        } => eprintln!("committed {tiles} tiles as {snapshot}"),
+        _ => {}
+    }
+}
+
+/// The state of one tile for display.
+fn tile_state_name(state: Option<&TileState>, listed: Option<bool>) -> &'static str {
+    match (state, listed) {
+        (Some(TileState::Written { .. }), _) => "written",
+        (Some(TileState::Incomplete { .. }), _) => "incomplete",
+        (Some(TileState::Unrecorded { .. }), _) => "unrecorded",
+        (None, Some(true)) => "listed",
+        (None, Some(false)) => "not_listed",
+        (None, None) => "not_written",
+    }
+}
+
+fn glyph(name: &str) -> char {
+    match name {
+        "written" => '#',
+        "incomplete" => '!',
+        "unrecorded" => '?',
+        "listed" => 'o',
+        _ => '.',
+    }
+}
+
+async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32> {
+    let cube = settings.open_cube().await?;
+    let coverage: Coverage = cube.coverage().await?;
+    let grid = cube.layout.grid();
+    let source = settings.source().ok();
+    let years: Vec<i32> = if years.is_empty() {
+        cube.layout.years.clone()
+    } else {
+        years.to_vec()
+    };
+    let mut lists: BTreeMap<i32, TileList> = BTreeMap::new();
+    let mut problems: Vec<(i32, ListProblem)> = Vec::new();
+    if let Some(src) = &source {
+        for &y in &years {
+            let l = src.tile_list(y, &grid).await?;
+            problems.extend(l.problems.iter().cloned().map(|p| (y, p)));
+            lists.insert(y, l);
+        }
+    }
+    let head = cube.head().await?.to_string();
+    if as_json {
+        let mut out = serde_json::Map::new();
+        for &y in &years {
+            let list = lists.get(&y);
+            let mut tiles = serde_json::Map::new();
+            for t in grid.tiles() {
+                let name = tile_state_name(coverage.state(y, t), list.map(|l| l.contains(t)));
+                if name != "not_listed" && name != "not_written" {
+                    tiles.insert(t.to_string(), json!(name));
+                }
+            }
+            out.insert(
+                y.to_string(),
+                json!({
+                    "listed": list.map(|l| l.tiles.len()),
+                    "written": coverage.written_count(y),
+                    "tiles": tiles,
+                }),
+            );
+        }
+        let doc = json!({
+            "repo": cube.location.to_string(),
+            "branch": cube.branch,
+            "head": head,
+            "years": out,
+            "list_problems": problems.iter()
+                .map(|(y, p)| json!({"year": y, "line": p.line, "text": p.text, "reason": p.reason}))
+                .collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(0);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} @ {} ({head})  legend: # written  o listed, not written  . no tile  ! incomplete  ? unrecorded",
+        cube.location, cube.branch
+    )?;
+    for &y in &years {
+        let list = lists.get(&y);
+        let listed = list
+            .map(|l| l.tiles.len().to_string())
+            .unwrap_or_else(|| "?".into());
+        writeln!(
+            out,
+            "\n{y}: {} written / {listed} listed",
+            coverage.written_count(y)
+        )?;
+        // Column labels every 6 columns.
+        let mut header = String::from("     ");
+        for c in 0..grid.columns {
+            if c % 6 == 0 {
+                let t = grid.tile_at(crate::grid::Cell { col: c, row: 0 });
+                let lon = t.to_string();
+                let label = &lon[4..];
+                header.push_str(&format!("{label:<6}"));
+            }
+        }
+        writeln!(out, "{}", header.trim_end())?;
+        for r in 0..grid.rows {
+            let row_tile = grid.tile_at(crate::grid::Cell { col: 0, row: r });
+            let lat = &row_tile.to_string()[..3];
+            let mut line = format!("{lat}  ");
+            for c in 0..grid.columns {
+                let t = grid.tile_at(crate::grid::Cell { col: c, row: r });
+                line.push(glyph(tile_state_name(
+                    coverage.state(y, t),
+                    list.map(|l| l.contains(t)),
+                )));
+            }
+            writeln!(out, "{line}")?;
+        }
+    }
+    for (y, p) in &problems {
+        writeln!(out, "warning: tile list {y}: {p}")?;
+    }
+    Ok(0)
+}
+
+async fn log(settings: &Settings, as_json: bool) -> Result<i32> {
+    let cube = settings.open_cube().await?;
+    let history = cube.history().await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&history)?);
+        return Ok(0);
+    }
+    for c in &history {
+        let local = c.time.with_timezone(&chrono::Local);
+        let tiles = if c.tile_count() > 0 {
+            format!("  [{}]", c.tiles_summary(6))
+        } else {
+            String::new()
+        };
+        println!(
+            "{}  {}  {}{tiles}",
+            c.id,
+            local.format("%Y-%m-%d %H:%M:%S"),
+            c.message
+        );
+    }
+    Ok(0)
+}
+
+async fn demo(settings: &Settings, dir: Option<PathBuf>, pixels: u64) -> Result<i32> {
+    let root = dir.unwrap_or_else(|| data_dir().join("demo"));
+    let source_dir = root.join("source");
+    let repo_dir = root.join("cube");
+    let grid = Grid::from_preset(&settings.preset, Some(pixels))?;
+    let years = settings.preset.years.all();
+    eprintln!("making a GLAD-like source in {} ...", source_dir.display());
+    let per_year = {
+        let (s, g, y) = (source_dir.clone(), grid.clone(), years.clone());
+        tokio::task::spawn_blocking(move || crate::demo::make_source(&s, &g, &y)).await??
+    };
+    eprintln!("{per_year} land tiles per year, {} years", years.len());
+    let mut demo_settings = settings.clone();
+    demo_settings.repo = Some(repo_dir.display().to_string());
+    demo_settings.source = Some(source_dir.display().to_string());
+    demo_settings.tile_pixels = Some(pixels);
+    let location = demo_settings.location()?;
+    if Cube::open(location.clone(), &demo_settings.branch)
+        .await
+        .is_err()
+    {
+        init(&demo_settings, false).await?;
+    }
+    let args = WriteArgs {
+        years: vec![],
+        tiles: vec![],
+        all: false,
+        missing: true,
+        threads: None,
+        commit_every: Some(100),
+        json: false,
+    };
+    let code = write(&demo_settings, &args).await?;
+    status(&demo_settings, false, &[]).await?;
+    eprintln!(
+        "demo cube: {}\n  try: tilecube --repo {} --source {} log",
+        repo_dir.display(),
+        repo_dir.display(),
+        source_dir.display()
+    );
+    Ok(code)
+}

@@ -1,0 +1,204 @@
+//! The branch's history: each commit's message, time and the tiles it recorded writing.
+//!
+//! A commit that writes tiles carries, in its snapshot properties under `tilecube`, a map
+//! `written: {year: {tile: stored chunks}}`. A commit that lays out the cube (`init`) carries
+//! `init` and starts the record afresh.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use icechunk::format::snapshot::SnapshotProperties;
+use icechunk::repository::VersionInfo;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::repo::props_key;
+use super::{Cube, CubeError};
+use crate::grid::TileName;
+
+/// Tiles written, by year, with the number of chunks each stored.
+pub type WrittenTiles = BTreeMap<i32, BTreeMap<TileName, u64>>;
+
+/// One tile a commit recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TileRecord {
+    pub year: i32,
+    pub tile: TileName,
+    pub chunks: u64,
+}
+
+/// One commit of the branch's ancestry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Commit {
+    pub id: String,
+    pub parent: Option<String>,
+    pub time: DateTime<Utc>,
+    pub message: String,
+    /// Tiles this commit wrote.
+    pub written: WrittenTiles,
+    /// Whether this commit laid out the cube afresh.
+    pub init: bool,
+}
+
+impl Commit {
+    /// Number of tiles this commit wrote.
+    pub fn tile_count(&self) -> usize {
+        self.written.values().map(|t| t.len()).sum()
+    }
+
+    /// Short description of the tiles, for one-line listings.
+    pub fn tiles_summary(&self, max: usize) -> String {
+        let all: Vec<String> = self
+            .written
+            .iter()
+            .flat_map(|(y, tiles)| tiles.keys().map(move |t| format!("{y}/{t}")))
+            .collect();
+        if all.len() <= max {
+            all.join(" ")
+        } else {
+            format!("{} … (+{})", all[..max].join(" "), all.len() - max)
+        }
+    }
+}
+
+/// Snapshot properties recording the tiles a commit wrote.
+pub fn written_properties(written: &WrittenTiles) -> SnapshotProperties {
+    let map: serde_json::Map<String, Value> = written
+        .iter()
+        .map(|(year, tiles)| {
+            let t: serde_json::Map<String, Value> = tiles
+                .iter()
+                .map(|(tile, n)| (tile.to_string(), json!(n)))
+                .collect();
+            (year.to_string(), Value::Object(t))
+        })
+        .collect();
+    let mut props = SnapshotProperties::new();
+    props.insert(props_key().into(), json!({ "written": map }));
+    props
+}
+
+fn parse_written(props: &SnapshotProperties) -> (WrittenTiles, bool) {
+    let mut out = WrittenTiles::new();
+    let Some(ours) = props.get(props_key()) else {
+        return (out, false);
+    };
+    let init = ours.get("init").is_some();
+    if let Some(Value::Object(years)) = ours.get("written") {
+        for (year, tiles) in years {
+            let (Ok(year), Value::Object(tiles)) = (year.parse::<i32>(), tiles) else {
+                continue;
+            };
+            let entry = out.entry(year).or_default();
+            for (name, n) in tiles {
+                if let Ok(tile) = name.parse::<TileName>() {
+                    entry.insert(tile, n.as_u64().unwrap_or(0));
+                }
+            }
+        }
+    }
+    (out, init)
+}
+
+impl Cube {
+    /// The ancestry of a version, newest first.
+    pub async fn history_of(&self, version: &VersionInfo) -> Result<Vec<Commit>, CubeError> {
+        let stream = self
+            .repo
+            .ancestry(version)
+            .await
+            .map_err(|e| CubeError::icechunk("reading the history", e))?;
+        let infos: Vec<_> = stream
+            .try_collect()
+            .await
+            .map_err(|e| CubeError::icechunk("reading the history", e))?;
+        Ok(infos
+            .into_iter()
+            .map(|info| {
+                let (written, init) = parse_written(&info.metadata);
+                Commit {
+                    id: info.id.to_string(),
+                    parent: info.parent_id.map(|p| p.to_string()),
+                    time: info.flushed_at,
+                    message: info.message,
+                    written,
+                    init,
+                }
+            })
+            .collect())
+    }
+
+    /// The branch's ancestry, newest first.
+    pub async fn history(&self) -> Result<Vec<Commit>, CubeError> {
+        self.history_of(&VersionInfo::BranchTipRef(self.branch.clone()))
+            .await
+    }
+
+    /// The tiles recorded as written in an ancestry (newest first), with the snapshot that
+    /// last wrote each: everything since the latest layout commit.
+    pub fn recorded_tiles(history: &[Commit]) -> BTreeMap<(i32, TileName), (u64, String)> {
+        let mut out = BTreeMap::new();
+        for commit in history {
+            for (year, tiles) in &commit.written {
+                for (tile, n) in tiles {
+                    out.entry((*year, *tile))
+                        .or_insert_with(|| (*n, commit.id.clone()));
+                }
+            }
+            if commit.init {
+                break;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_tiles_round_trip_through_properties() {
+        let mut w = WrittenTiles::new();
+        w.entry(2000)
+            .or_default()
+            .insert("70N_180W".parse().unwrap(), 1600);
+        w.entry(2020)
+            .or_default()
+            .insert("00N_000E".parse().unwrap(), 0);
+        let props = written_properties(&w);
+        let (back, init) = parse_written(&props);
+        assert_eq!(back, w);
+        assert!(!init);
+    }
+
+    #[test]
+    fn recorded_tiles_stop_at_the_latest_layout_commit() {
+        let t = |s: &str| s.parse::<TileName>().unwrap();
+        let mk = |id: &str, tiles: &[&str], init: bool| Commit {
+            id: id.into(),
+            parent: None,
+            time: Utc::now(),
+            message: String::new(),
+            written: if tiles.is_empty() {
+                WrittenTiles::new()
+            } else {
+                [(2000, tiles.iter().map(|s| (t(s), 1)).collect())].into()
+            },
+            init,
+        };
+        // newest first
+        let history = vec![
+            mk("C", &["10N_010E"], false),
+            mk("B", &["00N_000E", "10N_010E"], false),
+            mk("INIT", &[], true),
+            mk("A", &["70N_180W"], false),
+        ];
+        let rec = Cube::recorded_tiles(&history);
+        assert_eq!(rec.len(), 2);
+        assert_eq!(rec[&(2000, t("10N_010E"))].1, "C");
+        assert_eq!(rec[&(2000, t("00N_000E"))].1, "B");
+        assert!(!rec.contains_key(&(2000, t("70N_180W"))));
+    }
+}

@@ -1,0 +1,220 @@
+//! The cube's layout: shape, chunks, coordinates and metadata, and where each tile lands.
+//!
+//! The layout is derived from a preset at `init` and stored in the root group's attributes
+//! (key `tilecube`), so every later command reads it back from the repository itself.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::grid::{Cell, Grid, TileName};
+use crate::preset::Preset;
+
+use super::CubeError;
+
+/// Root attribute key holding the serialized layout.
+pub const LAYOUT_ATTR: &str = "tilecube";
+/// Name of the scalar coordinate carrying the CRS.
+pub const SPATIAL_REF_ATTRS_KEY: &str = "spatial_ref";
+
+/// Everything needed to place tiles in the cube and describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Layout {
+    pub preset: String,
+    pub variable: String,
+    pub fill_value: u8,
+    pub zstd_level: i32,
+    pub years: Vec<i32>,
+    pub origin_lon: i32,
+    pub origin_lat: i32,
+    pub tile_degrees: u32,
+    pub columns: u32,
+    pub rows: u32,
+    pub tile_pixels: u64,
+    pub chunk_pixels: u64,
+    pub epsg: u32,
+    #[serde(default)]
+    pub variable_attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Layout {
+    /// The layout of a preset on a settled grid.
+    pub fn new(preset: &Preset, grid: &Grid) -> Self {
+        Self {
+            preset: preset.name.clone(),
+            variable: preset.variable.name.clone(),
+            fill_value: preset.variable.fill_value,
+            zstd_level: preset.variable.zstd_level,
+            years: preset.years.all(),
+            origin_lon: grid.origin_lon,
+            origin_lat: grid.origin_lat,
+            tile_degrees: grid.tile_degrees,
+            columns: grid.columns,
+            rows: grid.rows,
+            tile_pixels: grid.tile_pixels,
+            chunk_pixels: grid.chunk_pixels,
+            epsg: grid.epsg,
+            variable_attributes: preset.variable.attributes.clone(),
+            attributes: preset.attributes.clone(),
+        }
+    }
+
+    /// The grid this layout tiles.
+    pub fn grid(&self) -> Grid {
+        Grid {
+            origin_lon: self.origin_lon,
+            origin_lat: self.origin_lat,
+            tile_degrees: self.tile_degrees,
+            columns: self.columns,
+            rows: self.rows,
+            tile_pixels: self.tile_pixels,
+            chunk_pixels: self.chunk_pixels,
+            epsg: self.epsg,
+        }
+    }
+
+    /// Array shape of the data variable: (year, y, x).
+    pub fn shape(&self) -> [u64; 3] {
+        let (h, w) = self.grid().shape();
+        [self.years.len() as u64, h, w]
+    }
+
+    /// Chunk shape of the data variable.
+    pub fn chunk_shape(&self) -> [u64; 3] {
+        [1, self.chunk_pixels, self.chunk_pixels]
+    }
+
+    /// Index of a year on the year axis.
+    pub fn year_index(&self, year: i32) -> Option<usize> {
+        self.years.iter().position(|&y| y == year)
+    }
+
+    /// Path of the data variable in the repository.
+    pub fn variable_path(&self) -> String {
+        format!("/{}", self.variable)
+    }
+
+    /// Chunk indices (year, y, x) of every chunk of a tile, strip by strip.
+    pub fn tile_chunks(&self, year_index: usize, cell: Cell) -> impl Iterator<Item = [u64; 3]> {
+        let grid = self.grid();
+        let n = grid.chunks_per_side();
+        let (cy0, cx0) = grid.first_chunk(cell);
+        (0..n).flat_map(move |dy| (0..n).map(move |dx| [year_index as u64, cy0 + dy, cx0 + dx]))
+    }
+
+    /// The tile a chunk belongs to, with its year.
+    pub fn tile_of_chunk(&self, chunk: &[u32]) -> Option<(i32, TileName)> {
+        if chunk.len() != 3 {
+            return None;
+        }
+        let year = *self.years.get(chunk[0] as usize)?;
+        let grid = self.grid();
+        let cell = grid.cell_of_chunk(chunk[1] as u64, chunk[2] as u64)?;
+        Some((year, grid.tile_at(cell)))
+    }
+
+    /// Parse the layout from the root group's attributes.
+    pub fn from_root_attributes(
+        attrs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<Self>, CubeError> {
+        match attrs.get(LAYOUT_ATTR) {
+            None => Ok(None),
+            Some(v) => serde_json::from_value(v.clone())
+                .map(Some)
+                .map_err(|e| CubeError::Layout(format!("root attribute {LAYOUT_ATTR}: {e}"))),
+        }
+    }
+
+    /// A check that flags given on the command line agree with the stored layout.
+    pub fn check_tile_pixels(&self, tile_pixels: Option<u64>) -> Result<(), CubeError> {
+        match tile_pixels {
+            Some(n) if n != self.tile_pixels => Err(CubeError::Layout(format!(
+                "--tile-pixels {n} disagrees with the cube, whose tiles are {} px",
+                self.tile_pixels
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// x coordinate values (pixel centres, degrees east).
+    pub fn x_values(&self) -> Vec<f64> {
+        let p = self.grid().pixel_size();
+        let (_, w) = self.grid().shape();
+        (0..w)
+            .map(|i| self.origin_lon as f64 + (i as f64 + 0.5) * p)
+            .collect()
+    }
+
+    /// y coordinate values (pixel centres, degrees north, decreasing).
+    pub fn y_values(&self) -> Vec<f64> {
+        let p = self.grid().pixel_size();
+        let (h, _) = self.grid().shape();
+        (0..h)
+            .map(|j| self.origin_lat as f64 - (j as f64 + 0.5) * p)
+            .collect()
+    }
+
+    /// The GDAL geotransform of the whole cube, as GDAL writes it in attributes.
+    pub fn geotransform_attr(&self) -> String {
+        let g = self.grid().geotransform();
+        format!(
+            "{:.1} {} {:.1} {:.1} {:.1} {}",
+            g[0], g[1], g[2], g[3], g[4], g[5]
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn glad() -> Layout {
+        let p = Preset::glad();
+        Layout::new(&p, &Grid::from_preset(&p, None).unwrap())
+    }
+
+    #[test]
+    fn glad_layout_has_the_published_shape_and_geotransform() {
+        let l = glad();
+        assert_eq!(l.shape(), [5, 560_000, 1_440_000]);
+        assert_eq!(l.chunk_shape(), [1, 1000, 1000]);
+        assert_eq!(
+            l.geotransform_attr(),
+            "-180.0 0.00025 0.0 80.0 0.0 -0.00025"
+        );
+        let x = l.x_values();
+        assert_eq!(x.len(), 1_440_000);
+        assert!((x[0] - (-180.0 + 0.000125)).abs() < 1e-12);
+        let y = l.y_values();
+        assert!((y[559_999] - (-60.0 + 0.000125)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn chunks_of_a_tile_cover_its_region_and_map_back() {
+        let l = glad();
+        let grid = l.grid();
+        let tile: TileName = "50S_170E".parse().unwrap();
+        let cell = grid.cell(tile).unwrap();
+        let chunks: Vec<_> = l.tile_chunks(4, cell).collect();
+        assert_eq!(chunks.len(), 1600);
+        assert_eq!(chunks[0], [4, 520, 1400]);
+        assert_eq!(chunks[1599], [4, 559, 1439]);
+        assert_eq!(l.tile_of_chunk(&[4, 559, 1439]), Some((2020, tile)));
+        assert_eq!(l.tile_of_chunk(&[5, 0, 0]), None);
+    }
+
+    #[test]
+    fn layout_round_trips_through_root_attributes() {
+        let l = glad();
+        let mut attrs = serde_json::Map::new();
+        attrs.insert(LAYOUT_ATTR.into(), serde_json::to_value(&l).unwrap());
+        assert_eq!(
+            Layout::from_root_attributes(&attrs).unwrap(),
+            Some(l.clone())
+        );
+        assert!(l.check_tile_pixels(Some(40_000)).is_ok());
+        assert!(l.check_tile_pixels(Some(400)).is_err());
+    }
+}

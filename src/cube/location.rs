@@ -1,0 +1,209 @@
+//! Where a repository lives: a local directory (the default), `s3://bucket/prefix` or
+//! `gs://bucket/prefix`, and how to reach it.
+//!
+//! S3 settings not given explicitly come from the standard AWS environment variables;
+//! credentials are only ever handed to the storage client, never displayed.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use icechunk::Storage;
+use icechunk::config::{S3Credentials, S3Options};
+
+use super::CubeError;
+
+/// S3 connection settings for a repository; anything left `None` falls back to the
+/// environment (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials from `AWS_*` and profiles).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub path_style: Option<bool>,
+    pub anonymous: Option<bool>,
+}
+
+/// A repository location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoLocation {
+    Local(PathBuf),
+    S3 {
+        bucket: String,
+        prefix: String,
+        settings: S3Settings,
+    },
+    Gcs {
+        bucket: String,
+        prefix: String,
+        anonymous: bool,
+    },
+}
+
+impl fmt::Display for RepoLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(p) => write!(f, "{}", p.display()),
+            Self::S3 { bucket, prefix, .. } => write!(f, "s3://{bucket}/{prefix}"),
+            Self::Gcs { bucket, prefix, .. } => write!(f, "gs://{bucket}/{prefix}"),
+        }
+    }
+}
+
+fn split_bucket(rest: &str, original: &str) -> Result<(String, String), CubeError> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(CubeError::Repository {
+            location: original.to_string(),
+            message: "the URL names no bucket".into(),
+        });
+    }
+    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+impl RepoLocation {
+    /// Parse `--repo`: a local path, `s3://bucket/prefix` or `gs://bucket/prefix`.
+    pub fn parse(text: &str, s3: &S3Settings) -> Result<Self, CubeError> {
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = split_bucket(rest, text)?;
+            return Ok(Self::S3 {
+                bucket,
+                prefix,
+                settings: s3.clone(),
+            });
+        }
+        if let Some(rest) = text.strip_prefix("gs://") {
+            let (bucket, prefix) = split_bucket(rest, text)?;
+            return Ok(Self::Gcs {
+                bucket,
+                prefix,
+                anonymous: false,
+            });
+        }
+        if text.contains("://") {
+            return Err(CubeError::Repository {
+                location: text.to_string(),
+                message: "unsupported scheme; use a local path, s3:// or gs://".into(),
+            });
+        }
+        if text.is_empty() {
+            return Err(CubeError::Repository {
+                location: text.to_string(),
+                message: "empty repository path".into(),
+            });
+        }
+        Ok(Self::Local(PathBuf::from(text)))
+    }
+
+    /// A key naming this repository, for per-repository state kept elsewhere.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Local(p) => {
+                let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                format!("file://{}", abs.display())
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Build the Icechunk storage for this location.
+    pub async fn storage(&self) -> Result<Arc<dyn Storage + Send + Sync>, CubeError> {
+        let fail = |e: &dyn fmt::Display| CubeError::Repository {
+            location: self.to_string(),
+            message: e.to_string(),
+        };
+        match self {
+            Self::Local(path) => {
+                if path.exists() && !path.is_dir() {
+                    return Err(fail(&"exists and is not a directory"));
+                }
+                std::fs::create_dir_all(path).map_err(|e| fail(&e))?;
+                icechunk::new_local_filesystem_storage(path)
+                    .await
+                    .map_err(|e| fail(&e))
+            }
+            Self::S3 {
+                bucket,
+                prefix,
+                settings,
+            } => {
+                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                let endpoint_url = settings
+                    .endpoint_url
+                    .clone()
+                    .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+                    .or_else(|| env("AWS_ENDPOINT_URL"));
+                let allow_http = endpoint_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("http://"));
+                let region = settings
+                    .region
+                    .clone()
+                    .or_else(|| env("AWS_REGION"))
+                    .or_else(|| env("AWS_DEFAULT_REGION"))
+                    .or_else(|| endpoint_url.as_ref().map(|_| "us-east-1".to_string()));
+                let anonymous = settings.anonymous.unwrap_or(false);
+                let mut options = S3Options::default();
+                options.region = region;
+                options.force_path_style = settings.path_style.unwrap_or(endpoint_url.is_some());
+                options.endpoint_url = endpoint_url;
+                options.anonymous = anonymous;
+                options.allow_http = allow_http;
+                options.network_stream_timeout_seconds = Some(60);
+                let credentials = if anonymous {
+                    S3Credentials::Anonymous
+                } else {
+                    S3Credentials::FromEnv
+                };
+                icechunk::new_s3_storage(
+                    options,
+                    bucket.clone(),
+                    Some(prefix.clone()),
+                    Some(credentials),
+                    vec![],
+                    vec![],
+                    None,
+                )
+                .map_err(|e| fail(&e))
+            }
+            Self::Gcs {
+                bucket,
+                prefix,
+                anonymous,
+            } => {
+                let credentials = anonymous.then_some(icechunk::config::GcsCredentials::Anonymous);
+                icechunk::storage::new_gcs_storage(
+                    bucket.clone(),
+                    Some(prefix.clone()),
+                    credentials,
+                    None,
+                    vec![],
+                    vec![],
+                )
+                .map_err(|e| fail(&e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse_and_display_without_settings() {
+        let s3 = S3Settings {
+            endpoint_url: Some("http://127.0.0.1:9000".into()),
+            ..Default::default()
+        };
+        let l = RepoLocation::parse("s3://bucket/some/prefix/", &s3).unwrap();
+        assert_eq!(l.to_string(), "s3://bucket/some/prefix");
+        let l = RepoLocation::parse("gs://b", &s3).unwrap();
+        assert_eq!(l.to_string(), "gs://b/");
+        let l = RepoLocation::parse("./cube", &s3).unwrap();
+        assert_eq!(l, RepoLocation::Local("./cube".into()));
+        for bad in ["s3://", "ftp://x/y", ""] {
+            assert!(RepoLocation::parse(bad, &s3).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The cube in its Icechunk repository: layout, opening and creating, chunk writes, commits,
+//! history and coverage.
+//!
+//! The repository is the source of truth: the layout lives in the root group's attributes,
+//! every commit that writes tiles records them in its snapshot properties, and the chunks
+//! present in a snapshot say which regions hold data.
+
+mod coverage;
+mod error;
+mod history;
+mod layout;
+mod location;
+mod repo;
+mod writer;
+
+pub use coverage::{Coverage, TileState};
+pub use error::CubeError;
+pub use history::{Commit, TileRecord, WrittenTiles, written_properties};
+pub use layout::{Layout, SPATIAL_REF_ATTRS_KEY};
+pub use location::{RepoLocation, S3Settings};
+pub(crate) use repo::commit;
+pub use repo::{Cube, InitOptions, SpecVersion};
+pub use writer::{ChunkEncoder, EncodedChunk, PreparedUpload, TileChunks, prepare_upload};

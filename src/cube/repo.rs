@@ -1,0 +1,452 @@
+//! Creating and opening the cube's repository, its sessions and commits.
+
+use std::sync::Arc;
+
+use icechunk::config::{
+    ManifestConfig, ManifestSplitCondition, ManifestSplitDim, ManifestSplitDimCondition,
+    ManifestSplittingConfig,
+};
+use icechunk::conflicts::basic_solver::BasicConflictSolver;
+use icechunk::format::SnapshotId;
+use icechunk::format::format_constants::SpecVersionBin;
+use icechunk::format::snapshot::SnapshotProperties;
+use icechunk::repository::VersionInfo;
+use icechunk::session::Session;
+use icechunk::{Repository, RepositoryConfig};
+use serde_json::{Value, json};
+use zarrs::array::{ArrayBuilder, data_type};
+use zarrs::group::{Group, GroupBuilder};
+use zarrs_icechunk::AsyncIcechunkStore;
+
+use super::layout::{LAYOUT_ATTR, Layout};
+use super::{CubeError, RepoLocation};
+
+/// Icechunk format version for new repositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpecVersion {
+    /// Readable by icechunk-python 1.x.
+    V1,
+    #[default]
+    V2,
+}
+
+impl SpecVersion {
+    pub fn from_number(n: u8) -> Option<Self> {
+        match n {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2),
+            _ => None,
+        }
+    }
+}
+
+/// Options of `init`.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    pub spec_version: SpecVersion,
+    /// Lay out a fresh, empty cube over an existing repository (as a new commit).
+    pub force: bool,
+    pub branch: String,
+}
+
+/// An open cube: its repository, branch and layout.
+#[derive(Clone)]
+pub struct Cube {
+    pub location: RepoLocation,
+    pub repo: Arc<Repository>,
+    pub layout: Layout,
+    pub branch: String,
+}
+
+/// Number of attempts to rebase a commit over concurrent commits to the branch.
+const REBASE_ATTEMPTS: u16 = 50;
+
+fn repo_config(layout: &Layout) -> RepositoryConfig {
+    // One manifest per tile and year: a commit rewrites only the manifests of the tiles it
+    // touched, so commits stay cheap however full the cube gets.
+    let n = layout.tile_pixels.div_ceil(layout.chunk_pixels) as u32;
+    let dims = vec![
+        ManifestSplitDim {
+            condition: ManifestSplitDimCondition::DimensionName("year".into()),
+            num_chunks: 1,
+        },
+        ManifestSplitDim {
+            condition: ManifestSplitDimCondition::DimensionName("y".into()),
+            num_chunks: n,
+        },
+        ManifestSplitDim {
+            condition: ManifestSplitDimCondition::DimensionName("x".into()),
+            num_chunks: n,
+        },
+    ];
+    let splitting = ManifestSplittingConfig {
+        split_sizes: Some(vec![(
+            ManifestSplitCondition::PathMatches {
+                regex: format!("^/{}$", regex_escape(&layout.variable)),
+            },
+            dims,
+        )]),
+    };
+    RepositoryConfig {
+        manifest: Some(ManifestConfig {
+            splitting: Some(splitting),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+impl Cube {
+    /// Create the repository (or, with `force`, reuse it) and commit the cube's layout:
+    /// the data variable with no chunk written, and its coordinates.
+    pub async fn init(
+        location: RepoLocation,
+        layout: Layout,
+        options: &InitOptions,
+    ) -> Result<Self, CubeError> {
+        let storage = location.storage().await?;
+        let repo_err = |e: &dyn std::fmt::Display| CubeError::Repository {
+            location: location.to_string(),
+            message: e.to_string(),
+        };
+        let exists = Repository::exists(Arc::clone(&storage), None)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        let config = repo_config(&layout);
+        let repo = if exists {
+            if !options.force {
+                return Err(CubeError::AlreadyExists {
+                    location: location.to_string(),
+                });
+            }
+            let repo = Repository::open(storage)
+                .config(config)
+                .execute()
+                .await
+                .map_err(|e| repo_err(&e))?;
+            repo.save_config().await.map_err(|e| repo_err(&e))?;
+            repo
+        } else {
+            if let RepoLocation::Local(dir) = &location {
+                let non_empty = std::fs::read_dir(dir)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false);
+                if non_empty {
+                    return Err(repo_err(
+                        &"directory is not empty and holds no repository; choose an empty or new directory",
+                    ));
+                }
+            }
+            let spec = match options.spec_version {
+                SpecVersion::V1 => SpecVersionBin::V1,
+                SpecVersion::V2 => SpecVersionBin::V2,
+            };
+            let repo = Repository::create(storage)
+                .config(config)
+                .spec_version(spec)
+                .execute()
+                .await
+                .map_err(|e| repo_err(&e))?;
+            repo.save_config().await.map_err(|e| repo_err(&e))?;
+            repo
+        };
+        let cube = Self {
+            location,
+            repo: Arc::new(repo),
+            layout,
+            branch: options.branch.clone(),
+        };
+        cube.commit_layout().await?;
+        Ok(cube)
+    }
+
+    async fn commit_layout(&self) -> Result<(), CubeError> {
+        let mut session = self.writable_session().await?;
+        session
+            .clear()
+            .await
+            .map_err(|e| CubeError::icechunk("clearing the old cube", e))?;
+        let store = Arc::new(AsyncIcechunkStore::new(session));
+        write_layout(&store, &self.layout).await?;
+        let session = store.session();
+        let mut session = session.write().await;
+        let mut props = SnapshotProperties::new();
+        props.insert(
+            LAYOUT_ATTR.into(),
+            json!({ "init": { "shape": self.layout.shape(), "chunks": self.layout.chunk_shape() } }),
+        );
+        commit(&mut session, "initialize array", props).await?;
+        Ok(())
+    }
+
+    /// Open an existing cube on a branch; its layout is read from the branch head.
+    pub async fn open(location: RepoLocation, branch: &str) -> Result<Self, CubeError> {
+        let storage = location.storage().await?;
+        let repo_err = |e: &dyn std::fmt::Display| CubeError::Repository {
+            location: location.to_string(),
+            message: e.to_string(),
+        };
+        let exists = Repository::exists(Arc::clone(&storage), None)
+            .await
+            .map_err(|e| repo_err(&e))?;
+        if !exists {
+            return Err(CubeError::NotACube {
+                location: location.to_string(),
+            });
+        }
+        let repo = Repository::open(storage)
+            .execute()
+            .await
+            .map_err(|e| repo_err(&e))?;
+        let session = repo
+            .readonly_session(&VersionInfo::BranchTipRef(branch.to_string()))
+            .await
+            .map_err(|e| CubeError::icechunk(format!("opening branch {branch}"), e))?;
+        let layout = read_layout(session)
+            .await?
+            .ok_or_else(|| CubeError::NotACube {
+                location: location.to_string(),
+            })?;
+        Ok(Self {
+            location,
+            repo: Arc::new(repo),
+            layout,
+            branch: branch.to_string(),
+        })
+    }
+
+    /// A session that writes to the branch.
+    pub async fn writable_session(&self) -> Result<Session, CubeError> {
+        self.repo
+            .writable_session(&self.branch)
+            .await
+            .map_err(|e| CubeError::icechunk(format!("opening branch {}", self.branch), e))
+    }
+
+    /// A read-only session at the branch head.
+    pub async fn head_session(&self) -> Result<Session, CubeError> {
+        self.session_at(&VersionInfo::BranchTipRef(self.branch.clone()))
+            .await
+    }
+
+    /// A read-only session at any version.
+    pub async fn session_at(&self, version: &VersionInfo) -> Result<Session, CubeError> {
+        self.repo
+            .readonly_session(version)
+            .await
+            .map_err(|e| CubeError::icechunk("opening a snapshot", e))
+    }
+
+    /// The snapshot at the branch head.
+    pub async fn head(&self) -> Result<SnapshotId, CubeError> {
+        self.repo
+            .lookup_branch(&self.branch)
+            .await
+            .map_err(|e| CubeError::icechunk(format!("reading branch {}", self.branch), e))
+    }
+
+    /// Refresh the repository handle (to see commits by other processes).
+    pub async fn reopen(&self) -> Result<Self, CubeError> {
+        Self::open(self.location.clone(), &self.branch).await
+    }
+}
+
+/// Commit a session, rebasing over concurrent commits when they touched other chunks.
+pub(crate) async fn commit(
+    session: &mut Session,
+    message: &str,
+    properties: SnapshotProperties,
+) -> Result<SnapshotId, CubeError> {
+    let solver = BasicConflictSolver::default();
+    session
+        .commit(message)
+        .properties(properties)
+        .rebase(&solver, REBASE_ATTEMPTS)
+        .execute()
+        .await
+        .map_err(|e| CubeError::icechunk("committing", e))
+}
+
+async fn read_layout(session: Session) -> Result<Option<Layout>, CubeError> {
+    let store = Arc::new(AsyncIcechunkStore::new(session));
+    let group = match Group::async_open(store, "/").await {
+        Ok(g) => g,
+        Err(_) => return Ok(None),
+    };
+    Layout::from_root_attributes(group.attributes())
+}
+
+fn attrs(pairs: impl IntoIterator<Item = (String, Value)>) -> serde_json::Map<String, Value> {
+    pairs.into_iter().collect()
+}
+
+fn zarr_err(what: &str) -> impl Fn(&dyn std::fmt::Display) -> CubeError + '_ {
+    move |e| CubeError::icechunk(what, e)
+}
+
+/// Write the cube's groups and arrays: metadata for the data variable, and the coordinates.
+async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Result<(), CubeError> {
+    let zstd = || -> Vec<Arc<dyn zarrs::array::BytesToBytesCodecTraits>> {
+        vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
+            layout.zstd_level.into(),
+            false,
+        ))]
+    };
+    let mut root_attrs = attrs(
+        layout
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
+    );
+    root_attrs.insert(
+        LAYOUT_ATTR.into(),
+        serde_json::to_value(layout).map_err(|e| CubeError::Layout(e.to_string()))?,
+    );
+    GroupBuilder::new()
+        .attributes(root_attrs)
+        .build(Arc::clone(store), "/")
+        .map_err(|e| zarr_err("root group")(&e))?
+        .async_store_metadata()
+        .await
+        .map_err(|e| zarr_err("root group")(&e))?;
+
+    // The data variable: metadata only, no chunk.
+    let mut var_attrs = attrs(
+        layout
+            .variable_attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
+    );
+    var_attrs.insert("grid_mapping".into(), json!("spatial_ref"));
+    var_attrs.insert("coordinates".into(), json!("spatial_ref"));
+    let shape = layout.shape();
+    let chunks = layout.chunk_shape();
+    let var_path = layout.variable_path();
+    ArrayBuilder::new(
+        shape.to_vec(),
+        chunks.to_vec(),
+        data_type::uint8(),
+        layout.fill_value,
+    )
+    .bytes_to_bytes_codecs(zstd())
+    .dimension_names(Some(["year", "y", "x"]))
+    .attributes(var_attrs)
+    .build(Arc::clone(store), &var_path)
+    .map_err(|e| zarr_err("data variable")(&e))?
+    .async_store_metadata()
+    .await
+    .map_err(|e| zarr_err("data variable")(&e))?;
+
+    // year
+    let years: Vec<i64> = layout.years.iter().map(|&y| y as i64).collect();
+    let year = ArrayBuilder::new(
+        vec![years.len() as u64],
+        vec![years.len() as u64],
+        data_type::int64(),
+        0i64,
+    )
+    .bytes_to_bytes_codecs(zstd())
+    .dimension_names(Some(["year"]))
+    .attributes(attrs([("long_name".to_string(), json!("year"))]))
+    .build(Arc::clone(store), "/year")
+    .map_err(|e| zarr_err("year coordinate")(&e))?;
+    year.async_store_metadata()
+        .await
+        .map_err(|e| zarr_err("year coordinate")(&e))?;
+    year.async_store_chunk(&[0], years)
+        .await
+        .map_err(|e| zarr_err("year coordinate")(&e))?;
+
+    // x and y pixel centres
+    for (name, values, std_name, units, axis) in [
+        ("x", layout.x_values(), "longitude", "degrees_east", "X"),
+        ("y", layout.y_values(), "latitude", "degrees_north", "Y"),
+    ] {
+        let what = format!("{name} coordinate");
+        let len = values.len() as u64;
+        let chunk = len.min(layout.tile_pixels * 4);
+        let array = ArrayBuilder::new(vec![len], vec![chunk], data_type::float64(), f64::NAN)
+            .bytes_to_bytes_codecs(zstd())
+            .dimension_names(Some([name]))
+            .attributes(attrs([
+                ("standard_name".to_string(), json!(std_name)),
+                ("long_name".to_string(), json!(std_name)),
+                ("units".to_string(), json!(units)),
+                ("axis".to_string(), json!(axis)),
+            ]))
+            .build(Arc::clone(store), &format!("/{name}"))
+            .map_err(|e| zarr_err(&what)(&e))?;
+        array
+            .async_store_metadata()
+            .await
+            .map_err(|e| zarr_err(&what)(&e))?;
+        for (i, part) in values.chunks(chunk as usize).enumerate() {
+            let mut buf = part.to_vec();
+            buf.resize(chunk as usize, f64::NAN);
+            array
+                .async_store_chunk(&[i as u64], buf)
+                .await
+                .map_err(|e| zarr_err(&what)(&e))?;
+        }
+    }
+
+    // spatial_ref: scalar carrying the CRS
+    let wkt = crate::source::crs_wkt(layout.epsg)
+        .map_err(|e| CubeError::Layout(format!("CRS EPSG:{}: {e}", layout.epsg)))?;
+    let sr = ArrayBuilder::new(
+        Vec::<u64>::new(),
+        Vec::<u64>::new(),
+        data_type::int64(),
+        0i64,
+    )
+    .attributes(attrs([
+        ("crs_wkt".to_string(), json!(wkt)),
+        ("spatial_ref".to_string(), json!(wkt)),
+        (
+            "GeoTransform".to_string(),
+            json!(layout.geotransform_attr()),
+        ),
+        ("grid_mapping_name".to_string(), json!("latitude_longitude")),
+    ]))
+    .build(Arc::clone(store), "/spatial_ref")
+    .map_err(|e| zarr_err("spatial_ref")(&e))?;
+    sr.async_store_metadata()
+        .await
+        .map_err(|e| zarr_err("spatial_ref")(&e))?;
+    Ok(())
+}
+
+/// The tiles of a written-tiles map as snapshot properties.
+pub(crate) fn props_key() -> &'static str {
+    LAYOUT_ATTR
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variable_names_are_escaped_in_split_rules() {
+        assert_eq!(regex_escape("lclu"), "lclu");
+        assert_eq!(regex_escape("a.b"), "a\\.b");
+    }
+
+    #[test]
+    fn spec_versions_parse() {
+        assert_eq!(SpecVersion::from_number(1), Some(SpecVersion::V1));
+        assert_eq!(SpecVersion::from_number(2), Some(SpecVersion::V2));
+        assert_eq!(SpecVersion::from_number(3), None);
+    }
+}

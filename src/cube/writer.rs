@@ -1,0 +1,217 @@
+//! Chunk writes: encoding chunks with the cube's codecs, uploading them, and recording a
+//! tile's chunks in a session only once the whole tile has been uploaded.
+//!
+//! Uploading stores chunk objects but references nothing; a tile whose read fails halfway
+//! leaves unreferenced objects behind and no chunk in any commit.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use icechunk::format::manifest::ChunkPayload;
+use icechunk::format::{ChunkIndices, Path};
+use icechunk::session::Session;
+use zarrs::array::{Array, ArrayBuilder, IntoArrayBytes, data_type};
+use zarrs::array::{ArrayToBytesCodecTraits, CodecOptions};
+use zarrs::storage::store::MemoryStore;
+
+use super::{CubeError, Layout};
+
+/// Builder of the data variable's array metadata, shared by `init` and the chunk encoder
+/// so the two can never disagree.
+pub(crate) fn variable_builder(layout: &Layout) -> ArrayBuilder {
+    let mut b = ArrayBuilder::new(
+        layout.shape().to_vec(),
+        layout.chunk_shape().to_vec(),
+        data_type::uint8(),
+        layout.fill_value,
+    );
+    b.bytes_to_bytes_codecs(vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
+        layout.zstd_level.into(),
+        false,
+    ))]);
+    b.dimension_names(Some(["year", "y", "x"]));
+    b
+}
+
+/// Encodes one chunk of the data variable with the cube's codec chain.
+pub struct ChunkEncoder {
+    array: Array<MemoryStore>,
+    shape: Vec<NonZeroU64>,
+    fill: u8,
+    options: CodecOptions,
+}
+
+/// An encoded chunk: `None` when the chunk is all fill value and is not stored.
+pub type EncodedChunk = Option<Bytes>;
+
+impl ChunkEncoder {
+    pub fn new(layout: &Layout) -> Result<Self, CubeError> {
+        let array = variable_builder(layout)
+            .build(Arc::new(MemoryStore::new()), &layout.variable_path())
+            .map_err(|e| CubeError::icechunk("chunk encoder", e))?;
+        let shape = layout
+            .chunk_shape()
+            .iter()
+            .map(|&n| NonZeroU64::new(n).ok_or_else(|| CubeError::Layout("empty chunk".into())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            array,
+            shape,
+            fill: layout.fill_value,
+            options: CodecOptions::default(),
+        })
+    }
+
+    /// Number of bytes of one decoded chunk.
+    pub fn chunk_len(&self) -> usize {
+        self.shape.iter().map(|n| n.get() as usize).product()
+    }
+
+    /// Encode one chunk's pixels (row-major), or `None` if every pixel is the fill value.
+    pub fn encode(&self, pixels: &[u8]) -> Result<EncodedChunk, CubeError> {
+        if pixels.iter().all(|&p| p == self.fill) {
+            return Ok(None);
+        }
+        let dt = self.array.data_type();
+        let bytes = pixels
+            .into_array_bytes(dt)
+            .map_err(|e| CubeError::icechunk("encoding a chunk", e))?;
+        let encoded = self
+            .array
+            .codecs()
+            .encode(
+                bytes,
+                &self.shape,
+                dt,
+                self.array.fill_value(),
+                &self.options,
+            )
+            .map_err(|e| CubeError::icechunk("encoding a chunk", e))?;
+        Ok(Some(Bytes::from(encoded.into_owned())))
+    }
+}
+
+/// The chunks of one tile, uploaded and waiting to be recorded in a session.
+#[derive(Debug, Default)]
+pub struct TileChunks {
+    refs: Vec<(ChunkIndices, Option<ChunkPayload>)>,
+    /// Encoded bytes uploaded.
+    pub bytes: u64,
+}
+
+impl TileChunks {
+    /// Note an already uploaded chunk.
+    pub fn push(&mut self, coords: [u64; 3], payload: Option<(ChunkPayload, u64)>) {
+        let idx = ChunkIndices(coords.iter().map(|&c| c as u32).collect());
+        match payload {
+            Some((p, len)) => {
+                self.bytes += len;
+                self.refs.push((idx, Some(p)));
+            }
+            None => self.refs.push((idx, None)),
+        }
+    }
+
+    /// Chunks that hold data.
+    pub fn stored(&self) -> usize {
+        self.refs.iter().filter(|(_, p)| p.is_some()).count()
+    }
+
+    /// Record every chunk of the tile in the session: data chunks are referenced, all-fill
+    /// chunks are removed (so rewriting a tile leaves nothing of its previous contents).
+    pub async fn record(self, session: &mut Session, path: &Path) -> Result<(), CubeError> {
+        for (idx, payload) in self.refs {
+            session
+                .set_chunk_ref(path.clone(), idx, payload)
+                .await
+                .map_err(|e| CubeError::icechunk("recording a chunk", e))?;
+        }
+        Ok(())
+    }
+}
+
+type ChunkWriter = Box<
+    dyn FnOnce(
+            Bytes,
+        ) -> icechunk::compat::IcechunkBoxFuture<
+            'static,
+            icechunk::session::SessionResult<ChunkPayload>,
+        > + Send,
+>;
+
+/// An upload ready to run without holding the session.
+pub struct PreparedUpload {
+    writer: ChunkWriter,
+    coords: [u64; 3],
+}
+
+/// Prepare the upload of one chunk; the session is only needed for this short step.
+pub fn prepare_upload(
+    session: &Session,
+    path: &Path,
+    coords: [u64; 3],
+) -> Result<PreparedUpload, CubeError> {
+    let idx = ChunkIndices(coords.iter().map(|&c| c as u32).collect());
+    let writer = session
+        .get_chunk_writer(path, &idx)
+        .map_err(|e| CubeError::icechunk("preparing an upload", e))?;
+    Ok(PreparedUpload {
+        writer: Box::new(writer),
+        coords,
+    })
+}
+
+impl PreparedUpload {
+    /// Upload the chunk; the returned payload references it (with its encoded length).
+    /// An all-fill chunk uploads nothing.
+    pub async fn run(self, chunk: EncodedChunk) -> Result<Option<(ChunkPayload, u64)>, CubeError> {
+        let Some(bytes) = chunk else {
+            return Ok(None);
+        };
+        let len = bytes.len() as u64;
+        let payload = (self.writer)(bytes)
+            .await
+            .map_err(|e| CubeError::icechunk(format!("uploading chunk {:?}", self.coords), e))?;
+        Ok(Some((payload, len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::Grid;
+    use crate::preset::Preset;
+
+    fn small_layout() -> Layout {
+        let p = Preset::glad();
+        Layout::new(&p, &Grid::from_preset(&p, Some(40)).unwrap())
+    }
+
+    #[test]
+    fn all_fill_chunks_are_not_encoded_and_others_decode_back() {
+        let layout = small_layout();
+        let enc = ChunkEncoder::new(&layout).unwrap();
+        assert_eq!(enc.chunk_len(), 40 * 40);
+        assert!(enc.encode(&vec![255u8; 1600]).unwrap().is_none());
+        let pixels: Vec<u8> = (0..1600u32).map(|i| (i % 7) as u8).collect();
+        let bytes = enc.encode(&pixels).unwrap().unwrap();
+        assert!(bytes.len() < pixels.len());
+        let decoded = zstd_decode(&bytes);
+        assert_eq!(decoded, pixels);
+    }
+
+    fn zstd_decode(b: &[u8]) -> Vec<u8> {
+        use zarrs::array::BytesToBytesCodecTraits;
+        let codec = zarrs::array::codec::ZstdCodec::new(3.into(), false);
+        let repr = zarrs::array::BytesRepresentation::UnboundedSize;
+        codec
+            .decode(
+                std::borrow::Cow::Borrowed(b),
+                &repr,
+                &CodecOptions::default(),
+            )
+            .unwrap()
+            .into_owned()
+    }
+}

@@ -1,0 +1,267 @@
+//! GLAD-like sources made with GDAL: the demo cube, and the tiles tests and benchmarks use.
+//!
+//! Tiles are real GeoTIFFs: LZW-compressed, striped, EPSG:4326, on the grid, with blocky
+//! land-cover-like classes that change a little from year to year. A coarse land mask leaves
+//! ocean cells without a tile, as GLAD does.
+
+use std::path::{Path, PathBuf};
+
+use gdal::DriverManager;
+use gdal::raster::{Buffer, GdalType, RasterCreationOptions};
+use gdal::spatial_ref::SpatialRef;
+
+use crate::grid::{Grid, TileName};
+
+/// Errors making synthetic tiles.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("writing {path}: {reason}")]
+    Write { path: String, reason: String },
+}
+
+/// How a synthetic tile departs from a good one (for tests of bad input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flaw {
+    #[default]
+    None,
+    /// Stored as int16.
+    Int16,
+    /// Three bands.
+    ThreeBands,
+    /// One pixel short on each side.
+    WrongSize,
+    /// Upper-left corner half a tile east of the grid.
+    OffGrid,
+    /// In Web Mercator (EPSG:3857).
+    WrongCrs,
+    /// Every pixel is the fill value.
+    AllFill,
+}
+
+/// Longitude ranges `[west, east)` of land per 10° row (north edge), for the demo land mask.
+const LAND: &[(i32, &[(i32, i32)])] = &[
+    (80, &[(-160, -10), (10, 30), (50, 180)]),
+    (70, &[(-170, -20), (0, 180)]),
+    (60, &[(-170, -60), (-50, -40), (0, 180)]),
+    (50, &[(-130, -50), (-10, 160)]),
+    (40, &[(-130, -60), (-10, 150)]),
+    (30, &[(-120, -80), (-20, 130)]),
+    (20, &[(-110, -60), (-20, 120)]),
+    (10, &[(-90, -50), (-20, 130)]),
+    (0, &[(-80, -30), (0, 50), (90, 150)]),
+    (-10, &[(-80, -30), (10, 50), (110, 160)]),
+    (-20, &[(-80, -40), (10, 40), (110, 160)]),
+    (-30, &[(-80, -50), (10, 30), (110, 180)]),
+    (-40, &[(-80, -60), (140, 150), (160, 180)]),
+    (-50, &[(-80, -60)]),
+];
+
+/// Whether the demo land mask has land in a tile.
+pub fn is_land(tile: TileName) -> bool {
+    LAND.iter()
+        .filter(|(lat, _)| *lat == tile.lat)
+        .flat_map(|(_, ranges)| ranges.iter())
+        .any(|&(w, e)| tile.lon >= w && tile.lon < e)
+}
+
+/// The tiles of the grid with land under them.
+pub fn land_tiles(grid: &Grid) -> Vec<TileName> {
+    grid.tiles().filter(|t| is_land(*t)).collect()
+}
+
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The class of a pixel of a synthetic tile: blocky classes 0..=40, some water (255),
+/// a few blocks changing each year.
+pub fn pixel(tile: TileName, year: i32, x: usize, y: usize) -> u8 {
+    let (bx, by) = ((x / 37) as u64, (y / 29) as u64);
+    let seed = ((tile.lat + 90) as u64) << 32 | (tile.lon + 180) as u64;
+    let h = mix(seed ^ (bx << 16) ^ (by << 40));
+    if h % 11 == 0 {
+        return 255;
+    }
+    let epoch = ((year - 2000).max(0) / 5) as u64;
+    let changed = mix(h ^ epoch) % 13 == 0;
+    let class = if changed {
+        mix(h ^ (epoch << 7))
+    } else {
+        h >> 8
+    };
+    (class % 41) as u8
+}
+
+/// Write one synthetic tile as a striped, LZW-compressed GeoTIFF, strip by strip.
+pub fn write_tile(
+    path: &Path,
+    grid: &Grid,
+    tile: TileName,
+    year: i32,
+    flaw: Flaw,
+) -> Result<(), DemoError> {
+    let err = |e: &dyn std::fmt::Display| DemoError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+    }
+    let n = grid.tile_pixels as usize;
+    let size = if flaw == Flaw::WrongSize { n - 1 } else { n };
+    let bands = if flaw == Flaw::ThreeBands { 3 } else { 1 };
+    let driver = DriverManager::get_driver_by_name("GTiff").map_err(|e| err(&e))?;
+    let options = RasterCreationOptions::from_iter(["COMPRESS=LZW"]);
+    let p = grid.pixel_size();
+    let (mut ox, oy) = (tile.lon as f64, tile.lat as f64);
+    if flaw == Flaw::OffGrid {
+        ox += grid.tile_degrees as f64 / 2.0;
+    }
+    let gt = [ox, p, 0.0, oy, 0.0, -p];
+    match flaw {
+        Flaw::Int16 => {
+            let mut ds = driver
+                .create_with_band_type_with_options::<i16, _>(path, size, size, bands, &options)
+                .map_err(|e| err(&e))?;
+            georef(&mut ds, &gt, grid.epsg, false).map_err(|e| err(&e))?;
+            fill_bands(&ds, size, bands, |x, y| pixel(tile, year, x, y) as i16)
+                .map_err(|e| err(&e))?;
+        }
+        _ => {
+            let mut ds = driver
+                .create_with_band_type_with_options::<u8, _>(path, size, size, bands, &options)
+                .map_err(|e| err(&e))?;
+            georef(&mut ds, &gt, grid.epsg, flaw == Flaw::WrongCrs).map_err(|e| err(&e))?;
+            let all_fill = flaw == Flaw::AllFill;
+            fill_bands(&ds, size, bands, |x, y| {
+                if all_fill {
+                    255
+                } else {
+                    pixel(tile, year, x, y)
+                }
+            })
+            .map_err(|e| err(&e))?;
+        }
+    }
+    Ok(())
+}
+
+fn georef(
+    ds: &mut gdal::Dataset,
+    gt: &[f64; 6],
+    epsg: u32,
+    mercator: bool,
+) -> gdal::errors::Result<()> {
+    ds.set_geo_transform(gt)?;
+    let sr = SpatialRef::from_epsg(if mercator { 3857 } else { epsg })?;
+    ds.set_spatial_ref(&sr)
+}
+
+fn fill_bands<T: GdalType + Copy>(
+    ds: &gdal::Dataset,
+    size: usize,
+    bands: usize,
+    value: impl Fn(usize, usize) -> T,
+) -> gdal::errors::Result<()> {
+    let rows = (4 << 20) / size.max(1);
+    let rows = rows.clamp(1, size);
+    for b in 1..=bands {
+        let mut band = ds.rasterband(b)?;
+        let mut y0 = 0;
+        while y0 < size {
+            let h = rows.min(size - y0);
+            let mut data = Vec::with_capacity(size * h);
+            for y in y0..y0 + h {
+                data.extend((0..size).map(|x| value(x, y)));
+            }
+            let mut buf = Buffer::new((size, h), data);
+            band.write((0, y0 as isize), (size, h), &mut buf)?;
+            y0 += h;
+        }
+    }
+    Ok(())
+}
+
+/// Where a source's tile for a year goes under `root` (the preset's default layout).
+pub fn tile_path(root: &Path, year: i32, tile: TileName) -> PathBuf {
+    root.join(year.to_string()).join(format!("{tile}.tif"))
+}
+
+/// Write a year's tile list as GLAD does: one URL-like path per line.
+pub fn write_list(root: &Path, year: i32, tiles: &[TileName]) -> Result<(), DemoError> {
+    let path = root.join(format!("{year}.txt"));
+    let text: String = tiles
+        .iter()
+        .map(|t| format!("{}\n", tile_path(root, year, *t).display()))
+        .collect();
+    std::fs::write(&path, text).map_err(|e| DemoError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Make a whole GLAD-like source under `root`: every land tile for every year, and the lists.
+/// Tiles already present are kept. Returns the number of tiles per year.
+pub fn make_source(root: &Path, grid: &Grid, years: &[i32]) -> Result<usize, DemoError> {
+    use rayon::prelude::*;
+    crate::gdal_setup();
+    let tiles = land_tiles(grid);
+    for &year in years {
+        tiles.par_iter().try_for_each(|&t| {
+            let path = tile_path(root, year, t);
+            if path.exists() {
+                return Ok(());
+            }
+            let tmp = path.with_extension("tif.part");
+            write_tile(&tmp, grid, t, year, Flaw::None)?;
+            std::fs::rename(&tmp, &path).map_err(|e| DemoError::Write {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })
+        })?;
+        write_list(root, year, &tiles)?;
+    }
+    Ok(tiles.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preset::Preset;
+
+    #[test]
+    fn land_mask_leaves_ocean_cells_without_tiles() {
+        let grid = Grid::from_preset(&Preset::glad(), Some(100)).unwrap();
+        let land = land_tiles(&grid);
+        assert!(land.len() > 150 && land.len() < 400, "{}", land.len());
+        assert!(is_land("50N_010E".parse().unwrap()));
+        assert!(!is_land("00N_170W".parse().unwrap()), "mid-Pacific");
+    }
+
+    #[test]
+    fn synthetic_tiles_read_back_through_gdal() {
+        let dir = tempfile::tempdir().unwrap();
+        let grid = Grid::from_preset(&Preset::glad(), Some(100)).unwrap();
+        let t: TileName = "40N_010E".parse().unwrap();
+        let path = dir.path().join("t.tif");
+        write_tile(&path, &grid, t, 2005, Flaw::None).unwrap();
+        let ds = gdal::Dataset::open(&path).unwrap();
+        assert_eq!(ds.raster_size(), (100, 100));
+        let gt = ds.geo_transform().unwrap();
+        assert_eq!((gt[0], gt[3]), (10.0, 40.0));
+        let buf = ds
+            .rasterband(1)
+            .unwrap()
+            .read_as::<u8>((0, 0), (100, 100), (100, 100), None)
+            .unwrap();
+        let expected: Vec<u8> = (0..100)
+            .flat_map(|y| (0..100).map(move |x| pixel(t, 2005, x, y)))
+            .collect();
+        assert_eq!(buf.data(), &expected[..]);
+        assert!(expected.contains(&255) && expected.iter().any(|&v| v < 41));
+    }
+}

@@ -1,0 +1,13 @@
+//! Ingest: turning tiles into committed chunks of the cube.
+//!
+//! `plan` picks the tiles to write; `pipeline` reads and encodes them on a rayon pool (CPU),
+//! uploads and commits on tokio (I/O), with a bounded channel between the two; progress is
+//! reported as [`Event`]s on a channel, so front ends stay thin.
+
+mod events;
+mod pipeline;
+mod plan;
+
+pub use events::{Event, EventSink};
+pub use pipeline::{IngestOptions, IngestReport, TileFailure, ingest};
+pub use plan::{Plan, Selection, TileJob, plan};

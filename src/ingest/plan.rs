@@ -1,0 +1,95 @@
+//! Planning: which tiles of which years to write, from the source's tile lists and the
+//! cube's coverage.
+
+use crate::cube::{Coverage, Cube};
+use crate::grid::TileName;
+use crate::source::{ListProblem, Source, SourceError};
+
+/// Which tiles to write, per year.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// These tiles, whether listed or not (a tile missing from the source fails clearly).
+    Tiles(Vec<TileName>),
+    /// Every tile in the year's list.
+    All,
+    /// Listed tiles the branch head does not hold yet.
+    Missing,
+}
+
+/// One tile of one year to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileJob {
+    pub year: i32,
+    pub year_index: usize,
+    pub tile: TileName,
+    /// Path GDAL opens.
+    pub path: String,
+}
+
+/// The tiles to write, and what was wrong with the inputs that chose them.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub jobs: Vec<TileJob>,
+    /// Tile list lines left out, by year.
+    pub list_problems: Vec<(i32, ListProblem)>,
+    /// Requests that name no tile of the cube (bad year, tile off the grid).
+    pub rejected: Vec<String>,
+}
+
+/// Plan the writes of `selection` for `years` (all the cube's years when empty).
+pub async fn plan(
+    cube: &Cube,
+    source: &Source,
+    years: &[i32],
+    selection: &Selection,
+    coverage: Option<&Coverage>,
+) -> Result<Plan, SourceError> {
+    let layout = &cube.layout;
+    let grid = layout.grid();
+    let years: Vec<i32> = if years.is_empty() {
+        layout.years.clone()
+    } else {
+        years.to_vec()
+    };
+    let mut out = Plan::default();
+    for year in years {
+        let Some(year_index) = layout.year_index(year) else {
+            out.rejected.push(format!(
+                "year {year} is not in the cube (years: {:?})",
+                layout.years
+            ));
+            continue;
+        };
+        let tiles: Vec<TileName> = match selection {
+            Selection::Tiles(tiles) => {
+                let mut ok = Vec::new();
+                for t in tiles {
+                    match grid.cell(*t) {
+                        Ok(_) => ok.push(*t),
+                        Err(e) => out.rejected.push(format!("{year}/{t}: {e}")),
+                    }
+                }
+                ok
+            }
+            Selection::All | Selection::Missing => {
+                let list = source.tile_list(year, &grid).await?;
+                out.list_problems
+                    .extend(list.problems.into_iter().map(|p| (year, p)));
+                list.tiles
+                    .into_iter()
+                    .filter(|t| {
+                        *selection == Selection::All
+                            || !coverage.is_some_and(|c| c.is_written(year, *t))
+                    })
+                    .collect()
+            }
+        };
+        out.jobs.extend(tiles.into_iter().map(|tile| TileJob {
+            year,
+            year_index,
+            tile,
+            path: source.gdal_path(year, tile),
+        }));
+    }
+    Ok(out)
+}

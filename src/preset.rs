@@ -1,0 +1,182 @@
+//! Dataset presets: the tiling grid, years, variable and attributes of a cube, as data.
+//!
+//! The GLAD preset ships in `assets/glad.toml` and is embedded in the binary; a config file
+//! may point at another preset file with the same shape.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The preset embedded in the binary: GLAD land cover and land use 2000-2020.
+pub const GLAD_TOML: &str = include_str!("../assets/glad.toml");
+
+/// Errors reading or checking a preset.
+#[derive(Debug, thiserror::Error)]
+pub enum PresetError {
+    #[error("cannot read preset {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("preset {origin} is not valid TOML for a preset: {message}")]
+    Parse { origin: String, message: String },
+    #[error("preset {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// A whole dataset preset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preset {
+    pub name: String,
+    #[serde(default)]
+    pub title: String,
+    pub grid: GridSpec,
+    pub years: YearSpec,
+    pub variable: VariableSpec,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    pub source: SourceSpec,
+}
+
+/// The tiling grid: where tiles sit on the globe and how many pixels they hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridSpec {
+    pub origin_lon: i32,
+    pub origin_lat: i32,
+    pub tile_degrees: u32,
+    pub columns: u32,
+    pub rows: u32,
+    pub tile_pixels: u64,
+    pub epsg: u32,
+}
+
+/// The years of the cube: `first..=last` by `step`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YearSpec {
+    pub first: i32,
+    pub last: i32,
+    pub step: i32,
+}
+
+/// The cube's one data variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableSpec {
+    pub name: String,
+    pub dtype: String,
+    pub fill_value: u8,
+    pub chunk_pixels: u64,
+    pub zstd_level: i32,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Where tiles and tile lists sit under a source root.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub tile: String,
+    pub list: String,
+    #[serde(default)]
+    pub published: Option<String>,
+}
+
+impl YearSpec {
+    /// Every year of the cube, in order.
+    pub fn all(&self) -> Vec<i32> {
+        let step = self.step.max(1) as usize;
+        (self.first..=self.last).step_by(step).collect()
+    }
+}
+
+impl Preset {
+    /// The embedded GLAD preset.
+    pub fn glad() -> Self {
+        // The embedded preset is part of the binary and checked by a unit test.
+        Self::parse(GLAD_TOML, "assets/glad.toml").expect("embedded preset is valid")
+    }
+
+    /// Read a preset from a TOML file.
+    pub fn load(path: &Path) -> Result<Self, PresetError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PresetError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and check a preset; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, PresetError> {
+        let preset: Preset = toml::from_str(text).map_err(|e| PresetError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        preset.check(origin)?;
+        Ok(preset)
+    }
+
+    fn check(&self, origin: &str) -> Result<(), PresetError> {
+        let invalid = |message: String| PresetError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
+        if self.variable.dtype != "uint8" {
+            return Err(invalid(format!(
+                "variable dtype {:?} is not supported (tilecube writes uint8 cubes)",
+                self.variable.dtype
+            )));
+        }
+        let g = &self.grid;
+        if g.columns == 0 || g.rows == 0 || g.tile_degrees == 0 || g.tile_pixels == 0 {
+            return Err(invalid(
+                "grid columns, rows, tile_degrees and tile_pixels must be positive".into(),
+            ));
+        }
+        if self.years.step <= 0 || self.years.last < self.years.first {
+            return Err(invalid(format!(
+                "years {}..{} step {} is empty",
+                self.years.first, self.years.last, self.years.step
+            )));
+        }
+        if self.variable.chunk_pixels == 0 {
+            return Err(invalid("variable chunk_pixels must be positive".into()));
+        }
+        for key in ["{year}", "{tile}"] {
+            if !self.source.tile.contains(key) {
+                return Err(invalid(format!("source.tile must contain {key}")));
+            }
+        }
+        if !self.source.list.contains("{year}") {
+            return Err(invalid("source.list must contain {year}".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_glad_preset_describes_the_glad_grid() {
+        let p = Preset::glad();
+        assert_eq!(p.grid.columns, 36);
+        assert_eq!(p.grid.rows, 14);
+        assert_eq!(p.grid.tile_pixels, 40_000);
+        assert_eq!(p.years.all(), vec![2000, 2005, 2010, 2015, 2020]);
+        assert_eq!(p.variable.fill_value, 255);
+        assert_eq!(p.variable.chunk_pixels, 1000);
+        assert_eq!(p.attributes["license"], "CC BY 4.0");
+    }
+
+    #[test]
+    fn preset_with_wrong_dtype_is_refused_with_its_name() {
+        let text = GLAD_TOML.replace("dtype = \"uint8\"", "dtype = \"int16\"");
+        let err = Preset::parse(&text, "mine.toml").unwrap_err().to_string();
+        assert!(err.contains("mine.toml") && err.contains("int16"), "{err}");
+    }
+}

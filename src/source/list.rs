@@ -1,0 +1,108 @@
+//! Tile lists: `{year}.txt`, one path or URL per line, as GLAD ships them.
+//!
+//! Each line names a tile by its file name (`…/2000/70N_180W.tif`). Blank lines are skipped,
+//! repeated tiles are kept once, and a line that names no tile of the grid is reported with
+//! its line number and left out, so one bad line never stops the good ones.
+
+use std::collections::BTreeSet;
+
+use crate::grid::{Grid, TileName};
+
+/// A line of a tile list that was left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListProblem {
+    pub line: usize,
+    pub text: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ListProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {:?}: {}", self.line, self.text, self.reason)
+    }
+}
+
+/// The tiles a list names, in the list's order, and the lines left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TileList {
+    pub tiles: Vec<TileName>,
+    pub problems: Vec<ListProblem>,
+}
+
+impl TileList {
+    /// Parse a list's text against a grid.
+    pub fn parse(text: &str, grid: &Grid) -> Self {
+        let mut seen = BTreeSet::new();
+        let mut out = Self::default();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let problem = |reason: String| ListProblem {
+                line: i + 1,
+                text: line.chars().take(120).collect(),
+                reason,
+            };
+            let file = line.rsplit(['/', '\\']).next().unwrap_or(line);
+            let Some(stem) = file
+                .strip_suffix(".tif")
+                .or_else(|| file.strip_suffix(".TIF"))
+            else {
+                out.problems
+                    .push(problem("does not name a .tif file".to_string()));
+                continue;
+            };
+            let tile = match stem.parse::<TileName>() {
+                Ok(t) => t,
+                Err(e) => {
+                    out.problems.push(problem(e.to_string()));
+                    continue;
+                }
+            };
+            if let Err(e) = grid.cell(tile) {
+                out.problems.push(problem(e.to_string()));
+                continue;
+            }
+            if !seen.insert(tile) {
+                out.problems
+                    .push(problem(format!("tile {tile} is listed again; kept once")));
+                continue;
+            }
+            out.tiles.push(tile);
+        }
+        out
+    }
+
+    pub fn contains(&self, tile: TileName) -> bool {
+        self.tiles.contains(&tile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preset::Preset;
+
+    #[test]
+    fn blank_duplicate_and_garbage_lines_are_reported_and_skipped() {
+        let grid = Grid::from_preset(&Preset::glad(), None).unwrap();
+        let text = "https://storage.googleapis.com/b/GLCLU2000-2020/v2/2000/70N_180W.tif\n\
+                    \n   \n\
+                    gs://b/v2/2000/00N_010E.tif\r\n\
+                    2000/70N_180W.tif\n\
+                    this is not a tile\n\
+                    2000/75N_180W.tif\n\
+                    2000/notatile.tif\n\
+                    50S_170E.tif\n";
+        let list = TileList::parse(text, &grid);
+        let names: Vec<String> = list.tiles.iter().map(|t| t.to_string()).collect();
+        assert_eq!(names, ["70N_180W", "00N_010E", "50S_170E"]);
+        let lines: Vec<usize> = list.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [5, 6, 7, 8]);
+        assert!(list.problems[0].to_string().contains("listed again"));
+        assert!(list.problems[1].reason.contains(".tif"));
+        assert!(list.problems[2].reason.contains("75N_180W"));
+        assert!(list.problems[3].reason.contains("notatile"));
+    }
+}

@@ -1,0 +1,165 @@
+//! Sources: where tiles and tile lists live, reading lists, and opening tiles through GDAL.
+//!
+//! A source root is a local directory or a `gs://`, `s3://` or `https://` URL. Tiles are read
+//! through GDAL's virtual file systems (`/vsigs/`, `/vsis3/`, `/vsicurl/`), which stream like
+//! local reads; tile lists are small and are fetched with `object_store`.
+
+mod list;
+mod tile;
+
+use std::path::PathBuf;
+
+pub use list::{ListProblem, TileList};
+pub use tile::{TileError, TileReader, crs_wkt};
+
+use crate::grid::{Grid, TileName};
+use crate::preset::SourceSpec;
+
+/// Errors reading a source's tile lists.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("tile list {path} for {year}: {reason}")]
+    List {
+        year: i32,
+        path: String,
+        reason: String,
+    },
+    #[error("source {0:?}: unsupported location; use a directory, gs://, s3:// or https://")]
+    Location(String),
+}
+
+/// A source root with its layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub root: SourceRoot,
+    pub tile_template: String,
+    pub list_template: String,
+}
+
+/// Where a source lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceRoot {
+    Local(PathBuf),
+    /// A URL: `gs://`, `s3://`, `http://` or `https://`, without a trailing slash.
+    Remote(String),
+}
+
+impl Source {
+    /// A source at `root` with the preset's layout.
+    pub fn new(root: &str, spec: &SourceSpec) -> Result<Self, SourceError> {
+        let root = if ["gs://", "s3://", "http://", "https://"]
+            .iter()
+            .any(|s| root.starts_with(s))
+        {
+            SourceRoot::Remote(root.trim_end_matches('/').to_string())
+        } else if root.contains("://") || root.is_empty() {
+            return Err(SourceError::Location(root.to_string()));
+        } else {
+            SourceRoot::Local(PathBuf::from(root))
+        };
+        Ok(Self {
+            root,
+            tile_template: spec.tile.clone(),
+            list_template: spec.list.clone(),
+        })
+    }
+
+    fn fill(template: &str, year: i32, tile: Option<TileName>) -> String {
+        let s = template.replace("{year}", &year.to_string());
+        match tile {
+            Some(t) => s.replace("{tile}", &t.to_string()),
+            None => s,
+        }
+    }
+
+    /// Where a tile is, as the user would write it.
+    pub fn tile_location(&self, year: i32, tile: TileName) -> String {
+        let rel = Self::fill(&self.tile_template, year, Some(tile));
+        match &self.root {
+            SourceRoot::Local(dir) => dir.join(rel).display().to_string(),
+            SourceRoot::Remote(url) => format!("{url}/{rel}"),
+        }
+    }
+
+    /// The path GDAL opens for a tile.
+    pub fn gdal_path(&self, year: i32, tile: TileName) -> String {
+        gdal_path(&self.tile_location(year, tile))
+    }
+
+    /// Where a year's tile list is.
+    pub fn list_location(&self, year: i32) -> String {
+        let rel = Self::fill(&self.list_template, year, None);
+        match &self.root {
+            SourceRoot::Local(dir) => dir.join(rel).display().to_string(),
+            SourceRoot::Remote(url) => format!("{url}/{rel}"),
+        }
+    }
+
+    /// Read and parse a year's tile list. A missing list means no tile that year.
+    pub async fn tile_list(&self, year: i32, grid: &Grid) -> Result<TileList, SourceError> {
+        let location = self.list_location(year);
+        let err = |reason: String| SourceError::List {
+            year,
+            path: location.clone(),
+            reason,
+        };
+        let text = match &self.root {
+            SourceRoot::Local(_) => match tokio::fs::read(&location).await {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(TileList::default());
+                }
+                Err(e) => return Err(err(e.to_string())),
+            },
+            SourceRoot::Remote(_) => match crate::remote::fetch(&location).await {
+                Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                Ok(None) => return Ok(TileList::default()),
+                Err(e) => return Err(err(e)),
+            },
+        };
+        Ok(TileList::parse(&text, grid))
+    }
+}
+
+/// GDAL's virtual file system path for a location.
+pub fn gdal_path(location: &str) -> String {
+    if let Some(rest) = location.strip_prefix("gs://") {
+        format!("/vsigs/{rest}")
+    } else if let Some(rest) = location.strip_prefix("s3://") {
+        format!("/vsis3/{rest}")
+    } else if location.starts_with("http://") || location.starts_with("https://") {
+        format!("/vsicurl/{location}")
+    } else {
+        location.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preset::Preset;
+
+    #[test]
+    fn locations_follow_the_preset_layout() {
+        let spec = Preset::glad().source;
+        let t: TileName = "70N_180W".parse().unwrap();
+        let s = Source::new("gs://earthenginepartners-hansen/GLCLU2000-2020/v2/", &spec).unwrap();
+        assert_eq!(
+            s.gdal_path(2000, t),
+            "/vsigs/earthenginepartners-hansen/GLCLU2000-2020/v2/2000/70N_180W.tif"
+        );
+        assert_eq!(
+            s.list_location(2005),
+            "gs://earthenginepartners-hansen/GLCLU2000-2020/v2/2005.txt"
+        );
+        let s = Source::new("/data/glad", &spec).unwrap();
+        assert_eq!(s.gdal_path(2020, t), "/data/glad/2020/70N_180W.tif");
+        let s = Source::new("https://host/x", &spec).unwrap();
+        assert_eq!(
+            s.gdal_path(2020, t),
+            "/vsicurl/https://host/x/2020/70N_180W.tif"
+        );
+        assert_eq!(gdal_path("s3://b/k.tif"), "/vsis3/b/k.tif");
+        assert!(Source::new("ftp://x", &spec).is_err());
+    }
+}

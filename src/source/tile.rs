@@ -1,0 +1,243 @@
+//! One GeoTIFF tile read through GDAL: validation against the grid, then strips of rows.
+//!
+//! A tile is checked before a byte of it is written: one band, uint8, the grid's CRS, the
+//! grid's pixel size and tile size, and an upper-left corner on a tile corner of the grid that
+//! matches the tile's name. Reads are strips of whole rows, so memory holds a few strips and
+//! never the whole tile.
+
+use gdal::Dataset;
+use gdal::raster::GdalDataType;
+use gdal::spatial_ref::SpatialRef;
+
+use crate::grid::{Cell, Grid, TileName};
+
+/// Why a tile cannot be ingested.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TileError {
+    #[error("file not found: {path}")]
+    Missing { path: String },
+    #[error("cannot open {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("has {0} bands; expected 1")]
+    Bands(usize),
+    #[error("data type is {0}; expected uint8")]
+    DataType(String),
+    #[error("size is {width}x{height} px; expected {expected}x{expected}")]
+    Size {
+        width: usize,
+        height: usize,
+        expected: u64,
+    },
+    #[error("CRS is {0}; expected EPSG:{1}")]
+    Crs(String, u32),
+    #[error("has no geotransform")]
+    NoGeoTransform,
+    #[error("pixel size is {x}x{y} degrees; expected {expected}x-{expected}")]
+    PixelSize { x: f64, y: f64, expected: f64 },
+    #[error("is rotated (geotransform terms {0}, {1}); expected a north-up grid")]
+    Rotated(f64, f64),
+    #[error("upper-left corner ({x}, {y}) is not on a tile corner of the grid")]
+    OffGrid { x: f64, y: f64 },
+    #[error("upper-left corner is that of tile {found}, not of the tile it is listed as")]
+    WrongPlace { found: TileName },
+    #[error("reading rows {row}..{end}: {reason}")]
+    Read {
+        row: usize,
+        end: usize,
+        reason: String,
+    },
+    #[error("writing to the cube: {0}")]
+    Write(String),
+    #[error("cancelled before it finished")]
+    Cancelled,
+}
+
+impl TileError {
+    /// Whether retrying could help (I/O trouble rather than a bad file).
+    pub fn is_transient(&self) -> bool {
+        let text = match self {
+            Self::Read { reason, .. } | Self::Unreadable { reason, .. } => reason,
+            Self::Write(reason) => reason,
+            _ => return false,
+        };
+        let t = text.to_ascii_lowercase();
+        [
+            "timed out",
+            "timeout",
+            "connection reset",
+            "connection refused",
+            "temporarily",
+            "http error code: 5",
+            "http response code: 5",
+            "429",
+            "503",
+            "500",
+            "502",
+            "504",
+            "slow down",
+            "broken pipe",
+        ]
+        .iter()
+        .any(|needle| t.contains(needle))
+    }
+}
+
+/// The WKT of an EPSG code.
+pub fn crs_wkt(epsg: u32) -> Result<String, gdal::errors::GdalError> {
+    SpatialRef::from_epsg(epsg)?.to_wkt()
+}
+
+fn epsg_of(sr: &mut SpatialRef) -> Option<i32> {
+    if sr.auth_name().as_deref() == Some("EPSG")
+        && let Ok(code) = sr.auth_code()
+    {
+        return Some(code);
+    }
+    sr.auto_identify_epsg().ok()?;
+    sr.auth_code().ok()
+}
+
+/// An open, validated tile.
+pub struct TileReader {
+    dataset: Dataset,
+    width: usize,
+}
+
+impl TileReader {
+    /// Open a tile by its GDAL path and check it against the grid and the name it is listed
+    /// under. Returns the reader and the tile's cell (from its own geotransform).
+    pub fn open(path: &str, grid: &Grid, listed_as: TileName) -> Result<(Self, Cell), TileError> {
+        if !path.starts_with("/vsi") && !std::path::Path::new(path).exists() {
+            return Err(TileError::Missing {
+                path: path.to_string(),
+            });
+        }
+        let dataset = Dataset::open(path).map_err(|e| {
+            let reason = e.to_string();
+            if reason.contains("No such file") || reason.contains("does not exist") {
+                TileError::Missing {
+                    path: path.to_string(),
+                }
+            } else {
+                TileError::Unreadable {
+                    path: path.to_string(),
+                    reason,
+                }
+            }
+        })?;
+        let cell = validate(&dataset, grid, listed_as)?;
+        let width = dataset.raster_size().0;
+        Ok((Self { dataset, width }, cell))
+    }
+
+    /// Open a tile already validated, for another reader thread.
+    pub fn reopen(path: &str) -> Result<Self, TileError> {
+        let dataset = Dataset::open(path).map_err(|e| TileError::Unreadable {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        let width = dataset.raster_size().0;
+        Ok(Self { dataset, width })
+    }
+
+    /// Read `rows` whole rows from row `y0` into `buf` (row-major, `rows * width` bytes).
+    pub fn read_rows(&self, y0: usize, rows: usize, buf: &mut [u8]) -> Result<(), TileError> {
+        let err = |reason: String| TileError::Read {
+            row: y0,
+            end: y0 + rows,
+            reason,
+        };
+        let band = self.dataset.rasterband(1).map_err(|e| err(e.to_string()))?;
+        band.read_into_slice::<u8>(
+            (0, y0 as isize),
+            (self.width, rows),
+            (self.width, rows),
+            buf,
+            None,
+        )
+        .map_err(|e| err(e.to_string()))
+    }
+}
+
+fn validate(ds: &Dataset, grid: &Grid, listed_as: TileName) -> Result<Cell, TileError> {
+    let bands = ds.raster_count();
+    if bands != 1 {
+        return Err(TileError::Bands(bands));
+    }
+    let band = ds.rasterband(1).map_err(|e| TileError::Unreadable {
+        path: String::new(),
+        reason: e.to_string(),
+    })?;
+    let dt = band.band_type();
+    if dt != GdalDataType::UInt8 {
+        return Err(TileError::DataType(format!("{dt:?}").to_lowercase()));
+    }
+    let (width, height) = ds.raster_size();
+    if width as u64 != grid.tile_pixels || height as u64 != grid.tile_pixels {
+        return Err(TileError::Size {
+            width,
+            height,
+            expected: grid.tile_pixels,
+        });
+    }
+    match ds.spatial_ref() {
+        Ok(mut sr) => {
+            let code = epsg_of(&mut sr);
+            if code != Some(grid.epsg as i32) {
+                let name = match code {
+                    Some(c) => format!("EPSG:{c}"),
+                    None => sr.name().unwrap_or_else(|| "unknown".into()),
+                };
+                return Err(TileError::Crs(name, grid.epsg));
+            }
+        }
+        Err(_) => return Err(TileError::Crs("missing".into(), grid.epsg)),
+    }
+    let gt = ds.geo_transform().map_err(|_| TileError::NoGeoTransform)?;
+    let p = grid.pixel_size();
+    let tol = p * 1e-6;
+    if (gt[1] - p).abs() > tol || (gt[5] + p).abs() > tol {
+        return Err(TileError::PixelSize {
+            x: gt[1],
+            y: gt[5],
+            expected: p,
+        });
+    }
+    if gt[2] != 0.0 || gt[4] != 0.0 {
+        return Err(TileError::Rotated(gt[2], gt[4]));
+    }
+    let cell = grid
+        .cell_at_origin(gt[0], gt[3])
+        .ok_or(TileError::OffGrid { x: gt[0], y: gt[3] })?;
+    let found = grid.tile_at(cell);
+    if found != listed_as {
+        return Err(TileError::WrongPlace { found });
+    }
+    Ok(cell)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors_are_told_from_permanent_ones() {
+        let read = |r: &str| TileError::Read {
+            row: 0,
+            end: 1,
+            reason: r.into(),
+        };
+        assert!(read("HTTP error code: 503").is_transient());
+        assert!(read("Connection reset by peer").is_transient());
+        assert!(TileError::Write("operation timed out".into()).is_transient());
+        assert!(!read("TIFFReadEncodedStrip() failed").is_transient());
+        assert!(!TileError::Bands(3).is_transient());
+        assert!(!TileError::Crs("EPSG:3857".into(), 4326).is_transient());
+    }
+
+    #[test]
+    fn epsg_4326_wkt_is_available() {
+        let wkt = crs_wkt(4326).unwrap();
+        assert!(wkt.contains("WGS 84"), "{wkt}");
+    }
+}
