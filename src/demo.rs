@@ -83,11 +83,11 @@ pub fn pixel(tile: TileName, year: i32, x: usize, y: usize) -> u8 {
     let (bx, by) = ((x / 37) as u64, (y / 29) as u64);
     let seed = ((tile.lat + 90) as u64) << 32 | (tile.lon + 180) as u64;
     let h = mix(seed ^ (bx << 16) ^ (by << 40));
-    if h % 11 == 0 {
+    if h.is_multiple_of(11) {
         return 255;
     }
     let epoch = ((year - 2000).max(0) / 5) as u64;
-    let changed = mix(h ^ epoch) % 13 == 0;
+    let changed = mix(h ^ epoch).is_multiple_of(13);
     let class = if changed {
         mix(h ^ (epoch << 7))
     } else {
@@ -245,21 +245,21 @@ mod tests {
     #[test]
     fn synthetic_tiles_read_back_through_gdal() {
         let dir = tempfile::tempdir().unwrap();
-        let grid = Grid::from_preset(&Preset::glad(), Some(100)).unwrap();
+        let grid = Grid::from_preset(&Preset::glad(), Some(400)).unwrap();
         let t: TileName = "40N_010E".parse().unwrap();
         let path = dir.path().join("t.tif");
         write_tile(&path, &grid, t, 2005, Flaw::None).unwrap();
         let ds = gdal::Dataset::open(&path).unwrap();
-        assert_eq!(ds.raster_size(), (100, 100));
+        assert_eq!(ds.raster_size(), (400, 400));
         let gt = ds.geo_transform().unwrap();
         assert_eq!((gt[0], gt[3]), (10.0, 40.0));
         let buf = ds
             .rasterband(1)
             .unwrap()
-            .read_as::<u8>((0, 0), (100, 100), (100, 100), None)
+            .read_as::<u8>((0, 0), (400, 400), (400, 400), None)
             .unwrap();
-        let expected: Vec<u8> = (0..100)
-            .flat_map(|y| (0..100).map(move |x| pixel(t, 2005, x, y)))
+        let expected: Vec<u8> = (0..400)
+            .flat_map(|y| (0..400).map(move |x| pixel(t, 2005, x, y)))
             .collect();
         assert_eq!(buf.data(), &expected[..]);
         assert!(expected.contains(&255) && expected.iter().any(|&v| v < 41));

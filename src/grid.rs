@@ -27,7 +27,7 @@ pub enum GridError {
 }
 
 /// A tile's name: the latitude and longitude of its upper-left corner, in whole degrees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct TileName {
     /// Latitude of the upper edge (north positive).
@@ -39,6 +39,19 @@ pub struct TileName {
 impl TileName {
     pub fn new(lat: i32, lon: i32) -> Self {
         Self { lat, lon }
+    }
+}
+
+/// Tiles sort as the grid reads: rows from the north, then columns from the west.
+impl Ord for TileName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.lat.cmp(&self.lat).then(self.lon.cmp(&other.lon))
+    }
+}
+
+impl PartialOrd for TileName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -140,7 +153,7 @@ impl Grid {
             return Err(GridError::BadTilePixels(tile_pixels));
         }
         let chunk_pixels = preset.variable.chunk_pixels.min(tile_pixels);
-        if tile_pixels % chunk_pixels != 0 {
+        if !tile_pixels.is_multiple_of(chunk_pixels) {
             return Err(GridError::ChunkDoesNotDivide {
                 chunk: chunk_pixels,
                 tile: tile_pixels,
@@ -333,6 +346,17 @@ mod tests {
         assert_eq!(r.x0 + r.width, 1_440_000);
         assert_eq!(g.shape(), (560_000, 1_440_000));
         assert_eq!(g.tiles().count(), 36 * 14);
+    }
+
+    #[test]
+    fn tiles_sort_north_first_then_west_first() {
+        let mut v: Vec<TileName> = ["50S_170E", "00N_010E", "70N_180W", "70N_000E"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        v.sort();
+        let names: Vec<String> = v.iter().map(|t| t.to_string()).collect();
+        assert_eq!(names, ["70N_180W", "70N_000E", "00N_010E", "50S_170E"]);
     }
 
     #[test]

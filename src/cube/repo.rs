@@ -300,7 +300,7 @@ fn zarr_err(what: &str) -> impl Fn(&dyn std::fmt::Display) -> CubeError + '_ {
 async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Result<(), CubeError> {
     let zstd = || -> Vec<Arc<dyn zarrs::array::BytesToBytesCodecTraits>> {
         vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
-            layout.zstd_level.into(),
+            layout.zstd_level,
             false,
         ))]
     };

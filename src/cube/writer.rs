@@ -27,7 +27,7 @@ pub(crate) fn variable_builder(layout: &Layout) -> ArrayBuilder {
         layout.fill_value,
     );
     b.bytes_to_bytes_codecs(vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
-        layout.zstd_level.into(),
+        layout.zstd_level,
         false,
     ))]);
     b.dimension_names(Some(["year", "y", "x"]));
@@ -203,7 +203,7 @@ mod tests {
 
     fn zstd_decode(b: &[u8]) -> Vec<u8> {
         use zarrs::array::BytesToBytesCodecTraits;
-        let codec = zarrs::array::codec::ZstdCodec::new(3.into(), false);
+        let codec = zarrs::array::codec::ZstdCodec::new(3, false);
         let repr = zarrs::array::BytesRepresentation::UnboundedSize;
         codec
             .decode(

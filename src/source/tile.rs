@@ -119,6 +119,11 @@ impl TileReader {
                     path: path.to_string(),
                 }
             } else {
+                let reason = if reason.contains("NULL pointer") {
+                    "GDAL cannot read it: not a GeoTIFF, or corrupt".to_string()
+                } else {
+                    reason
+                };
                 TileError::Unreadable {
                     path: path.to_string(),
                     reason,

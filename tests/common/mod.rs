@@ -1,0 +1,135 @@
+//! Shared set-up for the end-to-end tests: GLAD-like sources made with GDAL, the real
+//! `tilecube` binary, and read-back of the cube through zarrs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+
+use tilecube::cube::{Cube, RepoLocation};
+use tilecube::demo::{self, Flaw};
+use tilecube::grid::{Grid, TileName};
+use tilecube::preset::{GLAD_TOML, Preset};
+use zarrs::array::{Array, ArraySubset};
+use zarrs_icechunk::AsyncIcechunkStore;
+
+/// Tile side of the test grid, and its chunk side (16 chunks a tile, 4 strips).
+pub const TILE: u64 = 400;
+pub const CHUNK: u64 = 100;
+
+/// A scratch workspace: a preset with small chunks, a config file, a source dir, a repo dir.
+pub struct Work {
+    pub dir: tempfile::TempDir,
+    pub grid: Grid,
+}
+
+pub fn t(name: &str) -> TileName {
+    name.parse().expect("tile name")
+}
+
+impl Work {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let preset_text =
+            GLAD_TOML.replace("chunk_pixels = 1000", &format!("chunk_pixels = {CHUNK}"));
+        let preset_path = dir.path().join("preset.toml");
+        std::fs::write(&preset_path, &preset_text).expect("preset");
+        let config = format!(
+            "preset = {:?}\nrepo = {:?}\nsource = {:?}\ntile_pixels = {TILE}\nspec_version = 1\n",
+            preset_path,
+            dir.path().join("repo"),
+            dir.path().join("source"),
+        );
+        std::fs::write(dir.path().join("config.toml"), config).expect("config");
+        let preset = Preset::parse(&preset_text, "test preset").expect("preset parses");
+        let grid = Grid::from_preset(&preset, Some(TILE)).expect("grid");
+        Self { dir, grid }
+    }
+
+    pub fn source(&self) -> PathBuf {
+        self.dir.path().join("source")
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// Write one tile of the source, good or flawed.
+    pub fn tile(&self, year: i32, tile: &str, flaw: Flaw) -> PathBuf {
+        let path = demo::tile_path(&self.source(), year, t(tile));
+        demo::write_tile(&path, &self.grid, t(tile), year, flaw).expect("write tile");
+        path
+    }
+
+    /// Write a year's tile list naming these tiles, plus any extra raw lines.
+    pub fn list(&self, year: i32, tiles: &[&str], extra: &str) {
+        let mut text: String = tiles
+            .iter()
+            .map(|n| format!("https://example.invalid/v2/{year}/{n}.tif\n"))
+            .collect();
+        text.push_str(extra);
+        std::fs::create_dir_all(self.source()).expect("source dir");
+        std::fs::write(self.source().join(format!("{year}.txt")), text).expect("list");
+    }
+
+    /// Run the tilecube binary with this workspace's config.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let config = self.dir.path().join("config.toml");
+        std::process::Command::new(env!("CARGO_BIN_EXE_tilecube"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("TILECUBE_DATA_DIR", self.dir.path().join("data"))
+            .output()
+            .expect("run tilecube")
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "tilecube {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub async fn cube(&self) -> Cube {
+        let loc = RepoLocation::Local(self.repo());
+        Cube::open(loc, "main").await.expect("open cube")
+    }
+}
+
+/// GDAL's read of a whole tile.
+pub fn gdal_pixels(path: &Path) -> Vec<u8> {
+    let ds = gdal::Dataset::open(path).expect("open tile");
+    let (w, h) = ds.raster_size();
+    let band = ds.rasterband(1).expect("band");
+    band.read_as::<u8>((0, 0), (w, h), (w, h), None)
+        .expect("read")
+        .data()
+        .to_vec()
+}
+
+/// The cube's pixels of a tile region, read through zarrs from the branch head.
+pub async fn cube_pixels(cube: &Cube, year: i32, tile: TileName) -> Vec<u8> {
+    let session = cube.head_session().await.expect("session");
+    let store = Arc::new(AsyncIcechunkStore::new(session));
+    let array = Array::async_open(store, &cube.layout.variable_path())
+        .await
+        .expect("open array");
+    let grid = cube.layout.grid();
+    let region = grid.region(grid.cell(tile).expect("cell"));
+    let yi = cube.layout.year_index(year).expect("year") as u64;
+    let subset = ArraySubset::new_with_ranges(&[
+        yi..yi + 1,
+        region.y0..region.y0 + region.height,
+        region.x0..region.x0 + region.width,
+    ]);
+    array
+        .async_retrieve_array_subset::<Vec<u8>>(&subset)
+        .await
+        .expect("read subset")
+}
