@@ -51,6 +51,18 @@ pub struct Global {
     /// Branch to read and write.
     #[arg(long, global = true)]
     pub branch: Option<String>,
+    /// S3 endpoint URL for s3:// repositories (default: AWS_ENDPOINT_URL).
+    #[arg(long, global = true)]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default: AWS_REGION).
+    #[arg(long, global = true)]
+    pub s3_region: Option<String>,
+    /// Path-style S3 addressing (default: on with a custom endpoint).
+    #[arg(long, global = true)]
+    pub s3_path_style: Option<bool>,
+    /// Unsigned S3 access.
+    #[arg(long, global = true)]
+    pub s3_anonymous: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +97,8 @@ pub enum Command {
         #[arg(long, default_value_t = 400)]
         pixels: u64,
     },
+    /// Measure ingest speed and memory against the hardware's floor (full-size tiles).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -126,7 +140,14 @@ pub struct Settings {
 
 impl Settings {
     pub fn resolve(g: &Global) -> Result<Self> {
-        let (file, _) = ConfigFile::load(g.config.as_deref())?;
+        let (mut file, _) = ConfigFile::load(g.config.as_deref())?;
+        let s3 = &mut file.s3;
+        s3.endpoint_url = g.s3_endpoint.clone().or(s3.endpoint_url.take());
+        s3.region = g.s3_region.clone().or(s3.region.take());
+        s3.path_style = g.s3_path_style.or(s3.path_style);
+        if g.s3_anonymous {
+            s3.anonymous = Some(true);
+        }
         let preset = match &file.preset {
             Some(p) => Preset::load(p)?,
             None => Preset::glad(),
@@ -174,6 +195,10 @@ impl Settings {
 
 /// Run the CLI; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    if let Some(Command::Bench(args)) = &cli.command {
+        crate::bench::run(args)?;
+        return Ok(0);
+    }
     let settings = Settings::resolve(&cli.global)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -187,6 +212,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Status { json, years }) => rt.block_on(status(&settings, json, &years)),
         Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
         Some(Command::Demo { dir, pixels }) => rt.block_on(demo(&settings, dir, pixels)),
+        Some(Command::Bench(_)) => Ok(0),
         None => {
             if settings.repo.is_some() {
                 rt.block_on(status(&settings, false, &[]))

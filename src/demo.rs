@@ -77,23 +77,44 @@ fn mix(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-/// The class of a pixel of a synthetic tile: blocky classes 0..=40, some water (255),
-/// a few blocks changing each year.
+/// The class of a pixel of a synthetic tile: blocky classes 0..=40 with speckle, some water
+/// (255), a few blocks changing each year.
 pub fn pixel(tile: TileName, year: i32, x: usize, y: usize) -> u8 {
-    let (bx, by) = ((x / 37) as u64, (y / 29) as u64);
+    let mut one = [0u8; 1];
+    fill_row(tile, year, y, x, &mut one);
+    one[0]
+}
+
+/// Fill `out` with the pixels of row `y` from column `x0` on (the fast path of [`pixel`]).
+pub fn fill_row(tile: TileName, year: i32, y: usize, x0: usize, out: &mut [u8]) {
     let seed = ((tile.lat + 90) as u64) << 32 | (tile.lon + 180) as u64;
-    let h = mix(seed ^ (bx << 16) ^ (by << 40));
-    if h.is_multiple_of(11) {
-        return 255;
-    }
     let epoch = ((year - 2000).max(0) / 5) as u64;
-    let changed = mix(h ^ epoch).is_multiple_of(13);
-    let class = if changed {
-        mix(h ^ (epoch << 7))
-    } else {
-        h >> 8
-    };
-    (class % 41) as u8
+    let by = (y / 29) as u64;
+    let mut x = x0;
+    let mut i = 0;
+    while i < out.len() {
+        let bx = (x / 37) as u64;
+        let run = (37 - x % 37).min(out.len() - i);
+        let h = mix(seed ^ (bx << 16) ^ (by << 40));
+        let class = if h.is_multiple_of(11) {
+            255
+        } else if mix(h ^ epoch).is_multiple_of(13) {
+            (mix(h ^ (epoch << 7)) % 41) as u8
+        } else {
+            ((h >> 8) % 41) as u8
+        };
+        for (k, p) in out[i..i + run].iter_mut().enumerate() {
+            let xx = (x + k) as u64;
+            let speckle = (xx.wrapping_mul(2_654_435_761) ^ (y as u64).wrapping_mul(40_503)) >> 13;
+            *p = if class != 255 && speckle & 7 == 0 {
+                (class + 1 + (speckle >> 3) as u8 % 3) % 41
+            } else {
+                class
+            };
+        }
+        x += run;
+        i += run;
+    }
 }
 
 /// Write one synthetic tile as a striped, LZW-compressed GeoTIFF, strip by strip.
@@ -137,11 +158,11 @@ pub fn write_tile(
                 .map_err(|e| err(&e))?;
             georef(&mut ds, &gt, grid.epsg, flaw == Flaw::WrongCrs).map_err(|e| err(&e))?;
             let all_fill = flaw == Flaw::AllFill;
-            fill_bands(&ds, size, bands, |x, y| {
+            fill_rows(&ds, size, bands, |y, row| {
                 if all_fill {
-                    255
+                    row.fill(255);
                 } else {
-                    pixel(tile, year, x, y)
+                    fill_row(tile, year, y, 0, row);
                 }
             })
             .map_err(|e| err(&e))?;
@@ -159,6 +180,30 @@ fn georef(
     ds.set_geo_transform(gt)?;
     let sr = SpatialRef::from_epsg(if mercator { 3857 } else { epsg })?;
     ds.set_spatial_ref(&sr)
+}
+
+fn fill_rows(
+    ds: &gdal::Dataset,
+    size: usize,
+    bands: usize,
+    row: impl Fn(usize, &mut [u8]),
+) -> gdal::errors::Result<()> {
+    let rows = ((8 << 20) / size.max(1)).clamp(1, size);
+    for b in 1..=bands {
+        let mut band = ds.rasterband(b)?;
+        let mut y0 = 0;
+        while y0 < size {
+            let h = rows.min(size - y0);
+            let mut data = vec![0u8; size * h];
+            for (i, r) in data.chunks_exact_mut(size).enumerate() {
+                row(y0 + i, r);
+            }
+            let mut buf = Buffer::new((size, h), data);
+            band.write((0, y0 as isize), (size, h), &mut buf)?;
+            y0 += h;
+        }
+    }
+    Ok(())
 }
 
 fn fill_bands<T: GdalType + Copy>(

@@ -9,5 +9,7 @@ mod pipeline;
 mod plan;
 
 pub use events::{Event, EventSink};
-pub use pipeline::{IngestOptions, IngestReport, TileFailure, ingest};
+pub use pipeline::{
+    IngestOptions, IngestReport, TileFailure, commit_message, commit_tiles, ingest, ingest_into,
+};
 pub use plan::{Plan, Selection, TileJob, plan};

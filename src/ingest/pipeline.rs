@@ -89,6 +89,8 @@ pub struct IngestReport {
     pub cancelled: bool,
     /// Encoded bytes uploaded.
     pub bytes: u64,
+    /// Tiles written but left uncommitted in the session (when the ingest does not commit).
+    pub pending: WrittenTiles,
 }
 
 impl IngestReport {
@@ -139,13 +141,27 @@ pub async fn ingest(
     events: EventSink,
     cancel: Arc<AtomicBool>,
 ) -> Result<IngestReport, CubeError> {
+    let session = Arc::new(RwLock::new(cube.writable_session().await?));
+    ingest_into(cube, &session, jobs, options, events, cancel).await
+}
+
+/// Like [`ingest`], on a session the caller holds: with `options.commit` false the written
+/// tiles stay uncommitted in it (see [`IngestReport::pending`]) for a later
+/// [`commit_tiles`].
+pub async fn ingest_into(
+    cube: &Cube,
+    session: &Arc<RwLock<Session>>,
+    jobs: Vec<TileJob>,
+    options: &IngestOptions,
+    events: EventSink,
+    cancel: Arc<AtomicBool>,
+) -> Result<IngestReport, CubeError> {
     crate::gdal_setup();
     let layout = cube.layout.clone();
     let grid = layout.grid();
     let path = Path::new(&layout.variable_path())
         .map_err(|e| CubeError::Layout(format!("variable path: {e}")))?;
     let encoder = Arc::new(ChunkEncoder::new(&layout)?);
-    let session = Arc::new(RwLock::new(cube.writable_session().await?));
     let threads = options.threads.max(1);
     events.send(Event::Started {
         tiles: jobs.len(),
@@ -192,7 +208,7 @@ pub async fn ingest(
                     None => channel_open = false,
                     Some(Msg::Chunk { job, attempt, coords, data }) => {
                         tiles.entry((job, attempt)).or_default().pending += 1;
-                        let session = Arc::clone(&session);
+                        let session = Arc::clone(session);
                         let path = path.clone();
                         uploads.push(tokio::spawn(async move {
                             let result = {
@@ -305,7 +321,7 @@ pub async fn ingest(
                     .commit_interval
                     .is_some_and(|d| last_commit.elapsed() >= d));
         if due {
-            let id = commit_tiles(cube, &session, &uncommitted, &events).await?;
+            let id = commit_tiles(cube, session, &uncommitted, &events).await?;
             report.commits.push(id);
             merge_written(&mut report.written, std::mem::take(&mut uncommitted));
             uncommitted_count = 0;
@@ -319,8 +335,10 @@ pub async fn ingest(
         report.cancelled = true;
     }
     if options.commit && uncommitted_count > 0 {
-        let id = commit_tiles(cube, &session, &uncommitted, &events).await?;
+        let id = commit_tiles(cube, session, &uncommitted, &events).await?;
         report.commits.push(id);
+    } else if !options.commit {
+        report.pending = uncommitted.clone();
     }
     merge_written(&mut report.written, uncommitted);
     events.send(Event::Finished {
@@ -379,7 +397,9 @@ pub fn commit_message(written: &WrittenTiles) -> String {
     format!("write {n} tile{s}: {shown}{more}")
 }
 
-async fn commit_tiles(
+/// Commit the tiles written in a session (message and snapshot properties name them), then
+/// continue the session at the new head. Returns the new snapshot id.
+pub async fn commit_tiles(
     cube: &Cube,
     session: &Arc<RwLock<Session>>,
     written: &WrittenTiles,

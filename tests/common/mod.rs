@@ -2,6 +2,8 @@
 //! `tilecube` binary, and read-back of the cube through zarrs.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
@@ -74,12 +76,18 @@ impl Work {
 
     /// Run the tilecube binary with this workspace's config.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    /// Run the tilecube binary with this workspace's config and extra environment.
+    pub fn run_with(&self, args: &[&str], env: &[(&str, String)]) -> Output {
         let config = self.dir.path().join("config.toml");
         std::process::Command::new(env!("CARGO_BIN_EXE_tilecube"))
             .arg("--config")
             .arg(&config)
             .args(args)
             .env("TILECUBE_DATA_DIR", self.dir.path().join("data"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .expect("run tilecube")
     }

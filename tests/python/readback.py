@@ -1,7 +1,7 @@
 """Read a tilecube repository (Icechunk spec version 1) from Python, as the seed notebook
 reads its cube, and check it against expectations written by the Rust test.
 
-usage: readback.py REPO_DIR EXPECT_DIR
+usage: readback.py REPO EXPECT_DIR   (REPO: a directory or s3://bucket/prefix)
 EXPECT_DIR holds expect.json and one raw uint8 file per written tile (GDAL's read).
 """
 import json
@@ -12,10 +12,26 @@ import icechunk as ic
 import numpy as np
 import xarray as xr
 
-repo_dir, expect_dir = Path(sys.argv[1]), Path(sys.argv[2])
+repo_arg, expect_dir = sys.argv[1], Path(sys.argv[2])
 expect = json.loads((expect_dir / "expect.json").read_text())
 
-repo = ic.Repository.open(ic.local_filesystem_storage(str(repo_dir)))
+if repo_arg.startswith("s3://"):
+    # Endpoint and credentials come from the AWS_* environment, as for tilecube itself.
+    import os
+
+    bucket, _, prefix = repo_arg[len("s3://"):].partition("/")
+    storage = ic.s3_storage(
+        bucket=bucket,
+        prefix=prefix,
+        region=os.environ.get("AWS_REGION", "us-east-1"),
+        endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+        allow_http=True,
+        force_path_style=True,
+        from_env=True,
+    )
+else:
+    storage = ic.local_filesystem_storage(repo_arg)
+repo = ic.Repository.open(storage)
 ds = xr.open_dataset(repo.readonly_session("main").store, engine="zarr", consolidated=False)
 print(ds)
 

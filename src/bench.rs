@@ -1,0 +1,396 @@
+//! `tilecube bench`: ingest speed and memory against the hardware's floor, in one run.
+//!
+//! It makes full-size GLAD-like tiles with GDAL when absent (cached outside the repository),
+//! measures the floor — one single-threaded GDAL decode of each tile and one single-threaded
+//! encode of its chunks — then runs the real `tilecube write` as a child process at each
+//! thread count and reports wall and CPU seconds per tile, MB/s, peak RSS and the ratio of
+//! wall time to floor CPU / threads. It also times `init` of the full GLAD shape and the cost
+//! of a one-tile commit before and after 200 tiles' worth of chunk references.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cube::{ChunkEncoder, Cube, InitOptions, Layout, RepoLocation, SpecVersion, TileChunks};
+use crate::grid::{Grid, TileName};
+use crate::preset::Preset;
+use crate::source::TileReader;
+
+/// What to measure.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Where the generated tiles are cached (default: the user cache dir).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Number of tiles.
+    #[arg(long, default_value_t = 2)]
+    pub tiles: usize,
+    /// Tile side in pixels.
+    #[arg(long, default_value_t = 40_000)]
+    pub pixels: u64,
+    /// Thread counts to run `write` with.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub threads: Vec<usize>,
+    /// Tiles' worth of chunk references before the second commit timing.
+    #[arg(long, default_value_t = 200)]
+    pub commit_tiles: usize,
+    /// Also write the tiles to this repository (e.g. s3://bucket/prefix) and compare its
+    /// throughput with the local repository's.
+    #[arg(long)]
+    pub remote: Option<String>,
+}
+
+fn cpu_thread() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A child process's wall time, CPU time and peak RSS.
+struct ChildRun {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_mb: f64,
+    ok: bool,
+    stderr: String,
+}
+
+fn run_child(args: &[&str]) -> Result<ChildRun> {
+    let exe = std::env::current_exe().context("locating the tilecube binary")?;
+    let errfile = tempfile_path("bench-stderr");
+    let err = std::fs::File::create(&errfile)?;
+    let start = Instant::now();
+    let child = Command::new(exe)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .context("starting tilecube")?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: waiting for our own child, which std will not wait for (we never call wait).
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    if r != pid {
+        bail!("waiting for tilecube failed");
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let stderr = std::fs::read_to_string(&errfile).unwrap_or_default();
+    let _ = std::fs::remove_file(&errfile);
+    Ok(ChildRun {
+        wall,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        stderr,
+    })
+}
+
+fn tempfile_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("tilecube-{name}-{}", std::process::id()))
+}
+
+fn scratch(name: &str) -> Result<PathBuf> {
+    let p = tempfile_path(name);
+    if p.exists() {
+        std::fs::remove_dir_all(&p)?;
+    }
+    Ok(p)
+}
+
+/// Run the benchmark and print its figures.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    crate::gdal_setup();
+    let preset = Preset::glad();
+    let grid = Grid::from_preset(&preset, Some(args.pixels))?;
+    let cache = args.cache.clone().unwrap_or_else(|| {
+        crate::config::project_dirs()
+            .map(|d| d.cache_dir().to_path_buf())
+            .unwrap_or_else(std::env::temp_dir)
+            .join(format!("bench-{}", args.pixels))
+    });
+    let year = 2000;
+    let tiles: Vec<TileName> = crate::demo::land_tiles(&grid)
+        .into_iter()
+        .take(args.tiles)
+        .collect();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let tile_mb = (args.pixels * args.pixels) as f64 / 1e6;
+    println!(
+        "tilecube bench: {} tiles of {}x{} px uint8 ({tile_mb:.0} MB each, LZW, striped), {cores} cores",
+        tiles.len(),
+        args.pixels,
+        args.pixels
+    );
+    generate(&cache, &grid, year, &tiles)?;
+
+    // The floor: single-threaded decode, then single-threaded encode, of the same tiles.
+    let layout = Layout::new(&preset, &grid);
+    let encoder = ChunkEncoder::new(&layout)?;
+    let (mut decode, mut encode) = (Duration::ZERO, Duration::ZERO);
+    for &t in &tiles {
+        let path = crate::demo::tile_path(&cache, year, t);
+        let (d, e) = floor_tile(&path.display().to_string(), &grid, t, &encoder)?;
+        decode += d;
+        encode += e;
+    }
+    let n = tiles.len() as f64;
+    let floor_cpu = (decode + encode).as_secs_f64() / n;
+    println!(
+        "floor, per tile (1 thread): decode {:.2} s CPU + encode {:.2} s CPU = {floor_cpu:.2} s CPU",
+        decode.as_secs_f64() / n,
+        encode.as_secs_f64() / n
+    );
+
+    let names: Vec<String> = tiles.iter().map(|t| t.to_string()).collect();
+    let tiles_arg = names.join(",");
+    let px = args.pixels.to_string();
+    let src = cache.display().to_string();
+    let mut local_mbs = None;
+    for &threads in &args.threads {
+        let repo = scratch(&format!("bench-repo-{threads}"))?;
+        let repo_s = repo.display().to_string();
+        let init = run_child(&["--repo", &repo_s, "--tile-pixels", &px, "init"])?;
+        if !init.ok {
+            bail!("init failed: {}", init.stderr);
+        }
+        let th = threads.to_string();
+        let w = run_child(&[
+            "--repo",
+            &repo_s,
+            "--source",
+            &src,
+            "--tile-pixels",
+            &px,
+            "write",
+            "--year",
+            "2000",
+            "--tiles",
+            &tiles_arg,
+            "--threads",
+            &th,
+        ])?;
+        if !w.ok {
+            bail!("write failed: {}", w.stderr);
+        }
+        let wall = w.wall.as_secs_f64() / n;
+        let mbs = tile_mb / wall;
+        if threads == *args.threads.iter().max().unwrap_or(&threads) {
+            local_mbs = Some(mbs);
+        }
+        println!(
+            "write, {threads} thread(s): {wall:.2} s wall/tile, {:.2} s CPU/tile, {mbs:.0} MB/s, peak RSS {:.0} MB, wall / (floor CPU / {threads}) = {:.2}",
+            w.cpu.as_secs_f64() / n,
+            w.max_rss_mb,
+            wall / (floor_cpu / threads as f64)
+        );
+        let _ = std::fs::remove_dir_all(&repo);
+    }
+
+    if let Some(remote) = &args.remote {
+        let init = run_child(&["--repo", remote, "--tile-pixels", &px, "init", "--force"])?;
+        if !init.ok {
+            bail!("remote init failed: {}", init.stderr);
+        }
+        let w = run_child(&[
+            "--repo",
+            remote,
+            "--source",
+            &src,
+            "--tile-pixels",
+            &px,
+            "write",
+            "--year",
+            "2000",
+            "--tiles",
+            &tiles_arg,
+        ])?;
+        if !w.ok {
+            bail!("remote write failed: {}", w.stderr);
+        }
+        let mbs = tile_mb / (w.wall.as_secs_f64() / n);
+        println!(
+            "write to {remote}: {:.2} s wall/tile, {mbs:.0} MB/s, {:.2}x the local repository's throughput",
+            w.wall.as_secs_f64() / n,
+            local_mbs.map(|l| mbs / l).unwrap_or(f64::NAN)
+        );
+    }
+
+    // init of the full GLAD shape.
+    let repo = scratch("bench-init")?;
+    let init = run_child(&["--repo", &repo.display().to_string(), "init"])?;
+    if !init.ok {
+        bail!("init failed: {}", init.stderr);
+    }
+    println!(
+        "init of the full GLAD shape (5 x 560000 x 1440000, x/y coordinates): {:.3} s wall, process included",
+        init.wall.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&repo);
+
+    if args.commit_tiles > 0 {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let (first, later) = rt.block_on(commit_cost(args.commit_tiles))?;
+        println!(
+            "one-tile commit: {:.3} s on an empty cube, {:.3} s with {} tiles' worth of chunk references ({:.2}x)",
+            first.as_secs_f64(),
+            later.as_secs_f64(),
+            args.commit_tiles,
+            later.as_secs_f64() / first.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn generate(cache: &Path, grid: &Grid, year: i32, tiles: &[TileName]) -> Result<()> {
+    use rayon::prelude::*;
+    let missing: Vec<_> = tiles
+        .iter()
+        .filter(|t| !crate::demo::tile_path(cache, year, **t).exists())
+        .collect();
+    if !missing.is_empty() {
+        println!(
+            "generating {} tiles in {} ...",
+            missing.len(),
+            cache.display()
+        );
+        let start = Instant::now();
+        missing.par_iter().try_for_each(|&&t| {
+            let path = crate::demo::tile_path(cache, year, t);
+            let tmp = path.with_extension("tif.part");
+            crate::demo::write_tile(&tmp, grid, t, year, crate::demo::Flaw::None)?;
+            std::fs::rename(&tmp, &path)?;
+            Ok::<_, anyhow::Error>(())
+        })?;
+        println!("  generated in {:.0} s", start.elapsed().as_secs_f64());
+    }
+    crate::demo::write_list(cache, year, tiles)?;
+    Ok(())
+}
+
+/// Single-threaded decode and encode CPU time of one tile.
+fn floor_tile(
+    path: &str,
+    grid: &Grid,
+    tile: TileName,
+    encoder: &ChunkEncoder,
+) -> Result<(Duration, Duration)> {
+    let (reader, _) = TileReader::open(path, grid, tile)?;
+    let side = grid.chunk_pixels as usize;
+    let width = grid.tile_pixels as usize;
+    let mut strip = vec![0u8; side * width];
+    let mut chunk = Vec::with_capacity(side * side);
+    let (mut decode, mut encode) = (Duration::ZERO, Duration::ZERO);
+    let mut stored = 0usize;
+    for sy in 0..grid.chunks_per_side() as usize {
+        let t0 = cpu_thread();
+        reader.read_rows(sy * side, side, &mut strip)?;
+        let t1 = cpu_thread();
+        for sx in 0..grid.chunks_per_side() as usize {
+            chunk.clear();
+            for row in strip.chunks_exact(width) {
+                chunk.extend_from_slice(&row[sx * side..(sx + 1) * side]);
+            }
+            if encoder.encode(&chunk)?.is_some() {
+                stored += 1;
+            }
+        }
+        let t2 = cpu_thread();
+        decode += t1 - t0;
+        encode += t2 - t1;
+    }
+    std::hint::black_box(stored);
+    Ok((decode, encode))
+}
+
+/// Time a one-tile commit on an empty full-shape cube, then after `tiles` tiles' worth of
+/// chunk references are committed (median of three each).
+async fn commit_cost(tiles: usize) -> Result<(Duration, Duration)> {
+    let preset = Preset::glad();
+    let layout = Layout::new(&preset, &Grid::from_preset(&preset, None)?);
+    let dir = scratch("bench-commit")?;
+    let cube = Cube::init(
+        RepoLocation::Local(dir.clone()),
+        layout.clone(),
+        &InitOptions {
+            spec_version: SpecVersion::V2,
+            force: false,
+            branch: "main".into(),
+        },
+    )
+    .await?;
+    let encoder = ChunkEncoder::new(&layout)?;
+    let chunk = encoder
+        .encode(&vec![7u8; encoder.chunk_len()])?
+        .context("encoding a chunk")?;
+    let grid = layout.grid();
+    let path =
+        icechunk::format::Path::new(&layout.variable_path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cells: Vec<_> = (0..layout.years.len())
+        .flat_map(|y| grid.tiles().map(move |t| (y, t)))
+        .collect();
+    let mut next = 0usize;
+
+    let mut stage = |count: usize| {
+        let batch = &cells[next..next + count];
+        next += count;
+        batch.to_vec()
+    };
+    let record = |batch: Vec<(usize, TileName)>| {
+        let cube = &cube;
+        let chunk = chunk.clone();
+        let path = path.clone();
+        let grid = grid.clone();
+        let layout = layout.clone();
+        async move {
+            let mut session = cube.writable_session().await?;
+            for (yi, t) in &batch {
+                let mut tc = TileChunks::default();
+                for coords in layout.tile_chunks(*yi, grid.cell(*t)?) {
+                    let up = crate::cube::prepare_upload(&session, &path, coords)?;
+                    tc.push(coords, up.run(Some(chunk.clone())).await?);
+                }
+                tc.record(&mut session, &path).await?;
+            }
+            let mut written = crate::cube::WrittenTiles::new();
+            for (yi, t) in &batch {
+                written.entry(layout.years[*yi]).or_default().insert(*t, 0);
+            }
+            let props = crate::cube::written_properties(&written);
+            let start = Instant::now();
+            crate::cube::commit(&mut session, "bench", props).await?;
+            Ok::<_, anyhow::Error>(start.elapsed())
+        }
+    };
+    let mut first = vec![];
+    for _ in 0..3 {
+        first.push(record(stage(1)).await?);
+    }
+    let mut filled = 3;
+    while filled < tiles {
+        let n = (tiles - filled).min(25);
+        record(stage(n)).await?;
+        filled += n;
+    }
+    let mut later = vec![];
+    for _ in 0..3 {
+        later.push(record(stage(1)).await?);
+    }
+    first.sort();
+    later.sort();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((first[1], later[1]))
+}
