@@ -99,6 +99,8 @@ pub enum Command {
     },
     /// Measure ingest speed and memory against the hardware's floor (full-size tiles).
     Bench(crate::bench::BenchArgs),
+    /// The operator console (also what `tilecube` alone opens on a terminal).
+    Tui,
 }
 
 #[derive(Debug, Args)]
@@ -213,8 +215,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
         Some(Command::Demo { dir, pixels }) => rt.block_on(demo(&settings, dir, pixels)),
         Some(Command::Bench(_)) => Ok(0),
+        Some(Command::Tui) => {
+            drop(rt);
+            crate::tui::run(&settings)
+        }
         None => {
-            if settings.repo.is_some() {
+            use std::io::IsTerminal;
+            if settings.repo.is_some() && std::io::stdout().is_terminal() {
+                drop(rt);
+                crate::tui::run(&settings)
+            } else if settings.repo.is_some() {
                 rt.block_on(status(&settings, false, &[]))
             } else {
                 let mut cmd = <Cli as clap::CommandFactory>::command();

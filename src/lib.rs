@@ -1,8 +1,8 @@
 //! tilecube: assemble analysis-ready raster datacubes in Icechunk from tiled GeoTIFFs.
 //!
 //! The engine — [`grid`], [`source`], [`cube`], [`ingest`] — knows nothing of terminals: it
-//! reports progress as events on a channel. The headless CLI ([`cli`]) is a thin front end
-//! over it.
+//! reports progress as events on a channel. The headless CLI ([`cli`]) and the console
+//! ([`tui`]) are thin front ends over it.
 
 pub mod bench;
 pub mod cli;
@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod preset;
 pub mod remote;
 pub mod source;
+pub mod tui;
 
 /// Process-wide GDAL settings: a small block cache (memory stays bounded whatever the tile
 /// size) and quiet error output (errors are reported through results, naming the tile).

@@ -5,11 +5,14 @@
 //! reported as [`Event`]s on a channel, so front ends stay thin.
 
 mod events;
+mod journal;
 mod pipeline;
 mod plan;
 
 pub use events::{Event, EventSink};
+pub use journal::{Journal, JournalEntry};
 pub use pipeline::{
-    IngestOptions, IngestReport, TileFailure, commit_message, commit_tiles, ingest, ingest_into,
+    IngestOptions, IngestReport, TileFailure, commit_message, commit_tiles,
+    commit_tiles_with_message, ingest, ingest_into,
 };
 pub use plan::{Plan, Selection, TileJob, plan};

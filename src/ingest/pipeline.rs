@@ -405,7 +405,18 @@ pub async fn commit_tiles(
     written: &WrittenTiles,
     events: &EventSink,
 ) -> Result<String, CubeError> {
-    let message = commit_message(written);
+    commit_tiles_with_message(cube, session, written, &commit_message(written), events).await
+}
+
+/// [`commit_tiles`] with the operator's own message.
+pub async fn commit_tiles_with_message(
+    cube: &Cube,
+    session: &Arc<RwLock<Session>>,
+    written: &WrittenTiles,
+    message: &str,
+    events: &EventSink,
+) -> Result<String, CubeError> {
+    let message = message.to_string();
     let props = crate::cube::written_properties(written);
     let mut s = session.write().await;
     let id = crate::cube::commit(&mut s, &message, props).await?;

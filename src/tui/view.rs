@@ -1,0 +1,645 @@
+//! Drawing the console: title, year tabs, the tile grid, the panels and the dialogs.
+//!
+//! At 80×24 the grid always fits and one panel (the focused one) sits below it; wider and
+//! taller terminals show the details, session and history panels beside the grid.
+
+use std::time::Instant;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use super::state::{App, CellState, Focus, Popup};
+use super::widgets::{legend_color, quicklook_lines};
+use crate::grid::Cell;
+
+const GRID_WIDTH: u16 = 4 + 36 * 2;
+
+fn color_of(state: CellState) -> Color {
+    match state {
+        CellState::NoTile => Color::DarkGray,
+        CellState::Listed => Color::Gray,
+        CellState::Queued => Color::Blue,
+        CellState::Running { .. } => Color::Yellow,
+        CellState::Written => Color::Green,
+        CellState::Uncommitted => Color::Cyan,
+        CellState::Failed => Color::Red,
+        CellState::Inconsistent => Color::Magenta,
+    }
+}
+
+fn style(app: &App, color: Color) -> Style {
+    if app.color {
+        Style::default().fg(color)
+    } else {
+        Style::default()
+    }
+}
+
+/// Draw the whole screen.
+pub fn draw(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    let wide = area.width >= GRID_WIDTH + 40 && area.height >= 24;
+    let rows = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Length(15),
+            Constraint::Min(3),
+            Constraint::Length(1),
+        ])
+        .split(area);
+    draw_title(frame, app, rows[0]);
+    draw_tabs(frame, app, rows[1]);
+    if wide {
+        let cols = Layout::default()
+            .direction(Direction::Horizontal)
+            .constraints([Constraint::Length(GRID_WIDTH + 1), Constraint::Min(30)])
+            .split(Rect {
+                height: rows[2].height + rows[3].height,
+                ..rows[2]
+            });
+        draw_grid(frame, app, cols[0]);
+        let below = Rect {
+            y: rows[3].y,
+            height: rows[3].height,
+            ..cols[0]
+        };
+        draw_status(frame, app, Rect { height: 1, ..below });
+        let side = Layout::default()
+            .direction(Direction::Vertical)
+            .constraints([
+                Constraint::Length(9),
+                Constraint::Length(7),
+                Constraint::Min(4),
+            ])
+            .split(cols[1]);
+        draw_details(frame, app, side[0]);
+        draw_session(frame, app, side[1]);
+        draw_history(frame, app, side[2]);
+    } else {
+        draw_grid(frame, app, rows[2]);
+        let panel = rows[3];
+        draw_status(frame, app, Rect { height: 1, ..panel });
+        let rest = Rect {
+            y: panel.y + 1,
+            height: panel.height.saturating_sub(1),
+            ..panel
+        };
+        match app.focus {
+            Focus::Grid => draw_details(frame, app, rest),
+            Focus::Session => draw_session(frame, app, rest),
+            Focus::History => draw_history(frame, app, rest),
+        }
+    }
+    draw_footer(frame, app, rows[4]);
+    if let Some(popup) = &app.popup {
+        draw_popup(frame, app, popup, area);
+    }
+}
+
+fn draw_title(frame: &mut Frame, app: &App, area: Rect) {
+    let mut spans = vec![];
+    // A browsed snapshot's banner comes first, so it shows however narrow the terminal.
+    if let Some(b) = &app.browse {
+        let what = match &b.diff_against {
+            Some(other) => format!(
+                "DIFF {}..{} ({}) Esc: head",
+                short(other),
+                short(&b.snapshot),
+                b.message
+            ),
+            None => format!(
+                "READ-ONLY SNAPSHOT {} \"{}\" Esc: head",
+                short(&b.snapshot),
+                b.message
+            ),
+        };
+        spans.push(Span::styled(
+            what,
+            style(app, Color::Yellow).add_modifier(Modifier::REVERSED),
+        ));
+        spans.push(Span::raw(" "));
+    }
+    spans.push(Span::styled(
+        "tilecube ",
+        Style::default().add_modifier(Modifier::BOLD),
+    ));
+    spans.push(Span::raw(format!("{} @ {}", app.repo, app.branch)));
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}
+
+fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
+    let mut spans = vec![];
+    for (i, &y) in app.years.iter().enumerate() {
+        let (w, l) = app.completeness(y);
+        let text = format!(" {}:{y} {w}/{l} ", i + 1);
+        let s = if i == app.year_index {
+            Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD)
+        } else {
+            Style::default()
+        };
+        spans.push(Span::styled(text, s));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_grid(frame: &mut Frame, app: &App, area: Rect) {
+    let grid = &app.grid;
+    let year = app.year();
+    let mut lines = Vec::with_capacity(grid.rows as usize + 1);
+    let mut header = String::from("    ");
+    for c in 0..grid.columns {
+        if c % 6 == 0 {
+            let name = grid.tile_at(Cell { col: c, row: 0 }).to_string();
+            header.push_str(&format!("{:<12}", &name[4..]));
+        }
+    }
+    lines.push(Line::from(header.trim_end().to_string()));
+    for r in 0..grid.rows {
+        let label = grid.tile_at(Cell { col: 0, row: r }).to_string()[..3].to_string();
+        let mut spans = vec![Span::raw(format!("{label} "))];
+        for c in 0..grid.columns {
+            let cell = Cell { col: c, row: r };
+            let tile = grid.tile_at(cell);
+            let state = app.cell_state(year, tile);
+            let selected = app.selected.contains(&(year, tile));
+            let mut s = style(app, color_of(state));
+            if matches!(state, CellState::Written | CellState::Failed) {
+                s = s.add_modifier(Modifier::BOLD);
+            }
+            if cell == app.cursor {
+                s = s.add_modifier(Modifier::REVERSED);
+            }
+            let text = format!("{}{}", state.glyph(), if selected { '*' } else { ' ' });
+            spans.push(Span::styled(text, s));
+        }
+        lines.push(Line::from(spans));
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
+    let now = Instant::now();
+    let text = if app.writing {
+        let p = &app.progress;
+        let eta = p
+            .eta(now)
+            .map(|d| format!("{}s", d.as_secs()))
+            .unwrap_or_else(|| "-".into());
+        format!(
+            "writing {}/{} tiles  {:.0} MB/s  ETA {eta}  threads {}/{} busy  queue {}",
+            p.tiles_done,
+            p.tiles_total,
+            p.mb_per_s(now),
+            p.busy.min(p.threads),
+            p.threads,
+            app.queued.len()
+        )
+    } else {
+        app.status_line.clone()
+    };
+    frame.render_widget(Paragraph::new(text).style(style(app, Color::Yellow)), area);
+}
+
+fn panel<'a>(title: &'a str, focused: bool) -> Block<'a> {
+    let b = Block::default().borders(Borders::TOP).title(title);
+    if focused {
+        b.title_style(Style::default().add_modifier(Modifier::BOLD | Modifier::REVERSED))
+    } else {
+        b
+    }
+}
+
+fn draw_details(frame: &mut Frame, app: &App, area: Rect) {
+    let year = app.year();
+    let tile = app.cursor_tile();
+    let state = app.cell_state(year, tile);
+    let (w, s, e, n) = app.grid.bounds(tile);
+    let mut lines = vec![Line::from(vec![
+        Span::styled(
+            format!("{year}/{tile}"),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!("  {}  ", state.name())),
+        Span::raw(format!("bounds {w} {s} {e} {n}")),
+    ])];
+    if let Some(src) = &app.source_of(year, tile) {
+        lines.push(Line::from(format!("source {src}")));
+    }
+    let chunks = match app.chunks_done(year, tile) {
+        Some((d, t)) => format!("chunks {d}/{t}"),
+        None => format!("chunks 0/{}", app.grid.chunks_per_tile()),
+    };
+    let by = app
+        .written_by(year, tile)
+        .map(|s| format!("  written by {}", short(s)))
+        .unwrap_or_default();
+    lines.push(Line::from(format!("{chunks}{by}")));
+    if let Some(f) = app.failed.get(&(year, tile)) {
+        lines.push(Line::styled(
+            format!("error ({} attempts): {}", f.attempts, f.error),
+            style(app, Color::Red),
+        ));
+    }
+    let p = Paragraph::new(lines)
+        .wrap(Wrap { trim: true })
+        .block(panel(" tile ", app.focus == Focus::Grid));
+    frame.render_widget(p, area);
+}
+
+fn draw_session(frame: &mut Frame, app: &App, area: Rect) {
+    let chunks: u64 = app.uncommitted.values().sum();
+    let mut lines = vec![Line::from(format!(
+        "uncommitted tiles {}  changed chunks {}",
+        app.uncommitted.len(),
+        chunks
+    ))];
+    if !app.failed.is_empty() {
+        lines.push(Line::styled(
+            format!(
+                "failed tiles {} (f selects them, w retries)",
+                app.failed.len()
+            ),
+            style(app, Color::Red),
+        ));
+    }
+    if let Some(c) = app.history.first() {
+        let local = c.time.with_timezone(&chrono::Local);
+        lines.push(Line::from(format!(
+            "last commit {} {} {}",
+            short(&c.id),
+            local.format("%H:%M:%S"),
+            c.message
+        )));
+    }
+    let p = Paragraph::new(lines)
+        .wrap(Wrap { trim: true })
+        .block(panel(" session ", app.focus == Focus::Session));
+    frame.render_widget(p, area);
+}
+
+fn draw_history(frame: &mut Frame, app: &App, area: Rect) {
+    let height = area.height.saturating_sub(1) as usize;
+    let start = app.history_index.saturating_sub(height.saturating_sub(1));
+    let lines: Vec<Line> = app
+        .history
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take(height)
+        .map(|(i, c)| {
+            let local = c.time.with_timezone(&chrono::Local);
+            let tiles = if c.tile_count() > 0 {
+                format!(" [{} tiles]", c.tile_count())
+            } else {
+                String::new()
+            };
+            let text = format!(
+                "{} {} {}{tiles}",
+                short(&c.id),
+                local.format("%m-%d %H:%M"),
+                c.message
+            );
+            let mut s = Style::default();
+            if i == app.history_index && app.focus == Focus::History {
+                s = s.add_modifier(Modifier::REVERSED);
+            }
+            if app.browse.as_ref().is_some_and(|b| b.snapshot == c.id) {
+                s = s.add_modifier(Modifier::BOLD);
+            }
+            Line::styled(text, s)
+        })
+        .collect();
+    let p = Paragraph::new(lines).block(panel(" history ", app.focus == Focus::History));
+    frame.render_widget(p, area);
+}
+
+fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
+    let keys = match app.focus {
+        Focus::History => {
+            "↑↓ snapshot  Enter open  d diff  t tag  Esc head  Tab focus  ? help  q quit"
+        }
+        _ if app.browse.is_some() => {
+            "read-only snapshot  Esc back to head  Tab history  ? help  q quit"
+        }
+        _ => {
+            "←↓↑→ move  1-5 year  space select  a all  f failed  w write  x cancel  c commit  p look  Tab  ? help  q quit"
+        }
+    };
+    frame.render_widget(
+        Paragraph::new(keys).style(Style::default().add_modifier(Modifier::DIM)),
+        area,
+    );
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+const HELP: &[(&str, &str)] = &[
+    ("arrows / hjkl", "move the cursor"),
+    ("1-5, [ ]", "change year"),
+    ("space", "select / unselect the tile"),
+    ("a", "select every listed, unwritten tile of the year"),
+    ("f", "select the failed tiles"),
+    ("Esc", "clear the selection / back to the head"),
+    ("w", "write the selection"),
+    ("x", "cancel running work"),
+    ("c", "commit the written tiles"),
+    ("p", "quick-look of the tile from the cube"),
+    ("Tab", "focus grid, history, session"),
+    ("Enter / d / t", "history: open snapshot / diff / tag"),
+    ("q", "quit"),
+];
+
+fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect) {
+    let (title, lines, w, h): (&str, Vec<Line>, u16, u16) = match popup {
+        Popup::Help => {
+            let lines = HELP
+                .iter()
+                .map(|(k, v)| Line::from(format!("{k:<14} {v}")))
+                .collect::<Vec<_>>();
+            let n = lines.len() as u16;
+            (" keys ", lines, 66, n + 2)
+        }
+        Popup::ConfirmWrite {
+            tiles,
+            years,
+            threads,
+        } => (
+            " write ",
+            vec![
+                Line::from(format!(
+                    "Write {tiles} tiles of {years} year(s) on {threads} threads?"
+                )),
+                Line::from("Enter/y: write   Esc/n: cancel"),
+            ],
+            50,
+            4,
+        ),
+        Popup::CommitPrompt { message } => (
+            " commit message ",
+            vec![
+                Line::from(format!("{message}_")),
+                Line::from("Enter: commit   Esc: cancel"),
+            ],
+            area.width.saturating_sub(4).min(100),
+            4,
+        ),
+        Popup::TagPrompt { snapshot, name } => (
+            " tag ",
+            vec![
+                Line::from(format!("tag snapshot {}: {name}_", short(snapshot))),
+                Line::from("Enter: tag   Esc: cancel"),
+            ],
+            50,
+            4,
+        ),
+        Popup::ConfirmQuit { reason } => (
+            " quit ",
+            vec![
+                Line::from(format!("Quit while {reason}?")),
+                Line::from("Enter/y: quit   Esc/n: stay"),
+            ],
+            50,
+            4,
+        ),
+        Popup::QuickLook { year, tile } => {
+            let inner_w = area.width.saturating_sub(4).min(64);
+            let inner_h = area.height.saturating_sub(4).min(32);
+            let lines = match &app.quicklook {
+                Some((side, px)) => {
+                    quicklook_lines(*side, px, inner_w as usize, inner_h as usize, app.color)
+                }
+                None => vec![Line::from("reading the tile from the cube ...")],
+            };
+            let title: &'static str = " quick-look (Esc closes) ";
+            let _ = (year, tile);
+            (title, lines, inner_w + 2, inner_h + 2)
+        }
+    };
+    let rect = centered(area, w, h);
+    frame.render_widget(Clear, rect);
+    let title = match popup {
+        Popup::QuickLook { year, tile } => format!(" {year}/{tile}{title}"),
+        _ => title.to_string(),
+    };
+    let p = Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .block(Block::default().borders(Borders::ALL).title(title));
+    frame.render_widget(p, rect);
+    let _ = legend_color;
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::cube::{Commit, Coverage, TileState, WrittenTiles};
+    use crate::grid::{Grid, TileName};
+    use crate::preset::Preset;
+    use crate::tui::state::{Browse, Failure};
+
+    fn t(s: &str) -> TileName {
+        s.parse().unwrap()
+    }
+
+    /// A console on a small cube: three tiles listed in 2000, one written, one history entry.
+    fn app() -> App {
+        // SAFETY: each test runs in its own process under nextest; set before any thread.
+        unsafe { std::env::set_var("TZ", "UTC") };
+        let grid = Grid::from_preset(&Preset::glad(), Some(400)).unwrap();
+        let mut app = App::new(
+            "/data/cube".into(),
+            "main".into(),
+            grid,
+            vec![2000, 2005, 2010, 2015, 2020],
+            2,
+        );
+        let listed = ["80N_180W", "80N_170W", "80N_160W", "70N_180W", "00N_000E"].map(t);
+        app.listed.insert(2000, listed.into_iter().collect());
+        app.listed
+            .insert(2005, [t("00N_000E")].into_iter().collect());
+        app.coverage = Coverage {
+            tiles: [(
+                (2000, t("80N_170W")),
+                TileState::Written {
+                    chunks: 1,
+                    snapshot: "SNAPAAAAAAAAAAAAAAAA".into(),
+                },
+            )]
+            .into(),
+        };
+        let mut w = WrittenTiles::new();
+        w.entry(2000).or_default().insert(t("80N_170W"), 1);
+        let time = Utc.with_ymd_and_hms(2026, 11, 24, 12, 30, 0).unwrap();
+        app.history = vec![
+            Commit {
+                id: "SNAPAAAAAAAAAAAAAAAA".into(),
+                parent: Some("INITBBBBBBBBBBBBBBBB".into()),
+                time,
+                message: "write 1 tile: 2000/80N_170W".into(),
+                written: w,
+                init: false,
+            },
+            Commit {
+                id: "INITBBBBBBBBBBBBBBBB".into(),
+                parent: None,
+                time,
+                message: "initialize array".into(),
+                written: WrittenTiles::new(),
+                init: true,
+            },
+        ];
+        app
+    }
+
+    fn render(app: &App, w: u16, h: u16) -> String {
+        let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+        term.draw(|f| draw(f, app)).unwrap();
+        let buf = term.backend().buffer();
+        (0..h)
+            .map(|y| {
+                let line: String = (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect();
+                line.trim_end().to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn both(name: &str, app: &App) {
+        insta::assert_snapshot!(format!("{name}_80x24"), render(app, 80, 24));
+        insta::assert_snapshot!(format!("{name}_160x48"), render(app, 160, 48));
+    }
+
+    #[test]
+    fn idle() {
+        both("idle", &app());
+    }
+
+    #[test]
+    fn selection() {
+        let mut a = app();
+        a.selected.insert((2000, t("80N_180W")));
+        a.selected.insert((2000, t("80N_160W")));
+        a.cursor = crate::grid::Cell { col: 2, row: 0 };
+        both("selection", &a);
+    }
+
+    #[test]
+    fn running_with_progress() {
+        let mut a = app();
+        a.writing = true;
+        a.running.insert((2000, t("80N_180W")), (3, 16));
+        a.queued.insert((2000, t("80N_160W")));
+        a.progress.tiles_total = 2;
+        a.progress.threads = 2;
+        a.progress.busy = 1;
+        both("running", &a);
+    }
+
+    #[test]
+    fn failed_tile_with_its_error() {
+        let mut a = app();
+        a.failed.insert(
+            (2000, t("80N_180W")),
+            Failure {
+                error: "has 3 bands; expected 1".into(),
+                attempts: 1,
+            },
+        );
+        both("failed", &a);
+    }
+
+    #[test]
+    fn snapshot_browse_and_diff() {
+        let mut a = app();
+        a.browse = Some(Browse {
+            snapshot: "INITBBBBBBBBBBBBBBBB".into(),
+            message: "initialize array".into(),
+            coverage: Default::default(),
+            diff_against: None,
+            changed: Default::default(),
+        });
+        both("browse", &a);
+        a.browse = Some(Browse {
+            snapshot: "SNAPAAAAAAAAAAAAAAAA".into(),
+            message: "1 tiles changed".into(),
+            coverage: [(2000, t("80N_170W"))].into(),
+            diff_against: Some("INITBBBBBBBBBBBBBBBB".into()),
+            changed: [(2000, t("80N_170W"))].into(),
+        });
+        a.focus = Focus::History;
+        both("diff", &a);
+    }
+
+    #[test]
+    fn quicklook_help_and_quit_confirm() {
+        let mut a = app();
+        a.popup = Some(Popup::QuickLook {
+            year: 2000,
+            tile: t("80N_170W"),
+        });
+        let px: Vec<u8> = (0..64 * 64)
+            .map(|i| if (i / 64) < 20 { 255 } else { (i % 64) as u8 })
+            .collect();
+        a.quicklook = Some((64, px));
+        a.color = false;
+        both("quicklook", &a);
+        let mut a = app();
+        a.popup = Some(Popup::Help);
+        both("help", &a);
+        a.popup = Some(Popup::ConfirmQuit {
+            reason: "written tiles are not committed".into(),
+        });
+        both("quit_confirm", &a);
+    }
+
+    #[test]
+    fn no_color_keeps_every_state_readable_by_glyph() {
+        let mut a = app();
+        a.failed.insert(
+            (2000, t("80N_180W")),
+            Failure {
+                error: "bad".into(),
+                attempts: 1,
+            },
+        );
+        a.uncommitted.insert((2000, t("80N_160W")), 1);
+        a.color = false;
+        both("no_color", &a);
+        let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        term.draw(|f| draw(f, &a)).unwrap();
+        let buf = term.backend().buffer();
+        for cell in buf.content() {
+            assert_eq!(cell.fg, Color::Reset, "no colour with NO_COLOR");
+            assert_eq!(cell.bg, Color::Reset, "no colour with NO_COLOR");
+        }
+        let row = render(&a, 80, 24).lines().nth(3).unwrap().to_string();
+        assert!(row.starts_with("80N ! # + "), "{row}");
+        // With colour the same states differ by colour as well.
+        a.color = true;
+        let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        term.draw(|f| draw(f, &a)).unwrap();
+        assert_eq!(term.backend().buffer()[(4, 3)].fg, Color::Red);
+        assert_eq!(term.backend().buffer()[(6, 3)].fg, Color::Green);
+    }
+}

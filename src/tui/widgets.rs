@@ -1,0 +1,121 @@
+//! Console widgets: the quick-look of a tile, drawn with half-block cells and coloured with
+//! the dataset's legend (`assets/legend.toml`).
+
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use serde::Deserialize;
+
+const LEGEND_TOML: &str = include_str!("../../assets/legend.toml");
+
+#[derive(Debug, Deserialize)]
+struct Legend {
+    class: Vec<Class>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Class {
+    from: u8,
+    to: u8,
+    #[allow(dead_code)]
+    label: String,
+    rgb: [u8; 3],
+}
+
+fn legend() -> &'static [Class] {
+    static LEGEND: std::sync::OnceLock<Vec<Class>> = std::sync::OnceLock::new();
+    LEGEND.get_or_init(|| {
+        toml::from_str::<Legend>(LEGEND_TOML)
+            .map(|l| l.class)
+            .unwrap_or_default()
+    })
+}
+
+/// The legend colour of a class value (grey for values the legend does not name).
+pub fn legend_color(value: u8) -> Color {
+    legend()
+        .iter()
+        .find(|c| (c.from..=c.to).contains(&value))
+        .map(|c| Color::Rgb(c.rgb[0], c.rgb[1], c.rgb[2]))
+        .unwrap_or(Color::Rgb(128, 128, 128))
+}
+
+/// Shading glyph for a value when colour is off: fill value blank, others by class band.
+fn shade(value: u8) -> char {
+    match value {
+        255 => ' ',
+        0..=24 => '░',
+        25..=96 => '▓',
+        _ => '▒',
+    }
+}
+
+/// Decimate a `side`×`side` tile into `width`×(2·`height`) samples and draw them with
+/// upper-half blocks: each cell shows two pixels, top in the foreground, bottom behind it.
+pub fn quicklook_lines(
+    side: usize,
+    px: &[u8],
+    width: usize,
+    height: usize,
+    color: bool,
+) -> Vec<Line<'static>> {
+    if side == 0 || px.len() < side * side || width == 0 || height == 0 {
+        return vec![Line::from("no pixels")];
+    }
+    let n = width.min(height * 2).min(side);
+    let rows = n.div_ceil(2);
+    let sample = |r: usize, c: usize| -> u8 {
+        let y = (r * side / n).min(side - 1);
+        let x = (c * side / n).min(side - 1);
+        px[y * side + x]
+    };
+    (0..rows)
+        .map(|hr| {
+            let spans: Vec<Span<'static>> = (0..n)
+                .map(|c| {
+                    let top = sample(hr * 2, c);
+                    let bottom = if hr * 2 + 1 < n {
+                        sample(hr * 2 + 1, c)
+                    } else {
+                        top
+                    };
+                    if color {
+                        Span::styled(
+                            "▀",
+                            Style::default()
+                                .fg(legend_color(top))
+                                .bg(legend_color(bottom)),
+                        )
+                    } else {
+                        Span::raw(shade(top).to_string())
+                    }
+                })
+                .collect();
+            Line::from(spans)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legend_colours_classes_and_marks_no_data() {
+        assert_eq!(legend_color(255), Color::Rgb(0, 0, 0));
+        assert_eq!(legend_color(60), Color::Rgb(30, 110, 40));
+        assert_eq!(legend_color(230), Color::Rgb(128, 128, 128));
+    }
+
+    #[test]
+    fn quicklook_decimates_into_half_blocks() {
+        let side = 8;
+        let px: Vec<u8> = (0..64).map(|i| if i < 32 { 60 } else { 255 }).collect();
+        let lines = quicklook_lines(side, &px, 4, 2, true);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].spans.len(), 4);
+        assert_eq!(lines[0].spans[0].style.fg, Some(Color::Rgb(30, 110, 40)));
+        assert_eq!(lines[1].spans[0].style.bg, Some(Color::Rgb(0, 0, 0)));
+        let plain = quicklook_lines(side, &px, 4, 2, false);
+        assert_eq!(plain[1].spans[0].content, " ");
+    }
+}

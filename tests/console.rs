@@ -1,0 +1,146 @@
+//! The console end to end, in a real terminal: tmux runs the real binary at 80×24 on a
+//! generated source; keys go in with send-keys and the screen comes back with capture-pane.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Work;
+use tilecube::demo::Flaw;
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str) -> Self {
+        let socket = format!("tilecube-test-{}", std::process::id());
+        let tmux = Self { socket };
+        let ok = tmux
+            .cmd(&["new-session", "-d", "-s", "t", "-x", "80", "-y", "24", cmd])
+            .status
+            .success();
+        assert!(ok, "tmux new-session failed");
+        tmux.cmd(&["set-option", "-g", "escape-time", "0"]);
+        tmux
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux (installed by .ci/setup)")
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.cmd(&["send-keys", "-t", "t", k]);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn text(&self, text: &str) {
+        self.cmd(&["send-keys", "-t", "t", "-l", text]);
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
+    }
+
+    fn wait_for(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = self.screen();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what:?}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.cmd(&["kill-server"]);
+    }
+}
+
+#[test]
+fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
+    let w = Work::new();
+    let tiles = ["80N_180W", "80N_170W", "80N_160W", "70N_180W"];
+    for t in tiles {
+        w.tile(2000, t, Flaw::None);
+    }
+    w.list(2000, &tiles, "");
+    w.ok(&["init"]);
+    let cmd = format!(
+        "{} --config {} tui; echo CONSOLE-EXITED $?; sleep 60",
+        env!("CARGO_BIN_EXE_tilecube"),
+        w.dir.path().join("config.toml").display()
+    );
+    let tmux = Tmux::start(&cmd);
+    let s = tmux.wait_for("1:2000 0/4");
+    assert!(s.contains("80N o o o"), "{s}");
+
+    // Select three tiles, write them.
+    tmux.keys(&["Space", "l", "Space", "l", "Space", "w"]);
+    let s = tmux.wait_for("Write 3 tiles of 1 year(s) on");
+    assert!(s.contains("80N o*o*o*"), "{s}");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("write finished: 3 written, 0 failed");
+    assert!(s.contains("80N + + + "), "written, not committed: {s}");
+
+    // Commit with a typed message.
+    tmux.keys(&["c"]);
+    tmux.wait_for("commit message");
+    tmux.text(" checked by ops");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("1:2000 3/4");
+    assert!(
+        s.contains("80N # # # "),
+        "committed tiles show as written: {s}"
+    );
+    assert!(s.contains("committed "), "{s}");
+
+    // The history lists the commit; Enter on the previous snapshot browses it read-only.
+    tmux.keys(&["Tab"]);
+    let s = tmux.wait_for(" history ");
+    assert!(
+        s.contains("write 3 tiles: 2000/80N_180W, 2000/80N_170W, 2000/80N_160W"),
+        "{s}"
+    );
+    assert!(s.contains("initialize array"), "{s}");
+    tmux.keys(&["Down", "Enter"]);
+    let s = tmux.wait_for("SNAPSHOT");
+    assert!(
+        s.contains("READ-ONLY SNAPSHOT ") && s.contains("\"initialize array\" Esc: head"),
+        "{s}"
+    );
+    assert!(
+        s.contains("80N o o o . "),
+        "the previous snapshot holds no tile: {s}"
+    );
+    tmux.keys(&["Escape"]);
+    let s = tmux.wait_for("back to the branch head");
+    assert!(s.contains("80N # # # "), "{s}");
+
+    // Quit cleanly: the terminal is restored and the exit status is 0.
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("CONSOLE-EXITED");
+    assert!(s.contains("CONSOLE-EXITED 0"), "{s}");
+
+    let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
+    assert_eq!(
+        log[0]["message"],
+        "write 3 tiles: 2000/80N_180W, 2000/80N_170W, 2000/80N_160W checked by ops"
+    );
+    assert_eq!(log[0]["written"]["2000"].as_object().unwrap().len(), 3);
+}
