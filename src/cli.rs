@@ -321,6 +321,18 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     let cancel = Arc::new(AtomicBool::new(false));
     let report = ingest::ingest(&cube, plan.jobs, &options, EventSink::new(tx), cancel).await?;
     let _ = printer.await;
+    let mut journal = crate::ingest::Journal::load(&cube.location.key());
+    for (year, tiles) in &report.written {
+        for tile in tiles.keys() {
+            journal.clear(*year, *tile);
+        }
+    }
+    for f in &report.failed {
+        journal.fail(f.year, f.tile, &f.error, f.attempts);
+    }
+    if let Err(e) = journal.save() {
+        eprintln!("warning: cannot save the failure journal: {e}");
+    }
     if args.json {
         let out = json!({
             "written": report.written,
@@ -561,6 +573,14 @@ async fn demo(settings: &Settings, dir: Option<PathBuf>, pixels: u64) -> Result<
         json: false,
     };
     let code = write(&demo_settings, &args).await?;
+    {
+        use std::io::IsTerminal;
+        if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+            let s = demo_settings.clone();
+            // The console runs its own runtime: leave this one's context for it.
+            return tokio::task::spawn_blocking(move || crate::tui::run(&s)).await?;
+        }
+    }
     status(&demo_settings, false, &[]).await?;
     eprintln!(
         "demo cube: {}\n  try: tilecube --repo {} --source {} log",

@@ -79,7 +79,16 @@ pub fn draw(frame: &mut Frame, app: &App) {
             .split(cols[1]);
         draw_details(frame, app, side[0]);
         draw_session(frame, app, side[1]);
-        draw_history(frame, app, side[2]);
+        if app.show_logs && side[2].height > 12 {
+            let parts = Layout::default()
+                .direction(Direction::Vertical)
+                .constraints([Constraint::Min(6), Constraint::Length(8)])
+                .split(side[2]);
+            draw_history(frame, app, parts[0]);
+            draw_logs(frame, parts[1]);
+        } else {
+            draw_history(frame, app, side[2]);
+        }
     } else {
         draw_grid(frame, app, rows[2]);
         let panel = rows[3];
@@ -91,6 +100,14 @@ pub fn draw(frame: &mut Frame, app: &App) {
         };
         match app.focus {
             Focus::Grid => draw_details(frame, app, rest),
+            Focus::Session if app.show_logs && rest.height > 6 => {
+                let parts = Layout::default()
+                    .direction(Direction::Vertical)
+                    .constraints([Constraint::Length(4), Constraint::Min(2)])
+                    .split(rest);
+                draw_session(frame, app, parts[0]);
+                draw_logs(frame, parts[1]);
+            }
             Focus::Session => draw_session(frame, app, rest),
             Focus::History => draw_history(frame, app, rest),
         }
@@ -162,7 +179,15 @@ fn draw_grid(frame: &mut Frame, app: &App, area: Rect) {
             header.push_str(&format!("{:<12}", &name[4..]));
         }
     }
-    lines.push(Line::from(header.trim_end().to_string()));
+    // The last column's label closes the header (170E on the GLAD grid).
+    let last = grid.tile_at(Cell { col: grid.columns - 1, row: 0 }).to_string();
+    let at = 4 + (grid.columns as usize - 1) * 2;
+    let mut header = header.trim_end().to_string();
+    if header.len() + 1 < at {
+        header.push_str(&" ".repeat(at - header.len()));
+        header.push_str(&last[4..]);
+    }
+    lines.push(Line::from(header));
     for r in 0..grid.rows {
         let label = grid.tile_at(Cell { col: 0, row: r }).to_string()[..3].to_string();
         let mut spans = vec![Span::raw(format!("{label} "))];
@@ -284,6 +309,15 @@ fn draw_session(frame: &mut Frame, app: &App, area: Rect) {
         .wrap(Wrap { trim: true })
         .block(panel(" session ", app.focus == Focus::Session));
     frame.render_widget(p, area);
+}
+
+/// The log panel: engine and console messages go here, never to the screen underneath.
+fn draw_logs(frame: &mut Frame, area: Rect) {
+    let w = tui_logger::TuiLoggerWidget::default()
+        .output_target(false)
+        .output_timestamp(Some("%H:%M:%S".into()))
+        .block(panel(" log ", false));
+    frame.render_widget(w, area);
 }
 
 fn draw_history(frame: &mut Frame, app: &App, area: Rect) {
