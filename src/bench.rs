@@ -289,7 +289,11 @@ fn key_latency(cache: &Path, px: &str, tiles: &[TileName], presses: usize) -> Re
     }
     let socket = format!("tilecube-bench-{}", std::process::id());
     let tmux = |args: &[&str]| -> Result<String> {
-        let out = Command::new("tmux").arg("-L").arg(&socket).args(args).output()?;
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&socket)
+            .args(args)
+            .output()?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let cmd = format!(
@@ -297,7 +301,17 @@ fn key_latency(cache: &Path, px: &str, tiles: &[TileName], presses: usize) -> Re
         exe.display(),
         cache.display()
     );
-    tmux(&["new-session", "-d", "-s", "b", "-x", "120", "-y", "40", &cmd])?;
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "b",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &cmd,
+    ])?;
     tmux(&["set-option", "-g", "escape-time", "0"])?;
     let wait = |what: &str, secs: u64| -> Result<bool> {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -337,7 +351,11 @@ fn key_latency(cache: &Path, px: &str, tiles: &[TileName], presses: usize) -> Re
         std::thread::sleep(Duration::from_millis(500));
         let mut out = Vec::new();
         let row0 = grid.tile_at(crate::grid::Cell { col: 0, row: 4 });
-        for k in ["k"; 14].iter().chain(["h"; 36].iter()).chain(["j"; 4].iter()) {
+        for k in ["k"; 14]
+            .iter()
+            .chain(["h"; 36].iter())
+            .chain(["j"; 4].iter())
+        {
             tmux(&["send-keys", "-t", "b", k])?;
         }
         wait(&format!("2000/{row0}"), 10)?;

@@ -319,7 +319,28 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
         }
     });
     let cancel = Arc::new(AtomicBool::new(false));
+    // SIGINT, SIGTERM and SIGHUP (a dropped SSH session) stop new strips from starting; tiles
+    // that finished are committed, and the exit status is the conventional 128 + signal.
+    let signalled = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let watcher = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (cancel, signalled) = (Arc::clone(&cancel), Arc::clone(&signalled));
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            let n = tokio::select! {
+                _ = int.recv() => libc::SIGINT,
+                _ = term.recv() => libc::SIGTERM,
+                _ = hup.recv() => libc::SIGHUP,
+            };
+            eprintln!("signal {n}: stopping; tiles that finish are committed");
+            signalled.store(n, std::sync::atomic::Ordering::SeqCst);
+            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
     let report = ingest::ingest(&cube, plan.jobs, &options, EventSink::new(tx), cancel).await?;
+    watcher.abort();
     let _ = printer.await;
     let mut journal = crate::ingest::Journal::load(&cube.location.key());
     for (year, tiles) in &report.written {
@@ -359,6 +380,10 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
         for f in &report.failed {
             eprintln!("failed: {f}");
         }
+    }
+    let signal = signalled.load(std::sync::atomic::Ordering::SeqCst);
+    if signal != 0 {
+        return Ok(128 + signal);
     }
     let bad = !report.failed.is_empty() || !plan.rejected.is_empty() || report.cancelled;
     Ok(if bad { 1 } else { 0 })

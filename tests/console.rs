@@ -66,6 +66,38 @@ impl Tmux {
     }
 }
 
+/// The shell command that runs the console on a workspace and reports its exit status.
+fn console_cmd(w: &Work) -> String {
+    format!(
+        "TILECUBE_DATA_DIR={} {} --config {} tui; echo CONSOLE-EXITED $?; sleep 60",
+        w.dir.path().join("data").display(),
+        env!("CARGO_BIN_EXE_tilecube"),
+        w.dir.path().join("config.toml").display()
+    )
+}
+
+impl Tmux {
+    /// The console's process id (the child of the pane's shell).
+    fn console_pid(&self) -> String {
+        let pane = String::from_utf8_lossy(
+            &self
+                .cmd(&["display", "-p", "-t", "t", "#{pane_pid}"])
+                .stdout,
+        )
+        .trim()
+        .to_string();
+        let out = Command::new("pgrep")
+            .args(["-P", &pane])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("console process")
+            .to_string()
+    }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         self.cmd(&["kill-server"]);
@@ -81,12 +113,7 @@ fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
     }
     w.list(2000, &tiles, "");
     w.ok(&["init"]);
-    let cmd = format!(
-        "{} --config {} tui; echo CONSOLE-EXITED $?; sleep 60",
-        env!("CARGO_BIN_EXE_tilecube"),
-        w.dir.path().join("config.toml").display()
-    );
-    let tmux = Tmux::start(&cmd);
+    let tmux = Tmux::start(&console_cmd(&w));
     let s = tmux.wait_for("1:2000 0/4");
     assert!(s.contains("80N o o o"), "{s}");
 
@@ -109,6 +136,15 @@ fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
         "committed tiles show as written: {s}"
     );
     assert!(s.contains("committed "), "{s}");
+
+    // A quick-look of a written tile, read back from the cube.
+    tmux.keys(&["p"]);
+    let s = tmux.wait_for("quick-look (Esc closes)");
+    assert!(s.contains("2000/80N_160W"), "{s}");
+    let s = tmux.wait_for("▀");
+    assert!(!s.contains("reading the tile"), "{s}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("←↓↑→ move");
 
     // The history lists the commit; Enter on the previous snapshot browses it read-only.
     tmux.keys(&["Tab"]);
@@ -143,4 +179,70 @@ fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
         "write 3 tiles: 2000/80N_180W, 2000/80N_170W, 2000/80N_160W checked by ops"
     );
     assert_eq!(log[0]["written"]["2000"].as_object().unwrap().len(), 3);
+}
+
+#[test]
+fn failed_tiles_keep_their_reason_across_restarts_and_f_w_retries_them() {
+    let w = Work::new();
+    w.tile(2000, "80N_180W", Flaw::ThreeBands);
+    w.list(2000, &["80N_180W"], "");
+    w.ok(&["init"]);
+    {
+        let tmux = Tmux::start(&console_cmd(&w));
+        tmux.wait_for("1:2000 0/1");
+        tmux.keys(&["Space", "w"]);
+        tmux.wait_for("Write 1 tiles");
+        tmux.keys(&["Enter"]);
+        let s = tmux.wait_for("write finished: 0 written, 1 failed");
+        assert!(s.contains("80N ! "), "{s}");
+        assert!(
+            s.contains("error (1 attempts): has 3 bands; expected 1"),
+            "{s}"
+        );
+        tmux.keys(&["q"]);
+        tmux.wait_for("CONSOLE-EXITED 0");
+    }
+    // A new console remembers the failure and its reason.
+    w.tile(2000, "80N_180W", Flaw::None);
+    let tmux = Tmux::start(&console_cmd(&w));
+    let s = tmux.wait_for("1:2000 0/1");
+    assert!(s.contains("80N ! "), "{s}");
+    assert!(s.contains("has 3 bands; expected 1"), "{s}");
+    // f selects it, w retries it; success clears the failure.
+    tmux.keys(&["f", "w"]);
+    tmux.wait_for("Write 1 tiles");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("write finished: 1 written, 0 failed");
+    assert!(s.contains("80N + "), "{s}");
+    assert!(!s.contains("has 3 bands"), "{s}");
+}
+
+#[test]
+fn sighup_and_sigterm_end_the_console_and_restore_the_terminal() {
+    let w = Work::new();
+    w.tile(2000, "80N_180W", Flaw::None);
+    w.list(2000, &["80N_180W"], "");
+    w.ok(&["init"]);
+    for (signal, code) in [("HUP", 129), ("TERM", 143)] {
+        let tmux = Tmux::start(&console_cmd(&w));
+        tmux.wait_for("1:2000 0/1");
+        let pid = tmux.console_pid();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let s = tmux.wait_for("CONSOLE-EXITED");
+        assert!(
+            s.contains(&format!("CONSOLE-EXITED {code}")),
+            "SIG{signal}: {s}"
+        );
+        // Back on the normal screen: the console's grid is gone with the alternate screen.
+        assert!(
+            !s.contains("80N "),
+            "SIG{signal} left the console on screen: {s}"
+        );
+        drop(tmux);
+    }
 }

@@ -180,7 +180,12 @@ fn draw_grid(frame: &mut Frame, app: &App, area: Rect) {
         }
     }
     // The last column's label closes the header (170E on the GLAD grid).
-    let last = grid.tile_at(Cell { col: grid.columns - 1, row: 0 }).to_string();
+    let last = grid
+        .tile_at(Cell {
+            col: grid.columns - 1,
+            row: 0,
+        })
+        .to_string();
     let at = 4 + (grid.columns as usize - 1) * 2;
     let mut header = header.trim_end().to_string();
     if header.len() + 1 < at {
