@@ -115,8 +115,11 @@ pub struct WriteArgs {
     #[arg(long, conflicts_with = "missing")]
     pub all: bool,
     /// Listed tiles the branch head does not hold yet.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "failed")]
     pub missing: bool,
+    /// The tiles of the failure journal (tiles that failed before).
+    #[arg(long, conflicts_with_all = ["all", "tiles"])]
+    pub failed: bool,
     /// Reader/encoder threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -262,7 +265,13 @@ async fn init(settings: &Settings, force: bool) -> Result<i32> {
     Ok(0)
 }
 
-fn selection(args: &WriteArgs) -> Result<Selection> {
+fn selection(args: &WriteArgs, repo_key: &str) -> Result<Selection> {
+    if args.failed {
+        let journal = crate::ingest::Journal::load(repo_key);
+        return Ok(Selection::Pairs(
+            journal.failed.iter().map(|e| (e.year, e.tile)).collect(),
+        ));
+    }
     if !args.tiles.is_empty() {
         let tiles = args
             .tiles
@@ -275,13 +284,13 @@ fn selection(args: &WriteArgs) -> Result<Selection> {
     } else if args.missing {
         Ok(Selection::Missing)
     } else {
-        bail!("say which tiles to write: --tiles A,B, --all or --missing")
+        bail!("say which tiles to write: --tiles A,B, --all, --missing or --failed")
     }
 }
 
 async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
-    let selection = selection(args)?;
     let cube = settings.open_cube().await?;
+    let selection = selection(args, &cube.location.key())?;
     let source = settings.source()?;
     let coverage = match selection {
         Selection::Missing => Some(cube.coverage().await?),
@@ -310,12 +319,10 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
         bail!("--threads must be at least 1");
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let json = args.json;
+    // Progress goes to stderr (the --json report goes to stdout).
     let printer = tokio::spawn(async move {
         while let Some(ev) = rx.recv().await {
-            if !json {
-                print_event(&ev);
-            }
+            print_event(&ev);
         }
     });
     let cancel = Arc::new(AtomicBool::new(false));
@@ -435,8 +442,7 @@ fn tile_state_name(state: Option<&TileState>, listed: Option<bool>) -> &'static 
 fn glyph(name: &str) -> char {
     match name {
         "written" => '#',
-        "incomplete" => '!',
-        "unrecorded" => '?',
+        "incomplete" | "unrecorded" => '?',
         "listed" => 'o',
         _ => '.',
     }
@@ -462,13 +468,22 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
         }
     }
     let head = cube.head().await?.to_string();
+    let journal = crate::ingest::Journal::load(&cube.location.key());
+    let failed: BTreeMap<(i32, TileName), &crate::ingest::JournalEntry> = journal
+        .by_tile()
+        .into_iter()
+        .filter(|((y, t), _)| years.contains(y) && !coverage.is_written(*y, *t))
+        .collect();
     if as_json {
         let mut out = serde_json::Map::new();
         for &y in &years {
             let list = lists.get(&y);
             let mut tiles = serde_json::Map::new();
             for t in grid.tiles() {
-                let name = tile_state_name(coverage.state(y, t), list.map(|l| l.contains(t)));
+                let mut name = tile_state_name(coverage.state(y, t), list.map(|l| l.contains(t)));
+                if failed.contains_key(&(y, t)) {
+                    name = "failed";
+                }
                 if name != "not_listed" && name != "not_written" {
                     tiles.insert(t.to_string(), json!(name));
                 }
@@ -490,6 +505,7 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
             "list_problems": problems.iter()
                 .map(|(y, p)| json!({"year": y, "line": p.line, "text": p.text, "reason": p.reason}))
                 .collect::<Vec<_>>(),
+            "failed": failed.values().collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(0);
@@ -497,7 +513,7 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{} @ {} ({head})  legend: # written  o listed, not written  . no tile  ! incomplete  ? unrecorded",
+        "{} @ {} ({head})  legend: # written  o listed  . no tile  ! failed  ? inconsistent",
         cube.location, cube.branch
     )?;
     for &y in &years {
@@ -527,16 +543,31 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
             let mut line = format!("{lat}  ");
             for c in 0..grid.columns {
                 let t = grid.tile_at(crate::grid::Cell { col: c, row: r });
-                line.push(glyph(tile_state_name(
-                    coverage.state(y, t),
-                    list.map(|l| l.contains(t)),
-                )));
+                line.push(if failed.contains_key(&(y, t)) {
+                    '!'
+                } else {
+                    glyph(tile_state_name(
+                        coverage.state(y, t),
+                        list.map(|l| l.contains(t)),
+                    ))
+                });
             }
             writeln!(out, "{line}")?;
         }
     }
     for (y, p) in &problems {
         writeln!(out, "warning: tile list {y}: {p}")?;
+    }
+    for e in failed.values() {
+        writeln!(
+            out,
+            "failed: {}/{}: {} ({} attempts, {})",
+            e.year,
+            e.tile,
+            e.reason,
+            e.attempts,
+            e.time.format("%Y-%m-%d %H:%M:%S UTC")
+        )?;
     }
     Ok(0)
 }
@@ -593,6 +624,7 @@ async fn demo(settings: &Settings, dir: Option<PathBuf>, pixels: u64) -> Result<
         tiles: vec![],
         all: false,
         missing: true,
+        failed: false,
         threads: None,
         commit_every: Some(100),
         json: false,

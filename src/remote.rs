@@ -19,6 +19,45 @@ fn env(name: &str) -> Option<String> {
 
 /// Fetch a whole object; `Ok(None)` if it does not exist.
 pub async fn fetch(url: &str) -> Result<Option<Bytes>, String> {
+    let (store, path) = store_for(url, None)?;
+    match store.get(&path).await {
+        Ok(r) => r.bytes().await.map(Some).map_err(|e| e.to_string()),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Look at an object once, without retries: its size, `Ok(None)` if it does not exist, or
+/// the error (an HTTP status, a timeout) that kept us from knowing.
+pub async fn probe(url: &str) -> Result<Option<u64>, String> {
+    let no_retry = object_store::RetryConfig {
+        max_retries: 0,
+        ..Default::default()
+    };
+    let (store, path) = store_for(url, Some(no_retry))?;
+    match store.head(&path).await {
+        Ok(meta) => Ok(Some(meta.size)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The location a GDAL virtual path reads, as a URL.
+pub fn url_of_gdal_path(path: &str) -> Option<String> {
+    if let Some(rest) = path.strip_prefix("/vsicurl/") {
+        Some(rest.to_string())
+    } else if let Some(rest) = path.strip_prefix("/vsis3/") {
+        Some(format!("s3://{rest}"))
+    } else {
+        path.strip_prefix("/vsigs/")
+            .map(|rest| format!("gs://{rest}"))
+    }
+}
+
+fn store_for(
+    url: &str,
+    retry: Option<object_store::RetryConfig>,
+) -> Result<(Box<dyn ObjectStore>, StorePath), String> {
     let (store, path): (Box<dyn ObjectStore>, StorePath) =
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
@@ -35,6 +74,9 @@ pub async fn fetch(url: &str) -> Result<Option<Bytes>, String> {
             if env_flag("AWS_NO_SIGN_REQUEST") {
                 b = b.with_skip_signature(true);
             }
+            if let Some(r) = retry.clone() {
+                b = b.with_retry(r);
+            }
             let store = b.build().map_err(|e| e.to_string())?;
             (Box::new(store), StorePath::from(key))
         } else if let Some(rest) = url.strip_prefix("gs://") {
@@ -44,21 +86,25 @@ pub async fn fetch(url: &str) -> Result<Option<Bytes>, String> {
             if env_flag("GS_NO_SIGN_REQUEST") {
                 b = b.with_skip_signature(true);
             }
+            if let Some(r) = retry.clone() {
+                b = b.with_retry(r);
+            }
             let store = b.build().map_err(|e| e.to_string())?;
             (Box::new(store), StorePath::from(key))
         } else if url.starts_with("http://") || url.starts_with("https://") {
             let (base, key) = url.rsplit_once('/').ok_or_else(|| "bad URL".to_string())?;
-            let store = object_store::http::HttpBuilder::new()
+            let mut b = object_store::http::HttpBuilder::new()
                 .with_url(base)
-                .build()
-                .map_err(|e| e.to_string())?;
+                .with_client_options(
+                    object_store::ClientOptions::new().with_allow_http(base.starts_with("http://")),
+                );
+            if let Some(r) = retry.clone() {
+                b = b.with_retry(r);
+            }
+            let store = b.build().map_err(|e| e.to_string())?;
             (Box::new(store), StorePath::from(key))
         } else {
             return Err(format!("{url:?} is not a gs://, s3:// or http(s):// URL"));
         };
-    match store.get(&path).await {
-        Ok(r) => r.bytes().await.map(Some).map_err(|e| e.to_string()),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
+    Ok((store, path))
 }

@@ -501,6 +501,7 @@ fn drive(
             }
             debug_assert!(!ok);
             std::thread::sleep(backoff(options.retry_delay, attempt));
+            TileReader::forget_cached(&job.path);
         }
     }
 }

@@ -14,6 +14,8 @@ pub enum Selection {
     All,
     /// Listed tiles the branch head does not hold yet.
     Missing,
+    /// These tiles of these years (e.g. the failure journal's).
+    Pairs(Vec<(i32, TileName)>),
 }
 
 /// One tile of one year to write.
@@ -71,6 +73,11 @@ pub async fn plan(
                 }
                 ok
             }
+            Selection::Pairs(pairs) => pairs
+                .iter()
+                .filter(|(y, _)| *y == year)
+                .map(|(_, t)| *t)
+                .collect(),
             Selection::All | Selection::Missing => {
                 let list = source.tile_list(year, &grid).await?;
                 out.list_problems

@@ -112,27 +112,29 @@ impl TileReader {
                 path: path.to_string(),
             });
         }
-        let dataset = Dataset::open(path).map_err(|e| {
-            let reason = e.to_string();
-            if reason.contains("No such file") || reason.contains("does not exist") {
-                TileError::Missing {
-                    path: path.to_string(),
-                }
-            } else {
-                let reason = if reason.contains("NULL pointer") {
-                    "GDAL cannot read it: not a GeoTIFF, or corrupt".to_string()
-                } else {
-                    reason
-                };
-                TileError::Unreadable {
-                    path: path.to_string(),
-                    reason,
+        let dataset = match Dataset::open(path) {
+            Ok(ds) => ds,
+            Err(e) => {
+                let reason = e.to_string();
+                match crate::remote::url_of_gdal_path(path) {
+                    Some(url) => open_remote_again(path, &url, reason)?,
+                    None => return Err(local_open_error(path, reason)),
                 }
             }
-        })?;
+        };
         let cell = validate(&dataset, grid, listed_as)?;
         let width = dataset.raster_size().0;
         Ok((Self { dataset, width }, cell))
+    }
+
+    /// Forget what GDAL cached of a remote tile (sizes, failed lookups), before a retry.
+    pub fn forget_cached(path: &str) {
+        if path.starts_with("/vsi")
+            && let Ok(c) = std::ffi::CString::new(path)
+        {
+            // SAFETY: a valid C string; GDAL copies the prefix.
+            unsafe { gdal_sys::VSICurlPartialClearCache(c.as_ptr()) };
+        }
     }
 
     /// Open a tile already validated, for another reader thread.
@@ -164,6 +166,48 @@ impl TileReader {
     }
 }
 
+fn local_open_error(path: &str, reason: String) -> TileError {
+    if reason.contains("No such file") || reason.contains("does not exist") {
+        TileError::Missing {
+            path: path.to_string(),
+        }
+    } else {
+        TileError::Unreadable {
+            path: path.to_string(),
+            reason: if reason.contains("NULL pointer") {
+                "GDAL cannot read it: not a GeoTIFF, or corrupt".into()
+            } else {
+                reason
+            },
+        }
+    }
+}
+
+/// A remote tile did not open, and GDAL rarely says why: look at the object once. Missing is
+/// missing; an HTTP or network error is reported as such (and may be retried); an object that
+/// is there gets one more open with GDAL's cache cleared, in case the first met a passing
+/// fault, and is unreadable if that fails too.
+fn open_remote_again(path: &str, url: &str, gdal_reason: String) -> Result<Dataset, TileError> {
+    let probe = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(crate::remote::probe(url)));
+    match probe {
+        Ok(None) => Err(TileError::Missing {
+            path: url.to_string(),
+        }),
+        Ok(Some(_)) => {
+            TileReader::forget_cached(path);
+            Dataset::open(path).map_err(|_| local_open_error(path, gdal_reason))
+        }
+        Err(e) => Err(TileError::Unreadable {
+            path: path.to_string(),
+            reason: e,
+        }),
+    }
+}
+
 fn validate(ds: &Dataset, grid: &Grid, listed_as: TileName) -> Result<Cell, TileError> {
     let bands = ds.raster_count();
     if bands != 1 {
@@ -175,7 +219,7 @@ fn validate(ds: &Dataset, grid: &Grid, listed_as: TileName) -> Result<Cell, Tile
     })?;
     let dt = band.band_type();
     if dt != GdalDataType::UInt8 {
-        return Err(TileError::DataType(format!("{dt:?}").to_lowercase()));
+        return Err(TileError::DataType(dt.name().to_lowercase()));
     }
     let (width, height) = ds.raster_size();
     if width as u64 != grid.tile_pixels || height as u64 != grid.tile_pixels {

@@ -1,0 +1,456 @@
+//! Resilience on real processes: checkpoint commits, `kill -9` at many points, the failure
+//! journal, concurrent writers, retries against a flaky HTTP server, and storage faults
+//! (read-only and full file systems) on real mounts.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Work, cube_pixels, gdal_pixels, t};
+use icechunk::format::manifest::ChunkPayload;
+use icechunk::format::{ChunkIndices, SnapshotId};
+use icechunk::repository::VersionInfo;
+use tilecube::cube::{Cube, TileState};
+use tilecube::demo::Flaw;
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{:02}N_{:03}E", (i / 12) * 10, (i % 12) * 10))
+        .collect()
+}
+
+/// Every tile the head holds is complete and equal to its GeoTIFF; nothing else is stored.
+async fn assert_consistent(w: &Work) -> usize {
+    let cube = w.cube().await;
+    let coverage = cube.coverage().await.expect("coverage");
+    let present = cube
+        .chunks_present(&VersionInfo::BranchTipRef("main".into()))
+        .await
+        .expect("chunks");
+    for ((year, tile), state) in &coverage.tiles {
+        assert!(
+            matches!(state, TileState::Written { .. }),
+            "{year}/{tile}: {state:?}"
+        );
+        let path = tilecube::demo::tile_path(&w.source(), *year, *tile);
+        assert!(
+            cube_pixels(&cube, *year, *tile).await == gdal_pixels(&path),
+            "{year}/{tile}"
+        );
+    }
+    let recorded: BTreeSet<_> = coverage.tiles.keys().collect();
+    let stored: BTreeSet<_> = present.keys().collect();
+    assert!(stored.is_subset(&recorded), "chunks outside recorded tiles");
+    coverage.tiles.len()
+}
+
+#[test]
+fn checkpoints_commit_every_n_tiles_each_recording_its_tiles() {
+    let w = Work::new();
+    let n = names(6);
+    let refs: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
+    for t in &refs {
+        w.tile(2000, t, Flaw::None);
+    }
+    w.list(2000, &refs, "");
+    w.ok(&["init"]);
+    let report = json(&w.ok(&[
+        "write",
+        "--all",
+        "--commit-every",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(report["commits"].as_array().unwrap().len(), 3, "{report}");
+    let log = json(&w.ok(&["log", "--json"]));
+    let writes: Vec<_> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["message"].as_str().unwrap().starts_with("write"))
+        .collect();
+    assert_eq!(writes.len(), 3);
+    for c in writes {
+        assert_eq!(c["written"]["2000"].as_object().unwrap().len(), 2, "{c}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_any_moment_leaves_a_complete_head_and_missing_completes_it() {
+    let w = Work::new();
+    let n = names(96);
+    let refs: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
+    for t in &refs {
+        w.tile(2000, t, Flaw::None);
+    }
+    w.list(2000, &refs, "");
+    w.ok(&["init"]);
+    let config = w.dir.path().join("config.toml");
+    let mut killed = 0;
+    // Kill points spread over whole runs: during validation, strips, uploads and commits.
+    for i in 0..10u64 {
+        let delay = 30 + (i * 7919) % 700;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tilecube"))
+            .arg("--config")
+            .arg(&config)
+            .args(["write", "--all", "--commit-every", "3", "--threads", "1"])
+            .env("TILECUBE_DATA_DIR", w.dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+        let held = assert_consistent(&w).await;
+        eprintln!("kill point {i} after {delay} ms: {held} tiles in the head");
+    }
+    assert!(
+        killed >= 8,
+        "only {killed} of 10 runs were killed mid-write"
+    );
+    w.ok(&["write", "--missing"]);
+    assert_eq!(
+        assert_consistent(&w).await,
+        96,
+        "write --missing completes the cube"
+    );
+    let status = json(&w.ok(&["status", "--json"]));
+    assert_eq!(status["years"]["2000"]["written"], 96);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_journal_keeps_failures_until_write_failed_succeeds() {
+    let w = Work::new();
+    w.tile(2000, "00N_000E", Flaw::None);
+    w.tile(2000, "00N_010E", Flaw::Int16);
+    w.list(2000, &["00N_000E", "00N_010E"], "");
+    w.ok(&["init"]);
+    assert_eq!(w.run(&["write", "--all"]).status.code(), Some(1));
+    let status = json(&w.ok(&["status", "--json"]));
+    let failed = status["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{status}");
+    assert_eq!(failed[0]["tile"], "00N_010E");
+    assert_eq!(failed[0]["year"], 2000);
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expected uint8")
+    );
+    assert_eq!(failed[0]["attempts"], 1);
+    assert!(failed[0]["time"].is_string());
+    assert_eq!(status["years"]["2000"]["tiles"]["00N_010E"], "failed");
+    let text = w.ok(&["status"]);
+    assert!(
+        text.contains("failed: 2000/00N_010E: data type is int16"),
+        "{text}"
+    );
+    // Still broken: the attempts add up.
+    assert_eq!(w.run(&["write", "--failed"]).status.code(), Some(1));
+    let status = json(&w.ok(&["status", "--json"]));
+    assert_eq!(status["failed"][0]["attempts"], 2);
+    // Fixed: write --failed writes it and the journal forgets it.
+    w.tile(2000, "00N_010E", Flaw::None);
+    let report = json(&w.ok(&["write", "--failed", "--json"]));
+    assert_eq!(
+        report["written"]["2000"].as_object().unwrap().len(),
+        1,
+        "{report}"
+    );
+    let status = json(&w.ok(&["status", "--json"]));
+    assert_eq!(status["failed"].as_array().unwrap().len(), 0);
+    assert_eq!(status["years"]["2000"]["written"], 2);
+}
+
+fn spawn_write(w: &Work, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_tilecube"))
+        .arg("--config")
+        .arg(w.dir.path().join("config.toml"))
+        .arg("write")
+        .args(args)
+        .env("TILECUBE_DATA_DIR", w.dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+async fn chunk_ids(
+    cube: &Cube,
+    version: &VersionInfo,
+    year_index: usize,
+    tile: &str,
+) -> Vec<Option<String>> {
+    let session = cube.session_at(version).await.unwrap();
+    let path = icechunk::format::Path::new("/lclu").unwrap();
+    let grid = cube.layout.grid();
+    let mut out = vec![];
+    for c in cube
+        .layout
+        .tile_chunks(year_index, grid.cell(t(tile)).unwrap())
+    {
+        let idx = ChunkIndices(c.iter().map(|&v| v as u32).collect());
+        let r = session.get_chunk_ref(&path, &idx).await.unwrap();
+        out.push(r.map(|p| match p {
+            ChunkPayload::Ref(r) => r.id.to_string(),
+            other => format!("{other:?}"),
+        }));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_both_land_and_never_mix_chunks_of_one_tile() {
+    let w = Work::new();
+    let n = names(12);
+    let refs: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
+    for t in &refs {
+        w.tile(2010, t, Flaw::None);
+    }
+    w.list(2010, &refs, "");
+    w.ok(&["init"]);
+    // Different tiles, at the same time: both land, no tile lost.
+    let a = refs[..6].join(",");
+    let b = refs[6..].join(",");
+    let pa = spawn_write(&w, &["--tiles", &a, "--year", "2010"]);
+    let pb = spawn_write(&w, &["--tiles", &b, "--year", "2010"]);
+    for p in [pa, pb] {
+        let out = p.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(assert_consistent(&w).await, 12);
+
+    // The same tiles, at the same time: each tile's chunks in the head come from one run.
+    let same = refs[..3].join(",");
+    let pa = spawn_write(&w, &["--tiles", &same, "--year", "2010"]);
+    let pb = spawn_write(&w, &["--tiles", &same, "--year", "2010"]);
+    let outs: Vec<_> = [pa, pb]
+        .into_iter()
+        .map(|p| p.wait_with_output().unwrap())
+        .collect();
+    for o in &outs {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success() || err.contains("conflict"),
+            "neither landed nor a clear conflict: {err}"
+        );
+    }
+    let cube = w.cube().await;
+    let history = cube.history().await.unwrap();
+    let head = VersionInfo::BranchTipRef("main".into());
+    for tile in &refs[..3] {
+        let now = chunk_ids(&cube, &head, 2, tile).await;
+        assert!(
+            now.iter().all(|c| c.is_some()),
+            "{tile}: every chunk stored"
+        );
+        // Against each earlier commit that wrote this tile: all chunks the same or none.
+        for c in history.iter().skip(1).filter(|c| {
+            c.written
+                .get(&2010)
+                .is_some_and(|m| m.contains_key(&t(tile)))
+        }) {
+            let id = SnapshotId::try_from(c.id.as_str()).unwrap();
+            let then = chunk_ids(&cube, &VersionInfo::SnapshotId(id), 2, tile).await;
+            let same_count = now.iter().zip(&then).filter(|(a, b)| a == b).count();
+            assert!(
+                same_count == 0 || same_count == now.len(),
+                "{tile}: a mix of chunks from two runs ({same_count} of {})",
+                now.len()
+            );
+        }
+    }
+    assert_eq!(assert_consistent(&w).await, 12);
+}
+
+fn start_flaky(root: &Path, always_fail: &[&str]) -> (std::process::Child, u16) {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/flaky_http.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(script).arg(root).args(["--fail-first", "1"]);
+    for a in always_fail {
+        cmd.args(["--always-fail", a]);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("flaky server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().parse().expect("port"))
+}
+
+#[test]
+fn transient_http_errors_are_retried_and_permanent_ones_are_not() {
+    let w = Work::new();
+    w.tile(2000, "00N_000E", Flaw::None); // 503 once, then serves: written
+    w.tile(2000, "00N_010E", Flaw::None); // always 503
+    w.tile(2000, "00N_020E", Flaw::ThreeBands); // 503 once, then a permanent error
+    w.list(
+        2000,
+        &[
+            "00N_000E", "00N_010E", "00N_020E", "00N_030E", /* 404 */
+        ],
+        "",
+    );
+    w.ok(&["init"]);
+    let (mut server, port) = start_flaky(&w.source(), &["2000/00N_010E.tif"]);
+    let source = format!("http://127.0.0.1:{port}");
+    let out = w.run(&["--source", &source, "write", "--all", "--json"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // A persistent 503 is retried with backoff, up to the limit.
+    assert!(
+        stderr.contains("2000/00N_010E: retry 1 after:")
+            && stderr.contains("2000/00N_010E: retry 2 after:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("503"), "{stderr}");
+    assert_eq!(
+        report["written"]["2000"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["00N_000E"]
+    );
+    let failed = report["failed"].as_array().unwrap();
+    let get = |tile: &str| {
+        failed
+            .iter()
+            .find(|f| f["tile"] == tile)
+            .unwrap_or_else(|| panic!("{tile} not failed: {report}"))
+    };
+    let always = get("00N_010E");
+    assert_eq!(always["transient"], true);
+    assert_eq!(
+        always["attempts"], 3,
+        "transient errors are retried up to the limit"
+    );
+    let bands = get("00N_020E");
+    assert_eq!(bands["transient"], false);
+    assert!(
+        bands["error"].as_str().unwrap().contains("has 3 bands"),
+        "{bands}"
+    );
+    let missing = get("00N_030E");
+    assert_eq!(missing["transient"], false);
+    assert_eq!(missing["attempts"], 1, "permanent errors are not retried");
+    assert!(!stderr.contains("00N_030E: retry"), "{stderr}");
+    let cube_ok = w.ok(&["status", "--json"]);
+    assert_eq!(json(&cube_ok)["years"]["2000"]["written"], 1);
+}
+
+/// A tmpfs mounted for a test, unmounted on drop.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount")
+            .success();
+        assert!(ok, "mounting a tmpfs (the storage-fault tests run as root)");
+        Self(dir.to_path_buf())
+    }
+
+    fn remount(&self, opts: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {opts}");
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_and_full_storage_fail_clearly_keep_the_head_and_resume() {
+    let w = Work::new();
+    let n = names(12);
+    let refs: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
+    for t in &refs {
+        w.tile(2020, t, Flaw::None);
+    }
+    w.list(2020, &refs, "");
+    let mount = Mount::tmpfs(&w.repo(), "64m");
+    w.ok(&["init"]);
+    w.ok(&["write", "--year", "2020", "--tiles", &refs[..2].join(",")]);
+
+    // Read-only: a clear error, the head intact, then resumable.
+    mount.remount("ro");
+    let out = w.run(&["write", "--year", "2020", "--tiles", &refs[2..4].join(",")]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.to_lowercase().contains("read-only file system"),
+        "{err}"
+    );
+    assert_eq!(assert_consistent(&w).await, 2);
+    mount.remount("rw");
+
+    // Full: a clear error, the head intact, then resumable once there is room. The file
+    // system gets room for about one more tile.
+    let df = Command::new("df")
+        .args(["-B1", "--output=used"])
+        .arg(&mount.0)
+        .output()
+        .unwrap();
+    let used: u64 = String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    mount.remount(&format!("size={}", used + 96 * 1024));
+    let out = w.run(&["write", "--missing"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.to_lowercase().contains("no space left on device"),
+        "{err}"
+    );
+    let held = assert_consistent(&w).await;
+    assert!((2..12).contains(&held), "{held}");
+    mount.remount("size=64m");
+    w.ok(&["write", "--missing"]);
+    assert_eq!(assert_consistent(&w).await, 12);
+    drop(mount);
+}
