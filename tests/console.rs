@@ -104,8 +104,8 @@ impl Drop for Tmux {
     }
 }
 
-#[test]
-fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
     let w = Work::new();
     let tiles = ["80N_180W", "80N_170W", "80N_160W", "70N_180W"];
     for t in tiles {
@@ -164,9 +164,25 @@ fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
         s.contains("80N o o o . "),
         "the previous snapshot holds no tile: {s}"
     );
+    // d on the newer snapshot: the tiles that changed between the two.
+    tmux.keys(&["Up", "d"]);
+    let s = tmux.wait_for("DIFF ");
+    assert!(s.contains("(3 tiles changed)"), "{s}");
+    assert!(s.contains("80N # # # . "), "the changed tiles: {s}");
+    // t tags the selected snapshot.
+    tmux.keys(&["t"]);
+    tmux.wait_for("tag snapshot");
+    tmux.text("v1");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(" as v1");
     tmux.keys(&["Escape"]);
     let s = tmux.wait_for("back to the branch head");
     assert!(s.contains("80N # # # "), "{s}");
+
+    // Another process commits to the branch: the console notices (it polls the branch).
+    w.ok(&["write", "--year", "2000", "--tiles", "70N_180W"]);
+    let s = tmux.wait_for("1:2000 4/4");
+    assert!(s.contains("70N # "), "{s}");
 
     // Quit cleanly: the terminal is restored and the exit status is 0.
     tmux.keys(&["q"]);
@@ -175,10 +191,16 @@ fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
 
     let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
     assert_eq!(
-        log[0]["message"],
+        log[1]["message"],
         "write 3 tiles: 2000/80N_180W, 2000/80N_170W, 2000/80N_160W checked by ops"
     );
-    assert_eq!(log[0]["written"]["2000"].as_object().unwrap().len(), 3);
+    assert_eq!(log[1]["written"]["2000"].as_object().unwrap().len(), 3);
+    assert_eq!(log[0]["message"], "write 1 tile: 2000/70N_180W");
+    let cube = w.cube().await;
+    let tags = cube.repo.list_tags().await.unwrap();
+    assert!(tags.contains("v1"), "{tags:?}");
+    let tagged = cube.repo.lookup_tag("v1").await.unwrap().to_string();
+    assert_eq!(tagged, log[1]["id"].as_str().unwrap());
 }
 
 #[test]

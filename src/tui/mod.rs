@@ -492,7 +492,6 @@ fn apply_done(app: &mut App, done: Done, cube: &Arc<Cube>, done_tx: &mpsc::Unbou
         Done::Browse(Ok(b)) => {
             app.status_line = format!("browsing {}", b.snapshot);
             app.browse = Some(b);
-            app.focus = state::Focus::Grid;
         }
         Done::Browse(Err(e)) | Done::Tagged(Err(e)) => app.status_line = format!("error: {e}"),
         Done::Tagged(Ok(msg)) => app.status_line = msg,
