@@ -268,3 +268,66 @@ fn sighup_and_sigterm_end_the_console_and_restore_the_terminal() {
         drop(tmux);
     }
 }
+
+#[test]
+fn a_signal_commits_the_finished_tiles_before_the_console_leaves() {
+    let w = Work::new();
+    w.tile(2000, "80N_180W", Flaw::None);
+    w.tile(2000, "80N_170W", Flaw::None);
+    w.list(2000, &["80N_180W", "80N_170W"], "");
+    w.ok(&["init"]);
+    let tmux = Tmux::start(&console_cmd(&w));
+    tmux.wait_for("1:2000 0/2");
+    tmux.keys(&["a", "w"]);
+    tmux.wait_for("Write 2 tiles");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("write finished: 2 written");
+    assert!(s.contains("80N + + "), "{s}");
+    let pid = tmux.console_pid();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let s = tmux.wait_for("CONSOLE-EXITED");
+    assert!(s.contains("CONSOLE-EXITED 129"), "{s}");
+    let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
+    assert_eq!(
+        log[0]["message"],
+        "write 2 tiles: 2000/80N_180W, 2000/80N_170W"
+    );
+    assert_eq!(log[0]["written"]["2000"].as_object().unwrap().len(), 2);
+}
+
+#[test]
+fn with_checkpoints_configured_the_console_commits_as_it_writes() {
+    let w = Work::new();
+    for t in ["80N_180W", "80N_170W", "80N_160W"] {
+        w.tile(2000, t, Flaw::None);
+    }
+    w.list(2000, &["80N_180W", "80N_170W", "80N_160W"], "");
+    let config = w.dir.path().join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("commit_every = 1\n");
+    std::fs::write(&config, text).unwrap();
+    w.ok(&["init"]);
+    let tmux = Tmux::start(&console_cmd(&w));
+    tmux.wait_for("1:2000 0/3");
+    tmux.keys(&["a", "w"]);
+    tmux.wait_for("Write 3 tiles");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("1:2000 3/3");
+    assert!(s.contains("80N # # # "), "{s}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("CONSOLE-EXITED 0");
+    let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
+    let writes: Vec<_> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["message"].as_str().unwrap().starts_with("write 1 tile"))
+        .collect();
+    assert_eq!(writes.len(), 3, "one checkpoint commit per tile: {log}");
+}

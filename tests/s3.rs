@@ -186,9 +186,7 @@ async fn concurrent_commits_on_s3_are_rebased_and_lose_no_tile() {
     };
     let mut sessions = vec![];
     for tile in [a, b] {
-        let session = Arc::new(tokio::sync::RwLock::new(
-            cube.writable_session().await.unwrap(),
-        ));
+        let session = ingest::WriteSession::open(&cube).await.unwrap();
         let plan = ingest::plan(
             &cube,
             &source,
@@ -212,13 +210,15 @@ async fn concurrent_commits_on_s3_are_rebased_and_lose_no_tile() {
         sessions.push((session, report.pending));
     }
     let base = cube.head().await.unwrap().to_string();
-    let first = ingest::commit_tiles(&cube, &sessions[0].0, &sessions[0].1, &EventSink::none())
+    let first = ingest::commit_tiles(&cube, &sessions[0].0, &EventSink::none())
         .await
-        .unwrap();
+        .unwrap()
+        .expect("a tile to commit");
     // The second commit finds the branch moved on: the conflict is detected and rebased.
-    let second = ingest::commit_tiles(&cube, &sessions[1].0, &sessions[1].1, &EventSink::none())
+    let second = ingest::commit_tiles(&cube, &sessions[1].0, &EventSink::none())
         .await
-        .unwrap();
+        .unwrap()
+        .expect("a tile to commit");
     let history = cube.history().await.unwrap();
     assert_eq!(history[0].id, second);
     assert_eq!(

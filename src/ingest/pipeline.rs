@@ -62,6 +62,48 @@ impl Default for IngestOptions {
     }
 }
 
+/// A writable Icechunk session and the tiles recorded in it since its last commit. Tiles are
+/// added while the session is locked for writing, and a commit takes them under the same
+/// lock, so every commit records exactly the tiles it holds, whoever triggers it.
+pub struct WriteSession {
+    pub session: RwLock<Session>,
+    pending: std::sync::Mutex<WrittenTiles>,
+}
+
+impl WriteSession {
+    /// A session at the branch head with nothing pending.
+    pub async fn open(cube: &Cube) -> Result<Arc<Self>, CubeError> {
+        Ok(Arc::new(Self {
+            session: RwLock::new(cube.writable_session().await?),
+            pending: std::sync::Mutex::new(WrittenTiles::new()),
+        }))
+    }
+
+    /// Tiles written and not yet committed.
+    pub fn pending(&self) -> WrittenTiles {
+        self.pending.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn add_pending(&self, year: i32, tile: TileName, chunks: u64) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.entry(year).or_default().insert(tile, chunks);
+        }
+    }
+
+    fn take_pending(&self) -> WrittenTiles {
+        self.pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+
+    fn restore_pending(&self, tiles: WrittenTiles) {
+        if let Ok(mut p) = self.pending.lock() {
+            merge_written(&mut p, tiles);
+        }
+    }
+}
+
 /// A tile that could not be written.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TileFailure {
@@ -141,7 +183,7 @@ pub async fn ingest(
     events: EventSink,
     cancel: Arc<AtomicBool>,
 ) -> Result<IngestReport, CubeError> {
-    let session = Arc::new(RwLock::new(cube.writable_session().await?));
+    let session = WriteSession::open(cube).await?;
     ingest_into(cube, &session, jobs, options, events, cancel).await
 }
 
@@ -150,7 +192,7 @@ pub async fn ingest(
 /// [`commit_tiles`].
 pub async fn ingest_into(
     cube: &Cube,
-    session: &Arc<RwLock<Session>>,
+    ws: &Arc<WriteSession>,
     jobs: Vec<TileJob>,
     options: &IngestOptions,
     events: EventSink,
@@ -192,7 +234,6 @@ pub async fn ingest_into(
     let mut tiles: HashMap<(usize, u32), InProgress> = HashMap::new();
     let mut uploads: FuturesUnordered<tokio::task::JoinHandle<UploadResult>> =
         FuturesUnordered::new();
-    let mut uncommitted = WrittenTiles::new();
     let mut uncommitted_count = 0usize;
     let mut last_commit = Instant::now();
     let max_uploads = options.max_uploads.max(1);
@@ -208,11 +249,11 @@ pub async fn ingest_into(
                     None => channel_open = false,
                     Some(Msg::Chunk { job, attempt, coords, data }) => {
                         tiles.entry((job, attempt)).or_default().pending += 1;
-                        let session = Arc::clone(session);
+                        let ws = Arc::clone(ws);
                         let path = path.clone();
                         uploads.push(tokio::spawn(async move {
                             let result = {
-                                let guard = session.read().await;
+                                let guard = ws.session.read().await;
                                 let writer = crate::cube::prepare_upload(&guard, &path, coords);
                                 drop(guard);
                                 match writer {
@@ -282,7 +323,7 @@ pub async fn ingest_into(
                 let stored = t.chunks.stored() as u64;
                 let bytes = t.chunks.bytes;
                 {
-                    let mut s = session.write().await;
+                    let mut s = ws.session.write().await;
                     if let Err(e) = t.chunks.record(&mut s, &path).await {
                         drop(s);
                         fail(
@@ -294,9 +335,11 @@ pub async fn ingest_into(
                         );
                         continue;
                     }
+                    ws.add_pending(job.year, job.tile, stored);
                 }
                 report.bytes += bytes;
-                uncommitted
+                report
+                    .written
                     .entry(job.year)
                     .or_default()
                     .insert(job.tile, stored);
@@ -321,9 +364,8 @@ pub async fn ingest_into(
                     .commit_interval
                     .is_some_and(|d| last_commit.elapsed() >= d));
         if due {
-            let id = commit_tiles(cube, session, &uncommitted, &events).await?;
-            report.commits.push(id);
-            merge_written(&mut report.written, std::mem::take(&mut uncommitted));
+            let id = commit_tiles(cube, ws, &events).await?;
+            report.commits.extend(id);
             uncommitted_count = 0;
             last_commit = Instant::now();
         }
@@ -335,12 +377,11 @@ pub async fn ingest_into(
         report.cancelled = true;
     }
     if options.commit && uncommitted_count > 0 {
-        let id = commit_tiles(cube, session, &uncommitted, &events).await?;
-        report.commits.push(id);
+        let id = commit_tiles(cube, ws, &events).await?;
+        report.commits.extend(id);
     } else if !options.commit {
-        report.pending = uncommitted.clone();
+        report.pending = ws.pending();
     }
-    merge_written(&mut report.written, uncommitted);
     events.send(Event::Finished {
         written: report.written_count(),
         failed: report.failed.len(),
@@ -397,29 +438,40 @@ pub fn commit_message(written: &WrittenTiles) -> String {
     format!("write {n} tile{s}: {shown}{more}")
 }
 
-/// Commit the tiles written in a session (message and snapshot properties name them), then
-/// continue the session at the new head. Returns the new snapshot id.
+/// Commit the tiles pending in a write session (message and snapshot properties name them),
+/// then continue the session at the new head. Returns the new snapshot id, or `None` when
+/// nothing was pending.
 pub async fn commit_tiles(
     cube: &Cube,
-    session: &Arc<RwLock<Session>>,
-    written: &WrittenTiles,
+    ws: &WriteSession,
     events: &EventSink,
-) -> Result<String, CubeError> {
-    commit_tiles_with_message(cube, session, written, &commit_message(written), events).await
+) -> Result<Option<String>, CubeError> {
+    commit_tiles_with_message(cube, ws, None, events).await
 }
 
-/// [`commit_tiles`] with the operator's own message.
+/// [`commit_tiles`] with the operator's own message (default: one naming the tiles).
 pub async fn commit_tiles_with_message(
     cube: &Cube,
-    session: &Arc<RwLock<Session>>,
-    written: &WrittenTiles,
-    message: &str,
+    ws: &WriteSession,
+    message: Option<&str>,
     events: &EventSink,
-) -> Result<String, CubeError> {
-    let message = message.to_string();
-    let props = crate::cube::written_properties(written);
-    let mut s = session.write().await;
-    let id = crate::cube::commit(&mut s, &message, props).await?;
+) -> Result<Option<String>, CubeError> {
+    let mut s = ws.session.write().await;
+    let written = ws.take_pending();
+    if written.is_empty() {
+        return Ok(None);
+    }
+    let message = message
+        .map(str::to_string)
+        .unwrap_or_else(|| commit_message(&written));
+    let props = crate::cube::written_properties(&written);
+    let id = match crate::cube::commit(&mut s, &message, props).await {
+        Ok(id) => id,
+        Err(e) => {
+            ws.restore_pending(written);
+            return Err(e);
+        }
+    };
     // Continue on a fresh session at the new head.
     *s = cube.writable_session().await?;
     let id = id.to_string();
@@ -428,7 +480,7 @@ pub async fn commit_tiles_with_message(
         message,
         tiles: written.values().map(|t| t.len()).sum(),
     });
-    Ok(id)
+    Ok(Some(id))
 }
 
 /// The reader side: tiles one after another, strips of each in parallel on the pool.

@@ -23,12 +23,12 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::crossterm::{cursor, execute, terminal};
-use tokio::sync::{RwLock, mpsc};
+use tokio::sync::mpsc;
 
 use crate::cli::Settings;
-use crate::cube::{Coverage, Cube, TileState, WrittenTiles};
+use crate::cube::{Coverage, Cube, TileState};
 use crate::grid::TileName;
-use crate::ingest::{self, Event, EventSink, IngestOptions, Journal, TileJob};
+use crate::ingest::{self, Event, EventSink, IngestOptions, Journal, TileJob, WriteSession};
 use state::{App, Browse, Failure};
 use update::Action;
 
@@ -134,7 +134,19 @@ async fn run_async(settings: &Settings) -> Result<i32> {
     }));
     let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     term.clear()?;
-    let code = event_loop(&mut term, &mut app, cube, journal_key, threads).await;
+    // Checkpoints: with commit_every or commit_minutes in the config, writes commit as they
+    // go (each commit recording its tiles); otherwise the operator commits with `c`.
+    let f = &settings.file;
+    let write_options = IngestOptions {
+        threads,
+        max_uploads: f.max_uploads.unwrap_or(32),
+        commit_every: f.commit_every.unwrap_or(0),
+        commit_interval: f.commit_interval(),
+        attempts: f.retries.unwrap_or(3),
+        commit: f.commit_every.is_some_and(|n| n > 0) || f.commit_interval().is_some(),
+        ..IngestOptions::default()
+    };
+    let code = event_loop(&mut term, &mut app, cube, journal_key, write_options).await;
     drop(term);
     code
 }
@@ -144,7 +156,7 @@ async fn event_loop(
     app: &mut App,
     cube: Cube,
     journal_key: String,
-    threads: usize,
+    write_options: IngestOptions,
 ) -> Result<i32> {
     // Keys come from a thread of their own, so a busy runtime never delays them.
     let (key_tx, mut key_rx) = mpsc::unbounded_channel();
@@ -159,14 +171,19 @@ async fn event_loop(
         })?;
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let session = Arc::new(RwLock::new(cube.writable_session().await?));
+    let session = WriteSession::open(&cube).await?;
     let cancel = Arc::new(AtomicBool::new(false));
     let cube = Arc::new(cube);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut poll = tokio::time::interval(Duration::from_secs(5));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut exit_code = 0;
+    // After a signal: (exit status, when); running tiles stop at their next strip, finished
+    // ones are committed, then the console leaves.
+    let mut stopping: Option<(i32, std::time::Instant)> = None;
+    let mut stop_commit_started = false;
     let mut head = cube.head().await.ok().map(|s| s.to_string());
 
     loop {
@@ -177,7 +194,7 @@ async fn event_loop(
                         continue;
                     }
                     for action in update::on_key(app, k) {
-                        run_action(action, app, &cube, &session, &cancel, &ev_tx, &done_tx, threads);
+                        run_action(action, app, &cube, &session, &cancel, &ev_tx, &done_tx, &write_options);
                     }
                 }
                 // Redraw at once after a key: the operator sees the answer within a frame.
@@ -205,6 +222,11 @@ async fn event_loop(
                         log::warn!("failure journal: {e}");
                     }
                 }
+                if let Event::Committed { .. } = ev {
+                    // A checkpoint commit takes every pending tile of the session.
+                    app.uncommitted.clear();
+                    spawn_refresh(&cube, &done_tx);
+                }
                 update::on_event(app, &ev);
             }
             Some(done) = done_rx.recv() => {
@@ -223,8 +245,35 @@ async fn event_loop(
                     }
                 }
             }
-            _ = sigterm.recv() => { cancel.store(true, Ordering::SeqCst); exit_code = 143; app.quit = true; }
-            _ = sighup.recv() => { cancel.store(true, Ordering::SeqCst); exit_code = 129; app.quit = true; }
+            _ = sigterm.recv() => { cancel.store(true, Ordering::SeqCst); stopping.get_or_insert((143, std::time::Instant::now())); }
+            _ = sighup.recv() => { cancel.store(true, Ordering::SeqCst); stopping.get_or_insert((129, std::time::Instant::now())); }
+            _ = sigint.recv() => { cancel.store(true, Ordering::SeqCst); stopping.get_or_insert((130, std::time::Instant::now())); }
+        }
+        if let Some((code, since)) = stopping {
+            if !app.writing && !app.committing {
+                if app.has_uncommitted() && !stop_commit_started {
+                    stop_commit_started = true;
+                    app.committing = true;
+                    let message = app.default_commit_message();
+                    log::warn!("signal: committing the finished tiles before leaving");
+                    run_action(
+                        Action::Commit(message),
+                        app,
+                        &cube,
+                        &session,
+                        &cancel,
+                        &ev_tx,
+                        &done_tx,
+                        &write_options,
+                    );
+                } else {
+                    exit_code = code;
+                    break;
+                }
+            } else if since.elapsed() > Duration::from_secs(60) {
+                exit_code = code;
+                break;
+            }
         }
         if app.quit {
             cancel.store(true, Ordering::SeqCst);
@@ -260,11 +309,11 @@ fn run_action(
     action: Action,
     app: &mut App,
     cube: &Arc<Cube>,
-    session: &Arc<RwLock<icechunk::session::Session>>,
+    session: &Arc<WriteSession>,
     cancel: &Arc<AtomicBool>,
     ev_tx: &mpsc::UnboundedSender<Event>,
     done_tx: &mpsc::UnboundedSender<Done>,
-    threads: usize,
+    write_options: &IngestOptions,
 ) {
     let tx = done_tx.clone();
     let cube2 = Arc::clone(cube);
@@ -298,32 +347,26 @@ fn run_action(
                 Arc::clone(cancel),
                 EventSink::new(ev_tx.clone()),
             );
-            let options = IngestOptions {
-                threads,
-                commit: false,
-                ..IngestOptions::default()
-            };
+            let options = write_options.clone();
             tokio::spawn(async move {
                 let r = ingest::ingest_into(&cube2, &session, jobs, &options, events, cancel).await;
                 let _ = tx.send(Done::Write(r.map_err(|e| e.to_string())));
             });
         }
         Action::Commit(message) => {
-            let mut written = WrittenTiles::new();
-            for ((y, t), n) in &app.uncommitted {
-                written.entry(*y).or_default().insert(*t, *n);
-            }
             let session = Arc::clone(session);
             tokio::spawn(async move {
                 let r = ingest::commit_tiles_with_message(
                     &cube2,
                     &session,
-                    &written,
-                    &message,
+                    Some(&message),
                     &EventSink::none(),
                 )
                 .await;
-                let _ = tx.send(Done::Commit(r.map_err(|e| e.to_string())));
+                let r = r
+                    .map_err(|e| e.to_string())
+                    .and_then(|id| id.ok_or_else(|| "nothing to commit".to_string()));
+                let _ = tx.send(Done::Commit(r));
             });
         }
         Action::Browse(id) => {
@@ -413,13 +456,13 @@ async fn snapshot_tiles(
 /// `n`×`n` samples, one chunk in memory at a time.
 async fn quicklook(
     cube: &Cube,
-    session: &Arc<RwLock<icechunk::session::Session>>,
+    session: &Arc<WriteSession>,
     year: i32,
     tile: TileName,
     n: usize,
 ) -> Result<(usize, Vec<u8>), String> {
     use zarrs::array::Array;
-    let s = session.read().await.clone();
+    let s = session.session.read().await.clone();
     let store = Arc::new(zarrs_icechunk::AsyncIcechunkStore::new(s));
     let array = Array::async_open(store, &cube.layout.variable_path())
         .await
