@@ -15,7 +15,10 @@ struct Tmux {
 
 impl Tmux {
     fn start(cmd: &str) -> Self {
-        let socket = format!("tilecube-test-{}", std::process::id());
+        // A socket of its own per session: a server being shut down never meets a new one.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let socket = format!("tilecube-test-{}-{n}", std::process::id());
         let tmux = Self { socket };
         let ok = tmux
             .cmd(&["new-session", "-d", "-s", "t", "-x", "80", "-y", "24", cmd])
