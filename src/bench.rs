@@ -98,6 +98,33 @@ fn run_child(args: &[&str]) -> Result<ChildRun> {
     })
 }
 
+/// The arguments of a `tilecube write` of the bench tiles.
+fn write_args<'a>(
+    repo: &'a str,
+    source: &'a str,
+    pixels: &'a str,
+    tiles: &'a str,
+    threads: Option<&'a str>,
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "--repo",
+        repo,
+        "--source",
+        source,
+        "--tile-pixels",
+        pixels,
+        "write",
+        "--year",
+        "2000",
+        "--tiles",
+        tiles,
+    ];
+    if let Some(t) = threads {
+        args.extend(["--threads", t]);
+    }
+    args
+}
+
 fn tempfile_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("tilecube-{name}-{}", std::process::id()))
 }
@@ -169,21 +196,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             bail!("init failed: {}", init.stderr);
         }
         let th = threads.to_string();
-        let w = run_child(&[
-            "--repo",
-            &repo_s,
-            "--source",
-            &src,
-            "--tile-pixels",
-            &px,
-            "write",
-            "--year",
-            "2000",
-            "--tiles",
-            &tiles_arg,
-            "--threads",
-            &th,
-        ])?;
+        let w = run_child(&write_args(&repo_s, &src, &px, &tiles_arg, Some(&th)))?;
         if !w.ok {
             bail!("write failed: {}", w.stderr);
         }
@@ -206,19 +219,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if !init.ok {
             bail!("remote init failed: {}", init.stderr);
         }
-        let w = run_child(&[
-            "--repo",
-            remote,
-            "--source",
-            &src,
-            "--tile-pixels",
-            &px,
-            "write",
-            "--year",
-            "2000",
-            "--tiles",
-            &tiles_arg,
-        ])?;
+        let w = run_child(&write_args(remote, &src, &px, &tiles_arg, None))?;
         if !w.ok {
             bail!("remote write failed: {}", w.stderr);
         }

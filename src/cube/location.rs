@@ -95,6 +95,14 @@ impl RepoLocation {
         Ok(Self::Local(PathBuf::from(text)))
     }
 
+    /// An error about this repository.
+    pub fn error(&self, e: &dyn fmt::Display) -> CubeError {
+        CubeError::Repository {
+            location: self.to_string(),
+            message: e.to_string(),
+        }
+    }
+
     /// A key naming this repository, for per-repository state kept elsewhere.
     pub fn key(&self) -> String {
         match self {
@@ -108,10 +116,7 @@ impl RepoLocation {
 
     /// Build the Icechunk storage for this location.
     pub async fn storage(&self) -> Result<Arc<dyn Storage + Send + Sync>, CubeError> {
-        let fail = |e: &dyn fmt::Display| CubeError::Repository {
-            location: self.to_string(),
-            message: e.to_string(),
-        };
+        let fail = |e: &dyn fmt::Display| self.error(e);
         match self {
             Self::Local(path) => {
                 if path.exists() && !path.is_dir() {

@@ -116,14 +116,8 @@ impl Cube {
         layout: Layout,
         options: &InitOptions,
     ) -> Result<Self, CubeError> {
-        let storage = location.storage().await?;
-        let repo_err = |e: &dyn std::fmt::Display| CubeError::Repository {
-            location: location.to_string(),
-            message: e.to_string(),
-        };
-        let exists = Repository::exists(Arc::clone(&storage), None)
-            .await
-            .map_err(|e| repo_err(&e))?;
+        let (storage, exists) = storage_and_existence(&location).await?;
+        let repo_err = |e: &dyn std::fmt::Display| location.error(e);
         let config = repo_config(&layout);
         let repo = if exists {
             if !options.force {
@@ -193,14 +187,8 @@ impl Cube {
 
     /// Open an existing cube on a branch; its layout is read from the branch head.
     pub async fn open(location: RepoLocation, branch: &str) -> Result<Self, CubeError> {
-        let storage = location.storage().await?;
-        let repo_err = |e: &dyn std::fmt::Display| CubeError::Repository {
-            location: location.to_string(),
-            message: e.to_string(),
-        };
-        let exists = Repository::exists(Arc::clone(&storage), None)
-            .await
-            .map_err(|e| repo_err(&e))?;
+        let (storage, exists) = storage_and_existence(&location).await?;
+        let repo_err = |e: &dyn std::fmt::Display| location.error(e);
         if !exists {
             return Err(CubeError::NotACube {
                 location: location.to_string(),
@@ -261,6 +249,17 @@ impl Cube {
     pub async fn reopen(&self) -> Result<Self, CubeError> {
         Self::open(self.location.clone(), &self.branch).await
     }
+}
+
+/// The storage of a location, and whether it holds a repository.
+async fn storage_and_existence(
+    location: &RepoLocation,
+) -> Result<(Arc<dyn icechunk::Storage + Send + Sync>, bool), CubeError> {
+    let storage = location.storage().await?;
+    let exists = Repository::exists(Arc::clone(&storage), None)
+        .await
+        .map_err(|e| location.error(&e))?;
+    Ok((storage, exists))
 }
 
 /// Commit a session, rebasing over concurrent commits when they touched other chunks.
