@@ -311,7 +311,10 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
             .unwrap_or_else(|| IngestOptions::default().threads),
         max_uploads: f.max_uploads.unwrap_or(32),
         commit_every: args.commit_every.or(f.commit_every).unwrap_or(0),
-        commit_interval: f.commit_interval(),
+        commit_interval: Some(
+            f.commit_interval()
+                .unwrap_or(crate::ingest::DEFAULT_COMMIT_INTERVAL),
+        ),
         attempts: f.retries.unwrap_or(3),
         ..IngestOptions::default()
     };

@@ -74,10 +74,14 @@ impl RepoLocation {
         }
         if let Some(rest) = text.strip_prefix("gs://") {
             let (bucket, prefix) = split_bucket(rest, text)?;
+            // Application default credentials, or none with GS_NO_SIGN_REQUEST=YES.
+            let anonymous = std::env::var("GS_NO_SIGN_REQUEST").is_ok_and(|v| {
+                matches!(v.to_ascii_uppercase().as_str(), "YES" | "TRUE" | "1" | "ON")
+            });
             return Ok(Self::Gcs {
                 bucket,
                 prefix,
-                anonymous: false,
+                anonymous,
             });
         }
         if text.contains("://") {

@@ -12,7 +12,7 @@ mod plan;
 pub use events::{Event, EventSink};
 pub use journal::{Journal, JournalEntry};
 pub use pipeline::{
-    IngestOptions, IngestReport, TileFailure, WriteSession, commit_message, commit_tiles,
-    commit_tiles_with_message, ingest, ingest_into,
+    DEFAULT_COMMIT_INTERVAL, IngestOptions, IngestReport, TileFailure, WriteSession,
+    commit_message, commit_tiles, commit_tiles_with_message, ingest, ingest_into,
 };
 pub use plan::{Plan, Selection, TileJob, plan};

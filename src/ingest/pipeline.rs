@@ -42,9 +42,14 @@ pub struct IngestOptions {
     pub attempts: u32,
     /// First retry delay; doubles each attempt, with jitter.
     pub retry_delay: Duration,
-    /// Commit at all (the console may leave changes for the operator to commit).
+    /// Commit at all (checkpoints and the final commit).
     pub commit: bool,
+    /// Commit what is left at the end (the console leaves it to the operator).
+    pub final_commit: bool,
 }
+
+/// Default checkpoint interval: long ingests commit every ten minutes.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(600);
 
 impl Default for IngestOptions {
     fn default() -> Self {
@@ -58,6 +63,7 @@ impl Default for IngestOptions {
             attempts: 3,
             retry_delay: Duration::from_millis(500),
             commit: true,
+            final_commit: true,
         }
     }
 }
@@ -376,12 +382,11 @@ pub async fn ingest_into(
     if cancel.load(Ordering::SeqCst) {
         report.cancelled = true;
     }
-    if options.commit && uncommitted_count > 0 {
+    if options.commit && options.final_commit && uncommitted_count > 0 {
         let id = commit_tiles(cube, ws, &events).await?;
         report.commits.extend(id);
-    } else if !options.commit {
-        report.pending = ws.pending();
     }
+    report.pending = ws.pending();
     events.send(Event::Finished {
         written: report.written_count(),
         failed: report.failed.len(),

@@ -134,16 +134,20 @@ async fn run_async(settings: &Settings) -> Result<i32> {
     }));
     let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     term.clear()?;
-    // Checkpoints: with commit_every or commit_minutes in the config, writes commit as they
-    // go (each commit recording its tiles); otherwise the operator commits with `c`.
+    // Checkpoints: writes commit every `commit_every` tiles (config) or `commit_minutes`
+    // (config, default ten); what is left at the end waits for the operator's `c`.
     let f = &settings.file;
     let write_options = IngestOptions {
         threads,
         max_uploads: f.max_uploads.unwrap_or(32),
         commit_every: f.commit_every.unwrap_or(0),
-        commit_interval: f.commit_interval(),
+        commit_interval: Some(
+            f.commit_interval()
+                .unwrap_or(ingest::DEFAULT_COMMIT_INTERVAL),
+        ),
         attempts: f.retries.unwrap_or(3),
-        commit: f.commit_every.is_some_and(|n| n > 0) || f.commit_interval().is_some(),
+        commit: true,
+        final_commit: false,
         ..IngestOptions::default()
     };
     let code = event_loop(&mut term, &mut app, cube, journal_key, write_options).await;
