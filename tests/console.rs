@@ -334,3 +334,49 @@ fn with_checkpoints_configured_the_console_commits_as_it_writes() {
         .collect();
     assert_eq!(writes.len(), 3, "one checkpoint commit per tile: {log}");
 }
+
+#[test]
+fn the_console_works_on_a_repository_on_s3() {
+    let moto = common::s3::Moto::start();
+    moto.create_bucket("cubes");
+    let w = Work::new();
+    for t in ["80N_180W", "80N_170W"] {
+        w.tile(2000, t, Flaw::None);
+    }
+    w.list(2000, &["80N_180W", "80N_170W"], "");
+    let env = moto.env();
+    let out = w.run_with(&["--repo", "s3://cubes/console", "init"], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exports: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    let cmd = format!(
+        "{exports}TILECUBE_DATA_DIR={} {} --config {} --repo s3://cubes/console tui; echo CONSOLE-EXITED $?; sleep 60",
+        w.dir.path().join("data").display(),
+        env!("CARGO_BIN_EXE_tilecube"),
+        w.dir.path().join("config.toml").display()
+    );
+    let tmux = Tmux::start(&cmd);
+    let s = tmux.wait_for("1:2000 0/2");
+    assert!(s.contains("s3://cubes/console @ main"), "{s}");
+    tmux.keys(&["a", "w"]);
+    tmux.wait_for("Write 2 tiles");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("write finished: 2 written, 0 failed");
+    tmux.keys(&["c"]);
+    tmux.wait_for("commit message");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("1:2000 2/2");
+    assert!(s.contains("80N # # "), "{s}");
+    assert!(!s.contains(common::s3::SECRET_KEY), "{s}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("CONSOLE-EXITED 0");
+    let out = w.run_with(&["--repo", "s3://cubes/console", "log", "--json"], &env);
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        log[0]["message"],
+        "write 2 tiles: 2000/80N_180W, 2000/80N_170W"
+    );
+}
