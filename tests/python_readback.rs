@@ -4,24 +4,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::{Work, gdal_pixels, t};
 use serde_json::json;
 use tilecube::demo::Flaw;
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("TILECUBE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python venv at {}: run `bash .ci/setup` (it installs icechunk 1.1, zarr 3, xarray)",
-        venv.display()
-    );
-    venv
-}
 
 #[test]
 fn spec_version_1_cube_reads_in_python_like_the_seed() {
@@ -68,19 +53,8 @@ fn spec_version_1_cube_reads_in_python_like_the_seed() {
     });
     std::fs::write(expect_dir.join("expect.json"), expect.to_string()).unwrap();
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/readback.py");
-    let out = std::process::Command::new(python())
-        .arg(&script)
-        .arg(w.repo())
-        .arg(&expect_dir)
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python read-back failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let repo = w.repo().display().to_string();
+    let stdout = common::python_readback(&repo, &expect_dir, &[]);
     assert!(
         stdout.contains("readback ok: 3 tiles, 2 unwritten regions"),
         "{stdout}"

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -133,21 +132,7 @@ fn spec_version_1_cube_on_s3_reads_in_python() {
         "unwritten": [{"year_index": 1, "y0": common::TILE, "x0": 0, "size": common::TILE}],
     });
     std::fs::write(expect_dir.join("expect.json"), expect.to_string()).unwrap();
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/readback.py");
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .arg(repo)
-        .arg(&expect_dir)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::python_readback(repo, &expect_dir, &env);
     assert!(
         stdout.contains("readback ok: 1 tiles, 1 unwritten regions"),
         "{stdout}"

@@ -12,7 +12,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::state::{App, CellState, Focus, Popup};
-use super::widgets::{legend_color, quicklook_lines};
+use super::widgets::quicklook_lines;
 use crate::grid::Cell;
 
 const GRID_WIDTH: u16 = 4 + 36 * 2;
@@ -458,7 +458,7 @@ fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect) {
             50,
             4,
         ),
-        Popup::QuickLook { year, tile } => {
+        Popup::QuickLook { .. } => {
             let inner_w = area.width.saturating_sub(4).min(64);
             let inner_h = area.height.saturating_sub(4).min(32);
             let lines = match &app.quicklook {
@@ -468,7 +468,6 @@ fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect) {
                 None => vec![Line::from("reading the tile from the cube ...")],
             };
             let title: &'static str = " quick-look (Esc closes) ";
-            let _ = (year, tile);
             (title, lines, inner_w + 2, inner_h + 2)
         }
     };
@@ -482,7 +481,6 @@ fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect) {
         .wrap(Wrap { trim: false })
         .block(Block::default().borders(Borders::ALL).title(title));
     frame.render_widget(p, rect);
-    let _ = legend_color;
 }
 
 #[cfg(test)]

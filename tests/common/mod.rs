@@ -141,3 +141,37 @@ pub async fn cube_pixels(cube: &Cube, year: i32, tile: TileName) -> Vec<u8> {
         .await
         .expect("read subset")
 }
+
+/// The venv's Python (`.ci/setup` makes it), or `TILECUBE_PYTHON`.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("TILECUBE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python venv at {}: run `bash .ci/setup` (it installs icechunk 1.1, zarr 3, xarray)",
+        venv.display()
+    );
+    venv
+}
+
+/// Run `tests/python/readback.py` on a repository (a directory or s3:// URL) against the
+/// expectations in `expect_dir`; it must succeed. Returns its stdout.
+pub fn python_readback(repo: &str, expect_dir: &Path, env: &[(&str, String)]) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/readback.py");
+    let out = std::process::Command::new(python())
+        .arg(script)
+        .arg(repo)
+        .arg(expect_dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python read-back failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
