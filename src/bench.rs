@@ -503,7 +503,7 @@ async fn commit_cost(tiles: usize) -> Result<(Duration, Duration)> {
             }
             let props = crate::cube::written_properties(&written);
             let start = Instant::now();
-            crate::cube::commit(&mut session, "bench", props).await?;
+            crate::cube::commit(cube, &mut session, "bench", props).await?;
             Ok::<_, anyhow::Error>(start.elapsed())
         }
     };

@@ -14,7 +14,7 @@ use common::{Work, cube_pixels, gdal_pixels, t};
 use icechunk::format::manifest::ChunkPayload;
 use icechunk::format::{ChunkIndices, SnapshotId};
 use icechunk::repository::VersionInfo;
-use tilecube::cube::{Cube, TileState};
+use tilecube::cube::{Cube, RepoLocation, TileState};
 use tilecube::demo::Flaw;
 
 fn json(s: &str) -> serde_json::Value {
@@ -279,6 +279,39 @@ async fn concurrent_writers_both_land_and_never_mix_chunks_of_one_tile() {
         }
     }
     assert_eq!(assert_consistent(&w).await, 12);
+}
+
+/// Commits racing on one local branch from separate repository handles, as separate
+/// processes would make them: Icechunk's local storage has no conditional writes, so without
+/// tilecube's reference lock a commit could overwrite another's branch update. Every commit
+/// must land, each tile in the head.
+async fn racing_commits_are_never_lost(spec_version: &str) {
+    let w = Work::new();
+    let n = names(24);
+    let refs: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
+    for t in &refs {
+        w.tile(2015, t, Flaw::None);
+    }
+    w.list(2015, &refs, "");
+    w.ok(&["init", "--spec-version", spec_version]);
+    let cube = common::race_writers(&w, RepoLocation::Local(w.repo()), 2015, &n, 6).await;
+    let history = cube.history().await.expect("history");
+    let committed = history.iter().filter(|c| c.tile_count() == 1).count();
+    assert_eq!(
+        committed, 24,
+        "every one-tile commit is in the branch's history"
+    );
+    assert_eq!(assert_consistent(&w).await, 24);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_commits_on_a_local_spec_1_repository_are_never_lost() {
+    racing_commits_are_never_lost("1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_commits_on_a_local_spec_2_repository_are_never_lost() {
+    racing_commits_are_never_lost("2").await;
 }
 
 fn start_flaky(root: &Path, always_fail: &[&str]) -> (std::process::Child, u16) {

@@ -139,6 +139,47 @@ fn spec_version_1_cube_on_s3_reads_in_python() {
     );
 }
 
+/// Many writers committing at the same moment on S3: the storage's conditional writes reject
+/// every stale branch update, Icechunk rebases it, and no commit is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_on_s3_all_land() {
+    let moto = Moto::start();
+    moto.export();
+    moto.create_bucket("cubes");
+    let w = Work::new();
+    let names: Vec<String> = (0..12)
+        .map(|i| format!("{:02}N_{:03}E", (i / 6) * 10, (i % 6) * 10))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    for n in &refs {
+        w.tile(2005, n, Flaw::None);
+    }
+    w.list(2005, &refs, "");
+    let repo = "s3://cubes/racing";
+    let out = w.run_with(&["--repo", repo, "init"], &moto.env());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cube = common::race_writers(&w, s3_cube(repo), 2005, &names, 4).await;
+    let history = cube.history().await.unwrap();
+    assert_eq!(
+        history.iter().filter(|c| c.tile_count() == 1).count(),
+        12,
+        "every one-tile commit is in the branch's history"
+    );
+    let coverage = cube.coverage().await.unwrap();
+    assert_eq!(coverage.written_count(2005), 12);
+    for n in &refs {
+        let path = tilecube::demo::tile_path(&w.source(), 2005, t(n));
+        assert!(
+            cube_pixels(&cube, 2005, t(n)).await == gdal_pixels(&path),
+            "{n}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commits_on_s3_are_rebased_and_lose_no_tile() {
     let moto = Moto::start();

@@ -10,6 +10,7 @@ mod error;
 mod history;
 mod layout;
 mod location;
+mod lock;
 mod repo;
 mod writer;
 
@@ -18,6 +19,7 @@ pub use error::CubeError;
 pub use history::{Commit, TileRecord, WrittenTiles, written_properties};
 pub use layout::{Layout, SPATIAL_REF_ATTRS_KEY};
 pub use location::{RepoLocation, S3Settings};
+pub use lock::LOCK_FILE;
 pub(crate) use repo::commit;
 pub use repo::{Cube, InitOptions, SpecVersion};
 pub use writer::{ChunkEncoder, EncodedChunk, PreparedUpload, TileChunks, prepare_upload};

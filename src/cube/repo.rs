@@ -19,6 +19,7 @@ use zarrs::group::{Group, GroupBuilder};
 use zarrs_icechunk::AsyncIcechunkStore;
 
 use super::layout::{LAYOUT_ATTR, Layout};
+use super::lock::RefLock;
 use super::{CubeError, RepoLocation};
 
 /// Icechunk format version for new repositories.
@@ -181,7 +182,7 @@ impl Cube {
             LAYOUT_ATTR.into(),
             json!({ "init": { "shape": self.layout.shape(), "chunks": self.layout.chunk_shape() } }),
         );
-        commit(&mut session, "initialize array", props).await?;
+        commit(self, &mut session, "initialize array", props).await?;
         Ok(())
     }
 
@@ -245,6 +246,16 @@ impl Cube {
             .map_err(|e| CubeError::icechunk(format!("reading branch {}", self.branch), e))
     }
 
+    /// Tag a snapshot (under the reference lock, like commits).
+    pub async fn create_tag(&self, name: &str, snapshot: &SnapshotId) -> Result<(), CubeError> {
+        let _lock = RefLock::acquire(&self.location).await?;
+        self.repo
+            .create_tag(name, snapshot)
+            .await
+            .map(|_| ())
+            .map_err(|e| CubeError::icechunk(format!("tagging {snapshot} as {name}"), e))
+    }
+
     /// Refresh the repository handle (to see commits by other processes).
     pub async fn reopen(&self) -> Result<Self, CubeError> {
         Self::open(self.location.clone(), &self.branch).await
@@ -262,12 +273,16 @@ async fn storage_and_existence(
     Ok((storage, exists))
 }
 
-/// Commit a session, rebasing over concurrent commits when they touched other chunks.
+/// Commit a session to the cube's branch, rebasing over concurrent commits when they
+/// touched other chunks. The reference lock is held throughout, so commits from other
+/// processes are seen and rebased over, never overwritten.
 pub(crate) async fn commit(
+    cube: &Cube,
     session: &mut Session,
     message: &str,
     properties: SnapshotProperties,
 ) -> Result<SnapshotId, CubeError> {
+    let _lock = RefLock::acquire(&cube.location).await?;
     let solver = BasicConflictSolver::default();
     session
         .commit(message)

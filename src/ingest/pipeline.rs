@@ -470,7 +470,7 @@ pub async fn commit_tiles_with_message(
         .map(str::to_string)
         .unwrap_or_else(|| commit_message(&written));
     let props = crate::cube::written_properties(&written);
-    let id = match crate::cube::commit(&mut s, &message, props).await {
+    let id = match crate::cube::commit(cube, &mut s, &message, props).await {
         Ok(id) => id,
         Err(e) => {
             ws.restore_pending(written);

@@ -416,7 +416,6 @@ fn run_action(
                 let r = async {
                     let id = SnapshotId::try_from(snapshot.as_str()).map_err(|e| e.to_string())?;
                     cube2
-                        .repo
                         .create_tag(&name, &id)
                         .await
                         .map_err(|e| e.to_string())?;

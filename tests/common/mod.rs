@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tilecube::cube::{Cube, RepoLocation};
 use tilecube::demo::{self, Flaw};
 use tilecube::grid::{Grid, TileName};
+use tilecube::ingest::{self, EventSink, IngestOptions, TileJob};
 use tilecube::preset::{GLAD_TOML, Preset};
 use zarrs::array::{Array, ArraySubset};
 use zarrs_icechunk::AsyncIcechunkStore;
@@ -174,4 +175,50 @@ pub fn python_readback(repo: &str, expect_dir: &Path, env: &[(&str, String)]) ->
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// `writers` writers, each with a repository handle of its own (as separate processes have),
+/// write their share of `tiles` of `year` at the same time, committing after every tile.
+/// Each must finish with one commit per tile. Returns the cube, reopened.
+pub async fn race_writers(
+    w: &Work,
+    location: RepoLocation,
+    year: i32,
+    tiles: &[String],
+    writers: usize,
+) -> Cube {
+    let options = IngestOptions {
+        threads: 1,
+        commit_every: 1,
+        ..Default::default()
+    };
+    let mut running = vec![];
+    for part in tiles.chunks(tiles.len().div_ceil(writers)) {
+        let cube = Cube::open(location.clone(), "main").await.expect("open");
+        let year_index = cube.layout.year_index(year).expect("year");
+        let jobs: Vec<_> = part
+            .iter()
+            .map(|name| TileJob {
+                year,
+                year_index,
+                tile: t(name),
+                path: demo::tile_path(&w.source(), year, t(name))
+                    .display()
+                    .to_string(),
+            })
+            .collect();
+        let options = options.clone();
+        running.push(tokio::spawn(async move {
+            let n = jobs.len();
+            let report = ingest::ingest(&cube, jobs, &options, EventSink::none(), Arc::default())
+                .await
+                .expect("ingest");
+            assert!(report.failed.is_empty(), "{:?}", report.failed);
+            assert_eq!(report.commits.len(), n, "one commit per tile");
+        }));
+    }
+    for r in running {
+        r.await.expect("writer");
+    }
+    Cube::open(location, "main").await.expect("reopen")
 }
