@@ -188,6 +188,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let px = args.pixels.to_string();
     let src = cache.display().to_string();
     let mut local_mbs = None;
+    // The write repositories stay until the end: creating a tile's 1,600 chunk files right
+    // after deleting another run's makes the file system's inode allocator scan its recently
+    // freed inodes, which would be charged to the run measured next.
+    let mut repos = vec![];
     for &threads in &args.threads {
         let repo = scratch(&format!("bench-repo-{threads}"))?;
         let repo_s = repo.display().to_string();
@@ -211,7 +215,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             w.max_rss_mb,
             wall / (floor_cpu / threads as f64)
         );
-        let _ = std::fs::remove_dir_all(&repo);
+        repos.push(repo);
     }
 
     if let Some(remote) = &args.remote {
@@ -259,6 +263,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             Ok(_) => println!("console key latency: the write ended before any key was measured"),
             Err(e) => println!("console key latency: not measured ({e:#})"),
         }
+    }
+
+    for repo in repos {
+        let _ = std::fs::remove_dir_all(&repo);
     }
 
     if args.commit_tiles > 0 {

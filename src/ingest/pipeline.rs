@@ -519,6 +519,7 @@ fn drive(
         }
     };
     let attempts = options.attempts.max(1);
+    let strips = StripBuffers::default();
     for (i, job) in jobs.iter().enumerate() {
         for attempt in 0..attempts {
             if cancel.load(Ordering::SeqCst) {
@@ -530,8 +531,8 @@ fn drive(
                 });
                 break;
             }
-            let result =
-                pool.install(|| read_tile(i, attempt, job, grid, encoder, tx, events, cancel));
+            let result = pool
+                .install(|| read_tile(i, attempt, job, grid, encoder, tx, events, cancel, &strips));
             let retrying = matches!(&result, Err(e) if e.is_transient()) && attempt + 1 < attempts;
             if let (true, Err(e)) = (retrying, &result) {
                 events.send(Event::TileRetry {
@@ -573,6 +574,35 @@ pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
     base.mul_f64(2f64.powi(attempt.min(10) as i32) * jitter)
 }
 
+/// Strip buffers, kept from tile to tile: a worker takes one for a strip and gives it back,
+/// so the pool allocates a handful of strips for the whole ingest.
+#[derive(Default)]
+pub(crate) struct StripBuffers(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl StripBuffers {
+    fn take(&self, len: usize) -> Vec<u8> {
+        let mut buf = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut free| free.pop())
+            .unwrap_or_default();
+        buf.resize(len, 0);
+        buf
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        if let Ok(mut free) = self.0.lock() {
+            free.push(buf);
+        }
+    }
+}
+
+thread_local! {
+    /// The chunk being cut out of a strip, reused by each worker thread.
+    static CHUNK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 #[allow(clippy::too_many_arguments)]
 fn read_tile(
     job_index: usize,
@@ -583,9 +613,9 @@ fn read_tile(
     tx: &mpsc::Sender<Msg>,
     events: &EventSink,
     cancel: &AtomicBool,
+    strips: &StripBuffers,
 ) -> Result<(), TileError> {
     let (reader, cell) = TileReader::open(&job.path, grid, job.tile)?;
-    drop(reader);
     events.send(Event::TileStarted {
         year: job.year,
         tile: job.tile,
@@ -596,40 +626,48 @@ fn read_tile(
     let per_side = grid.chunks_per_side();
     let (cy0, cx0) = grid.first_chunk(cell);
     let year = job.year_index as u64;
-    (0..per_side).into_par_iter().try_for_each_init(
-        || (None::<TileReader>, Vec::<u8>::new()),
-        |(reader, strip), sy| {
-            if cancel.load(Ordering::SeqCst) {
-                return Err(TileError::Cancelled);
-            }
-            if reader.is_none() {
-                *reader = Some(TileReader::reopen(&job.path)?);
-            }
-            let Some(reader) = reader.as_ref() else {
-                return Err(TileError::Cancelled);
-            };
-            strip.resize(side * width, 0);
-            reader.read_rows(sy as usize * side, side, strip)?;
-            let strip: &[u8] = strip;
-            (0..per_side).into_par_iter().try_for_each(|sx| {
-                let mut chunk = Vec::with_capacity(side * side);
-                let x0 = sx as usize * side;
+    // GDAL handles of this tile: a worker holds one only while it decodes a strip, so there
+    // are never more than there are workers.
+    let readers = std::sync::Mutex::new(vec![reader]);
+    (0..per_side).into_par_iter().try_for_each(|sy| {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(TileError::Cancelled);
+        }
+        let reader = readers.lock().ok().and_then(|mut r| r.pop());
+        let reader = match reader {
+            Some(r) => r,
+            None => TileReader::reopen(&job.path)?,
+        };
+        let mut strip = strips.take(side * width);
+        let read = reader.read_rows(sy as usize * side, side, &mut strip);
+        if let Ok(mut r) = readers.lock() {
+            r.push(reader);
+        }
+        if let Err(e) = read {
+            strips.give(strip);
+            return Err(e);
+        }
+        let sent = (0..per_side).into_par_iter().try_for_each(|sx| {
+            let x0 = sx as usize * side;
+            let data = CHUNK.with_borrow_mut(|chunk| {
+                chunk.clear();
                 for row in strip.chunks_exact(width) {
                     chunk.extend_from_slice(&row[x0..x0 + side]);
                 }
-                let data = encoder
-                    .encode(&chunk)
-                    .map_err(|e| TileError::Write(e.to_string()))?;
-                tx.blocking_send(Msg::Chunk {
-                    job: job_index,
-                    attempt,
-                    coords: [year, cy0 + sy, cx0 + sx],
-                    data,
-                })
-                .map_err(|_| TileError::Cancelled)
+                encoder.encode(chunk)
+            });
+            let data = data.map_err(|e| TileError::Write(e.to_string()))?;
+            tx.blocking_send(Msg::Chunk {
+                job: job_index,
+                attempt,
+                coords: [year, cy0 + sy, cx0 + sx],
+                data,
             })
-        },
-    )
+            .map_err(|_| TileError::Cancelled)
+        });
+        strips.give(strip);
+        sent
+    })
 }
 
 #[cfg(test)]
