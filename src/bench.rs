@@ -489,9 +489,19 @@ async fn commit_cost(tiles: usize) -> Result<(Duration, Duration)> {
         next += count;
         batch.to_vec()
     };
+    // Manifests hold one reference per chunk, whatever it points to: every chunk of the
+    // filled tiles references one uploaded chunk object, so filling the cube does not create
+    // (and later delete) hundreds of thousands of files.
+    let payload = {
+        let session = cube.writable_session().await?;
+        crate::cube::prepare_upload(&session, &path, [0, 0, 0])?
+            .run(Some(chunk))
+            .await?
+            .context("uploading the shared chunk")?
+    };
     let record = |batch: Vec<(usize, TileName)>| {
         let cube = &cube;
-        let chunk = chunk.clone();
+        let payload = payload.clone();
         let path = path.clone();
         let grid = grid.clone();
         let layout = layout.clone();
@@ -500,8 +510,7 @@ async fn commit_cost(tiles: usize) -> Result<(Duration, Duration)> {
             for (yi, t) in &batch {
                 let mut tc = TileChunks::default();
                 for coords in layout.tile_chunks(*yi, grid.cell(*t)?) {
-                    let up = crate::cube::prepare_upload(&session, &path, coords)?;
-                    tc.push(coords, up.run(Some(chunk.clone())).await?);
+                    tc.push(coords, Some(payload.clone()));
                 }
                 tc.record(&mut session, &path).await?;
             }
