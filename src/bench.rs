@@ -456,8 +456,11 @@ fn floor_tile(
     Ok((decode, encode))
 }
 
+/// One-tile commits timed at each end of the commit-cost measurement.
+const COMMIT_SAMPLES: usize = 9;
+
 /// Time a one-tile commit on an empty full-shape cube, then after `tiles` tiles' worth of
-/// chunk references are committed (median of three each).
+/// chunk references are committed (median of [`COMMIT_SAMPLES`] each).
 async fn commit_cost(tiles: usize) -> Result<(Duration, Duration)> {
     let preset = Preset::glad();
     let layout = Layout::new(&preset, &Grid::from_preset(&preset, None)?);
@@ -525,21 +528,21 @@ async fn commit_cost(tiles: usize) -> Result<(Duration, Duration)> {
         }
     };
     let mut first = vec![];
-    for _ in 0..3 {
+    for _ in 0..COMMIT_SAMPLES {
         first.push(record(stage(1)).await?);
     }
-    let mut filled = 3;
+    let mut filled = COMMIT_SAMPLES;
     while filled < tiles {
         let n = (tiles - filled).min(25);
         record(stage(n)).await?;
         filled += n;
     }
     let mut later = vec![];
-    for _ in 0..3 {
+    for _ in 0..COMMIT_SAMPLES {
         later.push(record(stage(1)).await?);
     }
     first.sort();
     later.sort();
     let _ = std::fs::remove_dir_all(&dir);
-    Ok((first[1], later[1]))
+    Ok((first[COMMIT_SAMPLES / 2], later[COMMIT_SAMPLES / 2]))
 }
