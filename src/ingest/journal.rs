@@ -84,8 +84,11 @@ impl Journal {
     }
 
     /// A tile was written: forget its failure.
-    pub fn clear(&mut self, year: i32, tile: TileName) {
+    /// Forget a tile's failure; whether there was one.
+    pub fn clear(&mut self, year: i32, tile: TileName) -> bool {
+        let before = self.failed.len();
         self.failed.retain(|e| !(e.year == year && e.tile == tile));
+        self.failed.len() != before
     }
 
     /// Failures by (year, tile).
@@ -110,7 +113,8 @@ mod tests {
         assert_eq!(j.failed.len(), 1);
         assert_eq!(j.failed[0].attempts, 5);
         assert_eq!(j.failed[0].reason, "timeout again");
-        j.clear(2000, t);
+        assert!(j.clear(2000, t), "the failure was there");
         assert!(j.failed.is_empty());
+        assert!(!j.clear(2000, t), "nothing left to clear");
     }
 }

@@ -503,6 +503,7 @@ fn drive(
     let pool = match rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("tilecube-worker-{i}"))
+        .start_handler(|_| lower_priority())
         .build()
     {
         Ok(p) => p,
@@ -563,6 +564,20 @@ fn drive(
         }
     }
 }
+
+/// Workers run a little below normal priority: they keep every core busy, and the threads
+/// that answer the operator's keys and feed the uploads must get a core as soon as they wake.
+fn lower_priority() {
+    // SAFETY: setpriority on this thread's own id (Linux sets the nice value per thread);
+    // on failure the worker simply keeps the default priority.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, WORKER_NICE);
+    }
+}
+
+/// Nice value of the worker threads.
+const WORKER_NICE: libc::c_int = 5;
 
 /// Exponential backoff with jitter: `base * 2^attempt`, scaled by 0.5..1.5.
 pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
@@ -692,6 +707,29 @@ mod tests {
             m.starts_with("write 10 tiles: 2005/00N_000E") && m.ends_with("and 2 more"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn pool_workers_run_below_normal_priority() {
+        let nice = |pool: &rayon::ThreadPool| {
+            pool.install(|| {
+                // SAFETY: reading this thread's own nice value.
+                unsafe {
+                    let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                    libc::getpriority(libc::PRIO_PROCESS, tid)
+                }
+            })
+        };
+        let plain = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let workers = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .start_handler(|_| lower_priority())
+            .build()
+            .unwrap();
+        assert_eq!(nice(&workers), nice(&plain) + WORKER_NICE);
     }
 
     #[test]

@@ -175,6 +175,15 @@ async fn event_loop(
         })?;
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    // The failure journal is a file: changes are applied one after another off the loop
+    // that answers the keys.
+    let (journal_tx, mut journal_rx) = mpsc::unbounded_channel::<JournalChange>();
+    let journal_writer = tokio::spawn(async move {
+        while let Some(change) = journal_rx.recv().await {
+            let key = journal_key.clone();
+            let _ = tokio::task::spawn_blocking(move || apply_journal_change(&key, change)).await;
+        }
+    });
     let session = WriteSession::open(&cube).await?;
     let cancel = Arc::new(AtomicBool::new(false));
     let cube = Arc::new(cube);
@@ -216,15 +225,8 @@ async fn event_loop(
                     }
                     _ => {}
                 }
-                if let Some((year, tile, failure)) = journal_change {
-                    let mut j = Journal::load(&journal_key);
-                    match failure {
-                        Some((reason, attempts)) => j.fail(year, tile, &reason, attempts),
-                        None => j.clear(year, tile),
-                    }
-                    if let Err(e) = j.save() {
-                        log::warn!("failure journal: {e}");
-                    }
+                if let Some(change) = journal_change {
+                    let _ = journal_tx.send(change);
                 }
                 if let Event::Committed { .. } = ev {
                     // A checkpoint commit takes every pending tile of the session.
@@ -284,7 +286,26 @@ async fn event_loop(
             break;
         }
     }
+    drop(journal_tx);
+    let _ = journal_writer.await;
     Ok(exit_code)
+}
+
+/// A tile's change in the failure journal: its failure (reason, attempts), or its success.
+type JournalChange = (i32, TileName, Option<(String, u32)>);
+
+fn apply_journal_change(key: &str, (year, tile, failure): JournalChange) {
+    let mut j = Journal::load(key);
+    let changed = match failure {
+        Some((reason, attempts)) => {
+            j.fail(year, tile, &reason, attempts);
+            true
+        }
+        None => j.clear(year, tile),
+    };
+    if changed && let Err(e) = j.save() {
+        log::warn!("failure journal: {e}");
+    }
 }
 
 fn spawn_refresh(cube: &Arc<Cube>, done_tx: &mpsc::UnboundedSender<Done>) {
