@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Work, cube_pixels, gdal_pixels, t};
+use common::{Work, cube_pixels, gdal_pixels, t, tile_names};
 use icechunk::format::manifest::ChunkPayload;
 use icechunk::format::{ChunkIndices, SnapshotId};
 use icechunk::repository::VersionInfo;
@@ -19,12 +19,6 @@ use tilecube::demo::Flaw;
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
-fn names(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| format!("{:02}N_{:03}E", (i / 12) * 10, (i % 12) * 10))
-        .collect()
 }
 
 /// Every tile the head holds is complete and equal to its GeoTIFF; nothing else is stored.
@@ -55,12 +49,8 @@ async fn assert_consistent(w: &Work) -> usize {
 #[test]
 fn checkpoints_commit_every_n_tiles_each_recording_its_tiles() {
     let w = Work::new();
-    let n = names(6);
-    let refs: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
-    for t in &refs {
-        w.tile(2000, t, Flaw::None);
-    }
-    w.list(2000, &refs, "");
+    let n = tile_names(6);
+    w.listed_tiles(2000, &n);
     w.ok(&["init"]);
     let report = json(&w.ok(&[
         "write",
@@ -88,12 +78,8 @@ fn checkpoints_commit_every_n_tiles_each_recording_its_tiles() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_any_moment_leaves_a_complete_head_and_missing_completes_it() {
     let w = Work::new();
-    let n = names(96);
-    let refs: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
-    for t in &refs {
-        w.tile(2000, t, Flaw::None);
-    }
-    w.list(2000, &refs, "");
+    let n = tile_names(96);
+    w.listed_tiles(2000, &n);
     w.ok(&["init"]);
     let config = w.dir.path().join("config.toml");
     let mut killed = 0;
@@ -216,12 +202,9 @@ async fn chunk_ids(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_both_land_and_never_mix_chunks_of_one_tile() {
     let w = Work::new();
-    let n = names(12);
+    let n = tile_names(12);
     let refs: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
-    for t in &refs {
-        w.tile(2010, t, Flaw::None);
-    }
-    w.list(2010, &refs, "");
+    w.listed_tiles(2010, &n);
     w.ok(&["init"]);
     // Different tiles, at the same time: both land, no tile lost.
     let a = refs[..6].join(",");
@@ -287,12 +270,8 @@ async fn concurrent_writers_both_land_and_never_mix_chunks_of_one_tile() {
 /// must land, each tile in the head.
 async fn racing_commits_are_never_lost(spec_version: &str) {
     let w = Work::new();
-    let n = names(24);
-    let refs: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
-    for t in &refs {
-        w.tile(2015, t, Flaw::None);
-    }
-    w.list(2015, &refs, "");
+    let n = tile_names(24);
+    w.listed_tiles(2015, &n);
     w.ok(&["init", "--spec-version", spec_version]);
     let cube = common::race_writers(&w, RepoLocation::Local(w.repo()), 2015, &n, 6).await;
     let history = cube.history().await.expect("history");
@@ -430,12 +409,9 @@ impl Drop for Mount {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_and_full_storage_fail_clearly_keep_the_head_and_resume() {
     let w = Work::new();
-    let n = names(12);
+    let n = tile_names(12);
     let refs: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
-    for t in &refs {
-        w.tile(2020, t, Flaw::None);
-    }
-    w.list(2020, &refs, "");
+    w.listed_tiles(2020, &n);
     let mount = Mount::tmpfs(&w.repo(), "64m");
     w.ok(&["init"]);
     w.ok(&["write", "--year", "2020", "--tiles", &refs[..2].join(",")]);

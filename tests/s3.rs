@@ -147,14 +147,8 @@ async fn racing_writers_on_s3_all_land() {
     moto.export();
     moto.create_bucket("cubes");
     let w = Work::new();
-    let names: Vec<String> = (0..12)
-        .map(|i| format!("{:02}N_{:03}E", (i / 6) * 10, (i % 6) * 10))
-        .collect();
-    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-    for n in &refs {
-        w.tile(2005, n, Flaw::None);
-    }
-    w.list(2005, &refs, "");
+    let names = common::tile_names(12);
+    w.listed_tiles(2005, &names);
     let repo = "s3://cubes/racing";
     let out = w.run_with(&["--repo", repo, "init"], &moto.env());
     assert!(
@@ -171,7 +165,7 @@ async fn racing_writers_on_s3_all_land() {
     );
     let coverage = cube.coverage().await.unwrap();
     assert_eq!(coverage.written_count(2005), 12);
-    for n in &refs {
+    for n in &names {
         let path = tilecube::demo::tile_path(&w.source(), 2005, t(n));
         assert!(
             cube_pixels(&cube, 2005, t(n)).await == gdal_pixels(&path),

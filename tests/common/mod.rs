@@ -75,6 +75,15 @@ impl Work {
         std::fs::write(self.source().join(format!("{year}.txt")), text).expect("list");
     }
 
+    /// Write good tiles of a year and the year's list naming them.
+    pub fn listed_tiles(&self, year: i32, names: &[String]) {
+        for name in names {
+            self.tile(year, name, Flaw::None);
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.list(year, &refs, "");
+    }
+
     /// Run the tilecube binary with this workspace's config.
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_with(args, &[])
@@ -109,6 +118,13 @@ impl Work {
         let loc = RepoLocation::Local(self.repo());
         Cube::open(loc, "main").await.expect("open cube")
     }
+}
+
+/// The names of `n` test tiles, twelve to a row from 00N_000E.
+pub fn tile_names(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{:02}N_{:03}E", (i / 12) * 10, (i % 12) * 10))
+        .collect()
 }
 
 /// GDAL's read of a whole tile.
