@@ -592,7 +592,7 @@ pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
 /// Strip buffers, kept from tile to tile: a worker takes one for a strip and gives it back,
 /// so the pool allocates a handful of strips for the whole ingest.
 #[derive(Default)]
-pub(crate) struct StripBuffers(std::sync::Mutex<Vec<Vec<u8>>>);
+struct StripBuffers(std::sync::Mutex<Vec<Vec<u8>>>);
 
 impl StripBuffers {
     fn take(&self, len: usize) -> Vec<u8> {
