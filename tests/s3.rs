@@ -24,6 +24,16 @@ fn check_no_secret(what: &str, out: &std::process::Output) {
     }
 }
 
+/// `tilecube init` of a cube at an s3:// URL on the test's server; it must succeed.
+fn init_on_s3(w: &Work, moto: &Moto, repo: &str) {
+    let out = w.run_with(&["--repo", repo, "init"], &moto.env());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn s3_cube(url: &str) -> RepoLocation {
     RepoLocation::parse(url, &S3Settings::default()).expect("s3 location")
 }
@@ -150,12 +160,7 @@ async fn racing_writers_on_s3_all_land() {
     let names = common::tile_names(12);
     w.listed_tiles(2005, &names);
     let repo = "s3://cubes/racing";
-    let out = w.run_with(&["--repo", repo, "init"], &moto.env());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    init_on_s3(&w, &moto, repo);
     let cube = common::race_writers(&w, s3_cube(repo), 2005, &names, 4).await;
     let history = cube.history().await.unwrap();
     assert_eq!(
@@ -185,12 +190,7 @@ async fn concurrent_commits_on_s3_are_rebased_and_lose_no_tile() {
     w.tile(2015, b, Flaw::None);
     w.list(2015, &[a, b], "");
     let repo = "s3://cubes/race";
-    let out = w.run_with(&["--repo", repo, "init"], &moto.env());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    init_on_s3(&w, &moto, repo);
 
     // Two writers open the branch at the same snapshot and write different tiles.
     let cube = Cube::open(s3_cube(repo), "main").await.unwrap();
