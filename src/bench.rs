@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cube::{ChunkEncoder, Cube, InitOptions, Layout, RepoLocation, SpecVersion, TileChunks};
-use crate::grid::{Grid, TileName};
-use crate::preset::Preset;
-use crate::source::TileReader;
+use tilecube::cube::{
+    ChunkEncoder, Cube, InitOptions, Layout, RepoLocation, SpecVersion, TileChunks, WriteSession,
+};
+use tilecube::grid::{Grid, TileName};
+use tilecube::preset::Preset;
+use tilecube::source::TileReader;
 
 /// What to measure.
 #[derive(Debug, Clone, clap::Args)]
@@ -139,17 +141,17 @@ fn scratch(name: &str) -> Result<PathBuf> {
 
 /// Run the benchmark and print its figures.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    crate::gdal_setup();
+    tilecube::gdal_setup();
     let preset = Preset::glad();
     let grid = Grid::from_preset(&preset, Some(args.pixels))?;
     let cache = args.cache.clone().unwrap_or_else(|| {
-        crate::config::project_dirs()
+        tilecube::config::project_dirs()
             .map(|d| d.cache_dir().to_path_buf())
             .unwrap_or_else(std::env::temp_dir)
             .join(format!("bench-{}", args.pixels))
     });
     let year = 2000;
-    let tiles: Vec<TileName> = crate::demo::land_tiles(&grid)
+    let tiles: Vec<TileName> = tilecube::demo::land_tiles(&grid)
         .into_iter()
         .take(args.tiles)
         .collect();
@@ -170,7 +172,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let encoder = ChunkEncoder::new(&layout)?;
     let (mut decode, mut encode) = (Duration::ZERO, Duration::ZERO);
     for &t in &tiles {
-        let path = crate::demo::tile_path(&cache, year, t);
+        let path = tilecube::demo::tile_path(&cache, year, t);
         let (d, e) = floor_tile(&path.display().to_string(), &grid, t, &encoder)?;
         decode += d;
         encode += e;
@@ -359,7 +361,7 @@ fn key_latency(cache: &Path, px: &str, tiles: &[TileName], presses: usize) -> Re
         }
         std::thread::sleep(Duration::from_millis(500));
         let mut out = Vec::new();
-        let row0 = grid.tile_at(crate::grid::Cell { col: 0, row: 4 });
+        let row0 = grid.tile_at(tilecube::grid::Cell { col: 0, row: 4 });
         for k in ["k"; 14]
             .iter()
             .chain(["h"; 36].iter())
@@ -370,7 +372,7 @@ fn key_latency(cache: &Path, px: &str, tiles: &[TileName], presses: usize) -> Re
         wait(&format!("2000/{row0}"), 10)?;
         for i in 0..presses {
             let (key, col) = if i % 2 == 0 { ("l", 1) } else { ("h", 0) };
-            let target = grid.tile_at(crate::grid::Cell { col, row: 4 });
+            let target = grid.tile_at(tilecube::grid::Cell { col, row: 4 });
             let start = Instant::now();
             tmux(&["send-keys", "-t", "b", key])?;
             loop {
@@ -399,7 +401,7 @@ fn generate(cache: &Path, grid: &Grid, year: i32, tiles: &[TileName]) -> Result<
     use rayon::prelude::*;
     let missing: Vec<_> = tiles
         .iter()
-        .filter(|t| !crate::demo::tile_path(cache, year, **t).exists())
+        .filter(|t| !tilecube::demo::tile_path(cache, year, **t).exists())
         .collect();
     if !missing.is_empty() {
         println!(
@@ -409,15 +411,15 @@ fn generate(cache: &Path, grid: &Grid, year: i32, tiles: &[TileName]) -> Result<
         );
         let start = Instant::now();
         missing.par_iter().try_for_each(|&&t| {
-            let path = crate::demo::tile_path(cache, year, t);
+            let path = tilecube::demo::tile_path(cache, year, t);
             let tmp = path.with_extension("tif.part");
-            crate::demo::write_tile(&tmp, grid, t, year, crate::demo::Flaw::None)?;
+            tilecube::demo::write_tile(&tmp, grid, t, year)?;
             std::fs::rename(&tmp, &path)?;
             Ok::<_, anyhow::Error>(())
         })?;
         println!("  generated in {:.0} s", start.elapsed().as_secs_f64());
     }
-    crate::demo::write_list(cache, year, tiles)?;
+    tilecube::demo::write_list(cache, year, tiles)?;
     Ok(())
 }
 
@@ -480,8 +482,6 @@ async fn commit_cost(tiles: usize) -> Result<(Duration, Duration)> {
         .encode(&vec![7u8; encoder.chunk_len()])?
         .context("encoding a chunk")?;
     let grid = layout.grid();
-    let path =
-        icechunk::format::Path::new(&layout.variable_path()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let cells: Vec<_> = (0..layout.years.len())
         .flat_map(|y| grid.tiles().map(move |t| (y, t)))
         .collect();
@@ -496,8 +496,10 @@ async fn commit_cost(tiles: usize) -> Result<(Duration, Duration)> {
     // filled tiles references one uploaded chunk object, so filling the cube does not create
     // (and later delete) hundreds of thousands of files.
     let payload = {
-        let session = cube.writable_session().await?;
-        crate::cube::prepare_upload(&session, &path, [0, 0, 0])?
+        let session = WriteSession::open(&cube).await?;
+        session
+            .prepare_upload([0, 0, 0])
+            .await?
             .run(Some(chunk))
             .await?
             .context("uploading the shared chunk")?
@@ -505,25 +507,19 @@ async fn commit_cost(tiles: usize) -> Result<(Duration, Duration)> {
     let record = |batch: Vec<(usize, TileName)>| {
         let cube = &cube;
         let payload = payload.clone();
-        let path = path.clone();
         let grid = grid.clone();
         let layout = layout.clone();
         async move {
-            let mut session = cube.writable_session().await?;
+            let session = WriteSession::open(cube).await?;
             for (yi, t) in &batch {
                 let mut tc = TileChunks::default();
                 for coords in layout.tile_chunks(*yi, grid.cell(*t)?) {
                     tc.push(coords, Some(payload.clone()));
                 }
-                tc.record(&mut session, &path).await?;
+                session.record_tile(layout.years[*yi], *t, tc).await?;
             }
-            let mut written = crate::cube::WrittenTiles::new();
-            for (yi, t) in &batch {
-                written.entry(layout.years[*yi]).or_default().insert(*t, 0);
-            }
-            let props = crate::cube::written_properties(&written);
             let start = Instant::now();
-            crate::cube::commit(cube, &mut session, "bench", props).await?;
+            session.commit(Some("bench")).await?;
             Ok::<_, anyhow::Error>(start.elapsed())
         }
     };

@@ -9,60 +9,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::config::{ConfigFile, data_dir};
-use crate::cube::{Coverage, Cube, InitOptions, Layout, RepoLocation, SpecVersion, TileState};
-use crate::grid::{Grid, TileName};
-use crate::ingest::{self, Event, EventSink, IngestOptions, Selection};
-use crate::preset::Preset;
-use crate::source::{ListProblem, Source, TileList};
+use tilecube::config::{Flags, Settings, data_dir, io_runtime};
+use tilecube::cube::{Coverage, Cube, InitOptions, Layout, TileState};
+use tilecube::grid::{Grid, TileName};
+use tilecube::ingest::{self, Event, EventSink, Journal, Selection};
+use tilecube::source::{ListProblem, TileList};
 
 /// tilecube: assemble analysis-ready raster datacubes in Icechunk from tiled GeoTIFFs.
 #[derive(Debug, Parser)]
 #[command(name = "tilecube", version, about)]
 pub struct Cli {
     #[command(flatten)]
-    pub global: Global,
+    pub global: Flags,
     #[command(subcommand)]
     pub command: Option<Command>,
-}
-
-/// Settings every command takes; they override the config file.
-#[derive(Debug, Clone, Args, Default)]
-pub struct Global {
-    /// Config file (default: config.toml in the user config dir, if present).
-    #[arg(long, global = true)]
-    pub config: Option<PathBuf>,
-    /// Repository: a local directory, s3://bucket/prefix or gs://bucket/prefix.
-    #[arg(long, global = true)]
-    pub repo: Option<String>,
-    /// Source root: a directory, gs://, s3:// or https:// URL.
-    #[arg(long, global = true)]
-    pub source: Option<String>,
-    /// Tile side in pixels (tiles keep their size in degrees).
-    #[arg(long, global = true)]
-    pub tile_pixels: Option<u64>,
-    /// Icechunk format for new repositories: 1 or 2.
-    #[arg(long, global = true, value_parser = clap::value_parser!(u8).range(1..=2))]
-    pub spec_version: Option<u8>,
-    /// Branch to read and write.
-    #[arg(long, global = true)]
-    pub branch: Option<String>,
-    /// S3 endpoint URL for s3:// repositories (default: AWS_ENDPOINT_URL).
-    #[arg(long, global = true)]
-    pub s3_endpoint: Option<String>,
-    /// S3 region (default: AWS_REGION).
-    #[arg(long, global = true)]
-    pub s3_region: Option<String>,
-    /// Path-style S3 addressing (default: on with a custom endpoint).
-    #[arg(long, global = true)]
-    pub s3_path_style: Option<bool>,
-    /// Unsigned S3 access.
-    #[arg(long, global = true)]
-    pub s3_anonymous: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,73 +95,6 @@ pub struct WriteArgs {
     pub json: bool,
 }
 
-/// Settings resolved from flags, config file and defaults.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub file: ConfigFile,
-    pub preset: Preset,
-    pub repo: Option<String>,
-    pub source: Option<String>,
-    pub tile_pixels: Option<u64>,
-    pub spec_version: SpecVersion,
-    pub branch: String,
-}
-
-impl Settings {
-    pub fn resolve(g: &Global) -> Result<Self> {
-        let (mut file, _) = ConfigFile::load(g.config.as_deref())?;
-        let s3 = &mut file.s3;
-        s3.endpoint_url = g.s3_endpoint.clone().or(s3.endpoint_url.take());
-        s3.region = g.s3_region.clone().or(s3.region.take());
-        s3.path_style = g.s3_path_style.or(s3.path_style);
-        if g.s3_anonymous {
-            s3.anonymous = Some(true);
-        }
-        let preset = match &file.preset {
-            Some(p) => Preset::load(p)?,
-            None => Preset::glad(),
-        };
-        let spec = g.spec_version.or(file.spec_version).unwrap_or(2);
-        let spec_version = SpecVersion::from_number(spec)
-            .with_context(|| format!("setting spec_version: {spec} is not 1 or 2"))?;
-        Ok(Self {
-            repo: g.repo.clone().or_else(|| file.repo.clone()),
-            source: g.source.clone().or_else(|| file.source.clone()),
-            tile_pixels: g.tile_pixels.or(file.tile_pixels),
-            branch: g
-                .branch
-                .clone()
-                .or_else(|| file.branch.clone())
-                .unwrap_or_else(|| "main".into()),
-            spec_version,
-            preset,
-            file,
-        })
-    }
-
-    pub fn location(&self) -> Result<RepoLocation> {
-        let repo = self
-            .repo
-            .as_deref()
-            .context("no repository: pass --repo or set `repo` in the config file")?;
-        Ok(RepoLocation::parse(repo, &self.file.s3)?)
-    }
-
-    pub fn source(&self) -> Result<Source> {
-        let root = self
-            .source
-            .as_deref()
-            .context("no source: pass --source or set `source` in the config file")?;
-        Ok(Source::new(root, &self.preset.source)?)
-    }
-
-    pub async fn open_cube(&self) -> Result<Cube> {
-        let cube = Cube::open(self.location()?, &self.branch).await?;
-        cube.layout.check_tile_pixels(self.tile_pixels)?;
-        Ok(cube)
-    }
-}
-
 /// Run the CLI; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     if let Some(Command::Bench(args)) = &cli.command {
@@ -205,12 +102,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         return Ok(0);
     }
     let settings = Settings::resolve(&cli.global)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .thread_name("tilecube-io")
-        .build()
-        .context("starting the I/O runtime")?;
+    let rt = io_runtime()?;
     match cli.command {
         Some(Command::Init { force }) => rt.block_on(init(&settings, force)),
         Some(Command::Write(args)) => rt.block_on(write(&settings, &args)),
@@ -267,7 +159,7 @@ async fn init(settings: &Settings, force: bool) -> Result<i32> {
 
 fn selection(args: &WriteArgs, repo_key: &str) -> Result<Selection> {
     if args.failed {
-        let journal = crate::ingest::Journal::load(repo_key);
+        let journal = Journal::load_or_report(repo_key, |w| eprintln!("warning: {w}"));
         return Ok(Selection::Pairs(
             journal.failed.iter().map(|e| (e.year, e.tile)).collect(),
         ));
@@ -303,24 +195,7 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     for r in &plan.rejected {
         eprintln!("error: {r}");
     }
-    let f = &settings.file;
-    let options = IngestOptions {
-        threads: args
-            .threads
-            .or(f.threads)
-            .unwrap_or_else(|| IngestOptions::default().threads),
-        max_uploads: f.max_uploads.unwrap_or(32),
-        commit_every: args.commit_every.or(f.commit_every).unwrap_or(0),
-        commit_interval: Some(
-            f.commit_interval()
-                .unwrap_or(crate::ingest::DEFAULT_COMMIT_INTERVAL),
-        ),
-        attempts: f.retries.unwrap_or(3),
-        ..IngestOptions::default()
-    };
-    if options.threads == 0 {
-        bail!("--threads must be at least 1");
-    }
+    let options = settings.write_options(args.threads, args.commit_every)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // Progress goes to stderr (the --json report goes to stdout).
     let printer = tokio::spawn(async move {
@@ -349,21 +224,11 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
             cancel.store(true, std::sync::atomic::Ordering::SeqCst);
         })
     };
-    let report = ingest::ingest(&cube, plan.jobs, &options, EventSink::new(tx), cancel).await?;
+    // The failure journal is kept from the ingest's own events.
+    let events = EventSink::new(tx).journaled(&cube.location.key());
+    let report = ingest::ingest(&cube, plan.jobs, &options, events, cancel).await?;
     watcher.abort();
     let _ = printer.await;
-    let mut journal = crate::ingest::Journal::load(&cube.location.key());
-    for (year, tiles) in &report.written {
-        for tile in tiles.keys() {
-            journal.clear(*year, *tile);
-        }
-    }
-    for f in &report.failed {
-        journal.fail(f.year, f.tile, &f.error, f.attempts);
-    }
-    if let Err(e) = journal.save() {
-        eprintln!("warning: cannot save the failure journal: {e}");
-    }
     if args.json {
         let out = json!({
             "written": report.written,
@@ -426,6 +291,7 @@ fn print_event(ev: &Event) {
         Event::Committed {
             snapshot, tiles, ..
         } => eprintln!("committed {tiles} tiles as {snapshot}"),
+        Event::Warning { message } => eprintln!("warning: {message}"),
         _ => {}
     }
 }
@@ -471,8 +337,8 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
         }
     }
     let head = cube.head().await?.to_string();
-    let journal = crate::ingest::Journal::load(&cube.location.key());
-    let failed: BTreeMap<(i32, TileName), &crate::ingest::JournalEntry> = journal
+    let journal = Journal::load_or_report(&cube.location.key(), |w| eprintln!("warning: {w}"));
+    let failed: BTreeMap<(i32, TileName), &tilecube::ingest::JournalEntry> = journal
         .by_tile()
         .into_iter()
         .filter(|((y, t), _)| years.contains(y) && !coverage.is_written(*y, *t))
@@ -533,7 +399,7 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
         let mut header = String::from("     ");
         for c in 0..grid.columns {
             if c % 6 == 0 {
-                let t = grid.tile_at(crate::grid::Cell { col: c, row: 0 });
+                let t = grid.tile_at(tilecube::grid::Cell { col: c, row: 0 });
                 let lon = t.to_string();
                 let label = &lon[4..];
                 header.push_str(&format!("{label:<6}"));
@@ -541,11 +407,11 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
         }
         writeln!(out, "{}", header.trim_end())?;
         for r in 0..grid.rows {
-            let row_tile = grid.tile_at(crate::grid::Cell { col: 0, row: r });
+            let row_tile = grid.tile_at(tilecube::grid::Cell { col: 0, row: r });
             let lat = &row_tile.to_string()[..3];
             let mut line = format!("{lat}  ");
             for c in 0..grid.columns {
-                let t = grid.tile_at(crate::grid::Cell { col: c, row: r });
+                let t = grid.tile_at(tilecube::grid::Cell { col: c, row: r });
                 line.push(if failed.contains_key(&(y, t)) {
                     '!'
                 } else {
@@ -608,7 +474,7 @@ async fn demo(settings: &Settings, dir: Option<PathBuf>, pixels: u64) -> Result<
     eprintln!("making a GLAD-like source in {} ...", source_dir.display());
     let per_year = {
         let (s, g, y) = (source_dir.clone(), grid.clone(), years.clone());
-        tokio::task::spawn_blocking(move || crate::demo::make_source(&s, &g, &y)).await??
+        tokio::task::spawn_blocking(move || tilecube::demo::make_source(&s, &g, &y)).await??
     };
     eprintln!("{per_year} land tiles per year, {} years", years.len());
     let mut demo_settings = settings.clone();

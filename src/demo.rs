@@ -19,23 +19,32 @@ pub enum DemoError {
     Write { path: String, reason: String },
 }
 
-/// How a synthetic tile departs from a good one (for tests of bad input).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Flaw {
-    #[default]
-    None,
-    /// Stored as int16.
-    Int16,
-    /// Three bands.
-    ThreeBands,
-    /// One pixel short on each side.
-    WrongSize,
-    /// Upper-left corner half a tile east of the grid.
-    OffGrid,
-    /// In Web Mercator (EPSG:3857).
-    WrongCrs,
-    /// Every pixel is the fill value.
-    AllFill,
+#[cfg(feature = "test-support")]
+pub use flaw::Flaw;
+#[cfg(not(feature = "test-support"))]
+use flaw::Flaw;
+
+mod flaw {
+    /// How a synthetic tile departs from a good one (for tests of bad input; public with the
+    /// `test-support` feature only).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
+    pub enum Flaw {
+        #[default]
+        None,
+        /// Stored as int16.
+        Int16,
+        /// Three bands.
+        ThreeBands,
+        /// One pixel short on each side.
+        WrongSize,
+        /// Upper-left corner half a tile east of the grid.
+        OffGrid,
+        /// In Web Mercator (EPSG:3857).
+        WrongCrs,
+        /// Every pixel is the fill value.
+        AllFill,
+    }
 }
 
 /// Longitude ranges `[west, east)` of land per 10° row (north edge), for the demo land mask.
@@ -118,7 +127,23 @@ pub fn fill_row(tile: TileName, year: i32, y: usize, x0: usize, out: &mut [u8]) 
 }
 
 /// Write one synthetic tile as a striped, LZW-compressed GeoTIFF, strip by strip.
-pub fn write_tile(
+pub fn write_tile(path: &Path, grid: &Grid, tile: TileName, year: i32) -> Result<(), DemoError> {
+    write_tile_with(path, grid, tile, year, Flaw::None)
+}
+
+/// Write one synthetic tile with a flaw (for tests of bad input).
+#[cfg(feature = "test-support")]
+pub fn write_flawed_tile(
+    path: &Path,
+    grid: &Grid,
+    tile: TileName,
+    year: i32,
+    flaw: Flaw,
+) -> Result<(), DemoError> {
+    write_tile_with(path, grid, tile, year, flaw)
+}
+
+fn write_tile_with(
     path: &Path,
     grid: &Grid,
     tile: TileName,
@@ -253,7 +278,7 @@ pub fn write_list(root: &Path, year: i32, tiles: &[TileName]) -> Result<(), Demo
 /// Tiles already present are kept. Returns the number of tiles per year.
 pub fn make_source(root: &Path, grid: &Grid, years: &[i32]) -> Result<usize, DemoError> {
     use rayon::prelude::*;
-    crate::gdal_setup();
+    crate::source::gdal_setup();
     let tiles = land_tiles(grid);
     for &year in years {
         tiles.par_iter().try_for_each(|&t| {
@@ -262,7 +287,7 @@ pub fn make_source(root: &Path, grid: &Grid, years: &[i32]) -> Result<usize, Dem
                 return Ok(());
             }
             let tmp = path.with_extension("tif.part");
-            write_tile(&tmp, grid, t, year, Flaw::None)?;
+            write_tile(&tmp, grid, t, year)?;
             std::fs::rename(&tmp, &path).map_err(|e| DemoError::Write {
                 path: path.display().to_string(),
                 reason: e.to_string(),
@@ -293,7 +318,7 @@ mod tests {
         let grid = Grid::from_preset(&Preset::glad(), Some(400)).unwrap();
         let t: TileName = "40N_010E".parse().unwrap();
         let path = dir.path().join("t.tif");
-        write_tile(&path, &grid, t, 2005, Flaw::None).unwrap();
+        write_tile(&path, &grid, t, 2005).unwrap();
         let ds = gdal::Dataset::open(&path).unwrap();
         assert_eq!(ds.raster_size(), (400, 400));
         let gt = ds.geo_transform().unwrap();

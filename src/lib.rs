@@ -1,80 +1,33 @@
 //! tilecube: assemble analysis-ready raster datacubes in Icechunk from tiled GeoTIFFs.
 //!
-//! The engine — [`grid`], [`source`], [`cube`], [`ingest`] — knows nothing of terminals: it
-//! reports progress as events on a channel. The headless CLI ([`cli`]) and the console
-//! ([`tui`]) are thin front ends over it.
+//! This library is the engine — [`grid`], [`preset`], [`source`], [`cube`], [`ingest`] — and
+//! the settings that drive it ([`config`]). It knows nothing of terminals: it reports progress
+//! as [`ingest::Event`]s on a channel. The headless CLI, the console and the benchmark are
+//! modules of the `tilecube` binary, thin faces over this library; nothing here depends on
+//! them.
 
-pub mod bench;
-pub mod cli;
 pub mod config;
 pub mod cube;
 pub mod demo;
 pub mod grid;
 pub mod ingest;
 pub mod preset;
-pub mod remote;
 pub mod source;
-pub mod tui;
 
-/// Process-wide GDAL settings: a small block cache (memory stays bounded whatever the tile
-/// size) and quiet error output (errors are reported through results, naming the tile).
-pub fn gdal_setup() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let cache = std::env::var("TILECUBE_GDAL_CACHEMAX").unwrap_or_else(|_| "64".into());
-        let _ = gdal::config::set_config_option("GDAL_CACHEMAX", &cache);
-        let _ = gdal::config::set_config_option("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR");
-        let _ =
-            gdal::config::set_config_option("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", ".tif,.TIF,.txt");
-        for (key, value) in gdal_s3_options_from_env(|k| std::env::var(k).ok()) {
-            let _ = gdal::config::set_config_option(key, &value);
+pub use source::gdal_setup;
+
+/// An error and its causes, joined with ": " (a cause already quoted by its parent is not
+/// repeated): what the faces print for an engine error.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
         }
-        gdal::config::set_error_handler(|_, _, _| {});
-    });
-}
-
-/// GDAL's `/vsis3/` options derived from the standard AWS variables GDAL does not read
-/// itself: `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`) becomes `AWS_S3_ENDPOINT` (host and
-/// port), `AWS_HTTPS` and path-style addressing. Variables GDAL reads itself (keys, region,
-/// profile, `AWS_NO_SIGN_REQUEST`) are left to it.
-pub fn gdal_s3_options_from_env(
-    var: impl Fn(&str) -> Option<String>,
-) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    if var("AWS_S3_ENDPOINT").is_some() {
-        return out;
+        cause = c.source();
     }
-    let Some(url) = var("AWS_ENDPOINT_URL_S3")
-        .or_else(|| var("AWS_ENDPOINT_URL"))
-        .filter(|u| !u.is_empty())
-    else {
-        return out;
-    };
-    let (https, rest) = match url.split_once("://") {
-        Some(("http", rest)) => (false, rest),
-        Some((_, rest)) => (true, rest),
-        None => (true, url.as_str()),
-    };
-    out.push(("AWS_S3_ENDPOINT", rest.trim_end_matches('/').to_string()));
-    out.push(("AWS_HTTPS", if https { "YES" } else { "NO" }.to_string()));
-    out.push(("AWS_VIRTUAL_HOSTING", "FALSE".to_string()));
     out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn aws_endpoint_url_maps_to_gdal_options() {
-        let env = |k: &str| (k == "AWS_ENDPOINT_URL").then(|| "http://127.0.0.1:5123/".to_string());
-        let opts = super::gdal_s3_options_from_env(env);
-        assert_eq!(
-            opts,
-            vec![
-                ("AWS_S3_ENDPOINT", "127.0.0.1:5123".to_string()),
-                ("AWS_HTTPS", "NO".to_string()),
-                ("AWS_VIRTUAL_HOSTING", "FALSE".to_string()),
-            ]
-        );
-        assert!(super::gdal_s3_options_from_env(|_| None).is_empty());
-    }
 }

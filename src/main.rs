@@ -1,4 +1,12 @@
-//! The `tilecube` binary: parses the command line and hands over to the CLI front end.
+//! The `tilecube` binary: the two faces over the engine library — the headless CLI ([`cli`])
+//! and the operator console ([`tui`]) — and the benchmark harness ([`bench`]).
+//!
+//! Invariant: these modules only call the library; the library never calls them (it cannot:
+//! they are not part of it).
+
+mod bench;
+mod cli;
+mod tui;
 
 use clap::Parser;
 
@@ -8,8 +16,8 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = tilecube::cli::Cli::parse();
-    match tilecube::cli::run(cli) {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use common::s3::{Moto, SECRET_KEY};
 use common::{Work, cube_pixels, gdal_pixels, t};
-use tilecube::cube::{Cube, RepoLocation, S3Settings};
+use tilecube::cube::{Cube, RepoLocation, S3Settings, WriteSession};
 use tilecube::demo::Flaw;
 use tilecube::ingest::{self, EventSink, IngestOptions, Selection};
 use tilecube::source::Source;
@@ -206,7 +206,7 @@ async fn concurrent_commits_on_s3_are_rebased_and_lose_no_tile() {
     };
     let mut sessions = vec![];
     for tile in [a, b] {
-        let session = ingest::WriteSession::open(&cube).await.unwrap();
+        let session = WriteSession::open(&cube).await.unwrap();
         let plan = ingest::plan(
             &cube,
             &source,
@@ -217,7 +217,6 @@ async fn concurrent_commits_on_s3_are_rebased_and_lose_no_tile() {
         .await
         .unwrap();
         let report = ingest::ingest_into(
-            &cube,
             &session,
             plan.jobs,
             &options,
@@ -230,15 +229,21 @@ async fn concurrent_commits_on_s3_are_rebased_and_lose_no_tile() {
         sessions.push((session, report.pending));
     }
     let base = cube.head().await.unwrap().to_string();
-    let first = ingest::commit_tiles(&cube, &sessions[0].0, &EventSink::none())
+    let first = sessions[0]
+        .0
+        .commit(None)
         .await
         .unwrap()
-        .expect("a tile to commit");
+        .expect("a tile to commit")
+        .snapshot;
     // The second commit finds the branch moved on: the conflict is detected and rebased.
-    let second = ingest::commit_tiles(&cube, &sessions[1].0, &EventSink::none())
+    let second = sessions[1]
+        .0
+        .commit(None)
         .await
         .unwrap()
-        .expect("a tile to commit");
+        .expect("a tile to commit")
+        .snapshot;
     let history = cube.history().await.unwrap();
     assert_eq!(history[0].id, second);
     assert_eq!(

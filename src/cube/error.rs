@@ -1,18 +1,34 @@
-//! Errors of the cube layer, each naming what it was doing.
+//! Errors of the cube layer, each naming what it was doing and keeping its cause.
+//!
+//! Invariant: an error from Icechunk, zarrs, the storage or the file system is kept as the
+//! `source` of a [`CubeError`], never flattened to text, so callers can tell a passing
+//! network fault from a bad repository ([`CubeError::is_transient`]) and print the whole
+//! chain ([`crate::error_chain`]).
+
+/// A boxed cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What went wrong opening, reading or writing the cube's repository.
 #[derive(Debug, thiserror::Error)]
 pub enum CubeError {
-    #[error("repository {location}: {message}")]
-    Repository { location: String, message: String },
+    #[error("repository {location}")]
+    Repository {
+        location: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("no tilecube cube in repository {location}; run `tilecube init` first")]
     NotACube { location: String },
     #[error(
         "repository {location} already holds a repository; pass --force to lay out a fresh cube over it (history is kept)"
     )]
     AlreadyExists { location: String },
-    #[error("{what}: {message}")]
-    Icechunk { what: String, message: String },
+    #[error("{what}")]
+    Icechunk {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("cube layout: {0}")]
     Layout(String),
     #[error("snapshot {0:?} not found")]
@@ -23,10 +39,16 @@ pub enum CubeError {
 
 impl CubeError {
     /// Wrap an Icechunk or zarrs error with what was being done.
-    pub(crate) fn icechunk(what: impl Into<String>, err: impl std::fmt::Display) -> Self {
+    pub(crate) fn icechunk(what: impl Into<String>, err: impl Into<BoxError>) -> Self {
         Self::Icechunk {
             what: what.into(),
-            message: err.to_string(),
+            source: err.into(),
         }
+    }
+
+    /// Whether trying again could succeed: decided from the typed causes in the chain
+    /// (I/O error kinds, HTTP errors of the object store), never from the text.
+    pub fn is_transient(&self) -> bool {
+        crate::source::remote::transient_cause(self).unwrap_or(false)
     }
 }

@@ -62,6 +62,23 @@ impl Commit {
     }
 }
 
+/// The commit message naming the tiles.
+pub fn commit_message(written: &WrittenTiles) -> String {
+    let names: Vec<String> = written
+        .iter()
+        .flat_map(|(y, t)| t.keys().map(move |t| format!("{y}/{t}")))
+        .collect();
+    let n = names.len();
+    let shown = names.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+    let more = if n > 8 {
+        format!(" and {} more", n - 8)
+    } else {
+        String::new()
+    };
+    let s = if n == 1 { "" } else { "s" };
+    format!("write {n} tile{s}: {shown}{more}")
+}
+
 /// Snapshot properties recording the tiles a commit wrote.
 pub fn written_properties(written: &WrittenTiles) -> SnapshotProperties {
     let map: serde_json::Map<String, Value> = written
@@ -200,5 +217,25 @@ mod tests {
         assert_eq!(rec[&(2000, t("10N_010E"))].1, "C");
         assert_eq!(rec[&(2000, t("00N_000E"))].1, "B");
         assert!(!rec.contains_key(&(2000, t("70N_180W"))));
+    }
+
+    #[test]
+    fn commit_messages_name_the_tiles() {
+        let t = |s: &str| s.parse::<TileName>().unwrap();
+        let w: WrittenTiles = [(2000, [(t("70N_180W"), 3), (t("60N_170W"), 0)].into())].into();
+        assert_eq!(
+            commit_message(&w),
+            "write 2 tiles: 2000/70N_180W, 2000/60N_170W"
+        );
+        let many: WrittenTiles = [(
+            2005,
+            (0..10).map(|i| (TileName::new(0, i * 10), 1)).collect(),
+        )]
+        .into();
+        let m = commit_message(&many);
+        assert!(
+            m.starts_with("write 10 tiles: 2005/00N_000E") && m.ends_with("and 2 more"),
+            "{m}"
+        );
     }
 }

@@ -55,7 +55,7 @@ fn split_bucket(rest: &str, original: &str) -> Result<(String, String), CubeErro
     if bucket.is_empty() {
         return Err(CubeError::Repository {
             location: original.to_string(),
-            message: "the URL names no bucket".into(),
+            source: "the URL names no bucket".into(),
         });
     }
     Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
@@ -87,23 +87,23 @@ impl RepoLocation {
         if text.contains("://") {
             return Err(CubeError::Repository {
                 location: text.to_string(),
-                message: "unsupported scheme; use a local path, s3:// or gs://".into(),
+                source: "unsupported scheme; use a local path, s3:// or gs://".into(),
             });
         }
         if text.is_empty() {
             return Err(CubeError::Repository {
                 location: text.to_string(),
-                message: "empty repository path".into(),
+                source: "empty repository path".into(),
             });
         }
         Ok(Self::Local(PathBuf::from(text)))
     }
 
     /// An error about this repository.
-    pub fn error(&self, e: &dyn fmt::Display) -> CubeError {
+    pub fn error(&self, e: impl Into<super::error::BoxError>) -> CubeError {
         CubeError::Repository {
             location: self.to_string(),
-            message: e.to_string(),
+            source: e.into(),
         }
     }
 
@@ -120,16 +120,15 @@ impl RepoLocation {
 
     /// Build the Icechunk storage for this location.
     pub async fn storage(&self) -> Result<Arc<dyn Storage + Send + Sync>, CubeError> {
-        let fail = |e: &dyn fmt::Display| self.error(e);
         match self {
             Self::Local(path) => {
                 if path.exists() && !path.is_dir() {
-                    return Err(fail(&"exists and is not a directory"));
+                    return Err(self.error("exists and is not a directory"));
                 }
-                std::fs::create_dir_all(path).map_err(|e| fail(&e))?;
+                std::fs::create_dir_all(path).map_err(|e| self.error(e))?;
                 icechunk::new_local_filesystem_storage(path)
                     .await
-                    .map_err(|e| fail(&e))
+                    .map_err(|e| self.error(e))
             }
             Self::S3 {
                 bucket,
@@ -173,7 +172,7 @@ impl RepoLocation {
                     vec![],
                     None,
                 )
-                .map_err(|e| fail(&e))
+                .map_err(|e| self.error(e))
             }
             Self::Gcs {
                 bucket,
@@ -189,7 +188,7 @@ impl RepoLocation {
                     vec![],
                     vec![],
                 )
-                .map_err(|e| fail(&e))
+                .map_err(|e| self.error(e))
             }
         }
     }

@@ -32,16 +32,28 @@ impl RefLock {
         let path = dir.join(LOCK_FILE);
         let file = tokio::task::spawn_blocking(move || lock_file(&path))
             .await
-            .map_err(|e| location.error(&format!("waiting for the commit lock: {e}")))?
-            .map_err(|e| location.error(&e))?;
+            .map_err(|e| location.error(format!("waiting for the commit lock: {e}")))?
+            .map_err(|e| location.error(e))?;
         Ok(Self { _file: Some(file) })
     }
 }
 
-fn lock_file(path: &Path) -> Result<File, String> {
-    let file = open(path).map_err(|e| format!("commit lock {}: {e}", path.display()))?;
-    file.lock()
-        .map_err(|e| format!("commit lock {}: {e}", path.display()))?;
+/// The lock file could not be taken.
+#[derive(Debug, thiserror::Error)]
+#[error("commit lock {path}")]
+struct LockError {
+    path: String,
+    #[source]
+    source: std::io::Error,
+}
+
+fn lock_file(path: &Path) -> Result<File, LockError> {
+    let err = |source| LockError {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = open(path).map_err(err)?;
+    file.lock().map_err(err)?;
     Ok(file)
 }
 
@@ -100,7 +112,7 @@ mod tests {
     async fn a_missing_directory_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let location = RepoLocation::Local(dir.path().join("no/such/dir"));
-        let err = RefLock::acquire(&location).await.unwrap_err().to_string();
+        let err = crate::error_chain(&RefLock::acquire(&location).await.unwrap_err());
         assert!(
             err.contains("commit lock") && err.contains("no/such/dir"),
             "{err}"

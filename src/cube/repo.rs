@@ -118,7 +118,7 @@ impl Cube {
         options: &InitOptions,
     ) -> Result<Self, CubeError> {
         let (storage, exists) = storage_and_existence(&location).await?;
-        let repo_err = |e: &dyn std::fmt::Display| location.error(e);
+
         let config = repo_config(&layout);
         let repo = if exists {
             if !options.force {
@@ -130,8 +130,8 @@ impl Cube {
                 .config(config)
                 .execute()
                 .await
-                .map_err(|e| repo_err(&e))?;
-            repo.save_config().await.map_err(|e| repo_err(&e))?;
+                .map_err(|e| location.error(e))?;
+            repo.save_config().await.map_err(|e| location.error(e))?;
             repo
         } else {
             if let RepoLocation::Local(dir) = &location {
@@ -139,8 +139,8 @@ impl Cube {
                     .map(|mut d| d.next().is_some())
                     .unwrap_or(false);
                 if non_empty {
-                    return Err(repo_err(
-                        &"directory is not empty and holds no repository; choose an empty or new directory",
+                    return Err(location.error(
+                        "directory is not empty and holds no repository; choose an empty or new directory",
                     ));
                 }
             }
@@ -153,8 +153,8 @@ impl Cube {
                 .spec_version(spec)
                 .execute()
                 .await
-                .map_err(|e| repo_err(&e))?;
-            repo.save_config().await.map_err(|e| repo_err(&e))?;
+                .map_err(|e| location.error(e))?;
+            repo.save_config().await.map_err(|e| location.error(e))?;
             repo
         };
         let cube = Self {
@@ -189,7 +189,7 @@ impl Cube {
     /// Open an existing cube on a branch; its layout is read from the branch head.
     pub async fn open(location: RepoLocation, branch: &str) -> Result<Self, CubeError> {
         let (storage, exists) = storage_and_existence(&location).await?;
-        let repo_err = |e: &dyn std::fmt::Display| location.error(e);
+
         if !exists {
             return Err(CubeError::NotACube {
                 location: location.to_string(),
@@ -198,7 +198,7 @@ impl Cube {
         let repo = Repository::open(storage)
             .execute()
             .await
-            .map_err(|e| repo_err(&e))?;
+            .map_err(|e| location.error(e))?;
         let session = repo
             .readonly_session(&VersionInfo::BranchTipRef(branch.to_string()))
             .await
@@ -269,7 +269,7 @@ async fn storage_and_existence(
     let storage = location.storage().await?;
     let exists = Repository::exists(Arc::clone(&storage), None)
         .await
-        .map_err(|e| location.error(&e))?;
+        .map_err(|e| location.error(e))?;
     Ok((storage, exists))
 }
 
@@ -306,7 +306,7 @@ fn attrs(pairs: impl IntoIterator<Item = (String, Value)>) -> serde_json::Map<St
     pairs.into_iter().collect()
 }
 
-fn zarr_err(what: &str) -> impl Fn(&dyn std::fmt::Display) -> CubeError + '_ {
+fn zarr_err<E: Into<super::error::BoxError>>(what: &str) -> impl Fn(E) -> CubeError + '_ {
     move |e| CubeError::icechunk(what, e)
 }
 
@@ -331,10 +331,10 @@ async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Resul
     GroupBuilder::new()
         .attributes(root_attrs)
         .build(Arc::clone(store), "/")
-        .map_err(|e| zarr_err("root group")(&e))?
+        .map_err(zarr_err("root group"))?
         .async_store_metadata()
         .await
-        .map_err(|e| zarr_err("root group")(&e))?;
+        .map_err(zarr_err("root group"))?;
 
     // The data variable: metadata only, no chunk.
     let mut var_attrs = attrs(
@@ -358,10 +358,10 @@ async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Resul
     .dimension_names(Some(["year", "y", "x"]))
     .attributes(var_attrs)
     .build(Arc::clone(store), &var_path)
-    .map_err(|e| zarr_err("data variable")(&e))?
+    .map_err(zarr_err("data variable"))?
     .async_store_metadata()
     .await
-    .map_err(|e| zarr_err("data variable")(&e))?;
+    .map_err(zarr_err("data variable"))?;
 
     // year
     let years: Vec<i64> = layout.years.iter().map(|&y| y as i64).collect();
@@ -375,13 +375,13 @@ async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Resul
     .dimension_names(Some(["year"]))
     .attributes(attrs([("long_name".to_string(), json!("year"))]))
     .build(Arc::clone(store), "/year")
-    .map_err(|e| zarr_err("year coordinate")(&e))?;
+    .map_err(zarr_err("year coordinate"))?;
     year.async_store_metadata()
         .await
-        .map_err(|e| zarr_err("year coordinate")(&e))?;
+        .map_err(zarr_err("year coordinate"))?;
     year.async_store_chunk(&[0], years)
         .await
-        .map_err(|e| zarr_err("year coordinate")(&e))?;
+        .map_err(zarr_err("year coordinate"))?;
 
     // x and y pixel centres
     for (name, values, std_name, units, axis) in [
@@ -401,18 +401,18 @@ async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Resul
                 ("axis".to_string(), json!(axis)),
             ]))
             .build(Arc::clone(store), &format!("/{name}"))
-            .map_err(|e| zarr_err(&what)(&e))?;
+            .map_err(zarr_err(&what))?;
         array
             .async_store_metadata()
             .await
-            .map_err(|e| zarr_err(&what)(&e))?;
+            .map_err(zarr_err(&what))?;
         for (i, part) in values.chunks(chunk as usize).enumerate() {
             let mut buf = part.to_vec();
             buf.resize(chunk as usize, f64::NAN);
             array
                 .async_store_chunk(&[i as u64], buf)
                 .await
-                .map_err(|e| zarr_err(&what)(&e))?;
+                .map_err(zarr_err(&what))?;
         }
     }
 
@@ -435,10 +435,10 @@ async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Resul
         ("grid_mapping_name".to_string(), json!("latitude_longitude")),
     ]))
     .build(Arc::clone(store), "/spatial_ref")
-    .map_err(|e| zarr_err("spatial_ref")(&e))?;
+    .map_err(zarr_err("spatial_ref"))?;
     sr.async_store_metadata()
         .await
-        .map_err(|e| zarr_err("spatial_ref")(&e))?;
+        .map_err(zarr_err("spatial_ref"))?;
     Ok(())
 }
 

@@ -1,7 +1,14 @@
-//! Progress events the engine posts while it works.
+//! Progress events the engine posts while it works, and the sink that carries them.
+//!
+//! Invariant: sending never blocks the engine and never fails it; a front end that has gone
+//! away simply stops receiving.
 
 use serde::Serialize;
+use std::sync::Arc;
+
 use tokio::sync::mpsc::UnboundedSender;
+
+use super::journal::JournalSink;
 
 use crate::grid::TileName;
 
@@ -54,6 +61,8 @@ pub enum Event {
         message: String,
         tiles: usize,
     },
+    /// Something the operator should know that stops nothing (e.g. a journal problem).
+    Warning { message: String },
     /// The ingest is over.
     Finished {
         written: usize,
@@ -62,22 +71,52 @@ pub enum Event {
     },
 }
 
-/// Where events go; sending never blocks and a closed receiver is ignored.
+impl Event {
+    /// The event of a commit that landed.
+    pub fn committed(c: &crate::cube::Committed) -> Self {
+        Self::Committed {
+            snapshot: c.snapshot.clone(),
+            message: c.message.clone(),
+            tiles: c.tile_count(),
+        }
+    }
+}
+
+/// Where events go; sending never blocks and a closed receiver is ignored. A sink may keep
+/// the failure journal from the events it carries ([`EventSink::journaled`]).
 #[derive(Debug, Clone, Default)]
-pub struct EventSink(Option<UnboundedSender<Event>>);
+pub struct EventSink {
+    tx: Option<UnboundedSender<Event>>,
+    journal: Option<Arc<JournalSink>>,
+}
 
 impl EventSink {
     pub fn new(tx: UnboundedSender<Event>) -> Self {
-        Self(Some(tx))
+        Self {
+            tx: Some(tx),
+            journal: None,
+        }
     }
 
     /// A sink that drops every event.
     pub fn none() -> Self {
-        Self(None)
+        Self::default()
+    }
+
+    /// This sink, also keeping the failure journal of a repository (its key).
+    pub fn journaled(mut self, repo_key: &str) -> Self {
+        self.journal = Some(Arc::new(JournalSink::new(repo_key)));
+        self
     }
 
     pub fn send(&self, event: Event) {
-        if let Some(tx) = &self.0 {
+        if let Some(j) = &self.journal
+            && let Some(message) = j.record(&event)
+            && let Some(tx) = &self.tx
+        {
+            let _ = tx.send(Event::Warning { message });
+        }
+        if let Some(tx) = &self.tx {
             let _ = tx.send(event);
         }
     }

@@ -1,5 +1,10 @@
 //! The failure journal: failed tiles (name, year, reason, attempts, time) kept under the user
 //! data dir, one file per repository, so failures survive restarts until the tile is written.
+//!
+//! Invariants: the journal is fed by the ingest's own events ([`JournalSink`], attached to an
+//! [`super::EventSink`]), so both faces keep it the same way; it is saved atomically (write,
+//! then rename) and only when an entry changes; a file that cannot be parsed is never
+//! overwritten: it is moved aside (`….corrupt-<time>.json`) and reported.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,6 +12,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::events::Event;
 use crate::grid::TileName;
 
 /// One failed tile.
@@ -26,7 +32,26 @@ pub struct Journal {
     pub failed: Vec<JournalEntry>,
 }
 
-fn file_for(repo_key: &str) -> PathBuf {
+/// Trouble with a journal file.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("failure journal {path} cannot be read; kept aside as {kept}")]
+    Corrupt {
+        path: String,
+        kept: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("failure journal {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The journal file of a repository.
+pub fn journal_path(repo_key: &str) -> PathBuf {
     let safe: String = repo_key
         .chars()
         .map(|c| {
@@ -43,26 +68,72 @@ fn file_for(repo_key: &str) -> PathBuf {
 }
 
 impl Journal {
-    /// The journal of a repository (empty if none was kept).
-    pub fn load(repo_key: &str) -> Self {
-        std::fs::read(file_for(repo_key))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_else(|| Self {
-                repo: repo_key.to_string(),
-                failed: Vec::new(),
-            })
+    fn empty(repo_key: &str) -> Self {
+        Self {
+            repo: repo_key.to_string(),
+            failed: Vec::new(),
+        }
+    }
+
+    /// The journal of a repository (empty if none was kept). A file that cannot be parsed
+    /// is moved aside and reported; the journal then starts empty.
+    pub fn load(repo_key: &str) -> Result<Self, JournalError> {
+        let path = journal_path(repo_key);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::empty(repo_key));
+            }
+            Err(source) => {
+                return Err(JournalError::Io {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        match serde_json::from_slice::<Self>(&bytes) {
+            Ok(j) => Ok(j),
+            Err(source) => {
+                let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3f");
+                let kept = path.with_extension(format!("corrupt-{stamp}.json"));
+                std::fs::rename(&path, &kept).map_err(|source| JournalError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Err(JournalError::Corrupt {
+                    path: path.display().to_string(),
+                    kept: kept.display().to_string(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// [`Journal::load`], reporting trouble through `warn` and going on with what there is.
+    pub fn load_or_report(repo_key: &str, warn: impl FnOnce(String)) -> Self {
+        match Self::load(repo_key) {
+            Ok(j) => j,
+            Err(e) => {
+                warn(crate::error_chain(&e));
+                Self::empty(repo_key)
+            }
+        }
     }
 
     /// Save atomically (write then rename).
-    pub fn save(&self) -> std::io::Result<()> {
-        let path = file_for(&self.repo);
+    pub fn save(&self) -> Result<(), JournalError> {
+        let path = journal_path(&self.repo);
+        let io = |source| JournalError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(io)?;
         }
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(tmp, path)
+        let text = serde_json::to_vec_pretty(self).map_err(|e| io(e.into()))?;
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(tmp, &path).map_err(io)
     }
 
     /// Record a failure, counting attempts across runs.
@@ -83,8 +154,7 @@ impl Journal {
         });
     }
 
-    /// A tile was written: forget its failure.
-    /// Forget a tile's failure; whether there was one.
+    /// Forget a tile's failure (it was written); whether there was one.
     pub fn clear(&mut self, year: i32, tile: TileName) -> bool {
         let before = self.failed.len();
         self.failed.retain(|e| !(e.year == year && e.tile == tile));
@@ -94,6 +164,53 @@ impl Journal {
     /// Failures by (year, tile).
     pub fn by_tile(&self) -> BTreeMap<(i32, TileName), &JournalEntry> {
         self.failed.iter().map(|e| ((e.year, e.tile), e)).collect()
+    }
+}
+
+/// Keeps a repository's journal from the ingest's events: a failed tile is entered, a
+/// written one cleared. Each change is applied to the file as it is now (another process
+/// may keep the same journal), under a lock within this process.
+#[derive(Debug)]
+pub struct JournalSink {
+    repo_key: String,
+    lock: std::sync::Mutex<()>,
+}
+
+impl JournalSink {
+    pub fn new(repo_key: &str) -> Self {
+        Self {
+            repo_key: repo_key.to_string(),
+            lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Apply one event; returns what went wrong, if anything, for the caller to report.
+    pub fn record(&self, event: &Event) -> Option<String> {
+        let change = match event {
+            Event::TileFailed {
+                year,
+                tile,
+                error,
+                attempts,
+                ..
+            } => (*year, *tile, Some((error.as_str(), *attempts))),
+            Event::TileWritten { year, tile, .. } => (*year, *tile, None),
+            _ => return None,
+        };
+        let _guard = self.lock.lock().ok()?;
+        let mut warning = None;
+        let mut journal = Journal::load_or_report(&self.repo_key, |w| warning = Some(w));
+        let changed = match change {
+            (year, tile, Some((reason, attempts))) => {
+                journal.fail(year, tile, reason, attempts);
+                true
+            }
+            (year, tile, None) => journal.clear(year, tile),
+        };
+        if changed && let Err(e) = journal.save() {
+            warning = Some(crate::error_chain(&e));
+        }
+        warning
     }
 }
 
@@ -116,5 +233,61 @@ mod tests {
         assert!(j.clear(2000, t), "the failure was there");
         assert!(j.failed.is_empty());
         assert!(!j.clear(2000, t), "nothing left to clear");
+    }
+
+    /// The data dir comes from the environment: tests that touch it run one at a time.
+    static DATA_DIR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn a_corrupt_journal_is_reported_and_kept_aside_never_overwritten() {
+        let _g = DATA_DIR.lock().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: tests touching the data dir hold DATA_DIR; no other thread reads it.
+        unsafe { std::env::set_var("TILECUBE_DATA_DIR", dir.path()) };
+        let key = "file:///some/repo";
+        let path = journal_path(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"{ this is not json").unwrap();
+
+        let err = Journal::load(key).unwrap_err();
+        let JournalError::Corrupt { kept, .. } = &err else {
+            panic!("expected a corrupt journal, got {err}");
+        };
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(kept).unwrap(),
+            b"{ this is not json",
+            "the unreadable file is kept as it was"
+        );
+        assert!(!path.exists(), "moved aside, not left to be overwritten");
+
+        // The sink reports it too, and then keeps a fresh journal.
+        std::fs::write(&path, b"[1, 2").unwrap();
+        let sink = JournalSink::new(key);
+        let t: TileName = "10N_010E".parse().unwrap();
+        let warning = sink.record(&Event::TileFailed {
+            year: 2000,
+            tile: t,
+            error: "bad".into(),
+            transient: false,
+            attempts: 1,
+        });
+        assert!(
+            warning.as_deref().is_some_and(|w| w.contains("kept aside")),
+            "{warning:?}"
+        );
+        let set_aside: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
+            .collect();
+        assert_eq!(set_aside.len(), 2, "both unreadable files kept");
+        let j = Journal::load(key).unwrap();
+        assert_eq!(j.failed.len(), 1);
+        assert_eq!(j.failed[0].tile, t);
+        unsafe { std::env::remove_var("TILECUBE_DATA_DIR") };
     }
 }

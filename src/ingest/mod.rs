@@ -1,8 +1,9 @@
 //! Ingest: turning tiles into committed chunks of the cube.
 //!
 //! `plan` picks the tiles to write; `pipeline` reads and encodes them on a rayon pool (CPU),
-//! uploads and commits on tokio (I/O), with a bounded channel between the two; progress is
-//! reported as [`Event`]s on a channel, so front ends stay thin.
+//! uploads them on tokio (I/O), with a bounded channel between the two, and commits through
+//! the cube's [`crate::cube::WriteSession`]; progress is reported as [`Event`]s on a channel,
+//! and the failure journal is kept from those same events, so front ends stay thin.
 
 mod events;
 mod journal;
@@ -10,9 +11,8 @@ mod pipeline;
 mod plan;
 
 pub use events::{Event, EventSink};
-pub use journal::{Journal, JournalEntry};
+pub use journal::{Journal, JournalEntry, JournalError, JournalSink, journal_path};
 pub use pipeline::{
-    DEFAULT_COMMIT_INTERVAL, IngestOptions, IngestReport, TileFailure, WriteSession,
-    commit_message, commit_tiles, commit_tiles_with_message, ingest, ingest_into,
+    DEFAULT_COMMIT_INTERVAL, IngestOptions, IngestReport, TileFailure, ingest, ingest_into,
 };
 pub use plan::{Plan, Selection, TileJob, plan};

@@ -4,12 +4,16 @@
 //! through GDAL's virtual file systems (`/vsigs/`, `/vsis3/`, `/vsicurl/`), which stream like
 //! local reads; tile lists are small and are fetched with `object_store`.
 
+mod gdal;
 mod list;
+pub mod remote;
 mod tile;
 
 use std::path::PathBuf;
 
+pub use gdal::{gdal_s3_options_from_env, gdal_setup};
 pub use list::{ListProblem, TileList};
+pub use remote::RemoteError;
 pub use tile::{TileError, TileReader, crs_wkt};
 
 use crate::grid::{Grid, TileName};
@@ -18,11 +22,19 @@ use crate::preset::SourceSpec;
 /// Errors reading a source's tile lists.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("tile list {path} for {year}: {reason}")]
-    List {
+    #[error("tile list {path} for {year}")]
+    ListRead {
         year: i32,
         path: String,
-        reason: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tile list {path} for {year}")]
+    ListFetch {
+        year: i32,
+        path: String,
+        #[source]
+        source: RemoteError,
     },
     #[error("source {0:?}: unsupported location; use a directory, gs://, s3:// or https://")]
     Location(String),
@@ -98,23 +110,30 @@ impl Source {
     /// Read and parse a year's tile list. A missing list means no tile that year.
     pub async fn tile_list(&self, year: i32, grid: &Grid) -> Result<TileList, SourceError> {
         let location = self.list_location(year);
-        let err = |reason: String| SourceError::List {
-            year,
-            path: location.clone(),
-            reason,
-        };
         let text = match &self.root {
             SourceRoot::Local(_) => match tokio::fs::read(&location).await {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Ok(TileList::default());
                 }
-                Err(e) => return Err(err(e.to_string())),
+                Err(source) => {
+                    return Err(SourceError::ListRead {
+                        year,
+                        path: location,
+                        source,
+                    });
+                }
             },
-            SourceRoot::Remote(_) => match crate::remote::fetch(&location).await {
+            SourceRoot::Remote(_) => match remote::fetch(&location).await {
                 Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
                 Ok(None) => return Ok(TileList::default()),
-                Err(e) => return Err(err(e)),
+                Err(source) => {
+                    return Err(SourceError::ListFetch {
+                        year,
+                        path: location,
+                        source,
+                    });
+                }
             },
         };
         Ok(TileList::parse(&text, grid))

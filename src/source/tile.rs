@@ -18,6 +18,12 @@ pub enum TileError {
     Missing { path: String },
     #[error("cannot open {path}: {reason}")]
     Unreadable { path: String, reason: String },
+    #[error("cannot open {path}: {source}")]
+    Remote {
+        path: String,
+        #[source]
+        source: super::RemoteError,
+    },
     #[error("has {0} bands; expected 1")]
     Bands(usize),
     #[error("data type is {0}; expected uint8")]
@@ -46,40 +52,69 @@ pub enum TileError {
         end: usize,
         reason: String,
     },
-    #[error("writing to the cube: {0}")]
-    Write(String),
+    /// Writing its chunks failed; `transient` was decided from the typed cause.
+    #[error("writing to the cube: {reason}")]
+    Write { reason: String, transient: bool },
     #[error("cancelled before it finished")]
     Cancelled,
 }
 
 impl TileError {
-    /// Whether retrying could help (I/O trouble rather than a bad file).
-    pub fn is_transient(&self) -> bool {
-        let text = match self {
-            Self::Read { reason, .. } | Self::Unreadable { reason, .. } => reason,
-            Self::Write(reason) => reason,
-            _ => return false,
-        };
-        let t = text.to_ascii_lowercase();
-        [
-            "timed out",
-            "timeout",
-            "connection reset",
-            "connection refused",
-            "temporarily",
-            "http error code: 5",
-            "http response code: 5",
-            "429",
-            "503",
-            "500",
-            "502",
-            "504",
-            "slow down",
-            "broken pipe",
-        ]
-        .iter()
-        .any(|needle| t.contains(needle))
+    /// A failure to write the tile's chunks, with the cube error's whole chain as the
+    /// reason and its transience decided from its typed causes.
+    pub fn write(e: &crate::cube::CubeError) -> Self {
+        Self::Write {
+            reason: crate::error_chain(e),
+            transient: e.is_transient(),
+        }
     }
+
+    /// Whether retrying could help (I/O trouble rather than a bad file). Typed causes
+    /// decide (the HTTP status or network error of a remote open, the cube's error kind);
+    /// GDAL reports read trouble only as text, so its messages are read as the last resort.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Remote { source, .. } => source.is_transient(),
+            Self::Write { transient, .. } => *transient,
+            Self::Read { reason, .. } | Self::Unreadable { reason, .. } => {
+                gdal_message_is_transient(reason)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether a GDAL error message tells of a passing fault: an HTTP status of 5xx or 429
+/// after GDAL's "HTTP error code" / "HTTP response code" marker, or a network failure.
+/// Numbers elsewhere in the message ("scanline 15000") mean nothing.
+fn gdal_message_is_transient(message: &str) -> bool {
+    let t = message.to_ascii_lowercase();
+    for marker in ["http error code:", "http response code:", "http status"] {
+        for part in t.split(marker).skip(1) {
+            let digits: String = part
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(code) = digits.parse::<u16>()
+                && digits.len() == 3
+            {
+                return code >= 500 || code == 429;
+            }
+        }
+    }
+    [
+        "timed out",
+        "timeout",
+        "connection reset",
+        "connection refused",
+        "connection was reset",
+        "temporarily unavailable",
+        "slow down",
+        "broken pipe",
+    ]
+    .iter()
+    .any(|needle| t.contains(needle))
 }
 
 /// The WKT of an EPSG code.
@@ -116,7 +151,7 @@ impl TileReader {
             Ok(ds) => ds,
             Err(e) => {
                 let reason = e.to_string();
-                match crate::remote::url_of_gdal_path(path) {
+                match super::remote::url_of_gdal_path(path) {
                     Some(url) => open_remote_again(path, &url, reason)?,
                     None => return Err(local_open_error(path, reason)),
                 }
@@ -188,12 +223,14 @@ fn local_open_error(path: &str, reason: String) -> TileError {
 /// is there gets one more open with GDAL's cache cleared, in case the first met a passing
 /// fault, and is unreadable if that fails too.
 fn open_remote_again(path: &str, url: &str, gdal_reason: String) -> Result<Dataset, TileError> {
-    let probe = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(crate::remote::probe(url)));
-    match probe {
+        .map_err(|e| TileError::Unreadable {
+            path: path.to_string(),
+            reason: format!("cannot start a runtime to look at it: {e}"),
+        })?;
+    match rt.block_on(super::remote::probe(url)) {
         Ok(None) => Err(TileError::Missing {
             path: url.to_string(),
         }),
@@ -201,9 +238,9 @@ fn open_remote_again(path: &str, url: &str, gdal_reason: String) -> Result<Datas
             TileReader::forget_cached(path);
             Dataset::open(path).map_err(|_| local_open_error(path, gdal_reason))
         }
-        Err(e) => Err(TileError::Unreadable {
+        Err(source) => Err(TileError::Remote {
             path: path.to_string(),
-            reason: e,
+            source,
         }),
     }
 }
@@ -277,9 +314,29 @@ mod tests {
             reason: r.into(),
         };
         assert!(read("HTTP error code: 503").is_transient());
+        assert!(read("HTTP response code: 429").is_transient(), "throttled");
         assert!(read("Connection reset by peer").is_transient());
-        assert!(TileError::Write("operation timed out".into()).is_transient());
-        assert!(!read("TIFFReadEncodedStrip() failed").is_transient());
+        assert!(!read("HTTP error code: 404").is_transient());
+        assert!(
+            !read("Not enough data at scanline 15000").is_transient(),
+            "a number in the message is not a status"
+        );
+        assert!(!read("TIFFReadEncodedStrip() failed at row 5029").is_transient());
+        let write = |transient| TileError::Write {
+            reason: "uploading".into(),
+            transient,
+        };
+        assert!(write(true).is_transient() && !write(false).is_transient());
+        let remote = |status| TileError::Remote {
+            path: "/vsicurl/http://h/t.tif".into(),
+            source: super::super::RemoteError::Status {
+                url: "http://h/t.tif".into(),
+                status,
+                reason: None,
+            },
+        };
+        assert!(remote(503).is_transient() && remote(429).is_transient());
+        assert!(!remote(400).is_transient());
         assert!(!TileError::Bands(3).is_transient());
         assert!(!TileError::Crs("EPSG:3857".into(), 4326).is_transient());
     }

@@ -1,50 +1,44 @@
 //! The operator console: a terminal UI over the ingest engine.
 //!
-//! `state` holds what the screen shows, `update` turns keys and engine events into state
-//! changes and [`update::Action`]s, `view` draws, `widgets` holds the quick-look. This file is
-//! the runtime: it owns the terminal, reads keys on a thread of their own, runs every action
-//! (writes, commits, snapshot reads) as a task off the UI loop, and redraws at a steady rate.
+//! `state` holds what the screen shows, `update` turns every [`Msg`] into state changes and
+//! [`Action`]s, `keys` is the one key table, `view` draws, `widgets` holds the quick-look.
+//! This file is the runtime only: it owns the terminal, reads keys on a thread of their own,
+//! runs each action as a task off the UI loop (through engine functions only), feeds the
+//! results back as messages, and redraws at a steady rate.
+//!
+//! Invariant: however the console ends — the operator's quit, a signal, the terminal gone
+//! (a dropped SSH link), a panic — running tiles stop at their next strip and, unless the
+//! operator chose to quit, every finished tile is committed before the process leaves; only
+//! then is the terminal restored (as far as it still exists).
 
+mod keys;
 pub mod state;
 pub mod update;
 pub mod view;
 pub mod widgets;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::Stdout;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use icechunk::format::SnapshotId;
-use icechunk::repository::VersionInfo;
+use anyhow::Result;
+use futures::FutureExt;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::crossterm::{cursor, execute, terminal};
 use tokio::sync::mpsc;
 
-use crate::cli::Settings;
-use crate::cube::{Coverage, Cube, TileState};
-use crate::grid::TileName;
-use crate::ingest::{self, Event, EventSink, IngestOptions, Journal, TileJob, WriteSession};
-use state::{App, Browse, Failure};
-use update::Action;
+use state::{App, Browse, Exit, Failure};
+use tilecube::config::{Settings, io_runtime};
+use tilecube::cube::{Cube, WriteSession};
+use tilecube::error_chain;
+use tilecube::ingest::{self, Event, EventSink, IngestOptions, Journal, Selection};
+use update::{Action, Done, Msg};
 
-/// Results of background work, back to the UI loop.
-enum Done {
-    Refreshed {
-        coverage: Coverage,
-        history: Vec<crate::cube::Commit>,
-    },
-    Write(Result<ingest::IngestReport, String>),
-    Commit(Result<String, String>),
-    Browse(Result<Browse, String>),
-    Tagged(Result<String, String>),
-    QuickLook(Result<(usize, Vec<u8>), String>),
-    Error(String),
-}
+/// How long leaving waits for running tiles to stop at their next strip.
+const STOP_WAIT: Duration = Duration::from_secs(60);
 
 /// Puts the terminal back however the console ends.
 struct TermGuard;
@@ -66,27 +60,32 @@ impl Drop for TermGuard {
 
 /// Run the console on a cube; returns the exit code.
 pub fn run(settings: &Settings) -> Result<i32> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("tilecube-io")
-        .build()
-        .context("starting the I/O runtime")?;
-    rt.block_on(run_async(settings))
+    io_runtime()?.block_on(run_async(settings))
+}
+
+/// What the runtime holds besides the state: the engine handles and the channels back.
+struct Runtime {
+    cube: Arc<Cube>,
+    session: Arc<WriteSession>,
+    cancel: Arc<AtomicBool>,
+    write_options: IngestOptions,
+    journal_key: String,
+    events: mpsc::UnboundedSender<Event>,
+    done: mpsc::UnboundedSender<Done>,
+    /// The running write, if any.
+    write_task: Option<tokio::task::JoinHandle<()>>,
+    source: Option<tilecube::source::Source>,
 }
 
 async fn run_async(settings: &Settings) -> Result<i32> {
     let cube = settings.open_cube().await?;
-    let threads = settings
-        .file
-        .threads
-        .unwrap_or_else(|| IngestOptions::default().threads);
+    let write_options = settings.console_options()?;
     let mut app = App::new(
         cube.location.to_string(),
         cube.branch.clone(),
         cube.layout.grid(),
         cube.layout.years.clone(),
-        threads,
+        write_options.threads,
     );
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     app.source = settings.source().ok();
@@ -96,14 +95,15 @@ async fn run_async(settings: &Settings) -> Result<i32> {
                 Ok(list) => {
                     app.listed.insert(y, list.tiles.into_iter().collect());
                 }
-                Err(e) => app.status_line = e.to_string(),
+                Err(e) => app.status_line = error_chain(&e),
             }
         }
     } else {
         app.status_line = "no source configured: pass --source to list and write tiles".into();
     }
     let journal_key = cube.location.key();
-    for e in Journal::load(&journal_key).failed {
+    let journal = Journal::load_or_report(&journal_key, |w| app.status_line = w);
+    for e in journal.failed {
         app.failed.insert(
             (e.year, e.tile),
             Failure {
@@ -114,458 +114,245 @@ async fn run_async(settings: &Settings) -> Result<i32> {
     }
     app.coverage = cube.coverage().await?;
     app.history = cube.history().await?;
+    app.head = cube.head().await.ok().map(|s| s.to_string());
     app.show_logs = true;
 
     let _ = tui_logger::init_logger(log::LevelFilter::Info);
     tui_logger::set_default_level(log::LevelFilter::Info);
 
+    let session = WriteSession::open(&cube).await?;
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut rt = Runtime {
+        source: app.source.clone(),
+        cube: Arc::new(cube),
+        session,
+        cancel: Arc::new(AtomicBool::new(false)),
+        write_options,
+        journal_key,
+        events: ev_tx,
+        done: done_tx,
+        write_task: None,
+    };
+
     // The terminal: raw mode on the alternate screen, restored on every way out.
-    terminal::enable_raw_mode().context("terminal raw mode")?;
-    let _guard = TermGuard;
-    execute!(
+    terminal::enable_raw_mode().map_err(|e| anyhow::anyhow!("terminal raw mode: {e}"))?;
+    let guard = TermGuard;
+    let _ = execute!(
         std::io::stdout(),
         terminal::EnterAlternateScreen,
         cursor::Hide
-    )?;
+    );
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         restore_terminal();
         previous(info);
     }));
     let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
-    term.clear()?;
-    // Checkpoints: writes commit every `commit_every` tiles (config) or `commit_minutes`
-    // (config, default ten); what is left at the end waits for the operator's `c`.
-    let f = &settings.file;
-    let write_options = IngestOptions {
-        threads,
-        max_uploads: f.max_uploads.unwrap_or(32),
-        commit_every: f.commit_every.unwrap_or(0),
-        commit_interval: Some(
-            f.commit_interval()
-                .unwrap_or(ingest::DEFAULT_COMMIT_INTERVAL),
-        ),
-        attempts: f.retries.unwrap_or(3),
-        commit: true,
-        final_commit: false,
-        ..IngestOptions::default()
+    let _ = term.clear();
+
+    let outcome =
+        std::panic::AssertUnwindSafe(event_loop(&mut term, &mut app, &mut rt, ev_rx, done_rx))
+            .catch_unwind()
+            .await;
+    let exit = match outcome {
+        Ok(Ok(())) => app.exit.unwrap_or(Exit::Quit),
+        Ok(Err(e)) => {
+            log::error!("console: {e:#}");
+            Exit::TerminalLost
+        }
+        Err(_) => Exit::Signal(libc::SIGABRT),
     };
-    let code = event_loop(&mut term, &mut app, cube, journal_key, write_options).await;
+    let committed = shut_down(&mut rt, exit).await;
     drop(term);
-    code
+    drop(guard);
+    if let Err(e) = committed {
+        eprintln!("error: committing the finished tiles: {e}");
+        return Ok(2);
+    }
+    Ok(exit.code())
+}
+
+/// The way out: stop the running tiles at their next strip, wait for them, and commit the
+/// finished ones unless the operator chose to quit without them.
+async fn shut_down(rt: &mut Runtime, exit: Exit) -> Result<(), String> {
+    rt.cancel.store(true, Ordering::SeqCst);
+    if let Some(task) = rt.write_task.take() {
+        let _ = tokio::time::timeout(STOP_WAIT, task).await;
+    }
+    if exit.commits_finished_tiles() && rt.session.has_pending() {
+        rt.session.commit(None).await.map_err(|e| error_chain(&e))?;
+    }
+    Ok(())
 }
 
 async fn event_loop(
     term: &mut Terminal<CrosstermBackend<Stdout>>,
     app: &mut App,
-    cube: Cube,
-    journal_key: String,
-    write_options: IngestOptions,
-) -> Result<i32> {
-    // Keys come from a thread of their own, so a busy runtime never delays them.
-    let (key_tx, mut key_rx) = mpsc::unbounded_channel();
+    rt: &mut Runtime,
+    mut ev_rx: mpsc::UnboundedReceiver<Event>,
+    mut done_rx: mpsc::UnboundedReceiver<Done>,
+) -> Result<()> {
+    // Keys come from a thread of their own, so a busy runtime never delays them; a terminal
+    // that cannot be read any more is a lost terminal.
+    let (key_tx, mut key_rx) = mpsc::unbounded_channel::<Msg>();
     std::thread::Builder::new()
         .name("tilecube-keys".into())
         .spawn(move || {
-            while let Ok(ev) = event::read() {
-                if key_tx.send(ev).is_err() {
+            loop {
+                let msg = match event::read() {
+                    Ok(TermEvent::Key(k)) if k.kind == KeyEventKind::Press => Msg::Key(k),
+                    Ok(_) => continue,
+                    Err(_) => Msg::TerminalLost,
+                };
+                let lost = matches!(msg, Msg::TerminalLost);
+                if key_tx.send(msg).is_err() || lost {
                     break;
                 }
             }
         })?;
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    // The failure journal is a file: changes are applied one after another off the loop
-    // that answers the keys.
-    let (journal_tx, mut journal_rx) = mpsc::unbounded_channel::<JournalChange>();
-    let journal_writer = tokio::spawn(async move {
-        while let Some(change) = journal_rx.recv().await {
-            let key = journal_key.clone();
-            let _ = tokio::task::spawn_blocking(move || apply_journal_change(&key, change)).await;
-        }
-    });
-    let session = WriteSession::open(&cube).await?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    let cube = Arc::new(cube);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut poll = tokio::time::interval(Duration::from_secs(5));
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut exit_code = 0;
-    // After a signal: (exit status, when); running tiles stop at their next strip, finished
-    // ones are committed, then the console leaves.
-    let mut stopping: Option<(i32, std::time::Instant)> = None;
-    let mut stop_commit_started = false;
-    let mut head = cube.head().await.ok().map(|s| s.to_string());
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
 
     loop {
-        tokio::select! {
-            Some(ev) = key_rx.recv() => {
-                if let TermEvent::Key(k) = ev {
-                    if k.kind != KeyEventKind::Press {
-                        continue;
-                    }
-                    for action in update::on_key(app, k) {
-                        run_action(action, app, &cube, &session, &cancel, &ev_tx, &done_tx, &write_options);
-                    }
-                }
-                // Redraw at once after a key: the operator sees the answer within a frame.
-                term.draw(|f| view::draw(f, app))?;
-            }
-            Some(ev) = ev_rx.recv() => {
-                let mut journal_change = None;
-                match &ev {
-                    Event::TileFailed { year, tile, error, attempts, .. } => {
-                        log::warn!("{year}/{tile}: {error}");
-                        journal_change = Some((*year, *tile, Some((error.clone(), *attempts))));
-                    }
-                    Event::TileWritten { year, tile, .. } => {
-                        journal_change = Some((*year, *tile, None));
-                    }
-                    _ => {}
-                }
-                if let Some(change) = journal_change {
-                    let _ = journal_tx.send(change);
-                }
-                if let Event::Committed { .. } = ev {
-                    // A checkpoint commit takes every pending tile of the session.
-                    app.uncommitted.clear();
-                    spawn_refresh(&cube, &done_tx);
-                }
-                update::on_event(app, &ev);
-            }
-            Some(done) = done_rx.recv() => {
-                apply_done(app, done, &cube, &done_tx);
-                head = cube.head().await.ok().map(|s| s.to_string());
-            }
-            _ = tick.tick() => {
-                term.draw(|f| view::draw(f, app))?;
-            }
-            _ = poll.tick() => {
-                if !app.writing && !app.committing {
-                    let now = cube.head().await.ok().map(|s| s.to_string());
-                    if now != head {
-                        head = now;
-                        spawn_refresh(&cube, &done_tx);
-                    }
-                }
-            }
-            _ = sigterm.recv() => { cancel.store(true, Ordering::SeqCst); stopping.get_or_insert((143, std::time::Instant::now())); }
-            _ = sighup.recv() => { cancel.store(true, Ordering::SeqCst); stopping.get_or_insert((129, std::time::Instant::now())); }
-            _ = sigint.recv() => { cancel.store(true, Ordering::SeqCst); stopping.get_or_insert((130, std::time::Instant::now())); }
-        }
-        if let Some((code, since)) = stopping {
-            if !app.writing && !app.committing {
-                if app.has_uncommitted() && !stop_commit_started {
-                    stop_commit_started = true;
-                    app.committing = true;
-                    let message = app.default_commit_message();
-                    log::warn!("signal: committing the finished tiles before leaving");
-                    run_action(
-                        Action::Commit(message),
-                        app,
-                        &cube,
-                        &session,
-                        &cancel,
-                        &ev_tx,
-                        &done_tx,
-                        &write_options,
-                    );
-                } else {
-                    exit_code = code;
-                    break;
-                }
-            } else if since.elapsed() > Duration::from_secs(60) {
-                exit_code = code;
-                break;
-            }
-        }
-        if app.quit {
-            cancel.store(true, Ordering::SeqCst);
-            break;
-        }
-    }
-    drop(journal_tx);
-    let _ = journal_writer.await;
-    Ok(exit_code)
-}
-
-/// A tile's change in the failure journal: its failure (reason, attempts), or its success.
-type JournalChange = (i32, TileName, Option<(String, u32)>);
-
-fn apply_journal_change(key: &str, (year, tile, failure): JournalChange) {
-    let mut j = Journal::load(key);
-    let changed = match failure {
-        Some((reason, attempts)) => {
-            j.fail(year, tile, &reason, attempts);
-            true
-        }
-        None => j.clear(year, tile),
-    };
-    if changed && let Err(e) = j.save() {
-        log::warn!("failure journal: {e}");
-    }
-}
-
-fn spawn_refresh(cube: &Arc<Cube>, done_tx: &mpsc::UnboundedSender<Done>) {
-    let (cube, tx) = (Arc::clone(cube), done_tx.clone());
-    tokio::spawn(async move {
-        let fresh = match cube.reopen().await {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = tx.send(Done::Error(e.to_string()));
-                return;
-            }
+        let (msg, redraw_now) = tokio::select! {
+            Some(msg) = key_rx.recv() => (Some(msg), true),
+            Some(ev) = ev_rx.recv() => (Some(Msg::Engine(ev)), false),
+            Some(done) = done_rx.recv() => (Some(Msg::Done(done)), false),
+            _ = tick.tick() => (None, true),
+            _ = poll.tick() => (Some(Msg::Poll), false),
+            _ = sigterm.recv() => (Some(Msg::Signal(libc::SIGTERM)), false),
+            _ = sighup.recv() => (Some(Msg::Signal(libc::SIGHUP)), false),
+            _ = sigint.recv() => (Some(Msg::Signal(libc::SIGINT)), false),
         };
-        let r = async {
-            Ok::<_, crate::cube::CubeError>((fresh.coverage().await?, fresh.history().await?))
+        if let Some(msg) = msg {
+            for action in update::update(app, msg) {
+                run_action(action, app, rt);
+            }
         }
-        .await;
-        let _ = tx.send(match r {
-            Ok((coverage, history)) => Done::Refreshed { coverage, history },
-            Err(e) => Done::Error(e.to_string()),
-        });
-    });
+        if app.exit.is_some() {
+            return Ok(());
+        }
+        // Redraw at once after a key: the operator sees the answer within a frame. A draw
+        // that fails means the terminal is gone.
+        if redraw_now && term.draw(|f| view::draw(f, app)).is_err() {
+            for action in update::update(app, Msg::TerminalLost) {
+                run_action(action, app, rt);
+            }
+            return Ok(());
+        }
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_action(
-    action: Action,
-    app: &mut App,
-    cube: &Arc<Cube>,
-    session: &Arc<WriteSession>,
-    cancel: &Arc<AtomicBool>,
-    ev_tx: &mpsc::UnboundedSender<Event>,
-    done_tx: &mpsc::UnboundedSender<Done>,
-    write_options: &IngestOptions,
-) {
-    let tx = done_tx.clone();
-    let cube2 = Arc::clone(cube);
+/// Run one action off the UI loop; its result comes back as a [`Done`] message.
+fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
+    let tx = rt.done.clone();
+    let cube = Arc::clone(&rt.cube);
     match action {
         Action::Quit => {}
         Action::Cancel => {
-            cancel.store(true, Ordering::SeqCst);
-            app.status_line = "cancelling: running tiles stop at the next strip".into();
+            rt.cancel.store(true, Ordering::SeqCst);
+            if app.exit.is_none() {
+                app.status_line = "cancelling: running tiles stop at the next strip".into();
+            }
         }
         Action::Write(tiles) => {
-            let Some(source) = app.source.clone() else {
+            let Some(source) = rt.source.clone() else {
                 app.writing = false;
                 app.queued.clear();
                 app.status_line = "no source configured".into();
                 return;
             };
-            let jobs: Vec<TileJob> = tiles
-                .iter()
-                .filter_map(|&(year, tile)| {
-                    Some(TileJob {
-                        year,
-                        year_index: cube.layout.year_index(year)?,
-                        tile,
-                        path: source.gdal_path(year, tile),
-                    })
-                })
-                .collect();
-            cancel.store(false, Ordering::SeqCst);
-            let (session, cancel, events) = (
-                Arc::clone(session),
-                Arc::clone(cancel),
-                EventSink::new(ev_tx.clone()),
-            );
-            let options = write_options.clone();
-            tokio::spawn(async move {
-                let r = ingest::ingest_into(&cube2, &session, jobs, &options, events, cancel).await;
-                let _ = tx.send(Done::Write(r.map_err(|e| e.to_string())));
-            });
+            rt.cancel.store(false, Ordering::SeqCst);
+            let (session, cancel) = (Arc::clone(&rt.session), Arc::clone(&rt.cancel));
+            let events = EventSink::new(rt.events.clone()).journaled(&rt.journal_key);
+            let options = rt.write_options.clone();
+            rt.write_task = Some(tokio::spawn(async move {
+                let r = async {
+                    let plan =
+                        ingest::plan(&cube, &source, &[], &Selection::Pairs(tiles), None).await?;
+                    Ok::<_, anyhow::Error>(
+                        ingest::ingest_into(&session, plan.jobs, &options, events, cancel).await?,
+                    )
+                }
+                .await;
+                let _ = tx.send(Done::Write(r.map_err(|e| format!("{e:#}"))));
+            }));
         }
         Action::Commit(message) => {
-            let session = Arc::clone(session);
+            let session = Arc::clone(&rt.session);
             tokio::spawn(async move {
-                let r = ingest::commit_tiles_with_message(
-                    &cube2,
-                    &session,
-                    Some(&message),
-                    &EventSink::none(),
-                )
-                .await;
-                let r = r
-                    .map_err(|e| e.to_string())
-                    .and_then(|id| id.ok_or_else(|| "nothing to commit".to_string()));
-                let _ = tx.send(Done::Commit(r));
+                let r = session.commit(Some(&message)).await;
+                let _ = tx.send(Done::Commit(r.map_err(|e| error_chain(&e))));
             });
         }
-        Action::Browse(id) => {
-            let message = app
-                .history
-                .iter()
-                .find(|c| c.id == id)
-                .map(|c| c.message.clone())
-                .unwrap_or_default();
+        Action::Browse { snapshot, message } => {
             tokio::spawn(async move {
-                let r = snapshot_tiles(&cube2, &id).await.map(|coverage| Browse {
-                    snapshot: id.clone(),
+                let r = cube.snapshot_tiles(&snapshot).await.map(|tiles| Browse {
+                    snapshot: snapshot.clone(),
                     message,
-                    coverage: coverage.keys().copied().collect(),
+                    coverage: tiles.keys().copied().collect(),
                     diff_against: None,
-                    changed: BTreeSet::new(),
+                    changed: Default::default(),
                 });
-                let _ = tx.send(Done::Browse(r));
+                let _ = tx.send(Done::Browse(r.map_err(|e| error_chain(&e))));
             });
         }
         Action::Diff { from, to } => {
             tokio::spawn(async move {
-                let r = async {
-                    let a = snapshot_tiles(&cube2, &from).await?;
-                    let b = snapshot_tiles(&cube2, &to).await?;
-                    let keys: BTreeSet<_> = a.keys().chain(b.keys()).copied().collect();
-                    let changed: BTreeSet<_> =
-                        keys.into_iter().filter(|k| a.get(k) != b.get(k)).collect();
-                    Ok::<_, String>(Browse {
-                        snapshot: to.clone(),
-                        message: format!("{} tiles changed", changed.len()),
-                        coverage: changed.clone(),
-                        diff_against: Some(from.clone()),
-                        changed,
-                    })
-                }
-                .await;
-                let _ = tx.send(Done::Browse(r));
+                let r = cube.diff(&from, &to).await.map(|changed| Browse {
+                    snapshot: to.clone(),
+                    message: format!("{} tiles changed", changed.len()),
+                    coverage: changed.clone(),
+                    diff_against: Some(from.clone()),
+                    changed,
+                });
+                let _ = tx.send(Done::Browse(r.map_err(|e| error_chain(&e))));
             });
         }
         Action::Tag { snapshot, name } => {
             tokio::spawn(async move {
-                let r = async {
-                    let id = SnapshotId::try_from(snapshot.as_str()).map_err(|e| e.to_string())?;
-                    cube2
-                        .create_tag(&name, &id)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    Ok::<_, String>(format!("tagged {snapshot} as {name}"))
-                }
-                .await;
-                let _ = tx.send(Done::Tagged(r));
+                let r = cube
+                    .tag(&name, &snapshot)
+                    .await
+                    .map(|()| format!("tagged {snapshot} as {name}"));
+                let _ = tx.send(Done::Tagged(r.map_err(|e| error_chain(&e))));
             });
         }
         Action::QuickLook { year, tile } => {
-            let session = Arc::clone(session);
+            let session = Arc::clone(&rt.session);
             tokio::spawn(async move {
-                let r = quicklook(&cube2, &session, year, tile, 64).await;
-                let _ = tx.send(Done::QuickLook(r));
+                let r = cube
+                    .quicklook(session.snapshot().await, year, tile, 64)
+                    .await;
+                let _ = tx.send(Done::QuickLook(r.map_err(|e| error_chain(&e))));
             });
         }
-    }
-}
-
-/// Tiles a snapshot holds, with the snapshot that wrote each.
-async fn snapshot_tiles(
-    cube: &Cube,
-    id: &str,
-) -> Result<BTreeMap<(i32, TileName), String>, String> {
-    let sid = SnapshotId::try_from(id).map_err(|e| e.to_string())?;
-    let cov = cube
-        .coverage_at(&VersionInfo::SnapshotId(sid))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(cov
-        .tiles
-        .into_iter()
-        .filter_map(|(k, s)| match s {
-            TileState::Written { snapshot, .. } => Some((k, snapshot)),
-            _ => None,
-        })
-        .collect())
-}
-
-/// Read a tile back from the session (uncommitted writes included), decimated to at most
-/// `n`×`n` samples, one chunk in memory at a time.
-async fn quicklook(
-    cube: &Cube,
-    session: &Arc<WriteSession>,
-    year: i32,
-    tile: TileName,
-    n: usize,
-) -> Result<(usize, Vec<u8>), String> {
-    use zarrs::array::Array;
-    let s = session.session.read().await.clone();
-    let store = Arc::new(zarrs_icechunk::AsyncIcechunkStore::new(s));
-    let array = Array::async_open(store, &cube.layout.variable_path())
-        .await
-        .map_err(|e| e.to_string())?;
-    let grid = cube.layout.grid();
-    let cell = grid.cell(tile).map_err(|e| e.to_string())?;
-    let yi = cube.layout.year_index(year).ok_or("year not in the cube")? as u64;
-    let side = grid.tile_pixels as usize;
-    let n = n.min(side);
-    let chunk = grid.chunk_pixels as usize;
-    let (cy0, cx0) = grid.first_chunk(cell);
-    let mut out = vec![cube.layout.fill_value; n * n];
-    let per_side = grid.chunks_per_side() as usize;
-    for cy in 0..per_side {
-        for cx in 0..per_side {
-            // Samples falling in this chunk.
-            let rows: Vec<usize> = (0..n).filter(|r| r * side / n / chunk == cy).collect();
-            let cols: Vec<usize> = (0..n).filter(|c| c * side / n / chunk == cx).collect();
-            if rows.is_empty() || cols.is_empty() {
-                continue;
-            }
-            let px: Vec<u8> = array
-                .async_retrieve_chunk(&[yi, cy0 + cy as u64, cx0 + cx as u64])
-                .await
-                .map_err(|e| e.to_string())?;
-            for &r in &rows {
-                for &c in &cols {
-                    let y = r * side / n - cy * chunk;
-                    let x = c * side / n - cx * chunk;
-                    out[r * n + c] = px[y * chunk + x];
+        Action::Refresh => {
+            tokio::spawn(async move {
+                let r = async {
+                    let fresh = cube.reopen().await?;
+                    let head = fresh.head().await.ok().map(|s| s.to_string());
+                    Ok::<_, tilecube::cube::CubeError>(Done::Refreshed {
+                        coverage: fresh.coverage().await?,
+                        history: fresh.history().await?,
+                        head,
+                    })
                 }
-            }
+                .await;
+                let _ = tx.send(r.unwrap_or_else(|e| Done::Error(error_chain(&e))));
+            });
         }
-    }
-    Ok((n, out))
-}
-
-fn apply_done(app: &mut App, done: Done, cube: &Arc<Cube>, done_tx: &mpsc::UnboundedSender<Done>) {
-    match done {
-        Done::Refreshed { coverage, history } => {
-            app.coverage = coverage;
-            app.history = history;
-            app.history_index = app.history_index.min(app.history.len().saturating_sub(1));
-        }
-        Done::Write(Ok(report)) => {
-            app.writing = false;
-            log::info!(
-                "write finished: {} written, {} failed",
-                report.written_count(),
-                report.failed.len()
-            );
-        }
-        Done::Write(Err(e)) | Done::Error(e) => {
-            app.writing = false;
-            app.status_line = format!("error: {e}");
-            log::error!("{e}");
-        }
-        Done::Commit(Ok(id)) => {
-            app.committing = false;
-            app.uncommitted.clear();
-            app.status_line = format!("committed {id}");
-            log::info!("committed {id}");
-            spawn_refresh(cube, done_tx);
-        }
-        Done::Commit(Err(e)) => {
-            app.committing = false;
-            app.status_line = format!("commit failed: {e}");
-            log::error!("commit failed: {e}");
-        }
-        Done::Browse(Ok(b)) => {
-            app.status_line = format!("browsing {}", b.snapshot);
-            app.browse = Some(b);
-        }
-        Done::Browse(Err(e)) | Done::Tagged(Err(e)) => app.status_line = format!("error: {e}"),
-        Done::Tagged(Ok(msg)) => app.status_line = msg,
-        Done::QuickLook(Ok(px)) => app.quicklook = Some(px),
-        Done::QuickLook(Err(e)) => {
-            app.popup = None;
-            app.status_line = format!("quick-look: {e}");
+        Action::CheckHead => {
+            tokio::spawn(async move {
+                if let Ok(head) = cube.head().await {
+                    let _ = tx.send(Done::Head(Some(head.to_string())));
+                }
+            });
         }
     }
 }

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::cube::{Commit, Coverage, TileState};
-use crate::grid::{Cell, Grid, TileName};
+use tilecube::cube::{Commit, Coverage, TileState};
+use tilecube::grid::{Cell, Grid, TileName};
 
 /// What one tile of one year is, as the grid shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +93,34 @@ pub enum Popup {
     },
 }
 
+/// Why the console is leaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The operator quit (after confirming, if work was unsaved).
+    Quit,
+    /// A signal arrived (its number).
+    Signal(i32),
+    /// The terminal went away (a dropped SSH link).
+    TerminalLost,
+}
+
+impl Exit {
+    /// The process's exit status: 128 + the signal; a lost terminal counts as a hang-up.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Quit => 0,
+            Self::Signal(n) => 128 + n,
+            Self::TerminalLost => 128 + libc::SIGHUP,
+        }
+    }
+
+    /// Whether the finished tiles are committed before leaving: always, but when the
+    /// operator chose to quit without committing.
+    pub fn commits_finished_tiles(self) -> bool {
+        !matches!(self, Self::Quit)
+    }
+}
+
 /// A failed tile and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -172,11 +200,14 @@ pub struct App {
     pub threads: usize,
     pub status_line: String,
     pub color: bool,
-    pub quit: bool,
+    /// Set when the console is to leave, and why.
+    pub exit: Option<Exit>,
+    /// The branch head the coverage and history were read at.
+    pub head: Option<String>,
     /// Quick-look pixels of the tile in the popup (row-major, `side`²).
     pub quicklook: Option<(usize, Vec<u8>)>,
     /// Where tiles are read from, if a source is configured.
-    pub source: Option<crate::source::Source>,
+    pub source: Option<tilecube::source::Source>,
     /// Show the log panel (off in snapshot tests: it carries timestamps).
     pub show_logs: bool,
 }
@@ -208,7 +239,8 @@ impl App {
             threads,
             status_line: String::new(),
             color: true,
-            quit: false,
+            exit: None,
+            head: None,
             quicklook: None,
             source: None,
             show_logs: false,
@@ -307,10 +339,10 @@ impl App {
 
     /// A commit message naming the uncommitted tiles.
     pub fn default_commit_message(&self) -> String {
-        let mut written = crate::cube::WrittenTiles::new();
+        let mut written = tilecube::cube::WrittenTiles::new();
         for ((y, t), n) in &self.uncommitted {
             written.entry(*y).or_default().insert(*t, *n);
         }
-        crate::ingest::commit_message(&written)
+        tilecube::cube::commit_message(&written)
     }
 }

@@ -1,62 +1,203 @@
-//! The console's state machine: keys and engine events change the state and ask the runtime
-//! for work ([`Action`]s). Nothing here touches the terminal or the repository.
+//! The console's state machine, Elm-shaped: one message type ([`Msg`]: keys, engine events,
+//! finished background work, signals, ticks) and one [`update`] that turns a message into
+//! state changes and [`Action`]s for the runtime to run.
+//!
+//! Invariants: nothing here touches the terminal or the repository; every state change of
+//! the console happens here, so each is unit-testable; keys are looked up in the one key
+//! table ([`super::keys`]).
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use tilecube::cube::{Commit, Committed, Coverage};
+use tilecube::ingest::{Event, IngestReport};
 
-use super::state::{App, CellState, Failure, Focus, Popup};
-use crate::grid::{Cell, TileName};
-use crate::ingest::Event;
+use super::keys::{self, Command, Scope};
+use super::state::{App, Browse, CellState, Exit, Failure, Focus, Popup};
+use tilecube::grid::{Cell, TileName};
+
+/// Everything that can happen to the console.
+#[derive(Debug)]
+pub enum Msg {
+    /// A key press.
+    Key(KeyEvent),
+    /// An event of the running ingest.
+    Engine(Event),
+    /// Background work finished.
+    Done(Done),
+    /// A signal arrived: its number.
+    Signal(i32),
+    /// The terminal is gone (a dropped SSH link): reading keys or drawing failed.
+    TerminalLost,
+    /// Time to look whether another process moved the branch.
+    Poll,
+}
+
+/// The results of background work.
+#[derive(Debug)]
+pub enum Done {
+    /// The branch head's coverage and history, read afresh.
+    Refreshed {
+        coverage: Coverage,
+        history: Vec<Commit>,
+        head: Option<String>,
+    },
+    /// The branch head now.
+    Head(Option<String>),
+    Write(Result<IngestReport, String>),
+    Commit(Result<Option<Committed>, String>),
+    Browse(Result<Browse, String>),
+    Tagged(Result<String, String>),
+    QuickLook(Result<(usize, Vec<u8>), String>),
+    Error(String),
+}
 
 /// Work the runtime does for the console, off the UI task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Write these tiles (year, tile).
     Write(Vec<(i32, TileName)>),
-    /// Stop the running write.
+    /// Stop the running write at the next strip.
     Cancel,
     /// Commit the uncommitted tiles with this message.
     Commit(String),
     /// Show the tiles of a snapshot.
-    Browse(String),
+    Browse { snapshot: String, message: String },
     /// Show the tiles changed between two snapshots.
     Diff { from: String, to: String },
     /// Tag a snapshot.
     Tag { snapshot: String, name: String },
     /// Read a tile back from the cube for a quick-look.
     QuickLook { year: i32, tile: TileName },
+    /// Read the branch head's coverage and history again.
+    Refresh,
+    /// Look up the branch head.
+    CheckHead,
     /// Leave the console.
     Quit,
 }
 
-/// Handle one key press.
-pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
-    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
-        return ask_quit(app);
+/// Apply one message.
+pub fn update(app: &mut App, msg: Msg) -> Vec<Action> {
+    match msg {
+        Msg::Key(k) => on_key(app, k),
+        Msg::Engine(ev) => on_event(app, &ev),
+        Msg::Done(d) => on_done(app, d),
+        Msg::Signal(n) => stop(app, Exit::Signal(n)),
+        Msg::TerminalLost => stop(app, Exit::TerminalLost),
+        Msg::Poll => {
+            if app.writing || app.committing || app.exit.is_some() {
+                Vec::new()
+            } else {
+                vec![Action::CheckHead]
+            }
+        }
     }
+}
+
+/// A signal or a lost terminal: running tiles stop at their next strip; the runtime then
+/// commits the finished ones and leaves.
+fn stop(app: &mut App, exit: Exit) -> Vec<Action> {
+    if app.exit.is_none() {
+        app.exit = Some(exit);
+        app.status_line = "stopping: finished tiles will be committed".into();
+        log::warn!("{exit:?}: stopping; finished tiles are committed");
+    }
+    vec![Action::Cancel]
+}
+
+fn on_done(app: &mut App, done: Done) -> Vec<Action> {
+    match done {
+        Done::Refreshed {
+            coverage,
+            history,
+            head,
+        } => {
+            app.coverage = coverage;
+            app.history = history;
+            app.history_index = app.history_index.min(app.history.len().saturating_sub(1));
+            app.head = head;
+        }
+        Done::Head(head) => {
+            if head != app.head {
+                return vec![Action::Refresh];
+            }
+        }
+        Done::Write(Ok(report)) => {
+            app.writing = false;
+            log::info!(
+                "write finished: {} written, {} failed",
+                report.written_count(),
+                report.failed.len()
+            );
+        }
+        Done::Write(Err(e)) | Done::Error(e) => {
+            app.writing = false;
+            app.status_line = format!("error: {e}");
+            log::error!("{e}");
+        }
+        Done::Commit(Ok(Some(c))) => {
+            app.committing = false;
+            app.uncommitted.clear();
+            app.status_line = format!("committed {}", c.snapshot);
+            log::info!("committed {}", c.snapshot);
+            return vec![Action::Refresh];
+        }
+        Done::Commit(Ok(None)) => {
+            app.committing = false;
+            app.status_line = "nothing to commit".into();
+        }
+        Done::Commit(Err(e)) => {
+            app.committing = false;
+            app.status_line = format!("commit failed: {e}");
+            log::error!("commit failed: {e}");
+        }
+        Done::Browse(Ok(b)) => {
+            app.status_line = format!("browsing {}", b.snapshot);
+            app.browse = Some(b);
+        }
+        Done::Browse(Err(e)) | Done::Tagged(Err(e)) => app.status_line = format!("error: {e}"),
+        Done::Tagged(Ok(msg)) => app.status_line = msg,
+        Done::QuickLook(Ok(px)) => app.quicklook = Some(px),
+        Done::QuickLook(Err(e)) => {
+            app.popup = None;
+            app.status_line = format!("quick-look: {e}");
+        }
+    }
+    Vec::new()
+}
+
+/// Handle one key press: a popup takes it first, else the key table says what it means.
+pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
     if let Some(popup) = app.popup.clone() {
+        if keys::command(Scope::Any, &key, 0) == Some(Command::Quit)
+            && key.code != KeyCode::Char('q')
+        {
+            return ask_quit(app);
+        }
         return on_popup_key(app, popup, key);
     }
-    match key.code {
-        KeyCode::Char('?') => app.popup = Some(Popup::Help),
-        KeyCode::Char('q') => return ask_quit(app),
-        KeyCode::Tab => {
+    let scope = match app.focus {
+        Focus::History => Scope::History,
+        _ => Scope::Grid,
+    };
+    let Some(command) = keys::command(scope, &key, app.years.len()) else {
+        return Vec::new();
+    };
+    match command {
+        Command::Help => app.popup = Some(Popup::Help),
+        Command::Quit => return ask_quit(app),
+        Command::Focus => {
             app.focus = match app.focus {
                 Focus::Grid => Focus::History,
                 Focus::History => Focus::Session,
                 Focus::Session => Focus::Grid,
             }
         }
-        KeyCode::Char(c @ '1'..='9') => {
-            let i = c as usize - '1' as usize;
-            if i < app.years.len() {
-                app.year_index = i;
-            }
-        }
-        KeyCode::Char('[') => app.year_index = app.year_index.saturating_sub(1),
-        KeyCode::Char(']') => {
+        Command::Year(i) => app.year_index = i,
+        Command::PrevYear => app.year_index = app.year_index.saturating_sub(1),
+        Command::NextYear => {
             app.year_index = (app.year_index + 1).min(app.years.len().saturating_sub(1))
         }
-        KeyCode::Esc => {
+        Command::Back => {
             if app.browse.is_some() {
                 app.browse = None;
                 app.status_line = "back to the branch head".into();
@@ -64,29 +205,29 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
                 app.selected.clear();
             }
         }
-        _ if app.focus == Focus::History => return on_history_key(app, key),
-        _ => return on_grid_key(app, key),
+        _ if scope == Scope::History => return on_history_command(app, command),
+        _ => return on_grid_command(app, command),
     }
     Vec::new()
 }
 
-fn move_cursor(app: &mut App, code: KeyCode) -> bool {
+fn move_cursor(app: &mut App, command: Command) -> bool {
     let (cols, rows) = (app.grid.columns, app.grid.rows);
     let Cell { col, row } = app.cursor;
-    app.cursor = match code {
-        KeyCode::Left | KeyCode::Char('h') => Cell {
+    app.cursor = match command {
+        Command::Left => Cell {
             col: col.saturating_sub(1),
             row,
         },
-        KeyCode::Right | KeyCode::Char('l') => Cell {
+        Command::Right => Cell {
             col: (col + 1).min(cols - 1),
             row,
         },
-        KeyCode::Up | KeyCode::Char('k') => Cell {
+        Command::Up => Cell {
             col,
             row: row.saturating_sub(1),
         },
-        KeyCode::Down | KeyCode::Char('j') => Cell {
+        Command::Down => Cell {
             col,
             row: (row + 1).min(rows - 1),
         },
@@ -95,31 +236,31 @@ fn move_cursor(app: &mut App, code: KeyCode) -> bool {
     true
 }
 
-fn on_grid_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
-    if move_cursor(app, key.code) {
+fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
+    if move_cursor(app, command) {
         return Vec::new();
     }
     let year = app.year();
     let read_only = app.browse.is_some();
-    match key.code {
-        KeyCode::Char(' ') if !read_only => {
+    match command {
+        Command::Select if !read_only => {
             let key = (year, app.cursor_tile());
             if !app.selected.remove(&key) {
                 app.selected.insert(key);
             }
         }
-        KeyCode::Char('a') if !read_only => {
+        Command::SelectAll if !read_only => {
             for t in app.grid.tiles().collect::<Vec<_>>() {
                 if app.cell_state(year, t) == CellState::Listed {
                     app.selected.insert((year, t));
                 }
             }
         }
-        KeyCode::Char('f') if !read_only => {
+        Command::SelectFailed if !read_only => {
             let failed: Vec<_> = app.failed.keys().copied().collect();
             app.selected.extend(failed);
         }
-        KeyCode::Char('w') if !read_only => {
+        Command::Write if !read_only => {
             if app.writing {
                 app.status_line = "a write is already running".into();
             } else if app.selected.is_empty() {
@@ -135,8 +276,8 @@ fn on_grid_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
                 });
             }
         }
-        KeyCode::Char('x') if app.writing => return vec![Action::Cancel],
-        KeyCode::Char('c') if !read_only => {
+        Command::Cancel if app.writing => return vec![Action::Cancel],
+        Command::Commit if !read_only => {
             if app.has_uncommitted() && !app.writing {
                 app.popup = Some(Popup::CommitPrompt {
                     message: app.default_commit_message(),
@@ -147,7 +288,7 @@ fn on_grid_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
                 app.status_line = "nothing to commit".into();
             }
         }
-        KeyCode::Char('p') => {
+        Command::QuickLook => {
             let tile = app.cursor_tile();
             if matches!(
                 app.cell_state(year, tile),
@@ -164,19 +305,20 @@ fn on_grid_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
     Vec::new()
 }
 
-fn on_history_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
+fn on_history_command(app: &mut App, command: Command) -> Vec<Action> {
     let n = app.history.len();
-    match key.code {
-        KeyCode::Up | KeyCode::Char('k') => app.history_index = app.history_index.saturating_sub(1),
-        KeyCode::Down | KeyCode::Char('j') => {
-            app.history_index = (app.history_index + 1).min(n.saturating_sub(1))
-        }
-        KeyCode::Enter => {
+    match command {
+        Command::Up => app.history_index = app.history_index.saturating_sub(1),
+        Command::Down => app.history_index = (app.history_index + 1).min(n.saturating_sub(1)),
+        Command::Open => {
             if let Some(c) = app.history.get(app.history_index) {
-                return vec![Action::Browse(c.id.clone())];
+                return vec![Action::Browse {
+                    snapshot: c.id.clone(),
+                    message: c.message.clone(),
+                }];
             }
         }
-        KeyCode::Char('d') => {
+        Command::Diff => {
             let (Some(b), Some(c)) = (&app.browse, app.history.get(app.history_index)) else {
                 app.status_line = "open a snapshot with Enter, then d on another".into();
                 return Vec::new();
@@ -186,7 +328,7 @@ fn on_history_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
                 to: b.snapshot.clone(),
             }];
         }
-        KeyCode::Char('t') => {
+        Command::Tag => {
             if let Some(c) = app.history.get(app.history_index) {
                 app.popup = Some(Popup::TagPrompt {
                     snapshot: c.id.clone(),
@@ -213,7 +355,7 @@ fn ask_quit(app: &mut App) -> Vec<Action> {
             Vec::new()
         }
         None => {
-            app.quit = true;
+            app.exit = Some(Exit::Quit);
             vec![Action::Quit]
         }
     }
@@ -297,7 +439,7 @@ fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
         Popup::ConfirmQuit { .. } => {
             if is_yes(&key) {
                 app.popup = None;
-                app.quit = true;
+                app.exit = Some(Exit::Quit);
                 return vec![Action::Quit];
             } else if is_no(&key) {
                 app.popup = None;
@@ -308,7 +450,7 @@ fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
 }
 
 /// Apply one engine event.
-pub fn on_event(app: &mut App, event: &Event) {
+pub fn on_event(app: &mut App, event: &Event) -> Vec<Action> {
     match event {
         Event::Started { tiles, threads } => {
             app.progress = super::state::Progress {
@@ -360,6 +502,7 @@ pub fn on_event(app: &mut App, event: &Event) {
             attempts,
             ..
         } => {
+            log::warn!("{year}/{tile}: {error}");
             let key = (*year, *tile);
             app.running.remove(&key);
             app.queued.remove(&key);
@@ -384,7 +527,14 @@ pub fn on_event(app: &mut App, event: &Event) {
         Event::Committed {
             snapshot, tiles, ..
         } => {
+            // A checkpoint commit takes every pending tile of the session.
+            app.uncommitted.clear();
             app.status_line = format!("committed {tiles} tiles as {snapshot}");
+            return vec![Action::Refresh];
+        }
+        Event::Warning { message } => {
+            log::warn!("{message}");
+            app.status_line = format!("warning: {message}");
         }
         Event::Finished {
             written,
@@ -401,13 +551,15 @@ pub fn on_event(app: &mut App, event: &Event) {
             );
         }
     }
+    Vec::new()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::Grid;
-    use crate::preset::Preset;
+    use ratatui::crossterm::event::KeyModifiers;
+    use tilecube::grid::Grid;
+    use tilecube::preset::Preset;
 
     fn key(c: KeyCode) -> KeyEvent {
         KeyEvent::new(c, KeyModifiers::NONE)
@@ -586,7 +738,7 @@ mod tests {
         assert!(on_key(&mut a, ch('q')).is_empty());
         assert!(matches!(a.popup, Some(Popup::ConfirmQuit { .. })));
         assert!(on_key(&mut a, key(KeyCode::Esc)).is_empty());
-        assert!(!a.quit);
+        assert!(a.exit.is_none());
         on_key(&mut a, ch('q'));
         assert_eq!(on_key(&mut a, ch('y')), vec![Action::Quit]);
         let mut b = app();
@@ -613,5 +765,163 @@ mod tests {
         );
         assert_eq!(a.cell_state(2000, tile), CellState::Failed);
         assert_eq!(a.failed[&(2000, tile)].error, "has 3 bands; expected 1");
+    }
+
+    fn committed(tiles: &[(i32, &str)]) -> Committed {
+        let mut written = tilecube::cube::WrittenTiles::new();
+        for (y, n) in tiles {
+            written.entry(*y).or_default().insert(t(n), 16);
+        }
+        Committed {
+            snapshot: "SNAP1".into(),
+            message: "m".into(),
+            written,
+        }
+    }
+
+    #[test]
+    fn finished_work_updates_the_state() {
+        let mut a = app();
+        a.writing = true;
+        let done = update(&mut a, Msg::Done(Done::Write(Ok(IngestReport::default()))));
+        assert!(done.is_empty());
+        assert!(!a.writing, "a finished write frees the pool");
+        a.writing = true;
+        update(&mut a, Msg::Done(Done::Write(Err("boom".into()))));
+        assert!(!a.writing);
+        assert_eq!(a.status_line, "error: boom");
+
+        a.popup = Some(Popup::QuickLook {
+            year: 2000,
+            tile: t("80N_180W"),
+        });
+        update(
+            &mut a,
+            Msg::Done(Done::QuickLook(Ok((2, vec![1, 2, 3, 4])))),
+        );
+        assert_eq!(a.quicklook, Some((2, vec![1, 2, 3, 4])));
+        update(&mut a, Msg::Done(Done::QuickLook(Err("gone".into()))));
+        assert_eq!(a.popup, None, "a failed quick-look closes its popup");
+
+        let b = Browse {
+            snapshot: "S2".into(),
+            message: "x".into(),
+            coverage: Default::default(),
+            diff_against: None,
+            changed: Default::default(),
+        };
+        update(&mut a, Msg::Done(Done::Browse(Ok(b))));
+        assert_eq!(a.browse.as_ref().map(|b| b.snapshot.as_str()), Some("S2"));
+        assert_eq!(a.status_line, "browsing S2");
+    }
+
+    #[test]
+    fn commit_results_clear_or_keep_the_uncommitted_tiles() {
+        let mut a = app();
+        a.uncommitted.insert((2000, t("80N_180W")), 16);
+        a.committing = true;
+        let actions = update(&mut a, Msg::Done(Done::Commit(Err("conflict".into()))));
+        assert!(actions.is_empty());
+        assert!(!a.committing);
+        assert_eq!(a.uncommitted.len(), 1, "a failed commit keeps the tiles");
+        assert_eq!(a.status_line, "commit failed: conflict");
+
+        a.committing = true;
+        let actions = update(
+            &mut a,
+            Msg::Done(Done::Commit(Ok(Some(committed(&[(2000, "80N_180W")]))))),
+        );
+        assert_eq!(actions, vec![Action::Refresh], "the grid is read again");
+        assert!(a.uncommitted.is_empty() && !a.committing);
+        assert_eq!(a.status_line, "committed SNAP1");
+
+        // A checkpoint commit by the ingest takes every pending tile too.
+        a.uncommitted.insert((2000, t("80N_170W")), 16);
+        let actions = update(
+            &mut a,
+            Msg::Engine(Event::Committed {
+                snapshot: "SNAP2".into(),
+                message: "m".into(),
+                tiles: 1,
+            }),
+        );
+        assert_eq!(actions, vec![Action::Refresh]);
+        assert!(a.uncommitted.is_empty());
+    }
+
+    #[test]
+    fn signals_and_a_lost_terminal_stop_the_writes_and_ask_to_leave() {
+        for (msg, code) in [
+            (Msg::Signal(libc::SIGHUP), 129),
+            (Msg::Signal(libc::SIGTERM), 143),
+            (Msg::TerminalLost, 129),
+        ] {
+            let mut a = app();
+            a.writing = true;
+            a.uncommitted.insert((2000, t("80N_180W")), 16);
+            let actions = update(&mut a, msg);
+            assert_eq!(actions, vec![Action::Cancel], "running tiles stop");
+            let exit = a.exit.expect("the console leaves");
+            assert_eq!(exit.code(), code);
+            assert!(
+                exit.commits_finished_tiles(),
+                "finished tiles are committed"
+            );
+            // A second signal changes nothing.
+            update(&mut a, Msg::Signal(libc::SIGINT));
+            assert_eq!(a.exit.map(|e| e.code()), Some(code));
+        }
+        let mut a = app();
+        on_key(&mut a, ch('q'));
+        assert_eq!(a.exit, Some(Exit::Quit));
+        assert!(
+            !Exit::Quit.commits_finished_tiles(),
+            "the operator chose to leave them"
+        );
+    }
+
+    #[test]
+    fn polling_checks_the_head_only_when_idle_and_refreshes_when_it_moved() {
+        let mut a = app();
+        a.head = Some("H1".into());
+        assert_eq!(update(&mut a, Msg::Poll), vec![Action::CheckHead]);
+        a.writing = true;
+        assert!(update(&mut a, Msg::Poll).is_empty(), "not while writing");
+        a.writing = false;
+        assert!(update(&mut a, Msg::Done(Done::Head(Some("H1".into())))).is_empty());
+        assert_eq!(
+            update(&mut a, Msg::Done(Done::Head(Some("H2".into())))),
+            vec![Action::Refresh]
+        );
+        update(
+            &mut a,
+            Msg::Done(Done::Refreshed {
+                coverage: Coverage::default(),
+                history: vec![],
+                head: Some("H2".into()),
+            }),
+        );
+        assert_eq!(a.head.as_deref(), Some("H2"));
+    }
+
+    #[test]
+    fn open_browses_the_snapshot_with_its_message() {
+        let mut a = app();
+        a.history = vec![Commit {
+            id: "S1".into(),
+            parent: None,
+            time: chrono::Utc::now(),
+            message: "write 1 tile".into(),
+            written: Default::default(),
+            init: false,
+        }];
+        on_key(&mut a, key(KeyCode::Tab));
+        assert_eq!(
+            on_key(&mut a, key(KeyCode::Enter)),
+            vec![Action::Browse {
+                snapshot: "S1".into(),
+                message: "write 1 tile".into()
+            }]
+        );
     }
 }

@@ -11,9 +11,10 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
+use super::keys::{self, Footer};
 use super::state::{App, CellState, Focus, Popup};
 use super::widgets::quicklook_lines;
-use crate::grid::Cell;
+use tilecube::grid::Cell;
 
 const GRID_WIDTH: u16 = 4 + 36 * 2;
 
@@ -362,19 +363,14 @@ fn draw_history(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
-    let keys = match app.focus {
-        Focus::History => {
-            "↑↓ snapshot  Enter open  d diff  t tag  Esc head  Tab focus  ? help  q quit"
-        }
-        _ if app.browse.is_some() => {
-            "read-only snapshot  Esc back to head  Tab history  ? help  q quit"
-        }
-        _ => {
-            "←↓↑→ move  1-5 year  space select  a all  f failed  w write  x cancel  c commit  p look  Tab  ? help  q quit"
-        }
+    let which = match app.focus {
+        Focus::History => Footer::History,
+        _ if app.browse.is_some() => Footer::Browse,
+        _ => Footer::Grid,
     };
     frame.render_widget(
-        Paragraph::new(keys).style(Style::default().add_modifier(Modifier::DIM)),
+        Paragraph::new(keys::footer(which, app.years.len()))
+            .style(Style::default().add_modifier(Modifier::DIM)),
         area,
     );
 }
@@ -390,27 +386,11 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     }
 }
 
-const HELP: &[(&str, &str)] = &[
-    ("arrows / hjkl", "move the cursor"),
-    ("1-5, [ ]", "change year"),
-    ("space", "select / unselect the tile"),
-    ("a", "select every listed, unwritten tile of the year"),
-    ("f", "select the failed tiles"),
-    ("Esc", "clear the selection / back to the head"),
-    ("w", "write the selection"),
-    ("x", "cancel running work"),
-    ("c", "commit the written tiles"),
-    ("p", "quick-look of the tile from the cube"),
-    ("Tab", "focus grid, history, session"),
-    ("Enter / d / t", "history: open snapshot / diff / tag"),
-    ("q", "quit"),
-];
-
 fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect) {
     let (title, lines, w, h): (&str, Vec<Line>, u16, u16) = match popup {
         Popup::Help => {
-            let lines = HELP
-                .iter()
+            let lines = keys::help(app.years.len())
+                .into_iter()
                 .map(|(k, v)| Line::from(format!("{k:<14} {v}")))
                 .collect::<Vec<_>>();
             let n = lines.len() as u16;
@@ -490,10 +470,10 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::cube::{Commit, Coverage, TileState, WrittenTiles};
-    use crate::grid::{Grid, TileName};
-    use crate::preset::Preset;
     use crate::tui::state::{Browse, Failure};
+    use tilecube::cube::{Commit, Coverage, TileState, WrittenTiles};
+    use tilecube::grid::{Grid, TileName};
+    use tilecube::preset::Preset;
 
     fn t(s: &str) -> TileName {
         s.parse().unwrap()
@@ -577,7 +557,7 @@ mod tests {
         let mut a = app();
         a.selected.insert((2000, t("80N_180W")));
         a.selected.insert((2000, t("80N_160W")));
-        a.cursor = crate::grid::Cell { col: 2, row: 0 };
+        a.cursor = tilecube::grid::Cell { col: 2, row: 0 };
         both("selection", &a);
     }
 

@@ -60,7 +60,7 @@ impl Work {
     /// Write one tile of the source, good or flawed.
     pub fn tile(&self, year: i32, tile: &str, flaw: Flaw) -> PathBuf {
         let path = demo::tile_path(&self.source(), year, t(tile));
-        demo::write_tile(&path, &self.grid, t(tile), year, flaw).expect("write tile");
+        demo::write_flawed_tile(&path, &self.grid, t(tile), year, flaw).expect("write tile");
         path
     }
 

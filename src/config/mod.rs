@@ -4,12 +4,16 @@
 //! (`--config`, else `config.toml` in the user config dir), built-in defaults. Every command
 //! runs without a config file.
 
+mod settings;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::cube::S3Settings;
+
+pub use settings::{Flags, Settings, io_runtime};
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +133,7 @@ mod tests {
 
     #[test]
     fn example_config_parses() {
-        let text = include_str!("../config.example.toml");
+        let text = include_str!("../../config.example.toml");
         let cfg = ConfigFile::parse(text, "config.example.toml").unwrap();
         assert_eq!(cfg.branch.as_deref(), Some("main"));
         assert_eq!(cfg.spec_version, Some(2));

@@ -1,0 +1,168 @@
+//! Settings: the command-line flags every face takes, resolved over the config file and the
+//! defaults into what the engine needs — the repository, the source, the ingest options and
+//! the I/O runtime.
+//!
+//! Invariants: flags override the config file, which overrides the defaults; both faces build
+//! their engine options here and nowhere else, so a setting means the same in each.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::ConfigFile;
+use crate::cube::{Cube, RepoLocation, SpecVersion};
+use crate::ingest::{DEFAULT_COMMIT_INTERVAL, IngestOptions};
+use crate::preset::Preset;
+use crate::source::Source;
+
+/// Settings every command takes; they override the config file.
+#[derive(Debug, Clone, Args, Default)]
+pub struct Flags {
+    /// Config file (default: config.toml in the user config dir, if present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Repository: a local directory, s3://bucket/prefix or gs://bucket/prefix.
+    #[arg(long, global = true)]
+    pub repo: Option<String>,
+    /// Source root: a directory, gs://, s3:// or https:// URL.
+    #[arg(long, global = true)]
+    pub source: Option<String>,
+    /// Tile side in pixels (tiles keep their size in degrees).
+    #[arg(long, global = true)]
+    pub tile_pixels: Option<u64>,
+    /// Icechunk format for new repositories: 1 or 2.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub spec_version: Option<u8>,
+    /// Branch to read and write.
+    #[arg(long, global = true)]
+    pub branch: Option<String>,
+    /// S3 endpoint URL for s3:// repositories (default: AWS_ENDPOINT_URL).
+    #[arg(long, global = true)]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default: AWS_REGION).
+    #[arg(long, global = true)]
+    pub s3_region: Option<String>,
+    /// Path-style S3 addressing (default: on with a custom endpoint).
+    #[arg(long, global = true)]
+    pub s3_path_style: Option<bool>,
+    /// Unsigned S3 access.
+    #[arg(long, global = true)]
+    pub s3_anonymous: bool,
+}
+
+/// Settings resolved from flags, config file and defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub file: ConfigFile,
+    pub preset: Preset,
+    pub repo: Option<String>,
+    pub source: Option<String>,
+    pub tile_pixels: Option<u64>,
+    pub spec_version: SpecVersion,
+    pub branch: String,
+}
+
+impl Settings {
+    pub fn resolve(g: &Flags) -> Result<Self> {
+        let (mut file, _) = ConfigFile::load(g.config.as_deref())?;
+        let s3 = &mut file.s3;
+        s3.endpoint_url = g.s3_endpoint.clone().or(s3.endpoint_url.take());
+        s3.region = g.s3_region.clone().or(s3.region.take());
+        s3.path_style = g.s3_path_style.or(s3.path_style);
+        if g.s3_anonymous {
+            s3.anonymous = Some(true);
+        }
+        let preset = match &file.preset {
+            Some(p) => Preset::load(p)?,
+            None => Preset::glad(),
+        };
+        let spec = g.spec_version.or(file.spec_version).unwrap_or(2);
+        let spec_version = SpecVersion::from_number(spec)
+            .with_context(|| format!("setting spec_version: {spec} is not 1 or 2"))?;
+        Ok(Self {
+            repo: g.repo.clone().or_else(|| file.repo.clone()),
+            source: g.source.clone().or_else(|| file.source.clone()),
+            tile_pixels: g.tile_pixels.or(file.tile_pixels),
+            branch: g
+                .branch
+                .clone()
+                .or_else(|| file.branch.clone())
+                .unwrap_or_else(|| "main".into()),
+            spec_version,
+            preset,
+            file,
+        })
+    }
+
+    pub fn location(&self) -> Result<RepoLocation> {
+        let repo = self
+            .repo
+            .as_deref()
+            .context("no repository: pass --repo or set `repo` in the config file")?;
+        Ok(RepoLocation::parse(repo, &self.file.s3)?)
+    }
+
+    pub fn source(&self) -> Result<Source> {
+        let root = self
+            .source
+            .as_deref()
+            .context("no source: pass --source or set `source` in the config file")?;
+        Ok(Source::new(root, &self.preset.source)?)
+    }
+
+    pub async fn open_cube(&self) -> Result<Cube> {
+        let cube = Cube::open(self.location()?, &self.branch).await?;
+        cube.layout.check_tile_pixels(self.tile_pixels)?;
+        Ok(cube)
+    }
+
+    /// Reader/encoder threads: the flag, else the config, else every core.
+    pub fn threads(&self, flag: Option<usize>) -> Result<usize> {
+        let threads = flag
+            .or(self.file.threads)
+            .unwrap_or_else(|| IngestOptions::default().threads);
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        Ok(threads)
+    }
+
+    /// Options of a headless write: checkpoints every `commit_every` tiles (flag, else
+    /// config) and every `commit_minutes` (default ten), and a final commit.
+    pub fn write_options(
+        &self,
+        threads: Option<usize>,
+        commit_every: Option<usize>,
+    ) -> Result<IngestOptions> {
+        let f = &self.file;
+        Ok(IngestOptions {
+            threads: self.threads(threads)?,
+            max_uploads: f.max_uploads.unwrap_or(32),
+            commit_every: commit_every.or(f.commit_every).unwrap_or(0),
+            commit_interval: Some(f.commit_interval().unwrap_or(DEFAULT_COMMIT_INTERVAL)),
+            attempts: f.retries.unwrap_or(3),
+            ..IngestOptions::default()
+        })
+    }
+
+    /// Options of the console's writes: the same checkpoints, and what is left at the end
+    /// waits for the operator's commit.
+    pub fn console_options(&self) -> Result<IngestOptions> {
+        Ok(IngestOptions {
+            final_commit: false,
+            ..self.write_options(None, None)?
+        })
+    }
+}
+
+/// The I/O runtime both faces run the engine on: two tokio workers (the CPU work has its
+/// own rayon pool).
+pub fn io_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .thread_name("tilecube-io")
+        .build()
+        .context("starting the I/O runtime")
+}

@@ -1,0 +1,140 @@
+//! The write session: the writable Icechunk session of a cube, the tiles recorded in it since
+//! its last commit, and the one path by which they are committed.
+//!
+//! Invariants:
+//! - a tile's chunks are recorded (referenced) only all at once, by [`WriteSession::record_tile`],
+//!   after every one of them was uploaded: a tile is never half in the session;
+//! - tiles are noted as pending under the session's write lock, and [`WriteSession::commit`]
+//!   takes them under the same lock, so every commit — a checkpoint, the operator's, one on a
+//!   signal — records exactly the tiles it holds, whoever triggers it;
+//! - a failed commit puts its tiles back as pending; a successful one continues on a fresh
+//!   session at the new head.
+
+use std::sync::Arc;
+
+use icechunk::format::Path;
+use icechunk::session::Session;
+use tokio::sync::RwLock;
+
+use super::history::{WrittenTiles, commit_message, written_properties};
+use super::writer::{PreparedUpload, TileChunks, prepare_upload};
+use super::{Cube, CubeError};
+use crate::grid::TileName;
+
+/// A commit that landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub snapshot: String,
+    pub message: String,
+    /// The tiles it recorded.
+    pub written: WrittenTiles,
+}
+
+impl Committed {
+    /// Number of tiles the commit recorded.
+    pub fn tile_count(&self) -> usize {
+        self.written.values().map(|t| t.len()).sum()
+    }
+}
+
+/// A writable session of a cube's branch and its uncommitted tiles.
+pub struct WriteSession {
+    cube: Cube,
+    path: Path,
+    session: RwLock<Session>,
+    pending: std::sync::Mutex<WrittenTiles>,
+}
+
+impl WriteSession {
+    /// A session at the branch head with nothing pending.
+    pub async fn open(cube: &Cube) -> Result<Arc<Self>, CubeError> {
+        let path = Path::new(&cube.layout.variable_path())
+            .map_err(|e| CubeError::Layout(format!("variable path: {e}")))?;
+        Ok(Arc::new(Self {
+            cube: cube.clone(),
+            path,
+            session: RwLock::new(cube.writable_session().await?),
+            pending: std::sync::Mutex::new(WrittenTiles::new()),
+        }))
+    }
+
+    /// The cube this session writes.
+    pub fn cube(&self) -> &Cube {
+        &self.cube
+    }
+
+    /// Tiles written and not yet committed.
+    pub fn pending(&self) -> WrittenTiles {
+        self.pending.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Whether tiles wait for a commit.
+    pub fn has_pending(&self) -> bool {
+        self.pending.lock().map(|p| !p.is_empty()).unwrap_or(false)
+    }
+
+    /// Prepare the upload of one chunk of the data variable; the session is held only for
+    /// this short step, so uploads run side by side.
+    pub async fn prepare_upload(&self, coords: [u64; 3]) -> Result<PreparedUpload, CubeError> {
+        let guard = self.session.read().await;
+        prepare_upload(&guard, &self.path, coords)
+    }
+
+    /// Record every chunk of an uploaded tile in the session and note the tile as pending.
+    /// Returns the number of chunks that hold data.
+    pub async fn record_tile(
+        &self,
+        year: i32,
+        tile: TileName,
+        chunks: TileChunks,
+    ) -> Result<u64, CubeError> {
+        let stored = chunks.stored() as u64;
+        let mut s = self.session.write().await;
+        chunks.record(&mut s, &self.path).await?;
+        if let Ok(mut p) = self.pending.lock() {
+            p.entry(year).or_default().insert(tile, stored);
+        }
+        Ok(stored)
+    }
+
+    /// A read-only copy of the session as it is now (uncommitted tiles included).
+    pub async fn snapshot(&self) -> Session {
+        self.session.read().await.clone()
+    }
+
+    /// Commit the pending tiles (the message names them unless one is given; the snapshot
+    /// properties record them), then continue on a fresh session at the new head. `None`
+    /// when nothing was pending.
+    pub async fn commit(&self, message: Option<&str>) -> Result<Option<Committed>, CubeError> {
+        let mut s = self.session.write().await;
+        let written = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        if written.is_empty() {
+            return Ok(None);
+        }
+        let message = message
+            .map(str::to_string)
+            .unwrap_or_else(|| commit_message(&written));
+        let props = written_properties(&written);
+        let id = match super::repo::commit(&self.cube, &mut s, &message, props).await {
+            Ok(id) => id,
+            Err(e) => {
+                if let Ok(mut p) = self.pending.lock() {
+                    for (year, tiles) in written {
+                        p.entry(year).or_default().extend(tiles);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        *s = self.cube.writable_session().await?;
+        Ok(Some(Committed {
+            snapshot: id.to_string(),
+            message,
+            written,
+        }))
+    }
+}

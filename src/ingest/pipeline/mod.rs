@@ -1,0 +1,291 @@
+//! The ingest pipeline, one stage per file.
+//!
+//! - [`read`]: the reader, on a thread of its own driving a rayon pool: tiles one after
+//!   another, each validated, then its strips of chunk rows read in parallel (one GDAL handle
+//!   per worker), cut into chunks and encoded; transient failures are retried with backoff.
+//! - [`upload`]: the uploader, on tokio: encoded chunks arrive over a bounded channel and are
+//!   uploaded with bounded concurrency; a tile whose chunks are all uploaded is recorded in
+//!   the [`WriteSession`] at once, and checkpoints commit on count or time.
+//!
+//! Invariants: memory holds a bounded number of strips and chunks (the channel's capacity,
+//! the uploads in flight); a tile that fails or is cancelled halfway leaves nothing in the
+//! session; every commit goes through [`WriteSession::commit`].
+
+mod read;
+mod upload;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::events::{Event, EventSink};
+use super::plan::TileJob;
+use crate::cube::{ChunkEncoder, Cube, CubeError, EncodedChunk, WriteSession, WrittenTiles};
+use crate::grid::TileName;
+use crate::source::TileError;
+
+/// How to run an ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Worker threads for reading and encoding.
+    pub threads: usize,
+    /// Uploads in flight at once.
+    pub max_uploads: usize,
+    /// Commit after this many finished tiles (0: only at the end).
+    pub commit_every: usize,
+    /// Commit when this long has passed since the last commit (with tiles to commit).
+    pub commit_interval: Option<Duration>,
+    /// Attempts per tile for transient errors.
+    pub attempts: u32,
+    /// First retry delay; doubles each attempt, with jitter.
+    pub retry_delay: Duration,
+    /// Commit at all (checkpoints and the final commit).
+    pub commit: bool,
+    /// Commit what is left at the end (the console leaves it to the operator).
+    pub final_commit: bool,
+}
+
+/// Default checkpoint interval: long ingests commit every ten minutes.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(600);
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            max_uploads: 32,
+            commit_every: 0,
+            commit_interval: None,
+            attempts: 3,
+            retry_delay: Duration::from_millis(500),
+            commit: true,
+            final_commit: true,
+        }
+    }
+}
+
+/// A tile that could not be written.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TileFailure {
+    pub year: i32,
+    pub tile: TileName,
+    pub error: String,
+    pub transient: bool,
+    pub attempts: u32,
+}
+
+impl std::fmt::Display for TileFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}: {}", self.year, self.tile, self.error)
+    }
+}
+
+/// What an ingest did.
+#[derive(Debug, Default, Serialize)]
+pub struct IngestReport {
+    /// Tiles written (and committed, if the ingest commits).
+    pub written: WrittenTiles,
+    pub failed: Vec<TileFailure>,
+    /// Snapshots committed, oldest first.
+    pub commits: Vec<String>,
+    pub cancelled: bool,
+    /// Encoded bytes uploaded.
+    pub bytes: u64,
+    /// Tiles written but left uncommitted in the session (when the ingest does not commit).
+    pub pending: WrittenTiles,
+}
+
+impl IngestReport {
+    pub fn written_count(&self) -> usize {
+        self.written.values().map(|t| t.len()).sum()
+    }
+}
+
+/// From the reader to the uploader. `job` indexes the ingest's jobs; `attempt` tells a
+/// retried tile's chunks from those of its earlier, abandoned attempt.
+enum Msg {
+    Chunk {
+        job: usize,
+        attempt: u32,
+        coords: [u64; 3],
+        data: EncodedChunk,
+    },
+    End {
+        job: usize,
+        attempt: u32,
+        result: Result<(), TileError>,
+        /// The reader will try this tile again.
+        retrying: bool,
+    },
+}
+
+/// Write tiles into the cube on a session of its own. `cancel` stops new strips from
+/// starting; tiles that were cut short are reported as cancelled and leave nothing behind.
+pub async fn ingest(
+    cube: &Cube,
+    jobs: Vec<TileJob>,
+    options: &IngestOptions,
+    events: EventSink,
+    cancel: Arc<AtomicBool>,
+) -> Result<IngestReport, CubeError> {
+    let session = WriteSession::open(cube).await?;
+    ingest_into(&session, jobs, options, events, cancel).await
+}
+
+/// Like [`ingest`], on a session the caller holds: with `options.final_commit` false the
+/// written tiles stay uncommitted in it (see [`IngestReport::pending`]) for a later
+/// [`WriteSession::commit`].
+pub async fn ingest_into(
+    session: &Arc<WriteSession>,
+    jobs: Vec<TileJob>,
+    options: &IngestOptions,
+    events: EventSink,
+    cancel: Arc<AtomicBool>,
+) -> Result<IngestReport, CubeError> {
+    crate::source::gdal_setup();
+    let layout = &session.cube().layout;
+    let grid = layout.grid();
+    let threads = options.threads.max(1);
+    events.send(Event::Started {
+        tiles: jobs.len(),
+        threads,
+    });
+    let per_side = grid.chunks_per_side() as usize;
+    let (tx, rx) = mpsc::channel::<Msg>(2 * per_side + 2 * threads + 8);
+    let jobs = Arc::new(jobs);
+    let reader = read::Reader {
+        jobs: Arc::clone(&jobs),
+        grid: grid.clone(),
+        encoder: Arc::new(ChunkEncoder::new(layout)?),
+        tx,
+        events: events.clone(),
+        cancel: Arc::clone(&cancel),
+        options: options.clone(),
+        threads,
+    };
+    let driver = std::thread::Builder::new()
+        .name("tilecube-driver".into())
+        .spawn(move || reader.run())
+        .map_err(|e| CubeError::Layout(format!("cannot start the reader thread: {e}")))?;
+
+    let uploader = upload::Uploader::new(Arc::clone(session), jobs, options, events.clone(), &grid);
+    let mut report = uploader.run(rx).await?;
+    if driver.join().is_err() {
+        return Err(CubeError::Layout("the reader thread panicked".into()));
+    }
+    if cancel.load(Ordering::SeqCst) {
+        report.cancelled = true;
+    }
+    if options.commit && options.final_commit {
+        if let Some(c) = session.commit(None).await? {
+            events.send(Event::committed(&c));
+            report.commits.push(c.snapshot);
+        }
+    }
+    report.pending = session.pending();
+    events.send(Event::Finished {
+        written: report.written_count(),
+        failed: report.failed.len(),
+        cancelled: report.cancelled,
+    });
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cube::{InitOptions, Layout, RepoLocation};
+    use crate::grid::Grid;
+    use crate::preset::Preset;
+
+    /// Nice values of this process's threads named `name` (comm is cut to 15 bytes).
+    fn nice_of_threads(name: &str) -> Vec<i32> {
+        let mut out = vec![];
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return out;
+        };
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if !comm.trim_end().starts_with(name) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Fields after "pid (comm) ": state is field 3, nice field 19.
+            if let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r)
+                && let Some(nice) = rest.split_whitespace().nth(16)
+                && let Ok(n) = nice.parse()
+            {
+                out.push(n);
+            }
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_workers_of_a_real_ingest_run_below_normal_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let preset = Preset::glad();
+        let grid = Grid::from_preset(&preset, Some(2000)).unwrap();
+        let tiles: Vec<_> = crate::demo::land_tiles(&grid).into_iter().take(6).collect();
+        let source = dir.path().join("source");
+        for t in &tiles {
+            crate::demo::write_tile(&crate::demo::tile_path(&source, 2000, *t), &grid, *t, 2000)
+                .unwrap();
+        }
+        let cube = Cube::init(
+            RepoLocation::Local(dir.path().join("repo")),
+            Layout::new(&preset, &grid),
+            &InitOptions {
+                branch: "main".into(),
+                ..InitOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let jobs = tiles
+            .iter()
+            .map(|t| TileJob {
+                year: 2000,
+                year_index: 0,
+                tile: *t,
+                path: crate::demo::tile_path(&source, 2000, *t)
+                    .display()
+                    .to_string(),
+            })
+            .collect();
+        // SAFETY: reading this (the test's main) thread's own nice value.
+        let base = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut seen = vec![];
+                while !stop.load(Ordering::SeqCst) {
+                    seen.extend(nice_of_threads("tilecube-worke"));
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                seen
+            })
+        };
+        let options = IngestOptions {
+            threads: 2,
+            ..IngestOptions::default()
+        };
+        let report = ingest(&cube, jobs, &options, EventSink::none(), Arc::default())
+            .await
+            .unwrap();
+        stop.store(true, Ordering::SeqCst);
+        let seen = watcher.join().unwrap();
+        assert_eq!(report.written_count(), 6, "{:?}", report.failed);
+        assert!(!seen.is_empty(), "the ingest's worker threads were seen");
+        let expected = (base + read::WORKER_NICE).min(19);
+        assert!(
+            seen.iter().all(|&n| n == expected),
+            "worker nice values {seen:?}, expected {expected}"
+        );
+    }
+}

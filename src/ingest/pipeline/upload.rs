@@ -1,0 +1,243 @@
+//! The upload stage, on tokio: encoded chunks are uploaded with bounded concurrency; a tile
+//! whose chunks are all uploaded, and whose reader said it ended well, is recorded in the
+//! write session; checkpoints commit on count or time.
+//!
+//! Invariants: at most `max_uploads` uploads run at once, and no message is taken from the
+//! reader while that many run (so the bounded channel holds the reader back); a tile is
+//! recorded only when its reader ended it and none of its uploads is still running or
+//! failed; a failed or retried attempt's uploaded chunks are referenced by nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use icechunk::format::manifest::ChunkPayload;
+use tokio::sync::mpsc;
+
+use super::{IngestOptions, IngestReport, Msg, TileFailure};
+use crate::cube::{CubeError, TileChunks, WriteSession};
+use crate::grid::Grid;
+use crate::ingest::events::{Event, EventSink};
+use crate::ingest::plan::TileJob;
+use crate::source::TileError;
+
+/// One finished upload: the tile attempt it belongs to, its chunk, and the payload.
+type Uploaded = (
+    (usize, u32),
+    [u64; 3],
+    Result<Option<(ChunkPayload, u64)>, CubeError>,
+);
+
+/// A tile attempt being uploaded.
+#[derive(Default)]
+struct InProgress {
+    chunks: TileChunks,
+    /// Uploads still running.
+    running: usize,
+    done: u64,
+    /// The reader's word on the attempt, and whether it will try again.
+    ended: Option<(Result<(), TileError>, bool)>,
+    upload_error: Option<CubeError>,
+}
+
+/// The tokio side of an ingest.
+pub(super) struct Uploader {
+    session: Arc<WriteSession>,
+    jobs: Arc<Vec<TileJob>>,
+    options: IngestOptions,
+    events: EventSink,
+    per_side: u64,
+    chunks_per_tile: u64,
+    pixel_bytes: u64,
+    tiles: HashMap<(usize, u32), InProgress>,
+    report: IngestReport,
+    uncommitted: usize,
+    last_commit: Instant,
+}
+
+impl Uploader {
+    pub fn new(
+        session: Arc<WriteSession>,
+        jobs: Arc<Vec<TileJob>>,
+        options: &IngestOptions,
+        events: EventSink,
+        grid: &Grid,
+    ) -> Self {
+        Self {
+            session,
+            jobs,
+            options: options.clone(),
+            events,
+            per_side: grid.chunks_per_side(),
+            chunks_per_tile: grid.chunks_per_tile(),
+            pixel_bytes: grid.tile_pixels * grid.tile_pixels,
+            tiles: HashMap::new(),
+            report: IngestReport::default(),
+            uncommitted: 0,
+            last_commit: Instant::now(),
+        }
+    }
+
+    /// Take the reader's messages until it closes the channel and every upload is done.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>) -> Result<IngestReport, CubeError> {
+        let mut uploads: FuturesUnordered<tokio::task::JoinHandle<Uploaded>> =
+            FuturesUnordered::new();
+        let max_uploads = self.options.max_uploads.max(1);
+        let mut channel_open = true;
+        while channel_open || !uploads.is_empty() {
+            let touched = tokio::select! {
+                msg = rx.recv(), if channel_open && uploads.len() < max_uploads => match msg {
+                    None => {
+                        channel_open = false;
+                        None
+                    }
+                    Some(Msg::Chunk { job, attempt, coords, data }) => {
+                        self.tiles.entry((job, attempt)).or_default().running += 1;
+                        let session = Arc::clone(&self.session);
+                        uploads.push(tokio::spawn(async move {
+                            let result = match session.prepare_upload(coords).await {
+                                Ok(upload) => upload.run(data).await,
+                                Err(e) => Err(e),
+                            };
+                            ((job, attempt), coords, result)
+                        }));
+                        None
+                    }
+                    Some(Msg::End { job, attempt, result, retrying }) => {
+                        self.tiles.entry((job, attempt)).or_default().ended = Some((result, retrying));
+                        Some((job, attempt))
+                    }
+                },
+                Some(joined) = uploads.next(), if !uploads.is_empty() => {
+                    let (key, coords, result) = joined
+                        .map_err(|e| CubeError::Layout(format!("an upload task failed: {e}")))?;
+                    self.uploaded(key, coords, result);
+                    Some(key)
+                }
+            };
+            if let Some(key) = touched {
+                self.finish_if_ready(key).await?;
+            }
+        }
+        Ok(self.report)
+    }
+
+    /// Note one finished upload and report the tile's progress.
+    fn uploaded(
+        &mut self,
+        key: (usize, u32),
+        coords: [u64; 3],
+        result: Result<Option<(ChunkPayload, u64)>, CubeError>,
+    ) {
+        let t = self.tiles.entry(key).or_default();
+        t.running -= 1;
+        match result {
+            Ok(payload) => {
+                t.chunks.push(coords, payload);
+                t.done += 1;
+                if t.done.is_multiple_of(self.per_side) || t.done == self.chunks_per_tile {
+                    let j = &self.jobs[key.0];
+                    self.events.send(Event::TileProgress {
+                        year: j.year,
+                        tile: j.tile,
+                        chunks_done: t.done,
+                        chunks_total: self.chunks_per_tile,
+                        bytes: t.chunks.bytes,
+                    });
+                }
+            }
+            Err(e) => {
+                t.upload_error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// A tile attempt whose reader ended and whose uploads are all done is recorded (or
+    /// failed); then a checkpoint commits if one is due.
+    async fn finish_if_ready(&mut self, key: (usize, u32)) -> Result<(), CubeError> {
+        let ready = self
+            .tiles
+            .get(&key)
+            .is_some_and(|t| t.ended.is_some() && t.running == 0);
+        if !ready {
+            return Ok(());
+        }
+        let Some(t) = self.tiles.remove(&key) else {
+            return Ok(());
+        };
+        let job = self.jobs[key.0].clone();
+        let (result, retrying) = t.ended.unwrap_or((Err(TileError::Cancelled), false));
+        let result = match (result, t.upload_error) {
+            (Ok(()), Some(e)) => Err(TileError::write(&e)),
+            (r, _) => r,
+        };
+        match result {
+            Ok(()) => {
+                let bytes = t.chunks.bytes;
+                match self.session.record_tile(job.year, job.tile, t.chunks).await {
+                    Ok(stored) => {
+                        self.report.bytes += bytes;
+                        self.report
+                            .written
+                            .entry(job.year)
+                            .or_default()
+                            .insert(job.tile, stored);
+                        self.uncommitted += 1;
+                        self.events.send(Event::TileWritten {
+                            year: job.year,
+                            tile: job.tile,
+                            chunks_stored: stored,
+                            bytes,
+                            pixel_bytes: self.pixel_bytes,
+                        });
+                    }
+                    Err(e) => self.fail(&job, &TileError::write(&e), key.1),
+                }
+            }
+            Err(_) if retrying => {}
+            Err(TileError::Cancelled) => self.report.cancelled = true,
+            Err(e) => self.fail(&job, &e, key.1),
+        }
+        self.checkpoint_if_due().await
+    }
+
+    async fn checkpoint_if_due(&mut self) -> Result<(), CubeError> {
+        let o = &self.options;
+        let due = o.commit
+            && self.uncommitted > 0
+            && ((o.commit_every > 0 && self.uncommitted >= o.commit_every)
+                || o.commit_interval
+                    .is_some_and(|d| self.last_commit.elapsed() >= d));
+        if !due {
+            return Ok(());
+        }
+        if let Some(c) = self.session.commit(None).await? {
+            self.events.send(Event::committed(&c));
+            self.report.commits.push(c.snapshot);
+        }
+        self.uncommitted = 0;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    fn fail(&mut self, job: &TileJob, e: &TileError, attempt: u32) {
+        let failure = TileFailure {
+            year: job.year,
+            tile: job.tile,
+            error: e.to_string(),
+            transient: e.is_transient(),
+            attempts: attempt + 1,
+        };
+        log::warn!("{failure}");
+        self.events.send(Event::TileFailed {
+            year: job.year,
+            tile: job.tile,
+            error: failure.error.clone(),
+            transient: failure.transient,
+            attempts: failure.attempts,
+        });
+        self.report.failed.push(failure);
+    }
+}
