@@ -380,3 +380,83 @@ fn the_console_works_on_a_repository_on_s3() {
         "write 2 tiles: 2000/80N_180W, 2000/80N_170W"
     );
 }
+
+/// The glyphs of the 80N row's first `n` cells, as the console shows them.
+fn row_80n(screen: &str, n: usize) -> Option<Vec<char>> {
+    let line = screen.lines().find(|l| l.starts_with("80N "))?;
+    let chars: Vec<char> = line.chars().collect();
+    (0..n).map(|c| chars.get(4 + 2 * c).copied()).collect()
+}
+
+#[test]
+fn a_terminal_killed_mid_write_loses_no_finished_tile() {
+    // The terminal goes away as with a dropped SSH link: `tmux kill-server` closes the pty and
+    // hangs up the console while it writes. Every tile the console showed as written before
+    // must be in the head afterwards. Several trials: the race is the point.
+    let names: Vec<String> = (0..10)
+        .map(|i| format!("80N_{:03}W", 180 - 10 * i))
+        .collect();
+    for trial in 0..3 {
+        let w = Work::with_tile(2400);
+        w.listed_tiles(2000, &names);
+        w.ok(&["init"]);
+        let tmux = Tmux::start(&console_cmd(&w));
+        tmux.wait_for("1:2000 0/10");
+        tmux.keys(&["a", "w"]);
+        tmux.wait_for("Write 10 tiles");
+        tmux.keys(&["Enter"]);
+        let pid = tmux.console_pid();
+        // Wait until some tiles are written and some are not, then kill the terminal.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let shown = loop {
+            let row = row_80n(&tmux.screen(), names.len()).unwrap_or_default();
+            let done: Vec<usize> = (0..row.len()).filter(|&c| row[c] == '+').collect();
+            if !done.is_empty() && done.len() < names.len() {
+                break done;
+            }
+            assert!(
+                done.len() < names.len(),
+                "trial {trial}: every tile finished before the kill; make the tiles larger"
+            );
+            assert!(Instant::now() < deadline, "trial {trial}: no tile finished");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        tmux.cmd(&["kill-server"]);
+        // The console finishes its shutdown on its own, terminal gone.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: the console did not leave"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
+        let committed: std::collections::BTreeSet<String> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["written"]["2000"].as_object())
+            .flat_map(|tiles| tiles.keys().cloned())
+            .collect();
+        for c in &shown {
+            assert!(
+                committed.contains(&names[*c]),
+                "trial {trial}: {} was shown written before the kill but is not in the head; committed {committed:?}",
+                names[*c]
+            );
+        }
+        let status: serde_json::Value = serde_json::from_str(&w.ok(&["status", "--json"])).unwrap();
+        for c in &shown {
+            assert_eq!(
+                status["years"]["2000"]["tiles"][&names[*c]], "written",
+                "trial {trial}: {status}"
+            );
+        }
+        eprintln!(
+            "trial {trial}: {} shown written before the kill, {} committed",
+            shown.len(),
+            committed.len()
+        );
+    }
+}

@@ -32,20 +32,25 @@ pub fn t(name: &str) -> TileName {
 
 impl Work {
     pub fn new() -> Self {
+        Self::with_tile(TILE)
+    }
+
+    /// A workspace whose tiles are `tile` pixels a side (chunks stay `CHUNK`).
+    pub fn with_tile(tile: u64) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let preset_text =
             GLAD_TOML.replace("chunk_pixels = 1000", &format!("chunk_pixels = {CHUNK}"));
         let preset_path = dir.path().join("preset.toml");
         std::fs::write(&preset_path, &preset_text).expect("preset");
         let config = format!(
-            "preset = {:?}\nrepo = {:?}\nsource = {:?}\ntile_pixels = {TILE}\nspec_version = 1\n",
+            "preset = {:?}\nrepo = {:?}\nsource = {:?}\ntile_pixels = {tile}\nspec_version = 1\n",
             preset_path,
             dir.path().join("repo"),
             dir.path().join("source"),
         );
         std::fs::write(dir.path().join("config.toml"), config).expect("config");
         let preset = Preset::parse(&preset_text, "test preset").expect("preset parses");
-        let grid = Grid::from_preset(&preset, Some(TILE)).expect("grid");
+        let grid = Grid::from_preset(&preset, Some(tile)).expect("grid");
         Self { dir, grid }
     }
 

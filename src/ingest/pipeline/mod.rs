@@ -180,11 +180,12 @@ pub async fn ingest_into(
     if cancel.load(Ordering::SeqCst) {
         report.cancelled = true;
     }
-    if options.commit && options.final_commit {
-        if let Some(c) = session.commit(None).await? {
-            events.send(Event::committed(&c));
-            report.commits.push(c.snapshot);
-        }
+    if options.commit
+        && options.final_commit
+        && let Some(c) = session.commit(None).await?
+    {
+        events.send(Event::committed(&c));
+        report.commits.push(c.snapshot);
     }
     report.pending = session.pending();
     events.send(Event::Finished {
