@@ -49,6 +49,28 @@ impl Tmux {
         self.cmd(&["send-keys", "-t", "t", "-l", text]);
     }
 
+    /// The RGB colours (`r;g;b`) the screen uses, from `capture-pane -e`'s escapes.
+    fn colours(&self) -> std::collections::BTreeSet<String> {
+        let raw =
+            String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-e", "-t", "t"]).stdout)
+                .into_owned();
+        let mut out = std::collections::BTreeSet::new();
+        for part in raw.split("\x1b[").skip(1) {
+            let params = part.split('m').next().unwrap_or("");
+            let p: Vec<&str> = params.split(';').collect();
+            let mut i = 0;
+            while i < p.len() {
+                if (p[i] == "38" || p[i] == "48") && p.get(i + 1) == Some(&"2") && i + 4 < p.len() {
+                    out.insert(format!("{};{};{}", p[i + 2], p[i + 3], p[i + 4]));
+                    i += 5;
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
     fn screen(&self) -> String {
         String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
     }
@@ -69,10 +91,15 @@ impl Tmux {
     }
 }
 
-/// The shell command that runs the console on a workspace and reports its exit status.
+/// After the console: TTY-SANE when the terminal is out of raw mode (canonical input and
+/// echo back on), TTY-RAW otherwise.
+const TTY_CHECK: &str = "if stty -a | grep -Eq '(^|[ ;])icanon([ ;]|$)' && stty -a | grep -Eq '(^|[ ;])echo([ ;]|$)'; then echo TTY-SANE; else echo TTY-RAW; fi";
+
+/// The shell command that runs the console on a workspace and reports its exit status and
+/// the terminal's mode.
 fn console_cmd(w: &Work) -> String {
     format!(
-        "TILECUBE_DATA_DIR={} {} --config {} tui; echo CONSOLE-EXITED $?; sleep 60",
+        "TILECUBE_DATA_DIR={} {} --config {} tui; echo CONSOLE-EXITED $?; {TTY_CHECK}; sleep 60",
         w.dir.path().join("data").display(),
         env!("CARGO_BIN_EXE_tilecube"),
         w.dir.path().join("config.toml").display()
@@ -114,6 +141,8 @@ async fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
     for t in tiles {
         w.tile(2000, t, Flaw::None);
     }
+    // The quick-look's tile: dense short vegetation (30) above, tree cover (50) below.
+    w.two_class_tile(2000, "80N_160W", 30, 50);
     w.list(2000, &tiles, "");
     w.ok(&["init"]);
     let tmux = Tmux::start(&console_cmd(&w));
@@ -146,6 +175,16 @@ async fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
     assert!(s.contains("2000/80N_160W"), "{s}");
     let s = tmux.wait_for("▀");
     assert!(!s.contains("reading the tile"), "{s}");
+    // Its colours are the legend's for exactly those two classes.
+    let colours = tmux.colours();
+    let (short_veg, trees) = ("110;170;60", "30;110;40");
+    assert!(
+        colours.contains(short_veg) && colours.contains(trees),
+        "legend colours of classes 30 and 50 in the quick-look: {colours:?}"
+    );
+    for other in ["254;254;206", "196;216;120"] {
+        assert!(!colours.contains(other), "a class the tile lacks: {other}");
+    }
     tmux.keys(&["Escape"]);
     tmux.wait_for("←↓↑→ move");
 
@@ -189,8 +228,9 @@ async fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
 
     // Quit cleanly: the terminal is restored and the exit status is 0.
     tmux.keys(&["q"]);
-    let s = tmux.wait_for("CONSOLE-EXITED");
+    let s = tmux.wait_for("TTY-");
     assert!(s.contains("CONSOLE-EXITED 0"), "{s}");
+    assert!(s.contains("TTY-SANE"), "raw mode is off after quit: {s}");
 
     let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
     assert_eq!(
@@ -240,6 +280,16 @@ fn failed_tiles_keep_their_reason_across_restarts_and_f_w_retries_them() {
     let s = tmux.wait_for("write finished: 1 written, 0 failed");
     assert!(s.contains("80N + "), "{s}");
     assert!(!s.contains("has 3 bands"), "{s}");
+    // ... on disk too: the journal no longer holds the tile.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !w.journal_entries().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the journal still holds {:?}",
+            w.journal_entries()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -258,10 +308,14 @@ fn sighup_and_sigterm_end_the_console_and_restore_the_terminal() {
             .unwrap()
             .success();
         assert!(ok);
-        let s = tmux.wait_for("CONSOLE-EXITED");
+        let s = tmux.wait_for("TTY-");
         assert!(
             s.contains(&format!("CONSOLE-EXITED {code}")),
             "SIG{signal}: {s}"
+        );
+        assert!(
+            s.contains("TTY-SANE"),
+            "SIG{signal} left the terminal in raw mode: {s}"
         );
         // Back on the normal screen: the console's grid is gone with the alternate screen.
         assert!(

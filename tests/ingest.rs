@@ -189,6 +189,14 @@ async fn each_bad_tile_fails_alone_naming_itself_and_leaves_no_chunk() {
             .unwrap_or_else(|| panic!("no failure line for {name}:\n{stderr}"));
         eprintln!("{line}");
     }
+    let junk_line = stderr
+        .lines()
+        .find(|l| l.starts_with("failed:") && l.contains("2000/30N_050E"))
+        .unwrap();
+    assert!(
+        junk_line.contains("30N_050E.tif") && junk_line.contains("not a GeoTIFF, or corrupt"),
+        "the not-a-TIFF tile names its file and why: {junk_line}"
+    );
     // The truncated and the corrupt tile fail while their strips are read, after some chunks
     // of theirs were already uploaded: none of those may reach the commit (checked below).
     for name in ["30N_030E", "30N_040E"] {
@@ -203,13 +211,22 @@ async fn each_bad_tile_fails_alone_naming_itself_and_leaves_no_chunk() {
         .find(|l| l.contains("2000/40N_040E"))
         .unwrap();
     assert!(missing.contains("not found"), "{missing}");
-    // The list's bad lines are reported with their line numbers.
+    // The list's bad lines are reported, each with its own line number: eleven tile lines,
+    // two blank ones, then the repeated tile (14), the garbage (15) and the tile off the grid
+    // (16).
+    let list_line = |needle: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains("tile list") && l.contains(needle))
+            .unwrap_or_else(|| panic!("no list problem about {needle}:\n{stderr}"))
+            .to_string()
+    };
+    assert!(list_line("listed again").contains("line 14:"), "{stderr}");
     assert!(
-        stderr.contains("line 16") && stderr.contains("listed again"),
+        list_line("\"garbage line\"").contains("line 15:"),
         "{stderr}"
     );
-    assert!(stderr.contains("\"garbage line\""), "{stderr}");
-    assert!(stderr.contains("95N_000E"), "{stderr}");
+    assert!(list_line("95N_000E").contains("line 16:"), "{stderr}");
 
     let cube = w.cube().await;
     let present = cube
@@ -234,6 +251,42 @@ async fn each_bad_tile_fails_alone_naming_itself_and_leaves_no_chunk() {
         recorded,
         good.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()
     );
+
+    // The truncated and the corrupt tile each uploaded chunks before failing (so "none of its
+    // chunks in the commit" is not trivially true): written alone, each adds chunk objects to
+    // the repository, and the head does not move.
+    for name in ["30N_030E", "30N_040E"] {
+        let before = chunk_objects(&w);
+        let head = cube.reopen().await.unwrap().head().await.unwrap();
+        let out = w.run(&["write", "--year", "2000", "--tiles", name]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let after = chunk_objects(&w);
+        assert!(
+            after > before,
+            "{name}: no chunk was uploaded before it failed ({before} → {after} objects)"
+        );
+        let cube = cube.reopen().await.unwrap();
+        assert_eq!(
+            cube.head().await.unwrap(),
+            head,
+            "{name}: nothing committed"
+        );
+        let present = cube
+            .chunks_present(&VersionInfo::BranchTipRef("main".into()))
+            .await
+            .unwrap();
+        assert!(
+            !present.keys().any(|(_, t)| t.to_string() == name),
+            "{name}: none of its chunks is referenced"
+        );
+    }
+}
+
+/// Chunk objects stored in the local test repository.
+fn chunk_objects(w: &Work) -> usize {
+    std::fs::read_dir(w.repo().join("chunks"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,33 +22,33 @@ fn spec_version_1_cube_reads_in_python_like_the_seed() {
 
     let expect_dir = w.dir.path().join("expect");
     std::fs::create_dir_all(&expect_dir).unwrap();
-    let grid = &w.grid;
-    let years = [2000, 2005, 2010, 2015, 2020];
+    // Where each tile lies in the cube, worked out by hand (not by the code under test):
+    // 400 px tiles of 10°, rows from 80N down, columns from 180W east; year indices of
+    // 2000, 2005, 2010, 2015, 2020.
+    let placed = [
+        ((2000, "70N_180W"), 0, 400, 0),
+        ((2000, "00N_000E"), 0, 3200, 7200),
+        ((2015, "50S_170E"), 3, 5200, 14000),
+    ];
     let mut tiles = vec![];
-    for (year, name) in written {
+    for ((year, name), year_index, y0, x0) in placed {
         let path = tilecube::demo::tile_path(&w.source(), year, t(name));
         let file = format!("{year}_{name}.raw");
         std::fs::write(expect_dir.join(&file), gdal_pixels(&path)).unwrap();
-        let r = grid.region(grid.cell(t(name)).unwrap());
         tiles.push(json!({
-            "name": format!("{year}/{name}"), "file": file, "size": r.height,
-            "year_index": years.iter().position(|y| *y == year).unwrap(),
-            "y0": r.y0, "x0": r.x0,
+            "name": format!("{year}/{name}"), "file": file, "size": 400,
+            "year_index": year_index, "y0": y0, "x0": x0,
         }));
     }
-    let unwritten: Vec<_> = [(2005, "00N_000E"), (2000, "60N_170W")]
-        .iter()
-        .map(|(year, name)| {
-            let r = grid.region(grid.cell(t(name)).unwrap());
-            json!({"year_index": years.iter().position(|y| y == year).unwrap(),
-                   "y0": r.y0, "x0": r.x0, "size": r.height})
-        })
-        .collect();
-    let (h, wd) = grid.shape();
-    let p = grid.pixel_size();
+    // 2005/00N_000E and 2000/60N_170W were never written.
+    let unwritten = [
+        json!({"year_index": 1, "y0": 3200, "x0": 7200, "size": 400}),
+        json!({"year_index": 0, "y0": 800, "x0": 400, "size": 400}),
+    ];
     let expect = json!({
-        "shape": [5, h, wd], "years": years, "pixel_size": p,
-        "geotransform": format!("-180.0 {p} 0.0 80.0 0.0 -{p}"),
+        "shape": [5, 5600, 14400], "years": [2000, 2005, 2010, 2015, 2020],
+        "pixel_size": 0.025,
+        "geotransform": "-180.0 0.025 0.0 80.0 0.0 -0.025",
         "tiles": tiles, "unwritten": unwritten,
     });
     std::fs::write(expect_dir.join("expect.json"), expect.to_string()).unwrap();

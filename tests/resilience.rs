@@ -83,30 +83,60 @@ async fn kill_9_at_any_moment_leaves_a_complete_head_and_missing_completes_it() 
     w.ok(&["init"]);
     let config = w.dir.path().join("config.toml");
     let mut killed = 0;
-    // Kill points spread over whole runs: during validation, strips, uploads and commits.
+    let mut partial = 0;
+    let mut held_before = 0;
+    // Each run resumes with --missing and is killed right after its k-th tile finished:
+    // before, on and after a checkpoint (every 3 tiles), so kills land mid-strip, mid-upload
+    // and mid-commit.
     for i in 0..10u64 {
-        let delay = 30 + (i * 7919) % 700;
+        let k = 1 + (i * 5) % 7;
         let mut child = Command::new(env!("CARGO_BIN_EXE_tilecube"))
             .arg("--config")
             .arg(&config)
-            .args(["write", "--all", "--commit-every", "3", "--threads", "1"])
+            .args([
+                "write",
+                "--missing",
+                "--commit-every",
+                "3",
+                "--threads",
+                "1",
+            ])
             .env("TILECUBE_DATA_DIR", w.dir.path().join("data"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
+        let stderr = child.stderr.take().unwrap();
+        let mut finished = 0;
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if line.starts_with("  2000/") && line.contains(" chunks, ") {
+                finished += 1;
+                if finished == k {
+                    break;
+                }
+            }
+        }
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             killed += 1;
         }
         child.wait().unwrap();
         let held = assert_consistent(&w).await;
-        eprintln!("kill point {i} after {delay} ms: {held} tiles in the head");
+        eprintln!("kill point {i} after {finished} finished tiles: {held} tiles in the head");
+        assert!(held >= held_before, "a kill lost committed tiles");
+        if held > 0 && held < 96 {
+            partial += 1;
+        }
+        held_before = held;
     }
     assert!(
         killed >= 8,
         "only {killed} of 10 runs were killed mid-write"
+    );
+    assert!(
+        partial >= 5,
+        "only {partial} of 10 kills left a partly written cube"
     );
     w.ok(&["write", "--missing"]);
     assert_eq!(
@@ -139,6 +169,9 @@ async fn failure_journal_keeps_failures_until_write_failed_succeeds() {
     );
     assert_eq!(failed[0]["attempts"], 1);
     assert!(failed[0]["time"].is_string());
+    let on_disk = w.journal_entries();
+    assert_eq!(on_disk.len(), 1, "{on_disk:?}");
+    assert_eq!(on_disk[0]["tile"], "00N_010E");
     assert_eq!(status["years"]["2000"]["tiles"]["00N_010E"], "failed");
     let text = w.ok(&["status"]);
     assert!(
@@ -160,6 +193,11 @@ async fn failure_journal_keeps_failures_until_write_failed_succeeds() {
     let status = json(&w.ok(&["status", "--json"]));
     assert_eq!(status["failed"].as_array().unwrap().len(), 0);
     assert_eq!(status["years"]["2000"]["written"], 2);
+    assert!(
+        w.journal_entries().is_empty(),
+        "the journal on disk forgot the tile: {:?}",
+        w.journal_entries()
+    );
 }
 
 fn spawn_write(w: &Work, args: &[&str]) -> std::process::Child {
@@ -169,7 +207,7 @@ fn spawn_write(w: &Work, args: &[&str]) -> std::process::Child {
         .arg("write")
         .args(args)
         .env("TILECUBE_DATA_DIR", w.dir.path().join("data"))
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
@@ -221,46 +259,79 @@ async fn concurrent_writers_both_land_and_never_mix_chunks_of_one_tile() {
     }
     assert_eq!(assert_consistent(&w).await, 12);
 
-    // The same tiles, at the same time: each tile's chunks in the head come from one run.
+    // The same tiles, at the same time, from two sources with different pixels: both land
+    // (the later rebases over the earlier), and each tile in the head is wholly the later
+    // run's: its pixels are that source's, and none of its chunk references the earlier's.
     let same = refs[..3].join(",");
+    let other = w.dir.path().join("other-source");
+    for name in &refs[..3] {
+        let path = tilecube::demo::tile_path(&other, 2010, t(name));
+        tilecube::demo::write_tile(&path, &w.grid, t(name), 2015).unwrap();
+    }
+    let other_root = other.display().to_string();
+    let before = w.cube().await.history().await.unwrap().len();
     let pa = spawn_write(&w, &["--tiles", &same, "--year", "2010"]);
-    let pb = spawn_write(&w, &["--tiles", &same, "--year", "2010"]);
-    let outs: Vec<_> = [pa, pb]
-        .into_iter()
-        .map(|p| p.wait_with_output().unwrap())
-        .collect();
-    for o in &outs {
-        let err = String::from_utf8_lossy(&o.stderr);
+    let pb = spawn_write(
+        &w,
+        &["--tiles", &same, "--year", "2010", "--source", &other_root],
+    );
+    let mut heads = vec![];
+    for p in [pa, pb] {
+        let o = p.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
         assert!(
-            o.status.success() || err.contains("conflict"),
-            "neither landed nor a clear conflict: {err}"
+            o.status.success(),
+            "both writers land: {}",
+            String::from_utf8_lossy(&o.stderr)
         );
+        let head = stdout
+            .split("(head ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .unwrap_or_else(|| panic!("no head in {stdout}"))
+            .to_string();
+        heads.push(head);
     }
     let cube = w.cube().await;
     let history = cube.history().await.unwrap();
+    assert_eq!(history.len(), before + 2, "two commits landed");
+    let (later, earlier) = (&history[0], &history[1]);
+    let later_source = if later.id == heads[0] {
+        w.source()
+    } else {
+        assert_eq!(
+            later.id, heads[1],
+            "the head is one of the two runs' commits"
+        );
+        other.clone()
+    };
     let head = VersionInfo::BranchTipRef("main".into());
     for tile in &refs[..3] {
-        let now = chunk_ids(&cube, &head, 2, tile).await;
-        assert!(
-            now.iter().all(|c| c.is_some()),
-            "{tile}: every chunk stored"
-        );
-        // Against each earlier commit that wrote this tile: all chunks the same or none.
-        for c in history.iter().skip(1).filter(|c| {
-            c.written
-                .get(&2010)
-                .is_some_and(|m| m.contains_key(&t(tile)))
-        }) {
-            let id = SnapshotId::try_from(c.id.as_str()).unwrap();
-            let then = chunk_ids(&cube, &VersionInfo::SnapshotId(id), 2, tile).await;
-            let same_count = now.iter().zip(&then).filter(|(a, b)| a == b).count();
+        for c in [later, earlier] {
             assert!(
-                same_count == 0 || same_count == now.len(),
-                "{tile}: a mix of chunks from two runs ({same_count} of {})",
-                now.len()
+                c.written[&2010].contains_key(&t(tile)),
+                "{tile}: recorded by {}",
+                c.id
             );
         }
+        let path = tilecube::demo::tile_path(&later_source, 2010, t(tile));
+        assert!(
+            cube_pixels(&cube, 2010, t(tile)).await == gdal_pixels(&path),
+            "{tile}: the head holds the later run's pixels, every chunk of them"
+        );
+        let now = chunk_ids(&cube, &head, 2, tile).await;
+        let id = SnapshotId::try_from(earlier.id.as_str()).unwrap();
+        let then = chunk_ids(&cube, &VersionInfo::SnapshotId(id), 2, tile).await;
+        let shared = now.iter().zip(&then).filter(|(a, b)| a == b).count();
+        assert_eq!(
+            shared,
+            0,
+            "{tile}: {shared} of {} chunks in the head are the earlier run's",
+            now.len()
+        );
     }
+    // The first source's pixels again, for the consistency check below.
+    w.ok(&["write", "--tiles", &same, "--year", "2010"]);
     assert_eq!(assert_consistent(&w).await, 12);
 }
 

@@ -96,7 +96,16 @@ async fn cube_and_tiles_on_s3_round_trip_and_never_print_the_secret() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("2010/20N_020E"));
     check_no_secret("failing write", &out);
     let out = w.run_with(&["--repo", "s3://no-such-bucket/x", "status"], &env);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a repository error exits with 2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("s3://no-such-bucket/x"),
+        "the error names the repository"
+    );
     check_no_secret("status on a missing bucket", &out);
 
     let cube = Cube::open(s3_cube(repo), "main").await.expect("open on s3");

@@ -84,6 +84,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let location = RepoLocation::Local(dir.path().to_path_buf());
         let first = RefLock::acquire(&location).await.unwrap();
+        // Another handle on the lock file (as another process has) cannot take it.
+        let other = File::open(dir.path().join(LOCK_FILE)).unwrap();
+        assert!(
+            matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            "the lock is held exclusively"
+        );
         let released = Arc::new(AtomicBool::new(false));
         let (r, l) = (Arc::clone(&released), location.clone());
         let waiter = tokio::spawn(async move {
@@ -98,7 +104,8 @@ mod tests {
             waiter.await.unwrap(),
             "the second holder got the lock only after the first let go"
         );
-        assert!(dir.path().join(LOCK_FILE).exists());
+        // Released by every holder: the other handle can take it now.
+        assert!(other.try_lock().is_ok(), "the lock is free again");
     }
 
     #[tokio::test]

@@ -16,6 +16,8 @@ use super::state::{App, CellState, Focus, Popup};
 use super::widgets::quicklook_lines;
 use tilecube::grid::Cell;
 
+/// The grid's width: row labels and two columns a cell (the header's last label, `170E`,
+/// reaches two columns further: the grid panel is `GRID_WIDTH + 3` wide).
 const GRID_WIDTH: u16 = 4 + 36 * 2;
 
 fn color_of(state: CellState) -> Color {
@@ -58,7 +60,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if wide {
         let cols = Layout::default()
             .direction(Direction::Horizontal)
-            .constraints([Constraint::Length(GRID_WIDTH + 1), Constraint::Min(30)])
+            .constraints([Constraint::Length(GRID_WIDTH + 3), Constraint::Min(30)])
             .split(Rect {
                 height: rows[2].height + rows[3].height,
                 ..rows[2]

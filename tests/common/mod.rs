@@ -69,6 +69,43 @@ impl Work {
         path
     }
 
+    /// The failure journal files kept for this workspace's repositories, parsed.
+    pub fn journal_entries(&self) -> Vec<serde_json::Value> {
+        let dir = self.dir.path().join("data").join("journal");
+        let Ok(files) = std::fs::read_dir(&dir) else {
+            return vec![];
+        };
+        let mut out = vec![];
+        for f in files.flatten() {
+            if f.path().extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(f.path()).expect("journal");
+                let j: serde_json::Value = serde_json::from_str(&text).expect("journal JSON");
+                out.extend(j["failed"].as_array().cloned().unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    /// Write a good tile whose upper half is class `top` and lower half class `bottom`.
+    pub fn two_class_tile(&self, year: i32, tile: &str, top: u8, bottom: u8) -> PathBuf {
+        let path = self.tile(year, tile, Flaw::None);
+        let n = self.grid.tile_pixels as usize;
+        let ds = gdal::Dataset::open_ex(
+            &path,
+            gdal::DatasetOptions {
+                open_flags: gdal::GdalOpenFlags::GDAL_OF_UPDATE,
+                ..Default::default()
+            },
+        )
+        .expect("open tile for update");
+        let mut band = ds.rasterband(1).expect("band");
+        let mut data = vec![top; n * n];
+        data[n * n / 2..].fill(bottom);
+        let mut buf = gdal::raster::Buffer::new((n, n), data);
+        band.write((0, 0), (n, n), &mut buf).expect("write pixels");
+        path
+    }
+
     /// Write a year's tile list naming these tiles, plus any extra raw lines.
     pub fn list(&self, year: i32, tiles: &[&str], extra: &str) {
         let mut text: String = tiles
