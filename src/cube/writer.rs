@@ -88,7 +88,13 @@ impl ChunkEncoder {
                 &self.options,
             )
             .map_err(|e| CubeError::icechunk("encoding a chunk", e))?;
-        Ok(Some(Bytes::from(encoded.into_owned())))
+        // The codec's buffer is sized for the worst case (about the chunk's raw size); keep
+        // only the encoded bytes. A chunk that compresses below Icechunk's inline threshold
+        // is held in the session until the commit: at the worst-case size, a tile of uniform
+        // land would keep its whole raw size in memory.
+        let mut bytes = encoded.into_owned();
+        bytes.shrink_to_fit();
+        Ok(Some(Bytes::from(bytes)))
     }
 }
 
@@ -186,6 +192,21 @@ mod tests {
     fn small_layout() -> Layout {
         let p = Preset::glad();
         Layout::new(&p, &Grid::from_preset(&p, Some(40)).unwrap())
+    }
+
+    #[test]
+    fn encoded_chunks_hold_no_more_memory_than_their_bytes() {
+        let layout = small_layout();
+        let enc = ChunkEncoder::new(&layout).unwrap();
+        let uniform = enc.encode(&vec![30u8; 1600]).unwrap().unwrap();
+        assert!(uniform.len() < 100, "{}", uniform.len());
+        // Bytes made from a Vec keep its allocation: the Vec must have been shrunk first.
+        let v: Vec<u8> = uniform.into();
+        assert!(
+            v.capacity() < 200,
+            "capacity {} for a small chunk",
+            v.capacity()
+        );
     }
 
     #[test]

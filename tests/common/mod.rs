@@ -37,9 +37,14 @@ impl Work {
 
     /// A workspace whose tiles are `tile` pixels a side (chunks stay `CHUNK`).
     pub fn with_tile(tile: u64) -> Self {
+        Self::with_grid(tile, CHUNK)
+    }
+
+    /// A workspace whose tiles are `tile` pixels a side, in chunks of `chunk`.
+    pub fn with_grid(tile: u64, chunk: u64) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let preset_text =
-            GLAD_TOML.replace("chunk_pixels = 1000", &format!("chunk_pixels = {CHUNK}"));
+            GLAD_TOML.replace("chunk_pixels = 1000", &format!("chunk_pixels = {chunk}"));
         let preset_path = dir.path().join("preset.toml");
         std::fs::write(&preset_path, &preset_text).expect("preset");
         let config = format!(

@@ -1,0 +1,268 @@
+//! What the repository promises about itself: a committed snapshot's files are never touched
+//! again, whatever comes later (writes, checkpoints, a failed tile, a kill -9); a one-tile
+//! commit writes one new manifest; and `status` shows `?` for exactly the tiles whose record
+//! and chunks disagree.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Work, cube_pixels, gdal_pixels, t, tile_names};
+use icechunk::format::ChunkIndices;
+use icechunk::format::manifest::ChunkPayload;
+use icechunk::repository::VersionInfo;
+use tilecube::demo::Flaw;
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// Every file of the repository but the moving references (branches, tags, the lock), with
+/// a hash of its bytes.
+fn files(repo: &Path) -> BTreeMap<String, u64> {
+    use std::hash::{Hash, Hasher};
+    let mut out = BTreeMap::new();
+    let mut stack = vec![repo.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(repo).unwrap().display().to_string();
+            if rel.starts_with("refs") || rel.contains(".tilecube-refs.lock") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::fs::read(&p).unwrap().hash(&mut h);
+                out.insert(rel, h.finish());
+            }
+        }
+    }
+    out
+}
+
+fn assert_untouched(before: &BTreeMap<String, u64>, repo: &Path, after_what: &str) {
+    let now = files(repo);
+    for (f, h) in before {
+        assert_eq!(
+            now.get(f),
+            Some(h),
+            "{f} of a committed snapshot changed or vanished after {after_what}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_snapshot_is_never_touched_again() {
+    let w = Work::new();
+    let n = tile_names(30);
+    w.listed_tiles(2000, &n);
+    w.ok(&["init"]);
+    w.ok(&["write", "--year", "2000", "--tiles", &n[..3].join(",")]);
+    let cube = w.cube().await;
+    let snapshot = cube.head().await.unwrap();
+    let pixels = cube_pixels(&cube, 2000, t(&n[0])).await;
+    let before = files(&w.repo());
+    assert!(
+        before.keys().any(|f| f.starts_with("manifests"))
+            && before.keys().any(|f| f.starts_with("snapshots")),
+        "{before:?}"
+    );
+
+    // Rewrites of the same tiles and new ones, with checkpoints.
+    w.ok(&[
+        "write",
+        "--year",
+        "2000",
+        "--tiles",
+        &n[..6].join(","),
+        "--commit-every",
+        "2",
+    ]);
+    assert_untouched(&before, &w.repo(), "later writes and checkpoints");
+
+    // A failed tile next to good ones.
+    w.tile(2000, &n[6], Flaw::Int16);
+    let out = w.run(&["write", "--year", "2000", "--tiles", &n[6..9].join(",")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_untouched(&before, &w.repo(), "a failed tile");
+
+    // A writer killed with -9 in the middle of its work.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tilecube"))
+        .arg("--config")
+        .arg(w.dir.path().join("config.toml"))
+        .args(["write", "--all", "--commit-every", "4", "--threads", "1"])
+        .env("TILECUBE_DATA_DIR", w.dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    child.wait().unwrap();
+    assert_untouched(&before, &w.repo(), "a kill -9");
+
+    // And the snapshot still reads as it did.
+    let cube = w.cube().await;
+    let session = cube
+        .session_at(&VersionInfo::SnapshotId(snapshot))
+        .await
+        .unwrap();
+    let store = std::sync::Arc::new(zarrs_icechunk::AsyncIcechunkStore::new(session));
+    let array = zarrs::array::Array::async_open(store, "/lclu")
+        .await
+        .unwrap();
+    let grid = cube.layout.grid();
+    let first = cube
+        .layout
+        .tile_chunks(0, grid.cell(t(&n[0])).unwrap())
+        .next()
+        .unwrap();
+    let chunk: Vec<u8> = array.async_retrieve_chunk(&first).await.unwrap();
+    let (side, width) = (common::CHUNK as usize, common::TILE as usize);
+    for r in 0..side {
+        assert_eq!(
+            &chunk[r * side..(r + 1) * side],
+            &pixels[r * width..r * width + side],
+            "row {r} of the old snapshot's first chunk of {}",
+            n[0]
+        );
+    }
+}
+
+#[test]
+fn a_one_tile_commit_writes_exactly_one_new_manifest() {
+    let w = Work::new();
+    let n = tile_names(8);
+    w.listed_tiles(2005, &n);
+    w.ok(&["init"]);
+    w.ok(&["write", "--year", "2005", "--tiles", &n[..6].join(",")]);
+    let manifests = |w: &Work| {
+        std::fs::read_dir(w.repo().join("manifests"))
+            .unwrap()
+            .count()
+    };
+    let before = manifests(&w);
+    assert!(before >= 6, "one manifest per tile at least: {before}");
+    w.ok(&["write", "--year", "2005", "--tiles", &n[6]]);
+    assert_eq!(manifests(&w), before + 1, "a new tile: one new manifest");
+    w.ok(&["write", "--year", "2005", "--tiles", &n[2]]);
+    assert_eq!(
+        manifests(&w),
+        before + 2,
+        "a rewritten tile: one new manifest"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_inconsistent_for_exactly_the_tiles_whose_record_and_chunks_disagree() {
+    let w = Work::new();
+    let n = tile_names(5);
+    w.listed_tiles(2000, &n);
+    w.ok(&["init"]);
+    w.ok(&["write", "--year", "2000", "--tiles", &n[..4].join(",")]);
+    // Tamper with the branch behind tilecube's back, as another tool could: one recorded
+    // tile loses a chunk, and a chunk appears in a tile no commit recorded.
+    let cube = w.cube().await;
+    let mut session = cube.writable_session().await.unwrap();
+    let path = icechunk::format::Path::new("/lclu").unwrap();
+    let grid = cube.layout.grid();
+    let lost: Vec<_> = cube
+        .layout
+        .tile_chunks(0, grid.cell(t(&n[1])).unwrap())
+        .collect();
+    let idx = |c: [u64; 3]| ChunkIndices(c.iter().map(|&v| v as u32).collect());
+    let payload: ChunkPayload = session
+        .get_chunk_ref(&path, &idx(lost[0]))
+        .await
+        .unwrap()
+        .expect("a stored chunk");
+    session
+        .set_chunk_ref(path.clone(), idx(lost[0]), None)
+        .await
+        .unwrap();
+    let stray = cube
+        .layout
+        .tile_chunks(0, grid.cell(t(&n[4])).unwrap())
+        .next()
+        .unwrap();
+    session
+        .set_chunk_ref(path.clone(), idx(stray), Some(payload))
+        .await
+        .unwrap();
+    session.commit("tampered").execute().await.unwrap();
+
+    let status = json(&w.ok(&["status", "--json", "--year", "2000"]));
+    let tiles = &status["years"]["2000"]["tiles"];
+    assert_eq!(tiles[&n[1]], "incomplete", "{status}");
+    assert_eq!(tiles[&n[4]], "unrecorded", "{status}");
+    for name in [&n[0], &n[2], &n[3]] {
+        assert_eq!(tiles[name], "written", "{name}: {status}");
+    }
+    let text = w.ok(&["status", "--year", "2000"]);
+    let row = text.lines().find(|l| l.starts_with("00N")).unwrap();
+    // 00N_000E..00N_040E are columns 18..22, after the row label "00N  ".
+    assert_eq!(&row[5 + 18..5 + 23], "#?##?", "{text}");
+}
+
+#[test]
+fn demo_makes_a_source_writes_every_tile_and_writes_nothing_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_tilecube"))
+            .args(["demo", "--pixels", "100", "--dir"])
+            .arg(dir.path())
+            .env("TILECUBE_DATA_DIR", dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    let per_year: usize = stderr
+        .lines()
+        .find_map(|l| l.strip_suffix(" land tiles per year, 5 years"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(per_year > 100, "{per_year}");
+    // In a pipe it reports the write and ends with the status grid.
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        stdout.contains(&format!("{} tiles written, 0 failed", per_year * 5)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("2000: {per_year} written / {per_year} listed")),
+        "{stdout}"
+    );
+    assert!(dir.path().join("source/2000.txt").exists());
+    let second = run();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.contains("0 tiles written, 0 failed, 0 commits"),
+        "{stdout}"
+    );
+    // The cube holds every tile, pixel for pixel.
+    let rt = tilecube::config::io_runtime().unwrap();
+    let cube = rt
+        .block_on(tilecube::cube::Cube::open(
+            tilecube::cube::RepoLocation::Local(dir.path().join("cube")),
+            "main",
+        ))
+        .unwrap();
+    let coverage = rt.block_on(cube.coverage()).unwrap();
+    assert_eq!(coverage.tiles.len(), per_year * 5);
+    let tile = *coverage.tiles.keys().next().unwrap();
+    let path = tilecube::demo::tile_path(&dir.path().join("source"), tile.0, tile.1);
+    assert!(rt.block_on(cube_pixels(&cube, tile.0, tile.1)) == gdal_pixels(&path));
+}
