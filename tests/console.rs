@@ -514,3 +514,229 @@ fn a_terminal_killed_mid_write_loses_no_finished_tile() {
         );
     }
 }
+
+/// Ten slow tiles in the 80N row, listed, in an initialized cube; extra config lines.
+fn slow_row(config: &str) -> (Work, Vec<String>) {
+    let names: Vec<String> = (0..10)
+        .map(|i| format!("80N_{:03}W", 180 - 10 * i))
+        .collect();
+    let w = Work::with_tile(2400);
+    w.listed_tiles(2000, &names);
+    if !config.is_empty() {
+        let path = w.dir.path().join("config.toml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(config);
+        std::fs::write(&path, text).unwrap();
+    }
+    w.ok(&["init"]);
+    (w, names)
+}
+
+/// Open the console and start writing every listed tile.
+fn start_writing(w: &Work) -> Tmux {
+    let tmux = Tmux::start(&console_cmd(w));
+    tmux.wait_for("1:2000 0/10");
+    tmux.keys(&["a", "w"]);
+    tmux.wait_for("Write 10 tiles");
+    tmux.keys(&["Enter"]);
+    tmux
+}
+
+/// Wait until some tiles, not all, show as written (`+`); their columns.
+fn some_written(tmux: &Tmux, n: usize) -> Vec<usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = row_80n(&tmux.screen(), n).unwrap_or_default();
+        let done: Vec<usize> = (0..row.len()).filter(|&c| row[c] == '+').collect();
+        if !done.is_empty() && done.len() < n {
+            return done;
+        }
+        assert!(
+            done.len() < n,
+            "every tile finished first; make the tiles larger"
+        );
+        assert!(Instant::now() < deadline, "no tile finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Tiles recorded by the branch's commits.
+fn committed_tiles(w: &Work) -> std::collections::BTreeSet<String> {
+    let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
+    log.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["written"]["2000"].as_object())
+        .flat_map(|tiles| tiles.keys().cloned())
+        .collect()
+}
+
+/// The head holds whole tiles only: every tile it holds is written, none incomplete.
+fn assert_whole_tiles(w: &Work) -> usize {
+    let status: serde_json::Value = serde_json::from_str(&w.ok(&["status", "--json"])).unwrap();
+    let tiles = status["years"]["2000"]["tiles"].as_object().unwrap();
+    for (name, state) in tiles {
+        assert!(
+            state == "written" || state == "listed",
+            "{name} is {state}: {status}"
+        );
+    }
+    tiles.values().filter(|s| *s == "written").count()
+}
+
+#[test]
+fn x_cancels_a_write_keeping_the_finished_tiles_and_no_half_tile() {
+    let (w, names) = slow_row("");
+    let tmux = start_writing(&w);
+    let shown = some_written(&tmux, names.len());
+    tmux.keys(&["x"]);
+    let s = tmux.wait_for(", cancelled");
+    let row = row_80n(&s, names.len()).unwrap();
+    let finished: Vec<usize> = (0..row.len()).filter(|&c| row[c] == '+').collect();
+    assert!(finished.len() < names.len(), "the write stopped early: {s}");
+    for c in &shown {
+        assert!(
+            finished.contains(c),
+            "{} was finished and is kept: {s}",
+            names[*c]
+        );
+    }
+    // The finished tiles are the operator's to commit.
+    tmux.keys(&["c"]);
+    tmux.wait_for("commit message");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&format!("1:2000 {}/10", finished.len()));
+    let committed = committed_tiles(&w);
+    let expected: std::collections::BTreeSet<String> =
+        finished.iter().map(|c| names[*c].clone()).collect();
+    assert_eq!(
+        committed, expected,
+        "the commit holds exactly the finished tiles"
+    );
+    assert_eq!(assert_whole_tiles(&w), finished.len());
+    tmux.keys(&["q"]);
+    tmux.wait_for("CONSOLE-EXITED 0");
+}
+
+#[test]
+fn quitting_while_writing_asks_first_and_leaves_nothing_behind() {
+    let (w, names) = slow_row("");
+    let tmux = start_writing(&w);
+    some_written(&tmux, names.len());
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("Quit while writes are running?");
+    assert!(!s.contains("CONSOLE-EXITED"), "{s}");
+    // Esc: stay; the write goes on.
+    tmux.keys(&["Escape"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tmux.screen().contains("Quit while") {
+        assert!(Instant::now() < deadline, "the prompt stays");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux.keys(&["q"]);
+    tmux.wait_for("Quit while");
+    tmux.keys(&["y"]);
+    let s = tmux.wait_for("TTY-");
+    assert!(
+        s.contains("CONSOLE-EXITED 0") && s.contains("TTY-SANE"),
+        "{s}"
+    );
+    // The operator chose to leave the uncommitted tiles: nothing was committed.
+    assert!(committed_tiles(&w).is_empty());
+    assert_eq!(assert_whole_tiles(&w), 0);
+}
+
+#[test]
+fn sigterm_and_sighup_mid_write_commit_every_finished_tile() {
+    for (signal, code) in [("TERM", 143), ("HUP", 129)] {
+        let (w, names) = slow_row("");
+        let tmux = start_writing(&w);
+        let pid = tmux.console_pid();
+        let shown = some_written(&tmux, names.len());
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let s = tmux.wait_for("TTY-");
+        assert!(
+            s.contains(&format!("CONSOLE-EXITED {code}")),
+            "SIG{signal}: {s}"
+        );
+        assert!(s.contains("TTY-SANE"), "SIG{signal}: {s}");
+        let committed = committed_tiles(&w);
+        for c in &shown {
+            assert!(
+                committed.contains(&names[*c]),
+                "SIG{signal}: {} was written before the signal: {committed:?}",
+                names[*c]
+            );
+        }
+        assert!(
+            committed.len() < names.len(),
+            "SIG{signal}: the write stopped early"
+        );
+        assert_eq!(assert_whole_tiles(&w), committed.len(), "SIG{signal}");
+    }
+}
+
+#[test]
+fn commit_minutes_checkpoints_the_consoles_writes() {
+    // A checkpoint every 0.12 s: a ten-tile write lands in several commits, each recording
+    // its own tiles; what is left at the end waits for the operator.
+    let (w, names) = slow_row("commit_minutes = 0.002\n");
+    let tmux = start_writing(&w);
+    tmux.wait_for("write finished: 10 written");
+    let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
+    let checkpoints: Vec<usize> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["written"]["2000"].as_object().map(|t| t.len()))
+        .collect();
+    assert!(checkpoints.len() >= 2, "checkpoints by time: {log}");
+    // Tiles finished after the last checkpoint wait for the operator's commit.
+    let s = tmux.screen();
+    if row_80n(&s, names.len()).unwrap().contains(&'+') {
+        tmux.keys(&["c"]);
+        tmux.wait_for("commit message");
+        tmux.keys(&["Enter"]);
+    }
+    tmux.wait_for("1:2000 10/10");
+    let committed = committed_tiles(&w);
+    assert_eq!(committed.len(), names.len());
+    let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
+    let recorded: usize = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["written"]["2000"].as_object().map(|t| t.len()))
+        .sum();
+    assert_eq!(
+        recorded,
+        names.len(),
+        "each tile recorded by exactly one commit"
+    );
+    tmux.keys(&["q"]);
+    tmux.wait_for("CONSOLE-EXITED 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_inconsistent_tiles() {
+    let w = Work::new();
+    let names = ["80N_180W", "80N_170W", "80N_160W"];
+    for n in names {
+        w.tile(2000, n, Flaw::None);
+    }
+    w.list(2000, &names, "");
+    w.ok(&["init"]);
+    w.ok(&["write", "--year", "2000", "--tiles", "80N_180W,80N_170W"]);
+    common::tamper(&w, 2000, "80N_170W", "80N_160W").await;
+    let tmux = Tmux::start(&console_cmd(&w));
+    let s = tmux.wait_for("1:2000 1/3");
+    assert_eq!(row_80n(&s, 4).unwrap(), vec!['#', '?', '?', '.'], "{s}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("CONSOLE-EXITED 0");
+}

@@ -11,8 +11,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Work, cube_pixels, gdal_pixels, t, tile_names};
-use icechunk::format::ChunkIndices;
-use icechunk::format::manifest::ChunkPayload;
 use icechunk::repository::VersionInfo;
 use tilecube::demo::Flaw;
 
@@ -165,36 +163,7 @@ async fn status_shows_inconsistent_for_exactly_the_tiles_whose_record_and_chunks
     w.listed_tiles(2000, &n);
     w.ok(&["init"]);
     w.ok(&["write", "--year", "2000", "--tiles", &n[..4].join(",")]);
-    // Tamper with the branch behind tilecube's back, as another tool could: one recorded
-    // tile loses a chunk, and a chunk appears in a tile no commit recorded.
-    let cube = w.cube().await;
-    let mut session = cube.writable_session().await.unwrap();
-    let path = icechunk::format::Path::new("/lclu").unwrap();
-    let grid = cube.layout.grid();
-    let lost: Vec<_> = cube
-        .layout
-        .tile_chunks(0, grid.cell(t(&n[1])).unwrap())
-        .collect();
-    let idx = |c: [u64; 3]| ChunkIndices(c.iter().map(|&v| v as u32).collect());
-    let payload: ChunkPayload = session
-        .get_chunk_ref(&path, &idx(lost[0]))
-        .await
-        .unwrap()
-        .expect("a stored chunk");
-    session
-        .set_chunk_ref(path.clone(), idx(lost[0]), None)
-        .await
-        .unwrap();
-    let stray = cube
-        .layout
-        .tile_chunks(0, grid.cell(t(&n[4])).unwrap())
-        .next()
-        .unwrap();
-    session
-        .set_chunk_ref(path.clone(), idx(stray), Some(payload))
-        .await
-        .unwrap();
-    session.commit("tampered").execute().await.unwrap();
+    common::tamper(&w, 2000, &n[1], &n[4]).await;
 
     let status = json(&w.ok(&["status", "--json", "--year", "2000"]));
     let tiles = &status["years"]["2000"]["tiles"];

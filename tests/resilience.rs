@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::{Work, cube_pixels, gdal_pixels, t, tile_names};
 use icechunk::format::manifest::ChunkPayload;
@@ -533,4 +532,114 @@ async fn read_only_and_full_storage_fail_clearly_keep_the_head_and_resume() {
     w.ok(&["write", "--missing"]);
     assert_eq!(assert_consistent(&w).await, 12);
     drop(mount);
+}
+
+#[test]
+fn commit_minutes_checkpoints_a_headless_write_by_time() {
+    let w = Work::with_tile(2400);
+    let n = tile_names(8);
+    w.listed_tiles(2000, &n);
+    let config = w.dir.path().join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("commit_minutes = 0.01\n");
+    std::fs::write(&config, text).unwrap();
+    w.ok(&["init"]);
+    let report = json(&w.ok(&["write", "--all", "--threads", "1", "--json"]));
+    let commits = report["commits"].as_array().unwrap().len();
+    assert!(commits >= 2, "checkpoints every 0.6 s: {report}");
+    let log = json(&w.ok(&["log", "--json"]));
+    let recorded: Vec<usize> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["written"]["2000"].as_object().map(|t| t.len()))
+        .collect();
+    assert_eq!(recorded.len(), commits, "{log}");
+    assert_eq!(
+        recorded.iter().sum::<usize>(),
+        8,
+        "each tile in one commit: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_commit_racing_checkpoints_records_exactly_its_tiles() {
+    use std::sync::Arc;
+    use tilecube::cube::WriteSession;
+    use tilecube::ingest::{self, EventSink, IngestOptions, Selection};
+    let w = Work::new();
+    let n = tile_names(24);
+    w.listed_tiles(2000, &n);
+    w.ok(&["init"]);
+    let cube = w.cube().await;
+    let session = WriteSession::open(&cube).await.unwrap();
+    let source = tilecube::source::Source::new(
+        &w.source().display().to_string(),
+        &tilecube::preset::Preset::glad().source,
+    )
+    .unwrap();
+    let plan = ingest::plan(&cube, &source, &[2000], &Selection::All, None)
+        .await
+        .unwrap();
+    let options = IngestOptions {
+        threads: 1,
+        commit_every: 3,
+        final_commit: false,
+        ..IngestOptions::default()
+    };
+    // Checkpoints every three tiles, and the "operator" committing whatever is pending as
+    // often as it can, both through the one session.
+    let writer = {
+        let session = Arc::clone(&session);
+        tokio::spawn(async move {
+            ingest::ingest_into(
+                &session,
+                plan.jobs,
+                &options,
+                EventSink::none(),
+                Arc::default(),
+            )
+            .await
+            .unwrap()
+        })
+    };
+    let mut operator = 0;
+    while !writer.is_finished() {
+        if session.commit(Some("operator")).await.unwrap().is_some() {
+            operator += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let report = writer.await.unwrap();
+    if session.commit(Some("operator")).await.unwrap().is_some() {
+        operator += 1;
+    }
+    assert_eq!(report.written_count(), 24);
+    assert!(operator > 0, "the operator's commits raced the checkpoints");
+    // Every commit records exactly the tiles whose chunks it changed.
+    let cube = w.cube().await;
+    let history = cube.history().await.unwrap();
+    let mut seen = BTreeSet::new();
+    for c in history.iter().filter(|c| !c.written.is_empty()) {
+        let parent = c.parent.as_deref().unwrap();
+        let at = |id: &str| VersionInfo::SnapshotId(SnapshotId::try_from(id).unwrap());
+        for name in &n {
+            let now = chunk_ids(&cube, &at(&c.id), 0, name).await;
+            let before = chunk_ids(&cube, &at(parent), 0, name).await;
+            let recorded = c.written[&2000].contains_key(&t(name));
+            assert_eq!(
+                now != before,
+                recorded,
+                "{name} in commit {} ({}): changed {} but recorded {recorded}",
+                c.id,
+                c.message,
+                now != before
+            );
+            if recorded {
+                assert!(seen.insert(name.clone()), "{name} recorded twice");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 24);
+    assert_eq!(assert_consistent(&w).await, 24);
 }

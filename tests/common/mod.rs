@@ -285,3 +285,39 @@ pub async fn race_writers(
     }
     Cube::open(location, "main").await.expect("reopen")
 }
+
+/// Tamper with the branch behind tilecube's back, as another tool could: the recorded tile
+/// `loses` loses a chunk, and a chunk appears in `gains`, a tile no commit recorded.
+pub async fn tamper(w: &Work, year: i32, loses: &str, gains: &str) {
+    use icechunk::format::ChunkIndices;
+    let cube = w.cube().await;
+    let year_index = cube.layout.year_index(year).expect("year");
+    let mut session = cube.writable_session().await.expect("session");
+    let path = icechunk::format::Path::new("/lclu").expect("path");
+    let grid = cube.layout.grid();
+    let idx = |c: [u64; 3]| ChunkIndices(c.iter().map(|&v| v as u32).collect());
+    let lost = cube
+        .layout
+        .tile_chunks(year_index, grid.cell(t(loses)).expect("cell"))
+        .next()
+        .expect("a chunk");
+    let payload = session
+        .get_chunk_ref(&path, &idx(lost))
+        .await
+        .expect("chunk ref")
+        .expect("a stored chunk");
+    session
+        .set_chunk_ref(path.clone(), idx(lost), None)
+        .await
+        .expect("remove");
+    let stray = cube
+        .layout
+        .tile_chunks(year_index, grid.cell(t(gains)).expect("cell"))
+        .next()
+        .expect("a chunk");
+    session
+        .set_chunk_ref(path.clone(), idx(stray), Some(payload))
+        .await
+        .expect("add");
+    session.commit("tampered").execute().await.expect("commit");
+}
