@@ -189,6 +189,9 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
         _ => None,
     };
     let plan = ingest::plan(&cube, &source, &args.years, &selection, coverage.as_ref()).await?;
+    for (year, path) in &plan.missing_lists {
+        eprintln!("warning: no tile list for {year} ({path}): the year is left out");
+    }
     for (year, p) in &plan.list_problems {
         eprintln!("warning: tile list {}: {p}", source.list_location(*year));
     }
@@ -329,11 +332,20 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
     };
     let mut lists: BTreeMap<i32, TileList> = BTreeMap::new();
     let mut problems: Vec<(i32, ListProblem)> = Vec::new();
+    // Years whose list is not there: shown as "no list".
+    let mut no_list: BTreeMap<i32, String> = BTreeMap::new();
     if let Some(src) = &source {
         for &y in &years {
-            let l = src.tile_list(y, &grid).await?;
-            problems.extend(l.problems.iter().cloned().map(|p| (y, p)));
-            lists.insert(y, l);
+            match src.tile_list(y, &grid).await {
+                Ok(l) => {
+                    problems.extend(l.problems.iter().cloned().map(|p| (y, p)));
+                    lists.insert(y, l);
+                }
+                Err(tilecube::source::SourceError::NoList { path, .. }) => {
+                    no_list.insert(y, path);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     let head = cube.head().await?.to_string();
@@ -361,6 +373,7 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
                 y.to_string(),
                 json!({
                     "listed": list.map(|l| l.tiles.len()),
+                    "no_list": no_list.get(&y),
                     "written": coverage.written_count(y),
                     "tiles": tiles,
                 }),
@@ -387,12 +400,14 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
     )?;
     for &y in &years {
         let list = lists.get(&y);
-        let listed = list
-            .map(|l| l.tiles.len().to_string())
-            .unwrap_or_else(|| "?".into());
+        let listed = match (list, no_list.get(&y)) {
+            (Some(l), _) => format!("{} listed", l.tiles.len()),
+            (None, Some(path)) => format!("no list ({path})"),
+            (None, None) => "? listed".into(),
+        };
         writeln!(
             out,
-            "\n{y}: {} written / {listed} listed",
+            "\n{y}: {} written / {listed}",
             coverage.written_count(y)
         )?;
         // Column labels every 6 columns.

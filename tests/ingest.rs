@@ -383,3 +383,50 @@ fn init_refuses_an_existing_cube_unless_forced_and_checks_chunking() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tile-pixels 800"));
 }
+
+#[test]
+fn a_source_or_a_list_that_is_not_there_is_an_error_naming_it() {
+    let w = Work::new();
+    w.tile(2000, "00N_000E", Flaw::None);
+    w.list(2000, &["00N_000E"], "");
+    w.ok(&["init"]);
+    // A mistyped source directory.
+    let out = w.run(&["--source", "/no/such/glad", "write", "--all"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/no/such/glad") && stderr.contains("not there"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("tiles written"));
+    // A year named whose list is absent.
+    let out = w.run(&["write", "--all", "--year", "2005"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("2005.txt") && stderr.contains("no tile list for 2005"),
+        "{stderr}"
+    );
+    // Every year implied: the years without a list are named and left out, the rest written.
+    let out = w.run(&["write", "--all"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("no tile list for 2010") && stderr.contains("2010.txt"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 tiles written"));
+    // status shows such a year as having no list.
+    let status = w.ok(&["status", "--year", "2000", "--year", "2005"]);
+    assert!(status.contains("2000: 1 written / 1 listed"), "{status}");
+    assert!(status.contains("2005: 0 written / no list ("), "{status}");
+    let status = json(&w.ok(&["status", "--json"]));
+    assert!(
+        status["years"]["2005"]["no_list"]
+            .as_str()
+            .unwrap()
+            .ends_with("2005.txt"),
+        "{status}"
+    );
+    assert!(status["years"]["2000"]["no_list"].is_null());
+}

@@ -95,6 +95,12 @@ async fn cube_and_tiles_on_s3_round_trip_and_never_print_the_secret() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("2010/20N_020E"));
     check_no_secret("failing write", &out);
+    // A year whose list is not in the bucket: named, and the exit status says so.
+    let out = w.run_with(&args(&["write", "--all", "--year", "2020"]), &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("s3://tiles/glad/v2/2020.txt"), "{stderr}");
+    check_no_secret("missing list", &out);
     let out = w.run_with(&["--repo", "s3://no-such-bucket/x", "status"], &env);
     assert_eq!(
         out.status.code(),

@@ -67,6 +67,18 @@ pub fn journal_path(repo_key: &str) -> PathBuf {
         .join(format!("{safe}.json"))
 }
 
+/// A name for an unreadable journal next to it that no earlier one holds.
+fn aside_name(path: &std::path::Path) -> PathBuf {
+    let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3f");
+    (0u32..)
+        .map(|n| match n {
+            0 => path.with_extension(format!("corrupt-{stamp}.json")),
+            n => path.with_extension(format!("corrupt-{stamp}-{n}.json")),
+        })
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| path.with_extension("corrupt.json"))
+}
+
 impl Journal {
     fn empty(repo_key: &str) -> Self {
         Self {
@@ -94,8 +106,7 @@ impl Journal {
         match serde_json::from_slice::<Self>(&bytes) {
             Ok(j) => Ok(j),
             Err(source) => {
-                let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3f");
-                let kept = path.with_extension(format!("corrupt-{stamp}.json"));
+                let kept = aside_name(&path);
                 std::fs::rename(&path, &kept).map_err(|source| JournalError::Io {
                     path: path.display().to_string(),
                     source,

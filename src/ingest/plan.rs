@@ -36,9 +36,16 @@ pub struct Plan {
     pub list_problems: Vec<(i32, ListProblem)>,
     /// Requests that name no tile of the cube (bad year, tile off the grid).
     pub rejected: Vec<String>,
+    /// Years left out because the source has no list for them (year, where the list would
+    /// be), when the years were not named: a dataset need not have every year.
+    pub missing_lists: Vec<(i32, String)>,
 }
 
 /// Plan the writes of `selection` for `years` (all the cube's years when empty).
+///
+/// A year named in `years` whose list is not there is an error; with every year implied, a
+/// missing list leaves that year out (see [`Plan::missing_lists`]), and no list at all is an
+/// error naming the first.
 pub async fn plan(
     cube: &Cube,
     source: &Source,
@@ -48,10 +55,11 @@ pub async fn plan(
 ) -> Result<Plan, SourceError> {
     let layout = &cube.layout;
     let grid = layout.grid();
-    let years: Vec<i32> = if years.is_empty() {
-        layout.years.clone()
-    } else {
+    let named = !years.is_empty();
+    let years: Vec<i32> = if named {
         years.to_vec()
+    } else {
+        layout.years.clone()
     };
     let mut out = Plan::default();
     for year in years {
@@ -79,7 +87,14 @@ pub async fn plan(
                 .map(|(_, t)| *t)
                 .collect(),
             Selection::All | Selection::Missing => {
-                let list = source.tile_list(year, &grid).await?;
+                let list = match source.tile_list(year, &grid).await {
+                    Ok(list) => list,
+                    Err(SourceError::NoList { year, path }) if !named => {
+                        out.missing_lists.push((year, path));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 out.list_problems
                     .extend(list.problems.into_iter().map(|p| (year, p)));
                 list.tiles
@@ -97,6 +112,13 @@ pub async fn plan(
             tile,
             path: source.gdal_path(year, tile),
         }));
+    }
+    if !named
+        && matches!(selection, Selection::All | Selection::Missing)
+        && out.missing_lists.len() == layout.years.len()
+        && let Some((year, path)) = out.missing_lists.first().cloned()
+    {
+        return Err(SourceError::NoList { year, path });
     }
     Ok(out)
 }

@@ -38,6 +38,10 @@ pub enum SourceError {
     },
     #[error("source {0:?}: unsupported location; use a directory, gs://, s3:// or https://")]
     Location(String),
+    #[error("no tile list for {year}: {path} is not there")]
+    NoList { year: i32, path: String },
+    #[error("source directory {0} is not there")]
+    NoRoot(String),
 }
 
 /// A source root with its layout.
@@ -107,14 +111,23 @@ impl Source {
         }
     }
 
-    /// Read and parse a year's tile list. A missing list means no tile that year.
+    /// Read and parse a year's tile list. A list that is not there is an error naming it
+    /// ([`SourceError::NoList`]), and so is a local source directory that is not there.
     pub async fn tile_list(&self, year: i32, grid: &Grid) -> Result<TileList, SourceError> {
         let location = self.list_location(year);
+        if let SourceRoot::Local(dir) = &self.root
+            && !tokio::fs::try_exists(dir).await.unwrap_or(false)
+        {
+            return Err(SourceError::NoRoot(dir.display().to_string()));
+        }
         let text = match &self.root {
             SourceRoot::Local(_) => match tokio::fs::read(&location).await {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok(TileList::default());
+                    return Err(SourceError::NoList {
+                        year,
+                        path: location,
+                    });
                 }
                 Err(source) => {
                     return Err(SourceError::ListRead {
@@ -126,7 +139,12 @@ impl Source {
             },
             SourceRoot::Remote(_) => match remote::fetch(&location).await {
                 Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-                Ok(None) => return Ok(TileList::default()),
+                Ok(None) => {
+                    return Err(SourceError::NoList {
+                        year,
+                        path: location,
+                    });
+                }
                 Err(source) => {
                     return Err(SourceError::ListFetch {
                         year,

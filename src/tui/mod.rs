@@ -95,6 +95,8 @@ async fn run_async(settings: &Settings) -> Result<i32> {
                 Ok(list) => {
                     app.listed.insert(y, list.tiles.into_iter().collect());
                 }
+                // A dataset need not have every year: that year shows no listed tile.
+                Err(tilecube::source::SourceError::NoList { .. }) => {}
                 Err(e) => app.status_line = error_chain(&e),
             }
         }
