@@ -47,6 +47,11 @@ pub enum Command {
         #[arg(long = "year")]
         years: Vec<i32>,
     },
+    /// Check every chunk the branch head references against the objects in storage.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the branch's commits and the tiles each wrote.
     Log {
         #[arg(long)]
@@ -108,6 +113,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Write(args)) => rt.block_on(write(&settings, &args)),
         Some(Command::Status { json, years }) => rt.block_on(status(&settings, json, &years)),
         Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
+        Some(Command::Verify { json }) => rt.block_on(verify(&settings, json)),
         Some(Command::Demo { dir, pixels }) => rt.block_on(demo(&settings, dir, pixels)),
         Some(Command::Bench(_)) => Ok(0),
         Some(Command::Tui) => {
@@ -454,6 +460,26 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
         )?;
     }
     Ok(0)
+}
+
+async fn verify(settings: &Settings, as_json: bool) -> Result<i32> {
+    let cube = settings.open_cube().await?;
+    let v = cube.verify().await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{} chunk references of {} @ {} checked against {} stored objects",
+            v.references, cube.location, cube.branch, v.objects
+        );
+        for (tile, n) in &v.missing {
+            println!("missing: {tile}: {n} chunk objects are not in storage");
+        }
+        if v.is_ok() {
+            println!("ok");
+        }
+    }
+    Ok(if v.is_ok() { 0 } else { 1 })
 }
 
 async fn log(settings: &Settings, as_json: bool) -> Result<i32> {

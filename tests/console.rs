@@ -485,14 +485,7 @@ fn a_terminal_killed_mid_write_loses_no_finished_tile() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
-        let committed: std::collections::BTreeSet<String> = log
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|c| c["written"]["2000"].as_object())
-            .flat_map(|tiles| tiles.keys().cloned())
-            .collect();
+        let committed = committed_tiles(&w);
         for c in &shown {
             assert!(
                 committed.contains(&names[*c]),
@@ -560,15 +553,9 @@ fn some_written(tmux: &Tmux, n: usize) -> Vec<usize> {
     }
 }
 
-/// Tiles recorded by the branch's commits.
+/// Tiles of 2000 recorded by the branch's commits.
 fn committed_tiles(w: &Work) -> std::collections::BTreeSet<String> {
-    let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
-    log.as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["written"]["2000"].as_object())
-        .flat_map(|tiles| tiles.keys().cloned())
-        .collect()
+    w.written_by_commit(2000).into_iter().flatten().collect()
 }
 
 /// The head holds whole tiles only: every tile it holds is written, none incomplete.
@@ -689,14 +676,11 @@ fn commit_minutes_checkpoints_the_consoles_writes() {
     let (w, names) = slow_row("commit_minutes = 0.002\n");
     let tmux = start_writing(&w);
     tmux.wait_for("write finished: 10 written");
-    let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
-    let checkpoints: Vec<usize> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["written"]["2000"].as_object().map(|t| t.len()))
-        .collect();
-    assert!(checkpoints.len() >= 2, "checkpoints by time: {log}");
+    let checkpoints = w.written_by_commit(2000);
+    assert!(
+        checkpoints.len() >= 2,
+        "checkpoints by time: {checkpoints:?}"
+    );
     // Tiles finished after the last checkpoint wait for the operator's commit.
     let s = tmux.screen();
     if row_80n(&s, names.len()).unwrap().contains(&'+') {

@@ -235,3 +235,41 @@ fn demo_makes_a_source_writes_every_tile_and_writes_nothing_the_second_time() {
     let path = tilecube::demo::tile_path(&dir.path().join("source"), tile.0, tile.1);
     assert!(rt.block_on(cube_pixels(&cube, tile.0, tile.1)) == gdal_pixels(&path));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_a_tile_whose_chunk_objects_were_deleted_from_storage() {
+    use icechunk::format::ChunkIndices;
+    let w = Work::new();
+    let n = tile_names(4);
+    w.listed_tiles(2000, &n);
+    w.ok(&["init"]);
+    w.ok(&["write", "--all"]);
+    assert!(w.ok(&["verify"]).contains("\nok"), "a sound cube verifies");
+    // Delete the stored objects of one tile behind Icechunk's back.
+    let cube = w.cube().await;
+    let session = cube.head_session().await.unwrap();
+    let path = icechunk::format::Path::new("/lclu").unwrap();
+    let grid = cube.layout.grid();
+    let mut deleted = 0;
+    for c in cube.layout.tile_chunks(0, grid.cell(t(&n[2])).unwrap()) {
+        let idx = ChunkIndices(c.iter().map(|&v| v as u32).collect());
+        if let Some(icechunk::format::manifest::ChunkPayload::Ref(r)) =
+            session.get_chunk_ref(&path, &idx).await.unwrap()
+        {
+            std::fs::remove_file(w.repo().join("chunks").join(r.id.to_string())).unwrap();
+            deleted += 1;
+        }
+    }
+    assert!(deleted > 0, "the tile's chunks are stored as objects");
+    let out = w.run(&["verify", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "a damaged cube fails verify");
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    let missing = v["missing"].as_object().unwrap();
+    assert_eq!(missing.len(), 1, "{v}");
+    assert_eq!(missing[&format!("2000/{}", n[2])], deleted, "{v}");
+    let text = String::from_utf8_lossy(&w.run(&["verify"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!("missing: 2000/{}: {deleted} chunk objects", n[2])),
+        "{text}"
+    );
+}

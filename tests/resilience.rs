@@ -547,18 +547,12 @@ fn commit_minutes_checkpoints_a_headless_write_by_time() {
     let report = json(&w.ok(&["write", "--all", "--threads", "1", "--json"]));
     let commits = report["commits"].as_array().unwrap().len();
     assert!(commits >= 2, "checkpoints every 0.6 s: {report}");
-    let log = json(&w.ok(&["log", "--json"]));
-    let recorded: Vec<usize> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["written"]["2000"].as_object().map(|t| t.len()))
-        .collect();
-    assert_eq!(recorded.len(), commits, "{log}");
+    let recorded: Vec<usize> = w.written_by_commit(2000).iter().map(Vec::len).collect();
+    assert_eq!(recorded.len(), commits, "{recorded:?}");
     assert_eq!(
         recorded.iter().sum::<usize>(),
         8,
-        "each tile in one commit: {log}"
+        "each tile in one commit: {recorded:?}"
     );
 }
 

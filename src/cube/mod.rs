@@ -14,6 +14,7 @@ mod lock;
 mod repo;
 mod session;
 mod snapshots;
+mod verify;
 mod writer;
 
 pub use coverage::{Coverage, TileState};
@@ -25,4 +26,5 @@ pub use lock::LOCK_FILE;
 pub use repo::{Cube, InitOptions, SpecVersion};
 pub use session::{Committed, WriteSession};
 pub use snapshots::TileKey;
+pub use verify::Verification;
 pub use writer::{ChunkEncoder, EncodedChunk, PreparedUpload, TileChunks};

@@ -74,6 +74,19 @@ impl Work {
         path
     }
 
+    /// The tiles of `year` each commit of the branch recorded, newest first, for the
+    /// commits that recorded any.
+    pub fn written_by_commit(&self, year: i32) -> Vec<Vec<String>> {
+        let log: serde_json::Value =
+            serde_json::from_str(&self.ok(&["log", "--json"])).expect("log JSON");
+        log.as_array()
+            .expect("commits")
+            .iter()
+            .filter_map(|c| c["written"][year.to_string()].as_object())
+            .map(|tiles| tiles.keys().cloned().collect())
+            .collect()
+    }
+
     /// The failure journal files kept for this workspace's repositories, parsed.
     pub fn journal_entries(&self) -> Vec<serde_json::Value> {
         let dir = self.dir.path().join("data").join("journal");
