@@ -41,6 +41,16 @@ pub struct ConfigFile {
     pub retries: Option<u32>,
     #[serde(default)]
     pub s3: S3Settings,
+    #[serde(default)]
+    pub gcs: GcsSettings,
+}
+
+/// Settings of `gs://` sources.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GcsSettings {
+    /// Endpoint of GCS reads (default: `CPL_GS_ENDPOINT`, else Google's).
+    pub endpoint: Option<String>,
 }
 
 /// The user's config directory for tilecube.

@@ -49,6 +49,10 @@ pub struct Flags {
     /// Unsigned S3 access.
     #[arg(long, global = true)]
     pub s3_anonymous: bool,
+    /// Endpoint of gs:// sources (default: CPL_GS_ENDPOINT, else Google's); anonymous
+    /// reads with GS_NO_SIGN_REQUEST=YES.
+    #[arg(long, global = true)]
+    pub gcs_endpoint: Option<String>,
 }
 
 /// Settings resolved from flags, config file and defaults.
@@ -72,6 +76,9 @@ impl Settings {
         s3.path_style = g.s3_path_style.or(s3.path_style);
         if g.s3_anonymous {
             s3.anonymous = Some(true);
+        }
+        if let Some(ep) = &g.gcs_endpoint {
+            file.gcs.endpoint = Some(ep.clone());
         }
         let preset = match &file.preset {
             Some(p) => Preset::load(p)?,
@@ -108,6 +115,9 @@ impl Settings {
             .source
             .as_deref()
             .context("no source: pass --source or set `source` in the config file")?;
+        if let Some(ep) = &self.file.gcs.endpoint {
+            crate::source::remote::set_gcs_endpoint(ep);
+        }
         Ok(Source::new(root, &self.preset.source)?)
     }
 

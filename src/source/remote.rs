@@ -74,6 +74,30 @@ impl RemoteError {
     }
 }
 
+/// The Google Cloud Storage endpoint set by the settings (`--gcs-endpoint`, `[gcs]`), for
+/// this process: GDAL's `/vsigs/` reads and the list fetches use it alike.
+static GCS_ENDPOINT: std::sync::RwLock<Option<String>> = std::sync::RwLock::new(None);
+
+/// Point `gs://` reads at another endpoint (an emulator, a mirror, a proxy). GDAL's GCS
+/// endpoint is a process-wide setting, so this one is too. Without it, `CPL_GS_ENDPOINT`
+/// from the environment applies to both.
+pub fn set_gcs_endpoint(endpoint: &str) {
+    let endpoint = format!("{}/", endpoint.trim_end_matches('/'));
+    let _ = gdal::config::set_config_option("CPL_GS_ENDPOINT", &endpoint);
+    if let Ok(mut e) = GCS_ENDPOINT.write() {
+        *e = Some(endpoint);
+    }
+}
+
+/// The GCS endpoint in force: the settings', else `CPL_GS_ENDPOINT`.
+pub fn gcs_endpoint() -> Option<String> {
+    GCS_ENDPOINT
+        .read()
+        .ok()
+        .and_then(|e| e.clone())
+        .or_else(|| env("CPL_GS_ENDPOINT"))
+}
+
 fn env_flag(name: &str) -> bool {
     std::env::var(name)
         .map(|v| matches!(v.to_ascii_uppercase().as_str(), "YES" | "TRUE" | "1" | "ON"))
@@ -328,62 +352,70 @@ fn store_for(
         url: url.to_string(),
         message: error_chain(&e),
     };
-    let (store, path): (Box<dyn ObjectStore>, StorePath) =
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-            let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Some(ep) = env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL")) {
-                b = b
-                    .with_allow_http(ep.starts_with("http://"))
-                    .with_endpoint(ep)
-                    .with_virtual_hosted_style_request(false);
-            }
-            if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
-                b = b.with_region("us-east-1");
-            }
-            if env_flag("AWS_NO_SIGN_REQUEST") {
-                b = b.with_skip_signature(true);
-            }
-            if let Some(r) = retry.clone() {
-                b = b.with_retry(r);
-            }
-            (
-                Box::new(b.build().map_err(build_err)?),
-                StorePath::from(key),
-            )
-        } else if let Some(rest) = url.strip_prefix("gs://") {
-            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-            let mut b =
-                object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
-            if env_flag("GS_NO_SIGN_REQUEST") {
-                b = b.with_skip_signature(true);
-            }
-            if let Some(r) = retry.clone() {
-                b = b.with_retry(r);
-            }
-            (
-                Box::new(b.build().map_err(build_err)?),
-                StorePath::from(key),
-            )
-        } else if url.starts_with("http://") || url.starts_with("https://") {
-            let (base, key) = url
-                .rsplit_once('/')
-                .ok_or_else(|| RemoteError::BadUrl(url.to_string()))?;
-            let mut b = object_store::http::HttpBuilder::new()
-                .with_url(base)
+    let (store, path): (Box<dyn ObjectStore>, StorePath) = if let Some(rest) =
+        url.strip_prefix("s3://")
+    {
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(ep) = env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL")) {
+            b = b
+                .with_allow_http(ep.starts_with("http://"))
+                .with_endpoint(ep)
+                .with_virtual_hosted_style_request(false);
+        }
+        if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
+            b = b.with_region("us-east-1");
+        }
+        if env_flag("AWS_NO_SIGN_REQUEST") {
+            b = b.with_skip_signature(true);
+        }
+        if let Some(r) = retry.clone() {
+            b = b.with_retry(r);
+        }
+        (
+            Box::new(b.build().map_err(build_err)?),
+            StorePath::from(key),
+        )
+    } else if let Some(rest) = url.strip_prefix("gs://") {
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut b =
+            object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+        if let Some(ep) = gcs_endpoint() {
+            b = b
+                .with_base_url(ep.trim_end_matches('/'))
                 .with_client_options(
-                    object_store::ClientOptions::new().with_allow_http(base.starts_with("http://")),
+                    object_store::ClientOptions::new().with_allow_http(ep.starts_with("http://")),
                 );
-            if let Some(r) = retry.clone() {
-                b = b.with_retry(r);
-            }
-            (
-                Box::new(b.build().map_err(build_err)?),
-                StorePath::from(key),
-            )
-        } else {
-            return Err(RemoteError::BadUrl(url.to_string()));
-        };
+        }
+        if env_flag("GS_NO_SIGN_REQUEST") {
+            b = b.with_skip_signature(true);
+        }
+        if let Some(r) = retry.clone() {
+            b = b.with_retry(r);
+        }
+        (
+            Box::new(b.build().map_err(build_err)?),
+            StorePath::from(key),
+        )
+    } else if url.starts_with("http://") || url.starts_with("https://") {
+        let (base, key) = url
+            .rsplit_once('/')
+            .ok_or_else(|| RemoteError::BadUrl(url.to_string()))?;
+        let mut b = object_store::http::HttpBuilder::new()
+            .with_url(base)
+            .with_client_options(
+                object_store::ClientOptions::new().with_allow_http(base.starts_with("http://")),
+            );
+        if let Some(r) = retry.clone() {
+            b = b.with_retry(r);
+        }
+        (
+            Box::new(b.build().map_err(build_err)?),
+            StorePath::from(key),
+        )
+    } else {
+        return Err(RemoteError::BadUrl(url.to_string()));
+    };
     Ok((store, path))
 }
 

@@ -2,6 +2,7 @@
 //! `tilecube` binary, and read-back of the cube through zarrs.
 #![allow(dead_code)]
 
+pub mod nginx;
 pub mod s3;
 
 use std::path::{Path, PathBuf};
