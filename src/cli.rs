@@ -206,10 +206,17 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     }
     let options = settings.write_options(args.threads, args.commit_every)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    // Progress goes to stderr (the --json report goes to stdout).
+    // Progress goes to stderr (the --json report goes to stdout): one live line on a
+    // terminal, a line per tile on a pipe, in a log or with --json.
+    let live = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let printer = tokio::spawn(async move {
+        let mut line = crate::progress::Line::default();
         while let Some(ev) = rx.recv().await {
-            print_event(&ev);
+            if live {
+                line.on_event(&ev, &mut std::io::stderr().lock());
+            } else {
+                print_event(&ev);
+            }
         }
     });
     let cancel = Arc::new(AtomicBool::new(false));

@@ -6,6 +6,7 @@
 
 mod bench;
 mod cli;
+mod progress;
 mod tui;
 
 use clap::Parser;

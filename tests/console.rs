@@ -724,3 +724,30 @@ async fn the_console_shows_inconsistent_tiles() {
     tmux.keys(&["q"]);
     tmux.wait_for("CONSOLE-EXITED 0");
 }
+
+#[test]
+fn a_headless_write_on_a_terminal_shows_one_live_progress_line() {
+    let (w, _) = slow_row("");
+    let cmd = format!(
+        "TILECUBE_DATA_DIR={} {} --config {} write --all --year 2000; echo WRITE-EXITED $?; sleep 60",
+        w.dir.path().join("data").display(),
+        env!("CARGO_BIN_EXE_tilecube"),
+        w.dir.path().join("config.toml").display()
+    );
+    let tmux = Tmux::start(&cmd);
+    // While it runs: the line counts up in place.
+    let s = tmux.wait_for("tiles ");
+    assert!(s.contains("writing 10 tiles on"), "{s}");
+    let s = tmux.wait_for("WRITE-EXITED 0");
+    assert!(s.contains("tiles 10/10") && s.contains("failed 0"), "{s}");
+    assert!(s.contains("10 tiles written, 0 failed"), "{s}");
+    let lines = s
+        .lines()
+        .filter(|l| l.contains("tiles ") && l.contains("MB/s"))
+        .count();
+    assert_eq!(lines, 1, "one progress line, redrawn in place: {s}");
+    assert!(
+        !s.contains("2000/80N_180W:"),
+        "no per-tile lines on a terminal: {s}"
+    );
+}
