@@ -281,34 +281,8 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
 }
 
 fn print_event(ev: &Event) {
-    match ev {
-        Event::Started { tiles, threads } => {
-            eprintln!("writing {tiles} tiles on {threads} threads")
-        }
-        Event::TileWritten {
-            year,
-            tile,
-            chunks_stored,
-            bytes,
-            ..
-        } => eprintln!(
-            "  {year}/{tile}: {chunks_stored} chunks, {:.1} MB",
-            *bytes as f64 / 1e6
-        ),
-        Event::TileFailed {
-            year, tile, error, ..
-        } => eprintln!("  {year}/{tile}: FAILED: {error}"),
-        Event::TileRetry {
-            year,
-            tile,
-            attempt,
-            error,
-        } => eprintln!("  {year}/{tile}: retry {attempt} after: {error}"),
-        Event::Committed {
-            snapshot, tiles, ..
-        } => eprintln!("committed {tiles} tiles as {snapshot}"),
-        Event::Warning { message } => eprintln!("warning: {message}"),
-        _ => {}
+    if let Some(line) = crate::progress::event_line(ev) {
+        eprintln!("{line}");
     }
 }
 

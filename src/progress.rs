@@ -46,39 +46,29 @@ impl Line {
     /// Take one event; print what it says to `out` (the line redrawn, or a line above it).
     pub fn on_event(&mut self, ev: &Event, out: &mut impl Write) {
         let now = Instant::now();
-        let above = match ev {
-            Event::Started { tiles, threads } => {
+        match ev {
+            Event::Started { tiles, .. } => {
                 self.started = Some(now);
                 self.total = *tiles;
-                Some(format!("writing {tiles} tiles on {threads} threads"))
             }
             Event::TileWritten { pixel_bytes, .. } => {
                 self.done += 1;
                 self.pixel_bytes += pixel_bytes;
-                None
             }
-            Event::TileFailed {
-                year, tile, error, ..
-            } => {
+            Event::TileFailed { .. } => {
                 self.done += 1;
                 self.failed += 1;
-                Some(format!("  {year}/{tile}: FAILED: {error}"))
             }
-            Event::TileRetry {
-                year,
-                tile,
-                attempt,
-                error,
-            } => Some(format!("  {year}/{tile}: retry {attempt} after: {error}")),
-            Event::Committed {
-                snapshot, tiles, ..
-            } => Some(format!("committed {tiles} tiles as {snapshot}")),
-            Event::Warning { message } => Some(format!("warning: {message}")),
             Event::Finished { .. } => {
                 let _ = writeln!(out, "\r\x1b[K{}", self.text(now));
                 return;
             }
-            _ => None,
+            _ => {}
+        }
+        // Every event but a written tile keeps its line, above the live one.
+        let above = match ev {
+            Event::TileWritten { .. } => None,
+            ev => event_line(ev),
         };
         let due = self
             .drawn
@@ -93,6 +83,38 @@ impl Line {
         let _ = out.flush();
         self.drawn = Some(now);
     }
+}
+
+/// The line an event prints on its own (on a pipe, every one of them; on a terminal, all but
+/// the written tiles, which the live line counts).
+pub fn event_line(ev: &Event) -> Option<String> {
+    Some(match ev {
+        Event::Started { tiles, threads } => format!("writing {tiles} tiles on {threads} threads"),
+        Event::TileWritten {
+            year,
+            tile,
+            chunks_stored,
+            bytes,
+            ..
+        } => format!(
+            "  {year}/{tile}: {chunks_stored} chunks, {:.1} MB",
+            *bytes as f64 / 1e6
+        ),
+        Event::TileFailed {
+            year, tile, error, ..
+        } => format!("  {year}/{tile}: FAILED: {error}"),
+        Event::TileRetry {
+            year,
+            tile,
+            attempt,
+            error,
+        } => format!("  {year}/{tile}: retry {attempt} after: {error}"),
+        Event::Committed {
+            snapshot, tiles, ..
+        } => format!("committed {tiles} tiles as {snapshot}"),
+        Event::Warning { message } => format!("warning: {message}"),
+        _ => return None,
+    })
 }
 
 fn hms(d: Duration) -> String {

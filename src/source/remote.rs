@@ -228,36 +228,12 @@ fn classify_store_error(url: &str, e: object_store::Error) -> RemoteError {
         _ => {}
     }
     let message = error_chain(&e);
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(c) = cause {
-        if let Some(h) = c.downcast_ref::<object_store::client::HttpError>() {
-            use object_store::client::HttpErrorKind as K;
-            let kind = match h.kind() {
-                K::Connect => Some(NetworkKind::Connect),
-                K::Timeout => Some(NetworkKind::Timeout),
-                K::Interrupted => Some(NetworkKind::Interrupted),
-                K::Request => Some(NetworkKind::Request),
-                K::Decode => Some(NetworkKind::Decode),
-                _ => None,
-            };
-            if let Some(kind) = kind {
-                return RemoteError::Network {
-                    url: url.to_string(),
-                    kind,
-                    message,
-                };
-            }
-        }
-        if let Some(io) = c.downcast_ref::<std::io::Error>()
-            && let Some(kind) = io_kind(io.kind())
-        {
-            return RemoteError::Network {
-                url: url.to_string(),
-                kind,
-                message,
-            };
-        }
-        cause = c.source();
+    if let Some(kind) = network_kind(&e) {
+        return RemoteError::Network {
+            url: url.to_string(),
+            kind,
+            message,
+        };
     }
     match status_in_message(&message) {
         Some(status) => from_status(url, status, None),
@@ -266,6 +242,33 @@ fn classify_store_error(url: &str, e: object_store::Error) -> RemoteError {
             message,
         },
     }
+}
+
+/// The network trouble in an error's chain, told by the typed cause: the object store's
+/// HTTP error kind or an I/O error's kind. `None` when no cause is one of these.
+fn network_kind(e: &(dyn std::error::Error + 'static)) -> Option<NetworkKind> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<object_store::client::HttpError>() {
+            use object_store::client::HttpErrorKind as K;
+            match h.kind() {
+                K::Connect => return Some(NetworkKind::Connect),
+                K::Timeout => return Some(NetworkKind::Timeout),
+                K::Interrupted => return Some(NetworkKind::Interrupted),
+                K::Request => return Some(NetworkKind::Request),
+                K::Decode => return Some(NetworkKind::Decode),
+                _ => {}
+            }
+        }
+        if let Some(kind) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io_kind(io.kind()))
+        {
+            return Some(kind);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// Network trouble told by an I/O error's kind.
@@ -294,20 +297,11 @@ fn status_in_message(message: &str) -> Option<u16> {
 /// by their kind, I/O errors by theirs, object-store errors by their variant and status.
 /// `None` when no cause in the chain is one of these.
 pub fn transient_cause(e: &(dyn std::error::Error + 'static)) -> Option<bool> {
+    if let Some(kind) = network_kind(e) {
+        return Some(kind != NetworkKind::Decode);
+    }
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
-        if let Some(h) = c.downcast_ref::<object_store::client::HttpError>() {
-            use object_store::client::HttpErrorKind as K;
-            return Some(matches!(
-                h.kind(),
-                K::Connect | K::Timeout | K::Interrupted | K::Request
-            ));
-        }
-        if let Some(io) = c.downcast_ref::<std::io::Error>()
-            && io_kind(io.kind()).is_some()
-        {
-            return Some(true);
-        }
         if let Some(r) = c.downcast_ref::<RemoteError>() {
             return Some(r.is_transient());
         }

@@ -74,7 +74,6 @@ struct Runtime {
     done: mpsc::UnboundedSender<Done>,
     /// The running write, if any.
     write_task: Option<tokio::task::JoinHandle<()>>,
-    source: Option<tilecube::source::Source>,
 }
 
 async fn run_async(settings: &Settings) -> Result<i32> {
@@ -126,7 +125,6 @@ async fn run_async(settings: &Settings) -> Result<i32> {
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
     let mut rt = Runtime {
-        source: app.source.clone(),
         cube: Arc::new(cube),
         session,
         cancel: Arc::new(AtomicBool::new(false)),
@@ -263,7 +261,7 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             }
         }
         Action::Write(tiles) => {
-            let Some(source) = rt.source.clone() else {
+            let Some(source) = app.source.clone() else {
                 app.writing = false;
                 app.queued.clear();
                 app.status_line = "no source configured".into();
