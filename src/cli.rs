@@ -95,6 +95,10 @@ pub struct WriteArgs {
     /// Commit after this many finished tiles (default: config, else only at the end).
     #[arg(long)]
     pub commit_every: Option<usize>,
+    /// Commit whenever the session holds this many chunk references, so memory stays
+    /// bounded however long the run (default: config, else 200000; 0: no limit).
+    #[arg(long)]
+    pub commit_refs: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -204,7 +208,7 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     for r in &plan.rejected {
         eprintln!("error: {r}");
     }
-    let options = settings.write_options(args.threads, args.commit_every)?;
+    let options = settings.write_options(args.threads, args.commit_every, args.commit_refs)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // Progress goes to stderr (the --json report goes to stdout): one live line on a
     // terminal, a line per tile on a pipe, in a log or with --json.
@@ -309,7 +313,8 @@ fn glyph(name: &str) -> char {
 
 async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32> {
     let cube = settings.open_cube().await?;
-    let coverage: Coverage = cube.coverage().await?;
+    let head_id = cube.head().await?;
+    let coverage: Coverage = cube.coverage_of(&head_id).await?;
     let grid = cube.layout.grid();
     let source = settings.source().ok();
     let years: Vec<i32> = if years.is_empty() {
@@ -335,7 +340,7 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
             }
         }
     }
-    let head = cube.head().await?.to_string();
+    let head = head_id.to_string();
     let journal = Journal::load_or_report(&cube.location.key(), |w| eprintln!("warning: {w}"));
     let failed: BTreeMap<(i32, TileName), &tilecube::ingest::JournalEntry> = journal
         .by_tile()
@@ -518,6 +523,7 @@ async fn demo(settings: &Settings, dir: Option<PathBuf>, pixels: u64) -> Result<
         failed: false,
         threads: None,
         commit_every: Some(100),
+        commit_refs: None,
         json: false,
     };
     let code = write(&demo_settings, &args).await?;

@@ -1,7 +1,8 @@
 //! tilecube: assemble analysis-ready raster datacubes in Icechunk from tiled GeoTIFFs.
 //!
 //! This library is the engine — [`grid`], [`preset`], [`source`], [`cube`], [`ingest`] — and
-//! the settings that drive it ([`config`]). It knows nothing of terminals: it reports progress
+//! the settings that drive it ([`config`]); [`netem`] is the bench's and the tests' way to put a
+//! local server a round trip away. It knows nothing of terminals: it reports progress
 //! as [`ingest::Event`]s on a channel. The headless CLI, the console and the benchmark are
 //! modules of the `tilecube` binary, thin faces over this library; nothing here depends on
 //! them.
@@ -11,6 +12,7 @@ pub mod cube;
 pub mod demo;
 pub mod grid;
 pub mod ingest;
+pub mod netem;
 pub mod preset;
 pub mod source;
 

@@ -751,3 +751,89 @@ fn a_headless_write_on_a_terminal_shows_one_live_progress_line() {
         "no per-tile lines on a terminal: {s}"
     );
 }
+
+#[test]
+fn the_console_draws_at_once_and_shows_loading_until_the_coverage_arrives() {
+    // A cube on the test S3 server, a long round trip away: opening it and reading its
+    // head's tiles takes seconds, and the console must draw its frame at once, say it is
+    // loading, and fill the grid in when the coverage arrives.
+    let moto = common::s3::Moto::start();
+    moto.create_bucket("cubes");
+    let w = Work::new();
+    let names = ["80N_180W", "80N_170W"];
+    for t in names {
+        w.tile(2000, t, Flaw::None);
+    }
+    w.list(2000, &names, "");
+    let env = moto.env();
+    for args in [
+        vec!["--repo", "s3://cubes/far", "init"],
+        vec![
+            "--repo",
+            "s3://cubes/far",
+            "write",
+            "--all",
+            "--year",
+            "2000",
+        ],
+    ] {
+        let out = w.run_with(&args, &env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let upstream = moto.endpoint.trim_start_matches("http://").parse().unwrap();
+    let proxy = rt
+        .block_on(tilecube::netem::LatencyProxy::start(
+            upstream,
+            Duration::from_millis(400),
+        ))
+        .expect("proxy");
+    let exports: String = env
+        .iter()
+        .filter(|(k, _)| *k != "AWS_ENDPOINT_URL")
+        .map(|(k, v)| format!("{k}={v} "))
+        .collect();
+    let cmd = format!(
+        "{exports}AWS_ENDPOINT_URL={} TILECUBE_DATA_DIR={} {} --config {} --repo s3://cubes/far tui; echo CONSOLE-EXITED $?; sleep 60",
+        proxy.url(),
+        w.dir.path().join("data").display(),
+        env!("CARGO_BIN_EXE_tilecube"),
+        w.dir.path().join("config.toml").display()
+    );
+    let start = Instant::now();
+    let tmux = Tmux::start(&cmd);
+    let mut loading_seen = None;
+    let done = loop {
+        let s = tmux.screen();
+        if s.contains("loading") {
+            loading_seen.get_or_insert_with(|| (start.elapsed(), s.clone()));
+        }
+        if s.contains("1:2000 2/2") {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the grid never completed:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (at, screen) = loading_seen.expect("a loading state shown before the grid completed");
+    eprintln!(
+        "loading shown after {at:?}, grid complete after {:?}",
+        start.elapsed()
+    );
+    assert!(screen.contains("tilecube"), "the frame is drawn: {screen}");
+    assert!(screen.contains("s3://cubes/far @ main"), "{screen}");
+    assert!(
+        screen.contains("…/2") || screen.contains("~"),
+        "tiles show as loading, not as unwritten: {screen}"
+    );
+    assert!(done.contains("80N # # "), "{done}");
+    assert!(!done.contains("loading"), "{done}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("CONSOLE-EXITED 0");
+}

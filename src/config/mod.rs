@@ -38,6 +38,7 @@ pub struct ConfigFile {
     pub max_uploads: Option<usize>,
     pub commit_every: Option<usize>,
     pub commit_minutes: Option<f64>,
+    pub commit_refs: Option<usize>,
     pub retries: Option<u32>,
     #[serde(default)]
     pub s3: S3Settings,
@@ -61,6 +62,21 @@ pub fn project_dirs() -> Option<directories::ProjectDirs> {
 /// The default config file path (it need not exist).
 pub fn default_config_path() -> Option<PathBuf> {
     project_dirs().map(|d| d.config_dir().join("config.toml"))
+}
+
+/// The user's cache directory for tilecube (coverage of snapshots already read):
+/// `TILECUBE_CACHE_DIR`, else `cache` inside a relocated `TILECUBE_DATA_DIR`, else the
+/// platform's cache dir.
+pub fn cache_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("TILECUBE_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Ok(dir) = std::env::var("TILECUBE_DATA_DIR") {
+        return PathBuf::from(dir).join("cache");
+    }
+    project_dirs()
+        .map(|d| d.cache_dir().to_path_buf())
+        .unwrap_or_else(|| std::env::temp_dir().join("tilecube-cache"))
 }
 
 /// The user's data directory for tilecube (demo cube, failure journal).

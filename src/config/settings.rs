@@ -12,7 +12,7 @@ use clap::Args;
 
 use super::ConfigFile;
 use crate::cube::{Cube, RepoLocation, SpecVersion};
-use crate::ingest::{DEFAULT_COMMIT_INTERVAL, IngestOptions};
+use crate::ingest::{DEFAULT_COMMIT_INTERVAL, DEFAULT_COMMIT_REFS, IngestOptions};
 use crate::preset::Preset;
 use crate::source::Source;
 
@@ -138,18 +138,21 @@ impl Settings {
         Ok(threads)
     }
 
-    /// Options of a headless write: checkpoints every `commit_every` tiles (flag, else
-    /// config) and every `commit_minutes` (default ten), and a final commit.
+    /// Options of a headless write: checkpoints every `commit_every` tiles and whenever the
+    /// session holds `commit_refs` chunk references (flag, else config, else
+    /// [`DEFAULT_COMMIT_REFS`]), every `commit_minutes` (default ten), and a final commit.
     pub fn write_options(
         &self,
         threads: Option<usize>,
         commit_every: Option<usize>,
+        commit_refs: Option<usize>,
     ) -> Result<IngestOptions> {
         let f = &self.file;
         Ok(IngestOptions {
             threads: self.threads(threads)?,
             max_uploads: f.max_uploads.unwrap_or(32),
             commit_every: commit_every.or(f.commit_every).unwrap_or(0),
+            commit_refs: commit_refs.or(f.commit_refs).unwrap_or(DEFAULT_COMMIT_REFS),
             commit_interval: Some(f.commit_interval().unwrap_or(DEFAULT_COMMIT_INTERVAL)),
             attempts: f.retries.unwrap_or(3),
             ..IngestOptions::default()
@@ -161,7 +164,7 @@ impl Settings {
     pub fn console_options(&self) -> Result<IngestOptions> {
         Ok(IngestOptions {
             final_commit: false,
-            ..self.write_options(None, None)?
+            ..self.write_options(None, None, None)?
         })
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use icechunk::format::snapshot::SnapshotProperties;
+use icechunk::format::snapshot::{SnapshotInfo, SnapshotProperties};
 use icechunk::repository::VersionInfo;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -42,6 +42,19 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// A commit of the ancestry, with the tiles its snapshot properties record.
+    pub(crate) fn from_info(info: SnapshotInfo) -> Self {
+        let (written, init) = parse_written(&info.metadata);
+        Commit {
+            id: info.id.to_string(),
+            parent: info.parent_id.map(|p| p.to_string()),
+            time: info.flushed_at,
+            message: info.message,
+            written,
+            init,
+        }
+    }
+
     /// Number of tiles this commit wrote.
     pub fn tile_count(&self) -> usize {
         self.written.values().map(|t| t.len()).sum()
@@ -96,7 +109,7 @@ pub fn written_properties(written: &WrittenTiles) -> SnapshotProperties {
     props
 }
 
-fn parse_written(props: &SnapshotProperties) -> (WrittenTiles, bool) {
+pub(crate) fn parse_written(props: &SnapshotProperties) -> (WrittenTiles, bool) {
     let mut out = WrittenTiles::new();
     let Some(ours) = props.get(props_key()) else {
         return (out, false);
@@ -130,26 +143,39 @@ impl Cube {
             .try_collect()
             .await
             .map_err(|e| CubeError::icechunk("reading the history", e))?;
-        Ok(infos
-            .into_iter()
-            .map(|info| {
-                let (written, init) = parse_written(&info.metadata);
-                Commit {
-                    id: info.id.to_string(),
-                    parent: info.parent_id.map(|p| p.to_string()),
-                    time: info.flushed_at,
-                    message: info.message,
-                    written,
-                    init,
-                }
-            })
-            .collect())
+        Ok(infos.into_iter().map(Commit::from_info).collect())
     }
 
     /// The branch's ancestry, newest first.
     pub async fn history(&self) -> Result<Vec<Commit>, CubeError> {
         self.history_of(&VersionInfo::BranchTipRef(self.branch.clone()))
             .await
+    }
+
+    /// The branch's ancestry, newest first, reading only the commits newer than `known` (an
+    /// ancestry read before, newest first): on a repository that walks snapshots one by one
+    /// a refresh costs the new commits, not the whole history. When the branch no longer
+    /// descends from `known`'s newest commit, the whole ancestry is read.
+    pub async fn history_since(&self, known: &[Commit]) -> Result<Vec<Commit>, CubeError> {
+        let Some(top) = known.first() else {
+            return self.history().await;
+        };
+        let reading = |e| CubeError::icechunk("reading the history", e);
+        let mut stream = Box::pin(
+            self.repo
+                .ancestry(&VersionInfo::BranchTipRef(self.branch.clone()))
+                .await
+                .map_err(reading)?,
+        );
+        let mut out = Vec::new();
+        while let Some(info) = stream.try_next().await.map_err(reading)? {
+            if info.id.to_string() == top.id {
+                out.extend_from_slice(known);
+                break;
+            }
+            out.push(Commit::from_info(info));
+        }
+        Ok(out)
     }
 
     /// The tiles recorded as written in an ancestry (newest first), with the snapshot that

@@ -6,6 +6,7 @@
 //! present in a snapshot say which regions hold data.
 
 mod coverage;
+mod coverage_cache;
 mod error;
 mod history;
 mod layout;
@@ -17,7 +18,7 @@ mod snapshots;
 mod verify;
 mod writer;
 
-pub use coverage::{Coverage, TileState};
+pub use coverage::{ChunkCounts, Coverage, CoverageCache, TileState};
 pub use error::{BoxError, CubeError};
 pub use history::{Commit, TileRecord, WrittenTiles, commit_message, written_properties};
 pub use layout::{Layout, SPATIAL_REF_ATTRS_KEY};

@@ -20,7 +20,7 @@ use zarrs_icechunk::AsyncIcechunkStore;
 
 use super::layout::{LAYOUT_ATTR, Layout};
 use super::lock::RefLock;
-use super::{CubeError, RepoLocation};
+use super::{CoverageCache, CubeError, RepoLocation};
 
 /// Icechunk format version for new repositories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +57,8 @@ pub struct Cube {
     pub repo: Arc<Repository>,
     pub layout: Layout,
     pub branch: String,
+    /// Coverage of snapshots already read, by snapshot id.
+    pub coverage_cache: CoverageCache,
 }
 
 /// Number of attempts to rebase a commit over concurrent commits to the branch.
@@ -158,6 +160,7 @@ impl Cube {
             repo
         };
         let cube = Self {
+            coverage_cache: CoverageCache::for_repository(&location.key()),
             location,
             repo: Arc::new(repo),
             layout,
@@ -209,6 +212,7 @@ impl Cube {
                 location: location.to_string(),
             })?;
         Ok(Self {
+            coverage_cache: CoverageCache::for_repository(&location.key()),
             location,
             repo: Arc::new(repo),
             layout,

@@ -11,6 +11,7 @@
 //!   session at the new head.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use icechunk::format::Path;
 use icechunk::session::Session;
@@ -43,6 +44,8 @@ pub struct WriteSession {
     path: Path,
     session: RwLock<Session>,
     pending: std::sync::Mutex<WrittenTiles>,
+    /// Chunk references (set or removed) held by the session since its last commit.
+    pending_refs: AtomicU64,
 }
 
 impl WriteSession {
@@ -55,6 +58,7 @@ impl WriteSession {
             path,
             session: RwLock::new(cube.writable_session().await?),
             pending: std::sync::Mutex::new(WrittenTiles::new()),
+            pending_refs: AtomicU64::new(0),
         }))
     }
 
@@ -66,6 +70,11 @@ impl WriteSession {
     /// Tiles written and not yet committed.
     pub fn pending(&self) -> WrittenTiles {
         self.pending.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Chunk references the session holds since its last commit: what its memory grows with.
+    pub fn pending_refs(&self) -> u64 {
+        self.pending_refs.load(Ordering::SeqCst)
     }
 
     /// Whether tiles wait for a commit.
@@ -89,8 +98,10 @@ impl WriteSession {
         chunks: TileChunks,
     ) -> Result<u64, CubeError> {
         let stored = chunks.stored() as u64;
+        let refs = chunks.len() as u64;
         let mut s = self.session.write().await;
         chunks.record(&mut s, &self.path).await?;
+        self.pending_refs.fetch_add(refs, Ordering::SeqCst);
         if let Ok(mut p) = self.pending.lock() {
             p.entry(year).or_default().insert(tile, stored);
         }
@@ -115,6 +126,7 @@ impl WriteSession {
         if written.is_empty() {
             return Ok(None);
         }
+        let refs = self.pending_refs.swap(0, Ordering::SeqCst);
         let message = message
             .map(str::to_string)
             .unwrap_or_else(|| commit_message(&written));
@@ -122,6 +134,7 @@ impl WriteSession {
         let id = match super::repo::commit(&self.cube, &mut s, &message, props).await {
             Ok(id) => id,
             Err(e) => {
+                self.pending_refs.fetch_add(refs, Ordering::SeqCst);
                 if let Ok(mut p) = self.pending.lock() {
                     for (year, tiles) in written {
                         p.entry(year).or_default().extend(tiles);

@@ -35,6 +35,23 @@ pub enum Command {
     Quit,
 }
 
+impl Command {
+    /// Whether the command acts on the repository, and so waits until it is open and its
+    /// head's tiles are read (moving, changing year, help and quitting never wait).
+    pub fn needs_repository(self) -> bool {
+        matches!(
+            self,
+            Self::SelectAll
+                | Self::Write
+                | Self::Commit
+                | Self::QuickLook
+                | Self::Open
+                | Self::Diff
+                | Self::Tag
+        )
+    }
+}
+
 /// Where a key acts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {

@@ -6,7 +6,9 @@
 //! runs each action as a task off the UI loop (through engine functions only), feeds the
 //! results back as messages, and redraws at a steady rate.
 //!
-//! Invariant: however the console ends — the operator's quit, a signal, the terminal gone
+//! Invariants: the first frame never waits for storage: the repository is opened, its
+//! head's tiles read and the source's lists fetched in tasks of their own, and the grid
+//! fills in as they arrive (loading shown until then). However the console ends — the operator's quit, a signal, the terminal gone
 //! (a dropped SSH link), a panic — running tiles stop at their next strip and, unless the
 //! operator chose to quit, every finished tile is committed before the process leaves; only
 //! then is the terminal restored (as far as it still exists).
@@ -32,8 +34,9 @@ use tokio::sync::mpsc;
 
 use state::{App, Browse, Exit, Failure};
 use tilecube::config::{Settings, io_runtime};
-use tilecube::cube::{Cube, WriteSession};
+use tilecube::cube::{Cube, Layout, WriteSession};
 use tilecube::error_chain;
+use tilecube::grid::Grid;
 use tilecube::ingest::{self, Event, EventSink, IngestOptions, Journal, Selection};
 use update::{Action, Done, Msg};
 
@@ -63,10 +66,11 @@ pub fn run(settings: &Settings) -> Result<i32> {
     io_runtime()?.block_on(run_async(settings))
 }
 
-/// What the runtime holds besides the state: the engine handles and the channels back.
+/// What the runtime holds besides the state: the engine handles (once the repository is
+/// open) and the channels back.
 struct Runtime {
-    cube: Arc<Cube>,
-    session: Arc<WriteSession>,
+    cube: Option<Arc<Cube>>,
+    session: Option<Arc<WriteSession>>,
     cancel: Arc<AtomicBool>,
     write_options: IngestOptions,
     journal_key: String,
@@ -76,33 +80,30 @@ struct Runtime {
     write_task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// The repository opened, with a write session on its branch.
+type Opened = Result<(Cube, Arc<WriteSession>), String>;
+
 async fn run_async(settings: &Settings) -> Result<i32> {
-    let cube = settings.open_cube().await?;
+    let location = settings.location()?;
     let write_options = settings.console_options()?;
+    // Until the repository is open, the grid and years are the preset's: the same as the
+    // cube's unless it was laid out with another preset, and replaced once it is read.
+    let grid = Grid::from_preset(&settings.preset, settings.tile_pixels)?;
+    let years = Layout::new(&settings.preset, &grid).years;
     let mut app = App::new(
-        cube.location.to_string(),
-        cube.branch.clone(),
-        cube.layout.grid(),
-        cube.layout.years.clone(),
+        location.to_string(),
+        settings.branch.clone(),
+        grid,
+        years,
         write_options.threads,
     );
+    app.loading = Some(format!("opening {location}"));
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     app.source = settings.source().ok();
-    if let Some(src) = &app.source {
-        for &y in &app.years.clone() {
-            match src.tile_list(y, &app.grid).await {
-                Ok(list) => {
-                    app.listed.insert(y, list.tiles.into_iter().collect());
-                }
-                // A dataset need not have every year: that year shows no listed tile.
-                Err(tilecube::source::SourceError::NoList { .. }) => {}
-                Err(e) => app.status_line = error_chain(&e),
-            }
-        }
-    } else {
+    if app.source.is_none() {
         app.status_line = "no source configured: pass --source to list and write tiles".into();
     }
-    let journal_key = cube.location.key();
+    let journal_key = location.key();
     let journal = Journal::load_or_report(&journal_key, |w| app.status_line = w);
     for e in journal.failed {
         app.failed.insert(
@@ -113,27 +114,51 @@ async fn run_async(settings: &Settings) -> Result<i32> {
             },
         );
     }
-    app.coverage = cube.coverage().await?;
-    app.history = cube.history().await?;
-    app.head = cube.head().await.ok().map(|s| s.to_string());
     app.show_logs = true;
 
     let _ = tui_logger::init_logger(log::LevelFilter::Info);
     tui_logger::set_default_level(log::LevelFilter::Info);
 
-    let session = WriteSession::open(&cube).await?;
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
     let mut rt = Runtime {
-        cube: Arc::new(cube),
-        session,
+        cube: None,
+        session: None,
         cancel: Arc::new(AtomicBool::new(false)),
         write_options,
         journal_key,
         events: ev_tx,
-        done: done_tx,
+        done: done_tx.clone(),
         write_task: None,
     };
+
+    // Off the UI task: open the repository (then its head's tiles are read, as a refresh)
+    // and read the source's lists, each year as it comes.
+    let (open_tx, open_rx) = tokio::sync::oneshot::channel::<Opened>();
+    let opening = settings.clone();
+    tokio::spawn(async move {
+        let r = async {
+            let cube = opening.open_cube().await?;
+            let session = WriteSession::open(&cube).await?;
+            Ok::<_, anyhow::Error>((cube, session))
+        }
+        .await;
+        let _ = open_tx.send(r.map_err(|e| format!("{e:#}")));
+    });
+    if let Some(source) = app.source.clone() {
+        let (years, grid, tx) = (app.years.clone(), app.grid.clone(), done_tx);
+        tokio::spawn(async move {
+            for year in years {
+                let tiles = match source.tile_list(year, &grid).await {
+                    Ok(list) => Ok(list.tiles),
+                    // A dataset need not have every year: that year shows no listed tile.
+                    Err(tilecube::source::SourceError::NoList { .. }) => Ok(Vec::new()),
+                    Err(e) => Err(error_chain(&e)),
+                };
+                let _ = tx.send(Done::Listed { year, tiles });
+            }
+        });
+    }
 
     // The terminal: raw mode on the alternate screen, restored on every way out.
     terminal::enable_raw_mode().map_err(|e| anyhow::anyhow!("terminal raw mode: {e}"))?;
@@ -151,12 +176,22 @@ async fn run_async(settings: &Settings) -> Result<i32> {
     let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     let _ = term.clear();
 
-    let outcome =
-        std::panic::AssertUnwindSafe(event_loop(&mut term, &mut app, &mut rt, ev_rx, done_rx))
-            .catch_unwind()
-            .await;
+    let channels = Channels {
+        events: ev_rx,
+        done: done_rx,
+        opened: open_rx,
+    };
+    let outcome = std::panic::AssertUnwindSafe(event_loop(&mut term, &mut app, &mut rt, channels))
+        .catch_unwind()
+        .await;
     let exit = match outcome {
-        Ok(Ok(())) => app.exit.unwrap_or(Exit::Quit),
+        Ok(Ok(Some(open_error))) => {
+            drop(term);
+            drop(guard);
+            eprintln!("error: {open_error}");
+            return Ok(2);
+        }
+        Ok(Ok(None)) => app.exit.unwrap_or(Exit::Quit),
         Ok(Err(e)) => {
             log::error!("console: {e:#}");
             Exit::TerminalLost
@@ -180,19 +215,36 @@ async fn shut_down(rt: &mut Runtime, exit: Exit) -> Result<(), String> {
     if let Some(task) = rt.write_task.take() {
         let _ = tokio::time::timeout(STOP_WAIT, task).await;
     }
-    if exit.commits_finished_tiles() && rt.session.has_pending() {
-        rt.session.commit(None).await.map_err(|e| error_chain(&e))?;
+    if let Some(session) = &rt.session
+        && exit.commits_finished_tiles()
+        && session.has_pending()
+    {
+        session.commit(None).await.map_err(|e| error_chain(&e))?;
     }
     Ok(())
 }
 
+/// What the event loop listens to besides keys, ticks and signals.
+struct Channels {
+    events: mpsc::UnboundedReceiver<Event>,
+    done: mpsc::UnboundedReceiver<Done>,
+    opened: tokio::sync::oneshot::Receiver<Opened>,
+}
+
+/// Run the console until it is to leave; `Some(reason)` when the repository could not be
+/// opened.
 async fn event_loop(
     term: &mut Terminal<CrosstermBackend<Stdout>>,
     app: &mut App,
     rt: &mut Runtime,
-    mut ev_rx: mpsc::UnboundedReceiver<Event>,
-    mut done_rx: mpsc::UnboundedReceiver<Done>,
-) -> Result<()> {
+    channels: Channels,
+) -> Result<Option<String>> {
+    let Channels {
+        events: mut ev_rx,
+        done: mut done_rx,
+        opened: mut open_rx,
+    } = channels;
+    let mut opening = true;
     // Keys come from a thread of their own, so a busy runtime never delays them; a terminal
     // that cannot be read any more is a lost terminal.
     let (key_tx, mut key_rx) = mpsc::unbounded_channel::<Msg>();
@@ -220,6 +272,19 @@ async fn event_loop(
 
     loop {
         let (msg, redraw_now) = tokio::select! {
+            opened = &mut open_rx, if opening => {
+                opening = false;
+                match opened {
+                    Ok(Ok((cube, session))) => {
+                        let (grid, years) = (cube.layout.grid(), cube.layout.years.clone());
+                        rt.cube = Some(Arc::new(cube));
+                        rt.session = Some(session);
+                        (Some(Msg::Done(Done::Opened { grid, years })), true)
+                    }
+                    Ok(Err(e)) => return Ok(Some(e)),
+                    Err(_) => return Ok(Some("opening the repository stopped".into())),
+                }
+            }
             Some(msg) = key_rx.recv() => (Some(msg), true),
             Some(ev) = ev_rx.recv() => (Some(Msg::Engine(ev)), false),
             Some(done) = done_rx.recv() => (Some(Msg::Done(done)), false),
@@ -235,7 +300,7 @@ async fn event_loop(
             }
         }
         if app.exit.is_some() {
-            return Ok(());
+            return Ok(None);
         }
         // Redraw at once after a key: the operator sees the answer within a frame. A draw
         // that fails means the terminal is gone.
@@ -243,7 +308,7 @@ async fn event_loop(
             for action in update::update(app, Msg::TerminalLost) {
                 run_action(action, app, rt);
             }
-            return Ok(());
+            return Ok(None);
         }
     }
 }
@@ -251,15 +316,25 @@ async fn event_loop(
 /// Run one action off the UI loop; its result comes back as a [`Done`] message.
 fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
     let tx = rt.done.clone();
-    let cube = Arc::clone(&rt.cube);
-    match action {
-        Action::Quit => {}
-        Action::Cancel => {
+    if matches!(action, Action::Quit | Action::Cancel) {
+        if let Action::Cancel = action {
             rt.cancel.store(true, Ordering::SeqCst);
             if app.exit.is_none() {
                 app.status_line = "cancelling: running tiles stop at the next strip".into();
             }
         }
+        return;
+    }
+    // Everything else acts on the repository; `update` asks for none of it while loading.
+    let (Some(cube), Some(session)) = (rt.cube.clone(), rt.session.clone()) else {
+        app.writing = false;
+        app.committing = false;
+        app.queued.clear();
+        app.status_line = "the repository is not open yet".into();
+        return;
+    };
+    match action {
+        Action::Quit | Action::Cancel => {}
         Action::Write(tiles) => {
             let Some(source) = app.source.clone() else {
                 app.writing = false;
@@ -268,7 +343,7 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
                 return;
             };
             rt.cancel.store(false, Ordering::SeqCst);
-            let (session, cancel) = (Arc::clone(&rt.session), Arc::clone(&rt.cancel));
+            let cancel = Arc::clone(&rt.cancel);
             let events = EventSink::new(rt.events.clone()).journaled(&rt.journal_key);
             let options = rt.write_options.clone();
             rt.write_task = Some(tokio::spawn(async move {
@@ -284,7 +359,6 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             }));
         }
         Action::Commit(message) => {
-            let session = Arc::clone(&rt.session);
             tokio::spawn(async move {
                 let r = session.commit(Some(&message)).await;
                 let _ = tx.send(Done::Commit(r.map_err(|e| error_chain(&e))));
@@ -324,7 +398,6 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             });
         }
         Action::QuickLook { year, tile } => {
-            let session = Arc::clone(&rt.session);
             tokio::spawn(async move {
                 let r = cube
                     .quicklook(session.snapshot().await, year, tile, 64)
@@ -333,14 +406,16 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             });
         }
         Action::Refresh => {
+            // Only what changed since the head shown is read: the coverage of a snapshot
+            // seen before is cached, and the history is read down to the commit shown.
+            let known = app.history.clone();
             tokio::spawn(async move {
                 let r = async {
-                    let fresh = cube.reopen().await?;
-                    let head = fresh.head().await.ok().map(|s| s.to_string());
+                    let head = cube.head().await?;
                     Ok::<_, tilecube::cube::CubeError>(Done::Refreshed {
-                        coverage: fresh.coverage().await?,
-                        history: fresh.history().await?,
-                        head,
+                        coverage: cube.coverage_of(&head).await?,
+                        history: cube.history_since(&known).await?,
+                        head: Some(head.to_string()),
                     })
                 }
                 .await;

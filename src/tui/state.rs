@@ -26,6 +26,8 @@ pub enum CellState {
     Failed,
     /// Recorded but its chunks are not all there, or chunks no commit recorded.
     Inconsistent,
+    /// Listed; whether the branch head holds it is still being read.
+    Loading,
 }
 
 impl CellState {
@@ -43,6 +45,7 @@ impl CellState {
             Self::Uncommitted => '+',
             Self::Failed => '!',
             Self::Inconsistent => '?',
+            Self::Loading => '~',
         }
     }
 
@@ -56,6 +59,7 @@ impl CellState {
             Self::Uncommitted => "written, not committed",
             Self::Failed => "failed",
             Self::Inconsistent => "inconsistent",
+            Self::Loading => "listed; reading the repository",
         }
     }
 }
@@ -210,6 +214,9 @@ pub struct App {
     pub source: Option<tilecube::source::Source>,
     /// Show the log panel (off in snapshot tests: it carries timestamps).
     pub show_logs: bool,
+    /// What is still being read before the grid is complete (the repository, its coverage),
+    /// shown instead of a blank screen; `None` once the branch head's coverage is in.
+    pub loading: Option<String>,
 }
 
 impl App {
@@ -244,6 +251,7 @@ impl App {
             quicklook: None,
             source: None,
             show_logs: false,
+            loading: None,
         }
     }
 
@@ -291,6 +299,7 @@ impl App {
         match self.coverage.state(year, tile) {
             Some(TileState::Written { .. }) => CellState::Written,
             Some(_) => CellState::Inconsistent,
+            None if self.is_listed(year, tile) && self.loading.is_some() => CellState::Loading,
             None if self.is_listed(year, tile) => CellState::Listed,
             None => CellState::NoTile,
         }

@@ -12,7 +12,7 @@ use tilecube::ingest::{Event, IngestReport};
 
 use super::keys::{self, Command, Scope};
 use super::state::{App, Browse, CellState, Exit, Failure, Focus, Popup};
-use tilecube::grid::{Cell, TileName};
+use tilecube::grid::{Cell, Grid, TileName};
 
 /// Everything that can happen to the console.
 #[derive(Debug)]
@@ -34,6 +34,16 @@ pub enum Msg {
 /// The results of background work.
 #[derive(Debug)]
 pub enum Done {
+    /// The repository is open: the cube's grid and years, as the repository lays them out.
+    Opened {
+        grid: Grid,
+        years: Vec<i32>,
+    },
+    /// A year's tile list was read from the source (or could not be).
+    Listed {
+        year: i32,
+        tiles: Result<Vec<TileName>, String>,
+    },
     /// The branch head's coverage and history, read afresh.
     Refreshed {
         coverage: Coverage,
@@ -106,11 +116,28 @@ fn stop(app: &mut App, exit: Exit) -> Vec<Action> {
 
 fn on_done(app: &mut App, done: Done) -> Vec<Action> {
     match done {
+        Done::Opened { grid, years } => {
+            if grid != app.grid {
+                app.cursor = Cell { col: 0, row: 0 };
+            }
+            app.grid = grid;
+            app.years = years;
+            app.year_index = app.year_index.min(app.years.len().saturating_sub(1));
+            app.loading = Some("reading the branch head's tiles".into());
+            return vec![Action::Refresh];
+        }
+        Done::Listed { year, tiles } => match tiles {
+            Ok(tiles) => {
+                app.listed.insert(year, tiles.into_iter().collect());
+            }
+            Err(e) => app.status_line = e,
+        },
         Done::Refreshed {
             coverage,
             history,
             head,
         } => {
+            app.loading = None;
             app.coverage = coverage;
             app.history = history;
             app.history_index = app.history_index.min(app.history.len().saturating_sub(1));
@@ -182,6 +209,13 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
     let Some(command) = keys::command(scope, &key, app.years.len()) else {
         return Vec::new();
     };
+    if app.loading.is_some() && command.needs_repository() {
+        app.status_line = format!(
+            "still loading ({}): this waits for the repository",
+            app.loading.as_deref().unwrap_or_default()
+        );
+        return Vec::new();
+    }
     match command {
         Command::Help => app.popup = Some(Popup::Help),
         Command::Quit => return ask_quit(app),
@@ -579,6 +613,58 @@ mod tests {
 
     fn t(s: &str) -> TileName {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn while_loading_the_console_moves_but_waits_to_act_on_the_repository() {
+        let mut a = app();
+        a.loading = Some("opening repo".into());
+        assert_eq!(a.cell_state(2000, t("80N_180W")), CellState::Loading);
+        assert_eq!(a.cell_state(2000, t("00N_000E")), CellState::NoTile);
+        on_key(&mut a, ch('l'));
+        assert_eq!(a.cursor, Cell { col: 1, row: 0 });
+        on_key(&mut a, ch('2'));
+        assert_eq!(a.year(), 2005);
+        on_key(&mut a, ch('1'));
+        on_key(&mut a, ch('a'));
+        assert!(a.selected.is_empty(), "select-all waits for the coverage");
+        assert!(a.status_line.contains("still loading"), "{}", a.status_line);
+        on_key(&mut a, ch('p'));
+        assert!(a.popup.is_none());
+
+        // The repository opens: its grid and years replace the preset's, and its head's
+        // coverage is asked for.
+        let grid = a.grid.clone();
+        let actions = update(
+            &mut a,
+            Msg::Done(Done::Opened {
+                grid,
+                years: vec![2000, 2005, 2010],
+            }),
+        );
+        assert_eq!(actions, vec![Action::Refresh]);
+        assert_eq!(a.years, vec![2000, 2005, 2010]);
+        assert!(a.loading.is_some());
+        update(
+            &mut a,
+            Msg::Done(Done::Listed {
+                year: 2005,
+                tiles: Ok(vec![t("00N_000E")]),
+            }),
+        );
+        assert!(a.is_listed(2005, t("00N_000E")));
+        update(
+            &mut a,
+            Msg::Done(Done::Refreshed {
+                coverage: Coverage::default(),
+                history: vec![],
+                head: Some("H".into()),
+            }),
+        );
+        assert!(a.loading.is_none());
+        assert_eq!(a.cell_state(2000, t("80N_180W")), CellState::Listed);
+        on_key(&mut a, ch('a'));
+        assert_eq!(a.selected.len(), 3, "select-all acts once loaded");
     }
 
     #[test]

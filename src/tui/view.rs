@@ -30,6 +30,7 @@ fn color_of(state: CellState) -> Color {
         CellState::Uncommitted => Color::Cyan,
         CellState::Failed => Color::Red,
         CellState::Inconsistent => Color::Magenta,
+        CellState::Loading => Color::DarkGray,
     }
 }
 
@@ -160,7 +161,10 @@ fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
     let mut spans = vec![];
     for (i, &y) in app.years.iter().enumerate() {
         let (w, l) = app.completeness(y);
-        let text = format!(" {}:{y} {w}/{l} ", i + 1);
+        let text = match app.loading {
+            Some(_) => format!(" {}:{y} …/{l} ", i + 1),
+            None => format!(" {}:{y} {w}/{l} ", i + 1),
+        };
         let s = if i == app.year_index {
             Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD)
         } else {
@@ -236,6 +240,8 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
             p.threads,
             app.queued.len()
         )
+    } else if let Some(what) = &app.loading {
+        format!("loading: {what}…")
     } else {
         app.status_line.clone()
     };
@@ -547,6 +553,16 @@ mod tests {
     fn both(name: &str, app: &App) {
         insta::assert_snapshot!(format!("{name}_80x24"), render(app, 80, 24));
         insta::assert_snapshot!(format!("{name}_160x48"), render(app, 160, 48));
+    }
+
+    #[test]
+    fn loading() {
+        // The first frame on a repository still being read: tiles listed, none known yet.
+        let mut a = app();
+        a.coverage = Coverage::default();
+        a.history.clear();
+        a.loading = Some("opening s3://bucket/cube".into());
+        both("loading", &a);
     }
 
     #[test]

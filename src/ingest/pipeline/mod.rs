@@ -38,6 +38,9 @@ pub struct IngestOptions {
     pub commit_every: usize,
     /// Commit when this long has passed since the last commit (with tiles to commit).
     pub commit_interval: Option<Duration>,
+    /// Commit when the session holds at least this many chunk references (0: no limit), so
+    /// memory follows the machine, not the length of the run.
+    pub commit_refs: usize,
     /// Attempts per tile for transient errors.
     pub attempts: u32,
     /// First retry delay; doubles each attempt, with jitter.
@@ -47,6 +50,10 @@ pub struct IngestOptions {
     /// Commit what is left at the end (the console leaves it to the operator).
     pub final_commit: bool,
 }
+
+/// Default limit of chunk references a session holds before a checkpoint: about 125 GLAD
+/// tiles of 1,600 chunks, some 80 MB of references, so a long write stays far below 512 MB.
+pub const DEFAULT_COMMIT_REFS: usize = 200_000;
 
 /// Default checkpoint interval: long ingests commit every ten minutes.
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(600);
@@ -60,6 +67,7 @@ impl Default for IngestOptions {
             max_uploads: 32,
             commit_every: 0,
             commit_interval: None,
+            commit_refs: DEFAULT_COMMIT_REFS,
             attempts: 3,
             retry_delay: Duration::from_millis(500),
             commit: true,

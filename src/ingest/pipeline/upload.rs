@@ -1,6 +1,7 @@
 //! The upload stage, on tokio: encoded chunks are uploaded with bounded concurrency; a tile
 //! whose chunks are all uploaded, and whose reader said it ended well, is recorded in the
-//! write session; checkpoints commit on count or time.
+//! write session; checkpoints commit on a count of tiles, a count of chunk references held
+//! by the session, or time.
 //!
 //! Invariants: at most `max_uploads` uploads run at once, and no message is taken from the
 //! reader while that many run (so the bounded channel holds the reader back); a tile is
@@ -208,6 +209,7 @@ impl Uploader {
         let due = o.commit
             && self.uncommitted > 0
             && ((o.commit_every > 0 && self.uncommitted >= o.commit_every)
+                || (o.commit_refs > 0 && self.session.pending_refs() >= o.commit_refs as u64)
                 || o.commit_interval
                     .is_some_and(|d| self.last_commit.elapsed() >= d));
         if !due {

@@ -20,6 +20,8 @@ use tilecube::grid::{Grid, TileName};
 use tilecube::preset::Preset;
 use tilecube::source::TileReader;
 
+mod scale;
+
 /// What to measure.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -46,6 +48,21 @@ pub struct BenchArgs {
     /// key presses.
     #[arg(long, default_value_t = 40)]
     pub keys: usize,
+    /// Full-scale mode instead: a cube of the GLAD shape with every land tile of every year
+    /// written (small pixels, the full 1,600 chunks a tile), then status, the console's first
+    /// frame and full grid, snapshot open, diff, one-tile writes and the long write's peak RSS.
+    #[arg(long)]
+    pub scale: bool,
+    /// With --scale: also measure on this S3 endpoint (e.g. a moto server), reached through a
+    /// proxy that adds --rtt-ms of round trip; credentials come from the AWS_* environment.
+    #[arg(long)]
+    pub scale_s3: Option<String>,
+    /// With --scale-s3: the round trip the proxy adds, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub rtt_ms: u64,
+    /// With --scale: land tiles per year (default: all 259).
+    #[arg(long)]
+    pub scale_tiles: Option<usize>,
 }
 
 fn cpu_thread() -> Duration {
@@ -68,12 +85,18 @@ struct ChildRun {
 }
 
 fn run_child(args: &[&str]) -> Result<ChildRun> {
+    run_child_env(args, &[])
+}
+
+/// [`run_child`] with extra environment.
+fn run_child_env(args: &[&str], env: &[(&str, String)]) -> Result<ChildRun> {
     let exe = std::env::current_exe().context("locating the tilecube binary")?;
     let errfile = tempfile_path("bench-stderr");
     let err = std::fs::File::create(&errfile)?;
     let start = Instant::now();
     let child = Command::new(exe)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(std::process::Stdio::null())
         .stderr(err)
         .spawn()
@@ -142,6 +165,9 @@ fn scratch(name: &str) -> Result<PathBuf> {
 /// Run the benchmark and print its figures.
 pub fn run(args: &BenchArgs) -> Result<()> {
     tilecube::gdal_setup();
+    if args.scale {
+        return scale::run(args);
+    }
     let preset = Preset::glad();
     let grid = Grid::from_preset(&preset, Some(args.pixels))?;
     let cache = args.cache.clone().unwrap_or_else(|| {

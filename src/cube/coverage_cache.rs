@@ -1,0 +1,183 @@
+//! The coverage cache: what a snapshot holds, kept on disk under the user cache dir, keyed
+//! by repository and snapshot id.
+//!
+//! Invariants:
+//! - snapshots never change, so an entry never goes stale: it is written once and only read
+//!   after that; a cached snapshot is opened, browsed and diffed without a request;
+//! - an entry is written atomically (a temporary file renamed over the name), so a reader
+//!   sees a whole entry or none; an entry that cannot be read is a miss, never an error;
+//! - the key is a hash of the repository's name (`RepoLocation::key`), which holds no
+//!   credential; entries hold tile names, states and snapshot ids only.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Coverage, TileState};
+use crate::grid::TileName;
+
+/// Format of an entry; entries of another version are misses.
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    format: u32,
+    tiles: Vec<EntryTile>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EntryTile {
+    year: i32,
+    tile: TileName,
+    #[serde(flatten)]
+    state: TileState,
+}
+
+/// The cache directory of one repository.
+#[derive(Debug, Clone)]
+pub struct CoverageCache {
+    dir: Option<PathBuf>,
+}
+
+/// A stable 64-bit FNV-1a hash, so the same repository maps to the same folder across runs
+/// and builds.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl CoverageCache {
+    /// The cache of the repository named `repo_key`, under the user cache dir.
+    pub fn for_repository(repo_key: &str) -> Self {
+        Self::at(crate::config::cache_dir(), repo_key)
+    }
+
+    /// The cache of a repository under `root`.
+    pub fn at(root: PathBuf, repo_key: &str) -> Self {
+        Self {
+            dir: Some(
+                root.join("coverage")
+                    .join(format!("{:016x}", fnv1a(repo_key))),
+            ),
+        }
+    }
+
+    /// A cache that keeps nothing.
+    pub fn disabled() -> Self {
+        Self { dir: None }
+    }
+
+    fn path(&self, snapshot: &str) -> Option<PathBuf> {
+        // Snapshot ids are base32; anything else is not a name to put on disk.
+        if snapshot.is_empty() || !snapshot.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return None;
+        }
+        Some(self.dir.as_ref()?.join(format!("{snapshot}.json")))
+    }
+
+    /// The coverage of a snapshot, if cached.
+    pub fn get(&self, snapshot: &str) -> Option<Coverage> {
+        let text = std::fs::read(self.path(snapshot)?).ok()?;
+        let entry: Entry = serde_json::from_slice(&text).ok()?;
+        (entry.format == FORMAT).then(|| Coverage {
+            tiles: entry
+                .tiles
+                .into_iter()
+                .map(|t| ((t.year, t.tile), t.state))
+                .collect(),
+        })
+    }
+
+    /// Keep the coverage of a snapshot. Failing to write is not an error: the next open
+    /// reads the snapshot again.
+    pub fn put(&self, snapshot: &str, coverage: &Coverage) {
+        let Some(path) = self.path(snapshot) else {
+            return;
+        };
+        let entry = Entry {
+            format: FORMAT,
+            tiles: coverage
+                .tiles
+                .iter()
+                .map(|(&(year, tile), state)| EntryTile {
+                    year,
+                    tile,
+                    state: state.clone(),
+                })
+                .collect(),
+        };
+        let Ok(bytes) = serde_json::to_vec(&entry) else {
+            return;
+        };
+        let Some(dir) = path.parent() else { return };
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        let tmp = dir.join(format!(
+            ".{snapshot}.{}.{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Coverage {
+        let t = |s: &str| s.parse::<TileName>().unwrap();
+        Coverage {
+            tiles: [
+                (
+                    (2000, t("70N_180W")),
+                    TileState::Written {
+                        chunks: 1600,
+                        snapshot: "ABC".into(),
+                    },
+                ),
+                (
+                    (2005, t("00N_000E")),
+                    TileState::Incomplete {
+                        recorded: 4,
+                        present: 2,
+                        snapshot: "DEF".into(),
+                    },
+                ),
+                ((2020, t("10S_020W")), TileState::Unrecorded { present: 3 }),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_and_are_kept_per_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = CoverageCache::at(dir.path().into(), "s3://bucket/a");
+        let b = CoverageCache::at(dir.path().into(), "s3://bucket/b");
+        assert!(a.get("SNAP1").is_none());
+        a.put("SNAP1", &sample());
+        assert_eq!(a.get("SNAP1").unwrap().tiles, sample().tiles);
+        assert!(b.get("SNAP1").is_none(), "another repository's entry");
+    }
+
+    #[test]
+    fn unreadable_entries_and_odd_names_are_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = CoverageCache::at(dir.path().into(), "file:///cube");
+        c.put("SNAP1", &sample());
+        let path = c.path("SNAP1").unwrap();
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(c.get("SNAP1").is_none());
+        c.put("../escape", &sample());
+        assert!(c.get("../escape").is_none());
+        assert!(!dir.path().join("coverage").join("escape.json").exists());
+        let off = CoverageCache::disabled();
+        off.put("SNAP1", &sample());
+        assert!(off.get("SNAP1").is_none());
+    }
+}
