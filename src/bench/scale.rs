@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::{BenchArgs, ChildRun, run_child_env, scratch};
-use tilecube::cube::{CoverageCache, Cube, RepoLocation};
-use tilecube::grid::Grid;
+use tilecube::cube::{ChunkEncoder, CoverageCache, Cube, RepoLocation, TileChunks, WriteSession};
+use tilecube::grid::{Grid, TileName};
 use tilecube::netem::LatencyProxy;
 use tilecube::preset::{GLAD_TOML, Preset};
 
@@ -42,7 +42,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let grid = Grid::from_preset(&preset, Some(TILE))?;
     let source = work.join("source");
     let years = tilecube::cube::Layout::new(&preset, &grid).years;
-    let per_year = make_source(&source, &grid, &years, args.scale_tiles)?;
+    let tiles = make_source(&source, &grid, &years, args.scale_tiles)?;
+    let per_year = tiles.len();
     let config = work.join("config.toml");
     std::fs::write(
         &config,
@@ -90,14 +91,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     for target in &targets {
         println!("\n== {} ({})", target.name, target.repo);
-        measure(&rt, &work, &config, target)?;
+        measure(&rt, &work, &config, target, tiles[0])?;
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
 
-/// The GLAD-like source, `limit` land tiles a year (all by default); returns the count.
-fn make_source(root: &Path, grid: &Grid, years: &[i32], limit: Option<usize>) -> Result<usize> {
+/// The GLAD-like source, `limit` land tiles a year (all by default); returns the tiles.
+fn make_source(
+    root: &Path,
+    grid: &Grid,
+    years: &[i32],
+    limit: Option<usize>,
+) -> Result<Vec<TileName>> {
     let tiles: Vec<_> = tilecube::demo::land_tiles(grid)
         .into_iter()
         .take(limit.unwrap_or(usize::MAX))
@@ -111,7 +117,7 @@ fn make_source(root: &Path, grid: &Grid, years: &[i32], limit: Option<usize>) ->
         }
         tilecube::demo::write_list(root, year, &tiles)?;
     }
-    Ok(tiles.len())
+    Ok(tiles)
 }
 
 /// Create a bucket on an S3-compatible server that accepts unsigned requests (moto).
@@ -152,7 +158,7 @@ fn child(config: &Path, target: &Target, cache: &Path, args: &[&str]) -> Result<
 }
 
 fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
+    format!("{:.3} s", d.as_secs_f64())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -165,6 +171,7 @@ fn measure(
     work: &Path,
     config: &Path,
     target: &Target,
+    tile: TileName,
 ) -> Result<()> {
     let cache = work.join(format!("cache-{}", target.name.replace(' ', "-")));
     let fresh_cache = || -> Result<()> {
@@ -185,10 +192,12 @@ fn measure(
     fresh_cache()?;
     let cold = child(config, target, &cache, &["status", "--json"])?;
     let warm = child(config, target, &cache, &["status", "--json"])?;
+    let log = child(config, target, &cache, &["log", "--json"])?;
     println!(
-        "status: {} cold, {} with the head's coverage cached",
+        "status: {} cold, {} with the head's coverage cached; log: {}",
         secs(cold.wall),
-        secs(warm.wall)
+        secs(warm.wall),
+        secs(log.wall)
     );
 
     // The console: first frame and full grid, cold.
@@ -212,8 +221,7 @@ fn measure(
         let mut cube = Cube::open(location.clone(), "main").await?;
         let history = cube.history().await?;
         let with_tiles: Vec<_> = history.iter().filter(|c| c.tile_count() > 0).collect();
-        let (Some(head), Some(older)) = (with_tiles.first(), with_tiles.get(with_tiles.len() / 2))
-        else {
+        let (Some(head), Some(older)) = (with_tiles.first(), with_tiles.last()) else {
             bail!("the cube has no commits with tiles");
         };
         let head = head.id.clone();
@@ -242,7 +250,8 @@ fn measure(
     );
 
     // One-tile write into the full cube against one into an empty cube, same tile.
-    let tile = "70N_170W";
+    let tile_name = tile.to_string();
+    let tile_arg = tile_name.as_str();
     let mut full = vec![];
     for _ in 0..3 {
         full.push(
@@ -250,7 +259,7 @@ fn measure(
                 config,
                 target,
                 &cache,
-                &["write", "--year", "2000", "--tiles", tile],
+                &["write", "--year", "2000", "--tiles", tile_arg],
             )?
             .wall,
         );
@@ -268,12 +277,28 @@ fn measure(
                 config,
                 &empty_target,
                 &cache,
-                &["write", "--year", "2000", "--tiles", tile],
+                &["write", "--year", "2000", "--tiles", tile_arg],
             )?
             .wall,
         );
     }
     let (full, empty) = (median(full), median(empty));
+    // The repository's share of a tile, in process: record 1,600 chunk references and
+    // commit, into the full cube and into the empty one.
+    let (rec_full, rec_empty) = rt.block_on(async {
+        let open = |repo: String| async move {
+            Cube::open(RepoLocation::parse(&repo, &Default::default())?, "main").await
+        };
+        let full = record_and_commit(&open(target.repo.clone()).await?, tile, 5).await?;
+        let empty = record_and_commit(&open(empty_target.repo.clone()).await?, tile, 5).await?;
+        Ok::<_, anyhow::Error>((full, empty))
+    })?;
+    println!(
+        "one tile's references recorded and committed (in process, median of 5): {} into the full cube, {} into an empty one; on a 40,000² tile written in 3.94 s that is {:.3}x",
+        secs(rec_full),
+        secs(rec_empty),
+        (3.94 + rec_full.as_secs_f64()) / (3.94 + rec_empty.as_secs_f64())
+    );
     println!(
         "one-tile write ({} chunks, process included, median of 3): {} into the full cube, {} into an empty one ({:.2}x)",
         TILE * TILE / (CHUNK * CHUNK),
@@ -323,4 +348,34 @@ fn console_times(config: &Path, target: &Target, cache: &Path) -> Result<(Durati
     };
     let _ = tmux(&["kill-server"]);
     result
+}
+
+/// The repository's share of a one-tile write, in process: record one tile's chunks (each
+/// referencing one uploaded chunk object, as the cube's do) and commit, median of `n`.
+async fn record_and_commit(cube: &Cube, tile: TileName, n: usize) -> Result<Duration> {
+    let layout = &cube.layout;
+    let grid = layout.grid();
+    let encoder = ChunkEncoder::new(layout)?;
+    let chunk = encoder
+        .encode(&vec![7u8; encoder.chunk_len()])?
+        .context("encoding a chunk")?;
+    let session = WriteSession::open(cube).await?;
+    let payload = session
+        .prepare_upload([0, 0, 0])
+        .await?
+        .run(Some(chunk))
+        .await?
+        .context("uploading the shared chunk")?;
+    let mut times = vec![];
+    for _ in 0..n {
+        let mut chunks = TileChunks::default();
+        for coords in layout.tile_chunks(0, grid.cell(tile)?) {
+            chunks.push(coords, Some(payload.clone()));
+        }
+        let t = Instant::now();
+        session.record_tile(layout.years[0], tile, chunks).await?;
+        session.commit(Some("bench: one tile")).await?;
+        times.push(t.elapsed());
+    }
+    Ok(median(times))
 }

@@ -97,11 +97,16 @@ impl Cube {
 
     /// Coverage at any version.
     pub async fn coverage_at(&self, version: &VersionInfo) -> Result<Coverage, CubeError> {
-        let id = self
-            .repo
-            .resolve_version(version)
-            .await
-            .map_err(|e| CubeError::icechunk("finding the snapshot", e))?;
+        // A snapshot named by its id needs no lookup (that would read the repository's
+        // info): a cached one then costs no request at all.
+        let id = match version {
+            VersionInfo::SnapshotId(id) => id.clone(),
+            other => self
+                .repo
+                .resolve_version(other)
+                .await
+                .map_err(|e| CubeError::icechunk("finding the snapshot", e))?,
+        };
         self.coverage_of(&id).await
     }
 

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use icechunk::config::{
-    ManifestConfig, ManifestSplitCondition, ManifestSplitDim, ManifestSplitDimCondition,
-    ManifestSplittingConfig,
+    ManifestConfig, ManifestPreloadCondition, ManifestPreloadConfig, ManifestSplitCondition,
+    ManifestSplitDim, ManifestSplitDimCondition, ManifestSplittingConfig,
 };
 use icechunk::conflicts::basic_solver::BasicConflictSolver;
 use icechunk::format::SnapshotId;
@@ -93,6 +93,31 @@ fn repo_config(layout: &Layout) -> RepositoryConfig {
     RepositoryConfig {
         manifest: Some(ManifestConfig {
             splitting: Some(splitting),
+            preload: Some(no_preload()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// No manifest preloading. Icechunk preloads the manifests of coordinate-like arrays when a
+/// session opens, deciding for each manifest reference of each array by compiling its path
+/// rules anew: on a cube split into thousands of manifests that cost half a second of CPU per
+/// open, for manifests tilecube never reads on open (coverage comes from the snapshot alone).
+fn no_preload() -> ManifestPreloadConfig {
+    ManifestPreloadConfig {
+        max_total_refs: Some(0),
+        preload_if: Some(ManifestPreloadCondition::False),
+        max_arrays_to_scan: Some(0),
+    }
+}
+
+/// What every open adds over the repository's stored config (cubes laid out before the
+/// preload was switched off included).
+fn open_config() -> RepositoryConfig {
+    RepositoryConfig {
+        manifest: Some(ManifestConfig {
+            preload: Some(no_preload()),
             ..Default::default()
         }),
         ..Default::default()
@@ -199,6 +224,7 @@ impl Cube {
             });
         }
         let repo = Repository::open(storage)
+            .config(open_config())
             .execute()
             .await
             .map_err(|e| location.error(e))?;
