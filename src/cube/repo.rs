@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use icechunk::config::{
-    ManifestConfig, ManifestPreloadCondition, ManifestPreloadConfig, ManifestSplitCondition,
+    CachingConfig, ManifestConfig, ManifestPreloadCondition, ManifestPreloadConfig, ManifestSplitCondition,
     ManifestSplitDim, ManifestSplitDimCondition, ManifestSplittingConfig,
 };
 use icechunk::conflicts::basic_solver::BasicConflictSolver;
@@ -93,11 +93,11 @@ fn repo_config(layout: &Layout) -> RepositoryConfig {
     RepositoryConfig {
         manifest: Some(ManifestConfig {
             splitting: Some(splitting),
-            preload: Some(no_preload()),
             ..Default::default()
         }),
         ..Default::default()
     }
+    .merge(open_config())
 }
 
 /// No manifest preloading. Icechunk preloads the manifests of coordinate-like arrays when a
@@ -112,12 +112,23 @@ fn no_preload() -> ManifestPreloadConfig {
     }
 }
 
-/// What every open adds over the repository's stored config (cubes laid out before the
-/// preload was switched off included).
+/// Chunk references of manifests kept in memory by a repository handle. Icechunk keeps every
+/// manifest it writes or reads, up to 15 M references by default: a whole-GLAD write would
+/// hold the references of every tile it wrote (2.24 M, hundreds of MB) until it ends. A
+/// manifest is read again only when its tile is rewritten or looked at, so a few dozen
+/// tiles' worth is plenty.
+const MANIFEST_CACHE_REFS: u64 = 100_000;
+
+/// What every open adds over the repository's stored config (cubes laid out before these
+/// settings included): no manifest preload, a manifest cache bounded by the machine.
 fn open_config() -> RepositoryConfig {
     RepositoryConfig {
         manifest: Some(ManifestConfig {
             preload: Some(no_preload()),
+            ..Default::default()
+        }),
+        caching: Some(CachingConfig {
+            num_chunk_refs: Some(MANIFEST_CACHE_REFS),
             ..Default::default()
         }),
         ..Default::default()
