@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use icechunk::config::{
-    CachingConfig, ManifestConfig, ManifestPreloadCondition, ManifestPreloadConfig, ManifestSplitCondition,
-    ManifestSplitDim, ManifestSplitDimCondition, ManifestSplittingConfig,
+    CachingConfig, ManifestConfig, ManifestPreloadCondition, ManifestPreloadConfig,
+    ManifestSplitCondition, ManifestSplitDim, ManifestSplitDimCondition, ManifestSplittingConfig,
 };
 use icechunk::conflicts::basic_solver::BasicConflictSolver;
 use icechunk::format::SnapshotId;

@@ -182,6 +182,16 @@ impl TileReader {
         Ok(Self { dataset, width })
     }
 
+    /// Rows of the source's blocks: a strip's rows, or a tile's height in a tiled GeoTIFF
+    /// (a COG). A read that starts and ends on block rows decodes each block once.
+    pub fn block_rows(&self) -> usize {
+        self.dataset
+            .rasterband(1)
+            .map(|b| b.block_size().1)
+            .unwrap_or(1)
+            .max(1)
+    }
+
     /// Read `rows` whole rows from row `y0` into `buf` (row-major, `rows * width` bytes).
     pub fn read_rows(&self, y0: usize, rows: usize, buf: &mut [u8]) -> Result<(), TileError> {
         let err = |reason: String| TileError::Read {
