@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// key presses.
     #[arg(long, default_value_t = 40)]
     pub keys: usize,
+    /// Also write COG copies of the tiles (512² blocks, LZW, made with gdal_translate) and
+    /// compare with the striped tiles at the highest thread count, side by side.
+    #[arg(long)]
+    pub cog: bool,
     /// Full-scale mode instead: a cube of the GLAD shape with every land tile of every year
     /// written (small pixels, the full 1,600 chunks a tile), then status, the console's first
     /// frame and full grid, snapshot open, diff, one-tile writes and the long write's peak RSS.
@@ -244,6 +248,39 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             wall / (floor_cpu / threads as f64)
         );
         repos.push(repo);
+    }
+
+    if args.cog {
+        let threads = args.threads.iter().max().copied().unwrap_or(1);
+        let cog = cache.join("cog");
+        make_cogs(&cache, &cog, year, &tiles)?;
+        let cog_src = cog.display().to_string();
+        let th = threads.to_string();
+        let (mut striped, mut cogs) = (vec![], vec![]);
+        // Alternate the two, twice, so drift on a noisy machine hits both alike.
+        for round in 0..2 {
+            for (source, out) in [(&src, &mut striped), (&cog_src, &mut cogs)] {
+                let repo = scratch(&format!("bench-layout-{round}-{}", out.len()))?;
+                let repo_s = repo.display().to_string();
+                let init = run_child(&["--repo", &repo_s, "--tile-pixels", &px, "init"])?;
+                if !init.ok {
+                    bail!("init failed: {}", init.stderr);
+                }
+                let w = run_child(&write_args(&repo_s, source, &px, &tiles_arg, Some(&th)))?;
+                if !w.ok {
+                    bail!("write failed: {}", w.stderr);
+                }
+                out.push(w.wall.as_secs_f64() / n);
+                repos.push(repo);
+            }
+        }
+        let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "COG (512x512 blocks) vs striped, {threads} thread(s): {:.2} vs {:.2} s wall/tile (best of 2 each; {:.3}x)",
+            best(&cogs),
+            best(&striped),
+            best(&cogs) / best(&striped)
+        );
     }
 
     if let Some(remote) = &args.remote {
@@ -446,6 +483,42 @@ fn generate(cache: &Path, grid: &Grid, year: i32, tiles: &[TileName]) -> Result<
         println!("  generated in {:.0} s", start.elapsed().as_secs_f64());
     }
     tilecube::demo::write_list(cache, year, tiles)?;
+    Ok(())
+}
+
+/// COG copies of the tiles (512² blocks, LZW, no overviews: a writer reads full
+/// resolution only), made with `gdal_translate` when absent, and their list.
+fn make_cogs(striped: &Path, cog: &Path, year: i32, tiles: &[TileName]) -> Result<()> {
+    for &t in tiles {
+        let out = tilecube::demo::tile_path(cog, year, t);
+        if out.exists() {
+            continue;
+        }
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = out.with_extension("tif.part");
+        let status = Command::new("gdal_translate")
+            .args([
+                "-q",
+                "-of",
+                "COG",
+                "-co",
+                "BLOCKSIZE=512",
+                "-co",
+                "COMPRESS=LZW",
+            ])
+            .args(["-co", "OVERVIEWS=NONE", "-co", "NUM_THREADS=ALL_CPUS"])
+            .arg(tilecube::demo::tile_path(striped, year, t))
+            .arg(&tmp)
+            .status()
+            .context("running gdal_translate (gdal-bin)")?;
+        if !status.success() {
+            bail!("gdal_translate failed for {t}");
+        }
+        std::fs::rename(&tmp, &out)?;
+    }
+    tilecube::demo::write_list(cog, year, tiles)?;
     Ok(())
 }
 

@@ -6,12 +6,14 @@
 //! runs each action as a task off the UI loop (through engine functions only), feeds the
 //! results back as messages, and redraws at a steady rate.
 //!
-//! Invariants: the first frame never waits for storage: the repository is opened, its
-//! head's tiles read and the source's lists fetched in tasks of their own, and the grid
-//! fills in as they arrive (loading shown until then). However the console ends — the operator's quit, a signal, the terminal gone
-//! (a dropped SSH link), a panic — running tiles stop at their next strip and, unless the
-//! operator chose to quit, every finished tile is committed before the process leaves; only
-//! then is the terminal restored (as far as it still exists).
+//! Invariants:
+//! - the first frame never waits for storage: the repository is opened, its head's tiles
+//!   read and the source's lists fetched in tasks of their own, and the grid fills in as they
+//!   arrive (loading shown until then);
+//! - however the console ends — the operator's quit, a signal, the terminal gone (a dropped
+//!   SSH link), a panic — running tiles stop at their next strip and, unless the operator
+//!   chose to quit, every finished tile is committed before the process leaves; only then is
+//!   the terminal restored (as far as it still exists).
 
 mod keys;
 pub mod state;
