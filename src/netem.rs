@@ -9,7 +9,9 @@
 //! - requests are counted by parsing the client's side as HTTP/1.1 (request heads, then
 //!   `Content-Length` or chunked bodies); a connection whose stream cannot be parsed stops
 //!   being counted (and is reported by [`LatencyProxy::unparsed`]) but is still forwarded;
-//! - it listens on 127.0.0.1 only and stops when dropped.
+//! - it listens on 127.0.0.1 only and stops when dropped;
+//! - with [`LatencyProxy::cut_responses`], the next connections that carry that many bytes of
+//!   answers are closed there, mid-response, as a failing network or server does.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +29,9 @@ struct Counters {
     requests: AtomicU64,
     connections: AtomicU64,
     unparsed: AtomicU64,
+    /// Connections still to be cut, and after how many bytes of answers.
+    cuts_left: AtomicU64,
+    cut_after: AtomicU64,
 }
 
 /// A running proxy; dropping it stops it.
@@ -89,6 +94,18 @@ impl LatencyProxy {
         self.counters.unparsed.load(Ordering::SeqCst)
     }
 
+    /// Close the next `times` connections once each has carried `bytes` bytes of answers
+    /// (mid-response, without a word), then forward faithfully again.
+    pub fn cut_responses(&self, bytes: u64, times: u64) {
+        self.counters.cut_after.store(bytes, Ordering::SeqCst);
+        self.counters.cuts_left.store(times, Ordering::SeqCst);
+    }
+
+    /// Connections cut so far are those asked for less those left.
+    pub fn cuts_left(&self) -> u64 {
+        self.counters.cuts_left.load(Ordering::SeqCst)
+    }
+
     /// Set the counters to zero.
     pub fn reset(&self) {
         self.counters.requests.store(0, Ordering::SeqCst);
@@ -107,28 +124,47 @@ impl Drop for LatencyProxy {
 async fn relay(client: TcpStream, server: TcpStream, delay: Duration, counters: Arc<Counters>) {
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = pipe(cr, sw, delay, Some(counters));
-    let down = pipe(sr, cw, delay, None);
+    let up = pipe(cr, sw, delay, Some(Arc::clone(&counters)), false);
+    let down = pipe(sr, cw, delay, Some(counters), true);
     let _ = tokio::join!(up, down);
 }
 
-/// One direction: read, hold each piece `delay`, write. Counts requests when asked.
+/// One direction: read, hold each piece `delay`, write. The client's side counts requests;
+/// the server's side is cut when a cut is asked for.
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay: Duration,
     counters: Option<Arc<Counters>>,
+    answers: bool,
 ) {
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(256);
     let reader = async move {
         let mut parser = RequestParser::default();
         let mut buf = vec![0u8; 64 * 1024];
+        let mut carried = 0u64;
         loop {
             let n = match from.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if let Some(c) = &counters {
+            if answers && let Some(c) = &counters {
+                let after = c.cut_after.load(Ordering::SeqCst);
+                if after > 0 && carried + n as u64 >= after {
+                    let taken = c
+                        .cuts_left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
+                        .is_ok();
+                    if taken {
+                        // Forward up to the cut, then close: the client sees a short answer.
+                        let keep = after.saturating_sub(carried) as usize;
+                        let _ = tx.send((Instant::now(), buf[..keep].to_vec())).await;
+                        break;
+                    }
+                }
+                carried += n as u64;
+            }
+            if !answers && let Some(c) = &counters {
                 let was_broken = parser.is_broken();
                 let seen = parser.feed(&buf[..n]);
                 c.requests.fetch_add(seen, Ordering::SeqCst);
@@ -327,21 +363,24 @@ HEAD /d HTTP/1.1\r\n\r\n";
         assert_eq!(p.feed(b"GET / HTTP/1.1\r\n\r\n"), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_proxy_adds_its_round_trip_and_counts() {
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let up_addr = upstream.local_addr().unwrap();
         tokio::spawn(async move {
-            let (mut s, _) = upstream.accept().await.unwrap();
-            let mut buf = vec![0u8; 1024];
-            loop {
-                let n = s.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    break;
-                }
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    .await
-                    .unwrap();
+            while let Ok((mut s, _)) = upstream.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 1024];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if s.write_all(answer).await.is_err() {
+                            break;
+                        }
+                    }
+                });
             }
         });
         let proxy = LatencyProxy::start(up_addr, Duration::from_millis(100))
@@ -364,5 +403,16 @@ HEAD /d HTTP/1.1\r\n\r\n";
         assert_eq!(proxy.connections(), 1);
         proxy.reset();
         assert_eq!(proxy.requests(), 0);
+
+        // A cut: the next connection's answer stops after 20 bytes and it closes.
+        proxy.cut_responses(20, 1);
+        let mut c2 = TcpStream::connect(proxy.addr()).await.unwrap();
+        c2.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = vec![];
+        c2.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"HTTP/1.1 200 OK\r\nCon", "cut after 20 bytes");
+        assert_eq!(proxy.cuts_left(), 0);
     }
 }

@@ -100,3 +100,135 @@ async fn gs_sources_write_the_same_cube_as_local_tiles_and_name_a_missing_one() 
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn remote_read_errors_name_the_tile_and_the_reason() {
+    // Over HTTP: a tile the server forbids (403), one it keeps failing (503: retried, then
+    // failed), one it does not have (404), next to a good one; then a server that is not
+    // there at all (connection refused).
+    let w = Work::new();
+    let names = ["00N_000E", "10N_010E", "20N_020E"];
+    for n in names {
+        w.tile(2000, n, Flaw::None);
+    }
+    w.list(2000, &["00N_000E", "10N_010E", "20N_020E", "30N_030E"], "");
+    let www = w.dir.path().join("www");
+    copy_tree(&w.source(), &www.join("src"));
+    let nginx = Nginx::serve_with(
+        &www,
+        "location = /src/2000/10N_010E.tif { return 403; } \
+         location = /src/2000/20N_020E.tif { return 503; }",
+    );
+    w.ok(&["init"]);
+    let source = format!("{}/src", nginx.url());
+    let out = w.run(&["--source", &source, "write", "--all", "--year", "2000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 tiles written, 3 failed"),
+        "{stdout}{stderr}"
+    );
+    let failure = |tile: &str| {
+        stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("failed: 2000/{tile}")))
+            .unwrap_or_else(|| panic!("no failure line for {tile}:\n{stderr}"))
+            .to_string()
+    };
+    let forbidden = failure("10N_010E");
+    assert!(forbidden.contains("403"), "{forbidden}");
+    let failing = failure("20N_020E");
+    assert!(failing.contains("503"), "{failing}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("retry") && l.contains("2000/20N_020E")),
+        "a 5xx is retried before it fails:\n{stderr}"
+    );
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.contains("retry") && l.contains("2000/10N_010E")),
+        "a 403 is not retried:\n{stderr}"
+    );
+    let missing = failure("30N_030E");
+    assert!(missing.contains("not found"), "{missing}");
+
+    // A server that is not there: the list fetch fails, naming it and why; nothing written.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let gone = format!("http://127.0.0.1:{closed}/src");
+    let out = w.run(&["--source", &gone, "write", "--all", "--year", "2000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{gone}/2000.txt")) && stderr.to_lowercase().contains("connect"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_connection_cut_mid_tile_leaves_nothing_of_it_and_the_retry_writes_it() {
+    // The server's answers go through a proxy that cuts the connection once, mid-tile: that
+    // attempt fails, none of its chunks reaches the commit, and the retry writes the tile.
+    let w = Work::new();
+    let names = ["00N_000E", "10N_010E"];
+    for n in names {
+        w.tile(2000, n, Flaw::None);
+    }
+    w.list(2000, &names, "");
+    let www = w.dir.path().join("www");
+    copy_tree(&w.source(), &www.join("src"));
+    let nginx = Nginx::serve(&www);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let upstream = format!("127.0.0.1:{}", nginx.port)
+        .parse()
+        .expect("address");
+    let proxy = rt
+        .block_on(tilecube::netem::LatencyProxy::start(
+            upstream,
+            std::time::Duration::from_millis(2),
+        ))
+        .expect("proxy");
+    let tile_bytes = std::fs::metadata(tilecube::demo::tile_path(&w.source(), 2000, t("00N_000E")))
+        .expect("tile")
+        .len();
+    // Past the list and the first tile's header, inside its strips.
+    proxy.cut_responses(tile_bytes * 2 / 3, 1);
+    w.ok(&["init"]);
+    let source = format!("{}/src", proxy.url());
+    let out = w.run(&[
+        "--source",
+        &source,
+        "write",
+        "--all",
+        "--year",
+        "2000",
+        "--threads",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(proxy.cuts_left(), 0, "the connection was cut");
+    assert!(
+        stderr.lines().any(|l| l.contains("retry")),
+        "the cut attempt was retried:\n{stderr}"
+    );
+    let cube = rt.block_on(w.cube());
+    let cov = rt.block_on(cube.coverage()).expect("coverage");
+    for n in names {
+        let local = tilecube::demo::tile_path(&w.source(), 2000, t(n));
+        assert!(
+            rt.block_on(cube_pixels(&cube, 2000, t(n))) == gdal_pixels(&local),
+            "{n}: the cube holds the retry's pixels, whole"
+        );
+        assert!(
+            cov.is_written(2000, t(n)),
+            "{n}: its recorded chunks are all there"
+        );
+    }
+}

@@ -1,5 +1,6 @@
-//! Process-wide GDAL set-up: the block cache, quiet error output, and the `/vsis3/`
-//! options GDAL does not derive from the standard AWS variables itself.
+//! Process-wide GDAL set-up: the block cache, quiet error output (each thread keeping its
+//! last few messages, so a failure's earlier causes can be reported with it), and the
+//! `/vsis3/` options GDAL does not derive from the standard AWS variables itself.
 //!
 //! Invariant: [`gdal_setup`] runs once per process, before the first dataset is opened;
 //! every reader of the engine calls it, so a front end never has to.
@@ -17,8 +18,36 @@ pub fn gdal_setup() {
         for (key, value) in gdal_s3_options_from_env(|k| std::env::var(k).ok()) {
             let _ = gdal::config::set_config_option(key, &value);
         }
-        gdal::config::set_error_handler(|_, _, _| {});
+        // Quiet, but each thread keeps its last few messages: GDAL reports a failed read of
+        // a remote block as "IReadBlock failed", and the network cause (a connection cut
+        // mid-answer, say) is only in a message raised before it.
+        gdal::config::set_error_handler(|_, _, msg| {
+            RECENT.with_borrow_mut(|recent| {
+                if recent.len() == RECENT_KEPT {
+                    recent.remove(0);
+                }
+                recent.push(msg.to_string());
+            });
+        });
     });
+}
+
+/// Messages kept per thread.
+const RECENT_KEPT: usize = 8;
+
+thread_local! {
+    static RECENT: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Forget this thread's recent GDAL messages (before an operation whose causes are wanted).
+pub fn clear_recent_errors() {
+    RECENT.with_borrow_mut(Vec::clear);
+}
+
+/// This thread's GDAL messages since the last [`clear_recent_errors`] (the last few), oldest
+/// first; taking them clears them.
+pub fn take_recent_errors() -> Vec<String> {
+    RECENT.with_borrow_mut(std::mem::take)
 }
 
 /// GDAL's `/vsis3/` options derived from the standard AWS variables GDAL does not read

@@ -51,6 +51,8 @@ pub enum TileError {
         row: usize,
         end: usize,
         reason: String,
+        /// Whether trying again could succeed ([`TileError::read`] decides).
+        transient: bool,
     },
     /// Writing its chunks failed; `transient` was decided from the typed cause.
     #[error("writing to the cube: {reason}")]
@@ -60,6 +62,21 @@ pub enum TileError {
 }
 
 impl TileError {
+    /// A failed read of rows `row..end`. It is transient when GDAL's messages tell of a
+    /// passing fault (HTTP 5xx or 429, a network failure) or, for a remote tile, of an answer
+    /// cut short ("got N bytes, expected M": the connection closed mid-block); a local file
+    /// that is short is truncated, and stays so.
+    pub fn read(row: usize, end: usize, reason: String, remote: bool) -> Self {
+        let short = reason.contains("bytes, expected");
+        let transient = gdal_message_is_transient(&reason) || (remote && short);
+        Self::Read {
+            row,
+            end,
+            reason,
+            transient,
+        }
+    }
+
     /// A failure to write the tile's chunks, with the cube error's whole chain as the
     /// reason and its transience decided from its typed causes.
     pub fn write(e: &crate::cube::CubeError) -> Self {
@@ -76,9 +93,8 @@ impl TileError {
         match self {
             Self::Remote { source, .. } => source.is_transient(),
             Self::Write { transient, .. } => *transient,
-            Self::Read { reason, .. } | Self::Unreadable { reason, .. } => {
-                gdal_message_is_transient(reason)
-            }
+            Self::Read { transient, .. } => *transient,
+            Self::Unreadable { reason, .. } => gdal_message_is_transient(reason),
             _ => false,
         }
     }
@@ -112,6 +128,11 @@ fn gdal_message_is_transient(message: &str) -> bool {
         "temporarily unavailable",
         "slow down",
         "broken pipe",
+        // An answer cut short: curl's "transfer closed with outstanding read data
+        // remaining", "partial file", "empty reply from server".
+        "transfer closed",
+        "partial file",
+        "empty reply",
     ]
     .iter()
     .any(|needle| t.contains(needle))
@@ -136,6 +157,8 @@ fn epsg_of(sr: &mut SpatialRef) -> Option<i32> {
 pub struct TileReader {
     dataset: Dataset,
     width: usize,
+    /// Read through one of GDAL's network file systems.
+    remote: bool,
 }
 
 impl TileReader {
@@ -159,7 +182,15 @@ impl TileReader {
         };
         let cell = validate(&dataset, grid, listed_as)?;
         let width = dataset.raster_size().0;
-        Ok((Self { dataset, width }, cell))
+        let remote = path.starts_with("/vsi");
+        Ok((
+            Self {
+                dataset,
+                width,
+                remote,
+            },
+            cell,
+        ))
     }
 
     /// Forget what GDAL cached of a remote tile (sizes, failed lookups), before a retry.
@@ -179,7 +210,11 @@ impl TileReader {
             reason: e.to_string(),
         })?;
         let width = dataset.raster_size().0;
-        Ok(Self { dataset, width })
+        Ok(Self {
+            dataset,
+            width,
+            remote: path.starts_with("/vsi"),
+        })
     }
 
     /// Rows of the source's blocks: a strip's rows, or a tile's height in a tiled GeoTIFF
@@ -194,12 +229,10 @@ impl TileReader {
 
     /// Read `rows` whole rows from row `y0` into `buf` (row-major, `rows * width` bytes).
     pub fn read_rows(&self, y0: usize, rows: usize, buf: &mut [u8]) -> Result<(), TileError> {
-        let err = |reason: String| TileError::Read {
-            row: y0,
-            end: y0 + rows,
-            reason,
-        };
+        let remote = self.remote;
+        let err = |reason: String| TileError::read(y0, y0 + rows, reason, remote);
         let band = self.dataset.rasterband(1).map_err(|e| err(e.to_string()))?;
+        super::gdal::clear_recent_errors();
         band.read_into_slice::<u8>(
             (0, y0 as isize),
             (self.width, rows),
@@ -207,7 +240,26 @@ impl TileReader {
             buf,
             None,
         )
-        .map_err(|e| err(e.to_string()))
+        .map_err(|e| {
+            err(with_causes(
+                e.to_string(),
+                super::gdal::take_recent_errors(),
+            ))
+        })
+    }
+}
+
+/// A GDAL failure with the messages GDAL raised before it that it does not repeat: the
+/// network cause of a failed remote block read ("transfer closed …") is one of them.
+fn with_causes(last: String, earlier: Vec<String>) -> String {
+    let causes: Vec<String> = earlier
+        .into_iter()
+        .filter(|m| !m.is_empty() && !last.contains(m.as_str()))
+        .collect();
+    if causes.is_empty() {
+        last
+    } else {
+        format!("{last} (after: {})", causes.join("; "))
     }
 }
 
@@ -318,15 +370,20 @@ mod tests {
 
     #[test]
     fn transient_errors_are_told_from_permanent_ones() {
-        let read = |r: &str| TileError::Read {
-            row: 0,
-            end: 1,
-            reason: r.into(),
-        };
+        let read = |r: &str| TileError::read(0, 1, r.into(), false);
+        let short = "TIFFFillStrip:Read error at scanline 220; got 1418 bytes, expected 1649";
+        assert!(
+            TileError::read(0, 1, short.into(), true).is_transient(),
+            "a remote answer cut short"
+        );
+        assert!(!read(short).is_transient(), "a truncated local file");
         assert!(read("HTTP error code: 503").is_transient());
         assert!(read("HTTP response code: 429").is_transient(), "throttled");
         assert!(read("Connection reset by peer").is_transient());
         assert!(!read("HTTP error code: 404").is_transient());
+        assert!(
+            read("CURL error: transfer closed with 20000 bytes remaining to read").is_transient()
+        );
         assert!(
             !read("Not enough data at scanline 15000").is_transient(),
             "a number in the message is not a status"

@@ -16,6 +16,11 @@ pub struct Nginx {
 impl Nginx {
     /// Serve `root` on a free loopback port.
     pub fn serve(root: &Path) -> Self {
+        Self::serve_with(root, "")
+    }
+
+    /// Serve `root`, with extra `location` blocks (to answer some paths with an error).
+    pub fn serve_with(root: &Path, locations: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -27,7 +32,7 @@ impl Nginx {
              events {{ worker_connections 256; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             server {{ listen 127.0.0.1:{port}; root {}; location / {{ }} }}\n}}\n",
+             server {{ listen 127.0.0.1:{port}; root {}; location / {{ }} {locations} }}\n}}\n",
             root.display()
         );
         let conf_path = dir.path().join("nginx.conf");
