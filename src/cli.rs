@@ -99,6 +99,10 @@ pub struct WriteArgs {
     /// bounded however long the run (default: config, else 200000; 0: no limit).
     #[arg(long)]
     pub commit_refs: Option<usize>,
+    /// Windows each worker fetches ahead of its decoding from a remote tile, so network
+    /// and CPU overlap (default: config, else 2; 0: GDAL fetches on demand).
+    #[arg(long)]
+    pub read_ahead: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -208,7 +212,10 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     for r in &plan.rejected {
         eprintln!("error: {r}");
     }
-    let options = settings.write_options(args.threads, args.commit_every, args.commit_refs)?;
+    let mut options = settings.write_options(args.threads, args.commit_every, args.commit_refs)?;
+    if let Some(n) = args.read_ahead {
+        options.read_ahead = n;
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // Progress goes to stderr (the --json report goes to stdout): one live line on a
     // terminal, a line per tile on a pipe, in a log or with --json.
@@ -524,6 +531,7 @@ async fn demo(settings: &Settings, dir: Option<PathBuf>, pixels: u64) -> Result<
         threads: None,
         commit_every: Some(100),
         commit_refs: None,
+        read_ahead: None,
         json: false,
     };
     let code = write(&demo_settings, &args).await?;

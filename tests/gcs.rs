@@ -63,6 +63,32 @@ async fn gs_sources_write_the_same_cube_as_local_tiles_and_name_a_missing_one() 
         );
     }
 
+    // A year without a list in the bucket, and a source prefix the bucket does not hold:
+    // each an error naming the list's address, nothing written.
+    for (root, year) in [(source, "2005"), ("gs://glad-bucket/no-such-prefix", "2000")] {
+        let out = w.run_with(
+            &[
+                "--source",
+                root,
+                "--gcs-endpoint",
+                &url,
+                "write",
+                "--all",
+                "--year",
+                year,
+            ],
+            &anonymous,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{root} {year}: {stderr}");
+        assert!(
+            stderr.contains(&format!("no tile list for {year}"))
+                && stderr.contains(&format!("{root}/{year}.txt")),
+            "{stderr}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("tiles written"));
+    }
+
     // GDAL's own CPL_GS_ENDPOINT points the list fetch too.
     let env = [
         ("GS_NO_SIGN_REQUEST", "YES".to_string()),

@@ -6,8 +6,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
+use common::nginx::{Nginx, copy_tree};
 use common::{Work, cube_pixels, gdal_pixels, t};
+use tilecube::cube::{Cube, RepoLocation};
 use tilecube::demo::Flaw;
 
 /// Rewrite a tile in another layout with `gdal_translate` (installed by `.ci/setup`).
@@ -94,11 +97,59 @@ async fn cogs_tiled_and_striped_sources_give_identical_cubes() {
     w.ok(&["init"]);
     w.ok(&["write", "--all", "--year", "2000", "--threads", "2"]);
     let cube = w.cube().await;
-    for (name, pixels, block) in expected {
+    for (name, pixels, block) in &expected {
         let got = cube_pixels(&cube, 2000, t(name)).await;
         assert!(
-            got == pixels,
+            got == *pixels,
             "{name} ({block}-row blocks): the cube differs from GDAL's read"
         );
+    }
+
+    // The same tiles over HTTP, 20 ms away, through the read-ahead (whose windows follow
+    // each layout's block offsets) and with GDAL fetching on demand: the same cube.
+    let www = w.dir.path().join("www");
+    copy_tree(&w.source(), &www.join("src"));
+    let nginx = Nginx::serve(&www);
+    let upstream = format!("127.0.0.1:{}", nginx.port)
+        .parse()
+        .expect("address");
+    let proxy = tilecube::netem::LatencyProxy::start(upstream, Duration::from_millis(20))
+        .await
+        .expect("proxy");
+    let source = format!("{}/src", proxy.url());
+    for read_ahead in ["2", "0"] {
+        let repo = w.dir.path().join(format!("over-http-{read_ahead}"));
+        let repo_s = repo.display().to_string();
+        w.ok(&["--repo", &repo_s, "init"]);
+        let args = [
+            "--repo",
+            &repo_s,
+            "--source",
+            &source,
+            "write",
+            "--all",
+            "--year",
+            "2000",
+            "--threads",
+            "2",
+            "--read-ahead",
+            read_ahead,
+        ];
+        let out = w.run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cube = Cube::open(RepoLocation::Local(repo), "main")
+            .await
+            .expect("open");
+        for (name, pixels, block) in &expected {
+            let got = cube_pixels(&cube, 2000, t(name)).await;
+            assert!(
+                got == *pixels,
+                "{name} ({block}-row blocks) over HTTP, read-ahead {read_ahead}: the cube differs from GDAL's read"
+            );
+        }
     }
 }

@@ -20,6 +20,7 @@ use tilecube::grid::{Grid, TileName};
 use tilecube::preset::Preset;
 use tilecube::source::TileReader;
 
+mod remote_source;
 mod scale;
 
 /// What to measure.
@@ -52,6 +53,11 @@ pub struct BenchArgs {
     /// compare with the striped tiles at the highest thread count, side by side.
     #[arg(long)]
     pub cog: bool,
+    /// Also write the tiles from an HTTP source (nginx on loopback behind a proxy adding
+    /// --rtt-ms of round trip), with and without read-ahead, next to the download time of
+    /// the same files and the local write time.
+    #[arg(long)]
+    pub remote_source: bool,
     /// Full-scale mode instead: a cube of the GLAD shape with every land tile of every year
     /// written (small pixels, the full 1,600 chunks a tile), then status, the console's first
     /// frame and full grid, snapshot open, diff, one-tile writes and the long write's peak RSS.
@@ -61,7 +67,7 @@ pub struct BenchArgs {
     /// proxy that adds --rtt-ms of round trip; credentials come from the AWS_* environment.
     #[arg(long)]
     pub scale_s3: Option<String>,
-    /// With --scale-s3: the round trip the proxy adds, in milliseconds.
+    /// With --scale-s3 or --remote-source: the round trip the proxy adds, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub rtt_ms: u64,
     /// With --scale: land tiles per year (default: all 259).
@@ -281,6 +287,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             best(&striped),
             best(&cogs) / best(&striped)
         );
+    }
+
+    if args.remote_source {
+        remote_source::run(args, &cache, &tiles, year)?;
     }
 
     if let Some(remote) = &args.remote {

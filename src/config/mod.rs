@@ -40,6 +40,10 @@ pub struct ConfigFile {
     pub commit_minutes: Option<f64>,
     pub commit_refs: Option<usize>,
     pub retries: Option<u32>,
+    /// Windows each worker reads ahead from a remote tile (0: GDAL streams on demand).
+    pub read_ahead: Option<usize>,
+    /// Megabytes a remote tile's read-ahead may hold.
+    pub read_ahead_mb: Option<u64>,
     #[serde(default)]
     pub s3: S3Settings,
     #[serde(default)]

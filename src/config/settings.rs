@@ -12,7 +12,10 @@ use clap::Args;
 
 use super::ConfigFile;
 use crate::cube::{Cube, RepoLocation, SpecVersion};
-use crate::ingest::{DEFAULT_COMMIT_INTERVAL, DEFAULT_COMMIT_REFS, IngestOptions};
+use crate::ingest::{
+    DEFAULT_COMMIT_INTERVAL, DEFAULT_COMMIT_REFS, DEFAULT_READ_AHEAD, DEFAULT_READ_AHEAD_BYTES,
+    IngestOptions,
+};
 use crate::preset::Preset;
 use crate::source::Source;
 
@@ -155,6 +158,11 @@ impl Settings {
             commit_refs: commit_refs.or(f.commit_refs).unwrap_or(DEFAULT_COMMIT_REFS),
             commit_interval: Some(f.commit_interval().unwrap_or(DEFAULT_COMMIT_INTERVAL)),
             attempts: f.retries.unwrap_or(3),
+            read_ahead: f.read_ahead.unwrap_or(DEFAULT_READ_AHEAD),
+            read_ahead_bytes: f
+                .read_ahead_mb
+                .map(|m| m << 20)
+                .unwrap_or(DEFAULT_READ_AHEAD_BYTES),
             ..IngestOptions::default()
         })
     }

@@ -13,7 +13,7 @@ mod plan;
 pub use events::{Event, EventSink};
 pub use journal::{Journal, JournalEntry, JournalError, JournalSink, journal_path};
 pub use pipeline::{
-    DEFAULT_COMMIT_INTERVAL, DEFAULT_COMMIT_REFS, IngestOptions, IngestReport, TileFailure, ingest,
-    ingest_into,
+    DEFAULT_COMMIT_INTERVAL, DEFAULT_COMMIT_REFS, DEFAULT_READ_AHEAD, DEFAULT_READ_AHEAD_BYTES,
+    IngestOptions, IngestReport, TileFailure, ingest, ingest_into,
 };
 pub use plan::{Plan, Selection, TileJob, plan};

@@ -1,9 +1,12 @@
 //! Sources: where tiles and tile lists live, reading lists, and opening tiles through GDAL.
 //!
-//! A source root is a local directory or a `gs://`, `s3://` or `https://` URL. Tiles are read
-//! through GDAL's virtual file systems (`/vsigs/`, `/vsis3/`, `/vsicurl/`), which stream like
-//! local reads; tile lists are small and are fetched with `object_store`.
+//! A source root is a local directory or a `gs://`, `s3://` or `https://` URL. A remote tile
+//! is decoded by GDAL from `/vsitilecube/` ([`fetch`]), whose bytes `object_store` fetches
+//! ahead of the decoder; with read-ahead off, through GDAL's own network file systems
+//! (`/vsigs/`, `/vsis3/`, `/vsicurl/`). Tile lists are small and are fetched with
+//! `object_store`.
 
+pub mod fetch;
 mod gdal;
 mod list;
 pub mod remote;
@@ -11,7 +14,7 @@ mod tile;
 
 use std::path::PathBuf;
 
-pub use gdal::{gdal_s3_options_from_env, gdal_setup};
+pub use gdal::{clear_recent_errors, gdal_s3_options_from_env, gdal_setup};
 pub use list::{ListProblem, TileList};
 pub use remote::RemoteError;
 pub use tile::{TileError, TileReader, crs_wkt};

@@ -2,13 +2,18 @@
 //!
 //! A tile is checked before a byte of it is written: one band, uint8, the grid's CRS, the
 //! grid's pixel size and tile size, and an upper-left corner on a tile corner of the grid that
-//! matches the tile's name. Reads are strips of whole rows, so memory holds a few strips and
-//! never the whole tile.
+//! matches the tile's name. Reads are windows of whole rows, so memory holds a few windows
+//! and never the whole tile; a tiled source (a COG) read on whole block rows is decoded block
+//! by block, past GDAL's block cache, into wherever its rows go.
 
 use gdal::Dataset;
 use gdal::raster::GdalDataType;
 use gdal::spatial_ref::SpatialRef;
 
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::fetch::RemoteFile;
 use crate::grid::{Cell, Grid, TileName};
 
 /// Why a tile cannot be ingested.
@@ -157,8 +162,10 @@ fn epsg_of(sr: &mut SpatialRef) -> Option<i32> {
 pub struct TileReader {
     dataset: Dataset,
     width: usize,
-    /// Read through one of GDAL's network file systems.
+    /// Read through one of GDAL's network file systems or the read-ahead.
     remote: bool,
+    /// The read-ahead file it reads, whose fetch errors explain a failed read.
+    fetch: Option<Arc<RemoteFile>>,
 }
 
 impl TileReader {
@@ -188,9 +195,73 @@ impl TileReader {
                 dataset,
                 width,
                 remote,
+                fetch: None,
             },
             cell,
         ))
+    }
+
+    /// Open a remote tile through its read-ahead file and check it as [`TileReader::open`]
+    /// does. A fetch that failed is the reason given, with its typed cause.
+    pub fn open_fetched(
+        file: &Arc<RemoteFile>,
+        grid: &Grid,
+        listed_as: TileName,
+    ) -> Result<(Self, Cell), TileError> {
+        let reader = Self::reopen_fetched(file)?;
+        let cell = validate(&reader.dataset, grid, listed_as)?;
+        Ok((reader, cell))
+    }
+
+    /// Open a remote tile through its read-ahead file, for another reader thread.
+    pub fn reopen_fetched(file: &Arc<RemoteFile>) -> Result<Self, TileError> {
+        super::gdal::clear_recent_errors();
+        let dataset = Dataset::open(file.gdal_path()).map_err(|e| match file.take_error() {
+            Some(source) => TileError::Remote {
+                path: file.url().to_string(),
+                source,
+            },
+            None => TileError::Unreadable {
+                path: file.url().to_string(),
+                reason: if e.to_string().contains("NULL pointer") {
+                    "GDAL cannot read it: not a GeoTIFF, or corrupt".into()
+                } else {
+                    e.to_string()
+                },
+            },
+        })?;
+        let width = dataset.raster_size().0;
+        Ok(Self {
+            dataset,
+            width,
+            remote: true,
+            fetch: Some(file.clone()),
+        })
+    }
+
+    /// The byte ranges of the blocks that hold rows `y0..y0 + rows`, from the TIFF's block
+    /// offsets; `None` when GDAL does not give them (not a TIFF, or sparse blocks).
+    pub fn block_ranges(&self, y0: usize, rows: usize) -> Option<Vec<Range<u64>>> {
+        use gdal::Metadata;
+        let band = self.dataset.rasterband(1).ok()?;
+        let (bw, bh) = band.block_size();
+        let (bw, bh) = (bw.max(1), bh.max(1));
+        let across = self.width.div_ceil(bw);
+        let mut out = vec![];
+        for by in y0 / bh..(y0 + rows).div_ceil(bh) {
+            for bx in 0..across {
+                let offset: u64 = band
+                    .metadata_item(&format!("BLOCK_OFFSET_{bx}_{by}"), "TIFF")?
+                    .parse()
+                    .ok()?;
+                let size: u64 = band
+                    .metadata_item(&format!("BLOCK_SIZE_{bx}_{by}"), "TIFF")?
+                    .parse()
+                    .ok()?;
+                out.push(offset..offset + size);
+            }
+        }
+        Some(out)
     }
 
     /// Forget what GDAL cached of a remote tile (sizes, failed lookups), before a retry.
@@ -214,6 +285,7 @@ impl TileReader {
             dataset,
             width,
             remote: path.starts_with("/vsi"),
+            fetch: None,
         })
     }
 
@@ -228,25 +300,111 @@ impl TileReader {
     }
 
     /// Read `rows` whole rows from row `y0` into `buf` (row-major, `rows * width` bytes).
+    /// A tiled source (a COG) read on whole block rows is decoded block by block straight
+    /// into `buf`, past GDAL's block cache; anything else goes through GDAL's RasterIO.
     pub fn read_rows(&self, y0: usize, rows: usize, buf: &mut [u8]) -> Result<(), TileError> {
-        let remote = self.remote;
-        let err = |reason: String| TileError::read(y0, y0 + rows, reason, remote);
-        let band = self.dataset.rasterband(1).map_err(|e| err(e.to_string()))?;
+        let band = self
+            .dataset
+            .rasterband(1)
+            .map_err(|e| TileError::read(y0, y0 + rows, e.to_string(), self.remote))?;
         super::gdal::clear_recent_errors();
-        band.read_into_slice::<u8>(
-            (0, y0 as isize),
-            (self.width, rows),
-            (self.width, rows),
-            buf,
-            None,
-        )
-        .map_err(|e| {
-            err(with_causes(
-                e.to_string(),
-                super::gdal::take_recent_errors(),
-            ))
+        let width = self.width;
+        let read = if self.reads_blocks(y0, rows) {
+            self.read_blocks(y0, rows, |r0, h, x0, w, block, bw| {
+                for r in 0..h {
+                    let at = (r0 + r - y0) * width + x0;
+                    buf[at..at + w].copy_from_slice(&block[r * bw..r * bw + w]);
+                }
+            })
+        } else {
+            band.read_into_slice::<u8>(
+                (0, y0 as isize),
+                (self.width, rows),
+                (self.width, rows),
+                buf,
+                None,
+            )
+            .map_err(|e| e.to_string())
+        };
+        read.map_err(|e| self.read_error(y0, rows, e))
+    }
+
+    /// Whether rows `y0..y0 + rows` of this source are decoded block by block
+    /// ([`TileReader::read_blocks`]): a tiled source (a COG) read on whole block rows.
+    pub fn reads_blocks(&self, y0: usize, rows: usize) -> bool {
+        let Ok(band) = self.dataset.rasterband(1) else {
+            return false;
+        };
+        let (bw, bh) = band.block_size();
+        let height = self.dataset.raster_size().1;
+        bw > 0
+            && bw < self.width
+            && bh > 0
+            && y0.is_multiple_of(bh)
+            && (rows.is_multiple_of(bh) || y0 + rows == height)
+    }
+
+    /// Decode the blocks of rows `y0..y0 + rows` (on block rows, see
+    /// [`TileReader::reads_blocks`]) one by one into a block buffer of this thread, past
+    /// GDAL's block cache, and hand each to `put(first_row, rows, x0, width, block,
+    /// block_width)`: row `first_row + r` of the tile holds `block[r * block_width..][..width]`
+    /// from column `x0`.
+    pub fn read_blocks(
+        &self,
+        y0: usize,
+        rows: usize,
+        mut put: impl FnMut(usize, usize, usize, usize, &[u8], usize),
+    ) -> Result<(), String> {
+        let band = self.dataset.rasterband(1).map_err(|e| e.to_string())?;
+        let (bw, bh) = band.block_size();
+        let height = self.dataset.raster_size().1;
+        let width = self.width;
+        BLOCK.with_borrow_mut(|block| {
+            block.resize(bw * bh, 0);
+            for by in y0 / bh..(y0 + rows).div_ceil(bh) {
+                let r0 = by * bh;
+                let h = bh.min(height - r0);
+                for bx in 0..width.div_ceil(bw) {
+                    // SAFETY: the band is open; the buffer holds a whole block (GDAL
+                    // writes bw * bh bytes, edge blocks padded).
+                    let rc = unsafe {
+                        gdal_sys::GDALReadBlock(
+                            band.c_rasterband(),
+                            bx as i32,
+                            by as i32,
+                            block.as_mut_ptr() as *mut std::ffi::c_void,
+                        )
+                    };
+                    if rc != gdal_sys::CPLErr::CE_None {
+                        return Err(format!("reading block ({bx}, {by}) failed"));
+                    }
+                    let x0 = bx * bw;
+                    put(r0, h, x0, bw.min(width - x0), block, bw);
+                }
+            }
+            Ok(())
         })
     }
+
+    /// A failed read of rows `y0..y0 + rows`, explained by the read-ahead's fetch error
+    /// when there is one, else by GDAL's messages.
+    pub fn read_error(&self, y0: usize, rows: usize, message: String) -> TileError {
+        let earlier = super::gdal::take_recent_errors();
+        match self.fetch.as_ref().and_then(|f| f.take_error()) {
+            Some(cause) => TileError::Read {
+                row: y0,
+                end: y0 + rows,
+                transient: cause.is_transient(),
+                reason: cause.to_string(),
+            },
+            None => TileError::read(y0, y0 + rows, with_causes(message, earlier), self.remote),
+        }
+    }
+}
+
+thread_local! {
+    /// One decoded block of a tiled source, reused by each worker thread.
+    static BLOCK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A GDAL failure with the messages GDAL raised before it that it does not repeat: the

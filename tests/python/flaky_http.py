@@ -1,6 +1,6 @@
 """A static file server for the retry tests: serves a directory with Range support, and
-answers 503 to the first N requests for each .tif path (or always, for paths named with
---always-fail). Prints its port on stdout once listening.
+answers 503 to the first N requests for each .tif file it has (or always, for paths named
+with --always-fail); a path it does not have is a 404 from the first request. Prints its port on stdout once listening.
 
 usage: flaky_http.py ROOT --fail-first N [--always-fail REL ...]
 """
@@ -33,13 +33,13 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self, body):
         rel = self.path.split("?")[0].lstrip("/")
         path = os.path.join(args.root, rel)
-        if self._fail(rel):
-            self.send_response(503)
+        if not os.path.isfile(path):
+            self.send_response(404)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        if not os.path.isfile(path):
-            self.send_response(404)
+        if self._fail(rel):
+            self.send_response(503)
             self.send_header("Content-Length", "0")
             self.end_headers()
             return

@@ -49,7 +49,19 @@ pub struct IngestOptions {
     pub commit: bool,
     /// Commit what is left at the end (the console leaves it to the operator).
     pub final_commit: bool,
+    /// Windows each worker fetches ahead of its decoding from a remote tile (0: GDAL
+    /// fetches each window's blocks when a worker asks for them).
+    pub read_ahead: usize,
+    /// Bytes a remote tile's read-ahead may hold (a window being decoded is always
+    /// fetched).
+    pub read_ahead_bytes: u64,
 }
+
+/// Default windows each worker reads ahead from a remote tile.
+pub const DEFAULT_READ_AHEAD: usize = 2;
+
+/// Default bytes a remote tile's read-ahead holds: some 6 GLAD windows of 1,000 rows.
+pub const DEFAULT_READ_AHEAD_BYTES: u64 = 64 << 20;
 
 /// Default limit of chunk references a session holds before a checkpoint: about 125 GLAD
 /// tiles of 1,600 chunks, some 80 MB of references, so a long write stays far below 512 MB.
@@ -72,6 +84,8 @@ impl Default for IngestOptions {
             retry_delay: Duration::from_millis(500),
             commit: true,
             final_commit: true,
+            read_ahead: DEFAULT_READ_AHEAD,
+            read_ahead_bytes: DEFAULT_READ_AHEAD_BYTES,
         }
     }
 }

@@ -5,16 +5,24 @@
 //! or the tiles of a COG), each window decoded once by one worker. When the blocks' rows
 //! divide the chunk side, a window is a chunk strip; otherwise (512-row COG tiles under
 //! 1000-row chunks, say) windows are cut at block rows and their rows are assembled into chunk
-//! strips, so no block is decoded twice.
+//! strips, so no block is decoded twice. A tiled source's blocks are decoded one by one
+//! straight into the strips their rows belong to (each strip behind its own lock).
+//!
+//! Workers take a tile's windows in row order. A remote tile is read through its read-ahead
+//! ([`crate::source::fetch`]): the bytes of the windows after those being decoded are fetched
+//! meanwhile, and the next remote tile is opened (its header, block offsets and first
+//! windows fetched) on a thread of its own while this one is decoded, so the workers wait for
+//! the network only when it is slower than they are.
 //!
 //! Invariants: each worker holds at most one GDAL handle and one window buffer, reused from
-//! window to window and tile to tile, and at most one strip per worker (plus one) waits for
+//! window to window and tile to tile (plus, for the next tile opened ahead, one handle and
+//! its first windows' bytes), and at most one strip per worker (plus one) waits for
 //! rows from a neighbouring window; a tile ends with exactly one [`Msg::End`] per attempt,
 //! after all of that attempt's chunks were sent; a cancelled tile stops at its next window.
 //! Workers run a little below normal priority.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rayon::prelude::*;
@@ -25,7 +33,8 @@ use crate::cube::ChunkEncoder;
 use crate::grid::Grid;
 use crate::ingest::events::{Event, EventSink};
 use crate::ingest::plan::TileJob;
-use crate::source::{TileError, TileReader};
+use crate::source::fetch::{ReadAhead, RemoteFile};
+use crate::source::{RemoteError, TileError, TileReader};
 
 /// Everything the reader needs, moved onto its thread.
 pub(super) struct Reader {
@@ -67,7 +76,32 @@ impl Reader {
         };
         let attempts = self.options.attempts.max(1);
         let strips = StripBuffers::default();
-        for (i, job) in self.jobs.iter().enumerate() {
+        std::thread::scope(|scope| {
+            // The next remote tile, opened (and its first windows fetched) while this one is
+            // decoded, so the workers never wait for a tile's first round trips.
+            let mut next_open: Option<(usize, std::thread::ScopedJoinHandle<'_, Opening>)> = None;
+            for (i, job) in self.jobs.iter().enumerate() {
+                self.read_job(i, job, attempts, &strips, &pool, &mut next_open, scope);
+                if self.tx.is_closed() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Every attempt at job `i`, until it is written, fails for good or is cancelled.
+    #[allow(clippy::too_many_arguments)]
+    fn read_job<'s>(
+        &'s self,
+        i: usize,
+        job: &'s TileJob,
+        attempts: u32,
+        strips: &StripBuffers,
+        pool: &rayon::ThreadPool,
+        next_open: &mut Option<(usize, std::thread::ScopedJoinHandle<'s, Opening>)>,
+        scope: &'s std::thread::Scope<'s, '_>,
+    ) {
+        {
             for attempt in 0..attempts {
                 if self.cancel.load(Ordering::SeqCst) {
                     let _ = self.tx.blocking_send(Msg::End {
@@ -78,7 +112,25 @@ impl Reader {
                     });
                     break;
                 }
-                let result = pool.install(|| self.read_tile(i, attempt, job, &strips));
+                let opened = match next_open.take() {
+                    Some((j, handle)) if j == i => handle
+                        .join()
+                        .unwrap_or_else(|_| Err(open_panicked(&job.path))),
+                    other => {
+                        *next_open = other;
+                        self.open_tile(job)
+                    }
+                };
+                if next_open.is_none()
+                    && self.options.read_ahead > 0
+                    && let Some(next) = self.jobs.get(i + 1)
+                    && crate::source::remote::url_of_gdal_path(&next.path).is_some()
+                {
+                    *next_open = Some((i + 1, scope.spawn(move || self.open_tile(next))));
+                }
+                let result = opened.and_then(|opened| {
+                    pool.install(|| self.read_tile(i, attempt, job, strips, opened))
+                });
                 let retrying =
                     matches!(&result, Err(e) if e.is_transient()) && attempt + 1 < attempts;
                 if let (true, Err(e)) = (retrying, &result) {
@@ -107,16 +159,65 @@ impl Reader {
         }
     }
 
-    /// One attempt at one tile: validate, then strips in parallel.
+    /// Open a tile and check it: through its read-ahead file when it is remote and
+    /// read-ahead is on, whose first windows start arriving at once.
+    fn open_tile(&self, job: &TileJob) -> Opening {
+        let grid = &self.grid;
+        let fetched = match crate::source::remote::url_of_gdal_path(&job.path) {
+            Some(url) if self.options.read_ahead > 0 => {
+                Some(RemoteFile::open(&url).map_err(|source| match source {
+                    RemoteError::NotFound { url } => TileError::Missing { path: url },
+                    source => TileError::Remote { path: url, source },
+                })?)
+            }
+            _ => None,
+        };
+        let (reader, cell) = match &fetched {
+            Some(file) => TileReader::open_fetched(file, grid, job.tile)?,
+            None => TileReader::open(&job.path, grid, job.tile)?,
+        };
+        let tile_rows = grid.tile_pixels as usize;
+        let window = window_rows(grid.chunk_pixels as usize, reader.block_rows());
+        let windows = tile_rows.div_ceil(window);
+        let ahead = fetched.as_ref().and_then(|file| {
+            let ranges = (0..windows)
+                .map(|w| reader.block_ranges(w * window, window.min(tile_rows - w * window)))
+                .collect::<Option<Vec<_>>>()?;
+            Some(ReadAhead::new(
+                (*file).clone(),
+                ranges,
+                self.options.read_ahead * self.threads,
+                self.options.read_ahead_bytes,
+            ))
+        });
+        Ok(Opened {
+            fetched,
+            reader,
+            cell,
+            window,
+            ahead,
+        })
+    }
+
+    /// One attempt at one tile: validate, then windows in parallel, taken in row order.
+    /// A remote tile is read through its read-ahead file (when read-ahead is on): the
+    /// bytes of the windows after those being decoded are fetched meanwhile.
     fn read_tile(
         &self,
         job_index: usize,
         attempt: u32,
         job: &TileJob,
         strips: &StripBuffers,
+        opened: Opened,
     ) -> Result<(), TileError> {
         let grid = &self.grid;
-        let (reader, cell) = TileReader::open(&job.path, grid, job.tile)?;
+        let Opened {
+            fetched,
+            reader,
+            cell,
+            window,
+            ahead,
+        } = opened;
         self.events.send(Event::TileStarted {
             year: job.year,
             tile: job.tile,
@@ -127,26 +228,53 @@ impl Reader {
         let per_side = grid.chunks_per_side();
         let (cy0, cx0) = grid.first_chunk(cell);
         let year = job.year_index as u64;
+        let tile_rows = grid.tile_pixels as usize;
+        let windows = tile_rows.div_ceil(window);
         // GDAL handles of this tile: a worker holds one only while it decodes a window, so
         // there are never more than there are workers.
-        let tile_rows = grid.tile_pixels as usize;
-        let window = window_rows(side, reader.block_rows());
-        let windows = tile_rows.div_ceil(window);
         let readers = std::sync::Mutex::new(vec![reader]);
+        let reopen = || match &fetched {
+            Some(file) => TileReader::reopen_fetched(file),
+            None => TileReader::reopen(&job.path),
+        };
         let assembly = Assembly::default();
-        (0..windows).into_par_iter().try_for_each(|w| {
-            if self.cancel.load(Ordering::SeqCst) {
-                return Err(TileError::Cancelled);
-            }
+        let one = |w: usize| -> Result<(), TileError> {
             let reader = readers.lock().ok().and_then(|mut r| r.pop());
             let reader = match reader {
                 Some(r) => r,
-                None => TileReader::reopen(&job.path)?,
+                None => reopen()?,
             };
             let y0 = w * window;
             let rows = window.min(tile_rows - y0);
+            if let Some(a) = &ahead {
+                a.start(w);
+            }
+            let place = |sy: u64, strip: &[u8]| {
+                self.send_strip(job_index, attempt, [year, cy0 + sy, cx0], strip, per_side)
+            };
+            let (first, last) = (y0 / side, (y0 + rows - 1) / side);
+            if window != side && reader.reads_blocks(y0, rows) {
+                // A tiled source: its blocks are decoded straight into the chunk strips
+                // their rows belong to; the worker that completes a strip sends it.
+                let result =
+                    self.read_into_strips(&reader, &assembly, strips, (y0, rows), (first, last));
+                if let Some(a) = &ahead {
+                    a.done(w);
+                }
+                if let Ok(mut r) = readers.lock() {
+                    r.push(reader);
+                }
+                return result?.into_iter().try_for_each(|(sy, strip)| {
+                    let r = place(sy as u64, &strip);
+                    strips.give(strip);
+                    r
+                });
+            }
             let mut buf = strips.take(rows * width);
             let read = reader.read_rows(y0, rows, &mut buf);
+            if let Some(a) = &ahead {
+                a.done(w);
+            }
             if let Ok(mut r) = readers.lock() {
                 r.push(reader);
             }
@@ -154,16 +282,12 @@ impl Reader {
                 strips.give(buf);
                 return Err(e);
             }
-            let place = |sy: u64, strip: &[u8]| {
-                self.send_strip(job_index, attempt, [year, cy0 + sy, cx0], strip, per_side)
-            };
             let sent = if window == side {
                 // The window is a chunk strip.
                 place(w as u64, &buf)
             } else {
                 // Hand each chunk strip the window's rows of it; a strip whose rows are all
                 // there is cut and sent by the worker that completed it.
-                let (first, last) = (y0 / side, (y0 + rows - 1) / side);
                 (first..=last).try_for_each(|sy| {
                     let s0 = sy * side;
                     let (a, b) = (y0.max(s0), (y0 + rows).min(s0 + side));
@@ -180,7 +304,76 @@ impl Reader {
             };
             strips.give(buf);
             sent
-        })
+        };
+        // Each worker takes the next window in row order, so the read-ahead runs just in
+        // front of them all; the first failure stops the others at their next window.
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        (0..self.threads.clamp(1, windows.max(1)))
+            .into_par_iter()
+            .try_for_each(|_| {
+                loop {
+                    if self.cancel.load(Ordering::SeqCst) {
+                        return Err(TileError::Cancelled);
+                    }
+                    if failed.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    let w = next.fetch_add(1, Ordering::SeqCst);
+                    if w >= windows {
+                        return Ok(());
+                    }
+                    if let Err(e) = one(w) {
+                        failed.store(true, Ordering::SeqCst);
+                        return Err(e);
+                    }
+                }
+            })
+    }
+
+    /// Decode rows `y0..y0 + rows` of a tiled source block by block into the chunk strips
+    /// `first..=last` they belong to; returns the strips this window completed.
+    fn read_into_strips(
+        &self,
+        reader: &TileReader,
+        assembly: &Assembly,
+        strips: &StripBuffers,
+        (y0, rows): (usize, usize),
+        (first, last): (usize, usize),
+    ) -> Result<Vec<(usize, Vec<u8>)>, TileError> {
+        let side = self.grid.chunk_pixels as usize;
+        let width = self.grid.tile_pixels as usize;
+        let slots = (first..=last)
+            .map(|sy| assembly.slot(sy, side * width, strips).map(|s| (sy, s)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| reader.read_error(y0, rows, "a strip's lock was poisoned".into()))?;
+        crate::source::clear_recent_errors();
+        reader
+            .read_blocks(y0, rows, |r0, h, x0, w, block, bw| {
+                for (sy, slot) in &slots {
+                    let s0 = sy * side;
+                    let (a, b) = (r0.max(s0), (r0 + h).min(s0 + side));
+                    if a >= b {
+                        continue;
+                    }
+                    if let Ok(mut strip) = slot.strip.lock() {
+                        for r in a..b {
+                            let at = (r - s0) * width + x0;
+                            let from = (r - r0) * bw;
+                            strip[at..at + w].copy_from_slice(&block[from..from + w]);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| reader.read_error(y0, rows, e))?;
+        Ok(slots
+            .iter()
+            .filter_map(|(sy, _)| {
+                let s0 = sy * side;
+                let n = (y0 + rows).min(s0 + side) - y0.max(s0);
+                assembly.add_rows(*sy, n, side).map(|strip| (*sy, strip))
+            })
+            .collect())
     }
 
     /// Cut a chunk strip (`side` rows of the tile) into chunks, encode them in parallel and
@@ -217,6 +410,26 @@ impl Reader {
     }
 }
 
+/// A tile opened and checked, ready to be read.
+pub(super) struct Opened {
+    /// Its read-ahead file, when it is read through one (kept reachable while it is read).
+    fetched: Option<crate::source::fetch::Registered>,
+    reader: TileReader,
+    cell: crate::grid::Cell,
+    /// Rows of a read window.
+    window: usize,
+    ahead: Option<ReadAhead>,
+}
+
+type Opening = Result<Opened, TileError>;
+
+fn open_panicked(path: &str) -> TileError {
+    TileError::Unreadable {
+        path: path.to_string(),
+        reason: "opening it panicked".into(),
+    }
+}
+
 /// Rows of a read window: the chunk side when the source's blocks divide it (or are too tall
 /// to follow), else whole blocks: as many as fit in a chunk side, at least one.
 fn window_rows(chunk: usize, block: usize) -> usize {
@@ -227,11 +440,47 @@ fn window_rows(chunk: usize, block: usize) -> usize {
     }
 }
 
-/// Chunk strips being put together from the windows that hold their rows.
+/// Chunk strips being put together from the windows that hold their rows. Each strip has
+/// its own lock, so workers filling different rows of one strip copy in turn, and those
+/// filling different strips never wait for each other.
 #[derive(Default)]
-struct Assembly(std::sync::Mutex<std::collections::HashMap<usize, (Vec<u8>, usize)>>);
+struct Assembly(std::sync::Mutex<std::collections::HashMap<usize, Arc<Slot>>>);
+
+/// A strip being filled, and how many of its rows are in.
+struct Slot {
+    strip: std::sync::Mutex<Vec<u8>>,
+    rows: AtomicUsize,
+}
 
 impl Assembly {
+    /// The strip `sy` (of `len` bytes), made from a spare buffer when it is new.
+    fn slot(&self, sy: usize, len: usize, buffers: &StripBuffers) -> Option<Arc<Slot>> {
+        let mut strips = self.0.lock().ok()?;
+        Some(
+            strips
+                .entry(sy)
+                .or_insert_with(|| {
+                    Arc::new(Slot {
+                        strip: std::sync::Mutex::new(buffers.take(len)),
+                        rows: AtomicUsize::new(0),
+                    })
+                })
+                .clone(),
+        )
+    }
+
+    /// `n` more rows of strip `sy` are in; returns the strip once all its `side` rows are.
+    fn add_rows(&self, sy: usize, n: usize, side: usize) -> Option<Vec<u8>> {
+        let mut strips = self.0.lock().ok()?;
+        let slot = strips.get(&sy)?;
+        if slot.rows.fetch_add(n, Ordering::SeqCst) + n < side {
+            return None;
+        }
+        let slot = strips.remove(&sy)?;
+        let strip = std::mem::take(&mut *slot.strip.lock().ok()?);
+        Some(strip)
+    }
+
     /// Copy `rows` (whole rows) into strip `sy` at byte `at`; returns the strip once all its
     /// `side` rows are in.
     fn fill(
@@ -243,16 +492,9 @@ impl Assembly {
         width: usize,
         buffers: &StripBuffers,
     ) -> Option<Vec<u8>> {
-        let mut strips = self.0.lock().ok()?;
-        let (strip, filled) = strips
-            .entry(sy)
-            .or_insert_with(|| (buffers.take(side * width), 0));
-        strip[at..at + rows.len()].copy_from_slice(rows);
-        *filled += rows.len() / width;
-        if *filled < side {
-            return None;
-        }
-        strips.remove(&sy).map(|(strip, _)| strip)
+        let slot = self.slot(sy, side * width, buffers)?;
+        slot.strip.lock().ok()?[at..at + rows.len()].copy_from_slice(rows);
+        self.add_rows(sy, rows.len() / width, side)
     }
 }
 
