@@ -65,7 +65,10 @@ async fn gs_sources_write_the_same_cube_as_local_tiles_and_name_a_missing_one() 
 
     // A year without a list in the bucket, and a source prefix the bucket does not hold:
     // each an error naming the list's address, nothing written.
-    for (root, year) in [(source, "2005"), ("gs://glad-bucket/no-such-prefix", "2000")] {
+    for (root, year) in [
+        (source, "2005"),
+        ("gs://glad-bucket/no-such-prefix", "2000"),
+    ] {
         let out = w.run_with(
             &[
                 "--source",

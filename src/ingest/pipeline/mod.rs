@@ -60,8 +60,8 @@ pub struct IngestOptions {
 /// Default windows each worker reads ahead from a remote tile.
 pub const DEFAULT_READ_AHEAD: usize = 2;
 
-/// Default bytes a remote tile's read-ahead holds: some 6 GLAD windows of 1,000 rows.
-pub const DEFAULT_READ_AHEAD_BYTES: u64 = 64 << 20;
+/// Default bytes a remote tile's read-ahead holds: some 12 GLAD windows of 1,000 rows.
+pub const DEFAULT_READ_AHEAD_BYTES: u64 = 128 << 20;
 
 /// Default limit of chunk references a session holds before a checkpoint: about 125 GLAD
 /// tiles of 1,600 chunks, some 80 MB of references, so a long write stays far below 512 MB.
