@@ -13,6 +13,7 @@ pub mod demo;
 pub mod grid;
 pub mod ingest;
 pub mod netem;
+pub mod nginx;
 pub mod preset;
 pub mod source;
 

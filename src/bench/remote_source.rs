@@ -10,69 +10,13 @@
 //! The figure of merit is remote write ÷ max(download, local write).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use tilecube::nginx::Nginx;
 
 use super::{BenchArgs, run_child, scratch, write_args};
 use tilecube::grid::TileName;
-
-/// nginx serving a directory on a free loopback port, stopped when dropped.
-struct Nginx {
-    child: Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl Nginx {
-    fn serve(root: &Path) -> Result<Self> {
-        let dir = scratch("bench-nginx")?;
-        std::fs::create_dir_all(&dir)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let d = dir.display();
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             server {{ listen 127.0.0.1:{port}; root {}; location / {{ }} }}\n}}\n",
-            root.display()
-        );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf)?;
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting nginx (Debian's nginx-light)")?;
-        let nginx = Self { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("nginx did not start on port {port}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(nginx)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Download `urls` at once, whole, discarding the bytes; returns the wall time and bytes.
 async fn download_all(urls: &[String]) -> Result<(Duration, u64)> {
@@ -104,7 +48,7 @@ pub fn run(args: &BenchArgs, cache: &Path, tiles: &[TileName], year: i32) -> Res
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let nginx = Nginx::serve(cache)?;
+    let nginx = Nginx::start(cache, "").context("starting nginx (Debian's nginx-light)")?;
     let upstream = format!("127.0.0.1:{}", nginx.port).parse()?;
     let rtt = Duration::from_millis(args.rtt_ms);
     let proxy = rt.block_on(tilecube::netem::LatencyProxy::start(upstream, rtt))?;

@@ -92,6 +92,19 @@ struct Parts {
     window_bytes: u64,
 }
 
+impl Parts {
+    /// Forget the part at `start`, keeping the byte counts.
+    fn remove(&mut self, start: u64) {
+        if let Some(p) = self.by_start.remove(&start) {
+            if p.loose {
+                self.loose_bytes -= p.end - start;
+            } else {
+                self.window_bytes -= p.end - start;
+            }
+        }
+    }
+}
+
 /// Counters of one file's fetches.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FetchStats {
@@ -237,15 +250,14 @@ impl RemoteFile {
             return;
         }
         let mut parts = self.lock_parts();
-        let gone: Vec<(u64, u64)> = parts
+        let gone: Vec<u64> = parts
             .by_start
             .range(range.start..range.end)
             .filter(|(_, p)| !p.loose && p.end <= range.end)
-            .map(|(s, p)| (*s, p.end))
+            .map(|(s, _)| *s)
             .collect();
-        for (s, e) in gone {
-            parts.by_start.remove(&s);
-            parts.window_bytes -= e - s;
+        for s in gone {
+            parts.remove(s);
         }
     }
 
@@ -315,11 +327,7 @@ impl RemoteFile {
                 _ => None,
             };
             match finished {
-                Some(true) => {
-                    if let Some(p) = parts.by_start.remove(&old) {
-                        parts.loose_bytes -= p.end - old;
-                    }
-                }
+                Some(true) => parts.remove(old),
                 Some(false) => kept.push_back(old),
                 None => {}
             }
@@ -357,13 +365,8 @@ impl RemoteFile {
                         .get(&start)
                         .is_some_and(|p| Arc::ptr_eq(p, &part))
                     {
-                        parts.by_start.remove(&start);
-                        if part.loose {
-                            parts.loose_bytes -= part.end - start;
-                            parts.loose.retain(|s| *s != start);
-                        } else {
-                            parts.window_bytes -= part.end - start;
-                        }
+                        parts.remove(start);
+                        parts.loose.retain(|s| *s != start);
                     }
                     drop(parts);
                     if let Ok(mut slot) = self.error.lock()

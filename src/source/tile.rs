@@ -162,6 +162,9 @@ fn epsg_of(sr: &mut SpatialRef) -> Option<i32> {
 pub struct TileReader {
     dataset: Dataset,
     width: usize,
+    height: usize,
+    /// Width and height of the source's blocks (strips or tiles), at least 1 each.
+    block: (usize, usize),
     /// Read through one of GDAL's network file systems or the read-ahead.
     remote: bool,
     /// The read-ahead file it reads, whose fetch errors explain a failed read.
@@ -188,17 +191,23 @@ impl TileReader {
             }
         };
         let cell = validate(&dataset, grid, listed_as)?;
-        let width = dataset.raster_size().0;
-        let remote = path.starts_with("/vsi");
-        Ok((
-            Self {
-                dataset,
-                width,
-                remote,
-                fetch: None,
-            },
-            cell,
-        ))
+        Ok((Self::new(dataset, path.starts_with("/vsi"), None), cell))
+    }
+
+    fn new(dataset: Dataset, remote: bool, fetch: Option<Arc<RemoteFile>>) -> Self {
+        let (width, height) = dataset.raster_size();
+        let block = dataset
+            .rasterband(1)
+            .map(|b| b.block_size())
+            .unwrap_or((width, 1));
+        Self {
+            dataset,
+            width,
+            height,
+            block: (block.0.max(1), block.1.max(1)),
+            remote,
+            fetch,
+        }
     }
 
     /// Open a remote tile through its read-ahead file and check it as [`TileReader::open`]
@@ -221,22 +230,9 @@ impl TileReader {
                 path: file.url().to_string(),
                 source,
             },
-            None => TileError::Unreadable {
-                path: file.url().to_string(),
-                reason: if e.to_string().contains("NULL pointer") {
-                    "GDAL cannot read it: not a GeoTIFF, or corrupt".into()
-                } else {
-                    e.to_string()
-                },
-            },
+            None => local_open_error(file.url(), e.to_string()),
         })?;
-        let width = dataset.raster_size().0;
-        Ok(Self {
-            dataset,
-            width,
-            remote: true,
-            fetch: Some(file.clone()),
-        })
+        Ok(Self::new(dataset, true, Some(file.clone())))
     }
 
     /// The byte ranges of the blocks that hold rows `y0..y0 + rows`, from the TIFF's block
@@ -244,8 +240,7 @@ impl TileReader {
     pub fn block_ranges(&self, y0: usize, rows: usize) -> Option<Vec<Range<u64>>> {
         use gdal::Metadata;
         let band = self.dataset.rasterband(1).ok()?;
-        let (bw, bh) = band.block_size();
-        let (bw, bh) = (bw.max(1), bh.max(1));
+        let (bw, bh) = self.block;
         let across = self.width.div_ceil(bw);
         let mut out = vec![];
         for by in y0 / bh..(y0 + rows).div_ceil(bh) {
@@ -280,23 +275,13 @@ impl TileReader {
             path: path.to_string(),
             reason: e.to_string(),
         })?;
-        let width = dataset.raster_size().0;
-        Ok(Self {
-            dataset,
-            width,
-            remote: path.starts_with("/vsi"),
-            fetch: None,
-        })
+        Ok(Self::new(dataset, path.starts_with("/vsi"), None))
     }
 
     /// Rows of the source's blocks: a strip's rows, or a tile's height in a tiled GeoTIFF
     /// (a COG). A read that starts and ends on block rows decodes each block once.
     pub fn block_rows(&self) -> usize {
-        self.dataset
-            .rasterband(1)
-            .map(|b| b.block_size().1)
-            .unwrap_or(1)
-            .max(1)
+        self.block.1
     }
 
     /// Read `rows` whole rows from row `y0` into `buf` (row-major, `rows * width` bytes).
@@ -332,16 +317,10 @@ impl TileReader {
     /// Whether rows `y0..y0 + rows` of this source are decoded block by block
     /// ([`TileReader::read_blocks`]): a tiled source (a COG) read on whole block rows.
     pub fn reads_blocks(&self, y0: usize, rows: usize) -> bool {
-        let Ok(band) = self.dataset.rasterband(1) else {
-            return false;
-        };
-        let (bw, bh) = band.block_size();
-        let height = self.dataset.raster_size().1;
-        bw > 0
-            && bw < self.width
-            && bh > 0
+        let (bw, bh) = self.block;
+        bw < self.width
             && y0.is_multiple_of(bh)
-            && (rows.is_multiple_of(bh) || y0 + rows == height)
+            && (rows.is_multiple_of(bh) || y0 + rows == self.height)
     }
 
     /// Decode the blocks of rows `y0..y0 + rows` (on block rows, see
@@ -356,9 +335,8 @@ impl TileReader {
         mut put: impl FnMut(usize, usize, usize, usize, &[u8], usize),
     ) -> Result<(), String> {
         let band = self.dataset.rasterband(1).map_err(|e| e.to_string())?;
-        let (bw, bh) = band.block_size();
-        let height = self.dataset.raster_size().1;
-        let width = self.width;
+        let (bw, bh) = self.block;
+        let (width, height) = (self.width, self.height);
         BLOCK.with_borrow_mut(|block| {
             block.resize(bw * bh, 0);
             for by in y0 / bh..(y0 + rows).div_ceil(bh) {

@@ -4,14 +4,9 @@
 //! XML API's anonymous reads (`GET /{bucket}/{object}`, with ranges) as GCS does.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-pub struct Nginx {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
+/// [`tilecube::nginx::Nginx`], started or the test fails.
+pub struct Nginx(tilecube::nginx::Nginx);
 
 impl Nginx {
     /// Serve `root` on a free loopback port.
@@ -21,54 +16,16 @@ impl Nginx {
 
     /// Serve `root`, with extra `location` blocks (to answer some paths with an error).
     pub fn serve_with(root: &Path, locations: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let d = dir.path().display();
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             server {{ listen 127.0.0.1:{port}; root {}; location / {{ }} {locations} }}\n}}\n",
-            root.display()
-        );
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("nginx.conf");
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx (installed by .ci/setup)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        Self(
+            tilecube::nginx::Nginx::start(root, locations).expect("nginx (installed by .ci/setup)"),
+        )
     }
 }
 
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Nginx {
+    type Target = tilecube::nginx::Nginx;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 

@@ -101,61 +101,58 @@ impl Reader {
         next_open: &mut Option<(usize, std::thread::ScopedJoinHandle<'s, Opening>)>,
         scope: &'s std::thread::Scope<'s, '_>,
     ) {
-        {
-            for attempt in 0..attempts {
-                if self.cancel.load(Ordering::SeqCst) {
-                    let _ = self.tx.blocking_send(Msg::End {
-                        job: i,
-                        attempt,
-                        result: Err(TileError::Cancelled),
-                        retrying: false,
-                    });
-                    break;
-                }
-                let opened = match next_open.take() {
-                    Some((j, handle)) if j == i => handle
-                        .join()
-                        .unwrap_or_else(|_| Err(open_panicked(&job.path))),
-                    other => {
-                        *next_open = other;
-                        self.open_tile(job)
-                    }
-                };
-                if next_open.is_none()
-                    && self.options.read_ahead > 0
-                    && let Some(next) = self.jobs.get(i + 1)
-                    && crate::source::remote::url_of_gdal_path(&next.path).is_some()
-                {
-                    *next_open = Some((i + 1, scope.spawn(move || self.open_tile(next))));
-                }
-                let result = opened.and_then(|opened| {
-                    pool.install(|| self.read_tile(i, attempt, job, strips, opened))
-                });
-                let retrying =
-                    matches!(&result, Err(e) if e.is_transient()) && attempt + 1 < attempts;
-                if let (true, Err(e)) = (retrying, &result) {
-                    self.events.send(Event::TileRetry {
-                        year: job.year,
-                        tile: job.tile,
-                        attempt: attempt + 1,
-                        error: e.to_string(),
-                    });
-                }
-                let end = Msg::End {
+        for attempt in 0..attempts {
+            if self.cancel.load(Ordering::SeqCst) {
+                let _ = self.tx.blocking_send(Msg::End {
                     job: i,
                     attempt,
-                    result,
-                    retrying,
-                };
-                if self.tx.blocking_send(end).is_err() {
-                    return;
-                }
-                if !retrying {
-                    break;
-                }
-                std::thread::sleep(backoff(self.options.retry_delay, attempt));
-                TileReader::forget_cached(&job.path);
+                    result: Err(TileError::Cancelled),
+                    retrying: false,
+                });
+                break;
             }
+            let opened = match next_open.take() {
+                Some((j, handle)) if j == i => handle
+                    .join()
+                    .unwrap_or_else(|_| Err(open_panicked(&job.path))),
+                other => {
+                    *next_open = other;
+                    self.open_tile(job)
+                }
+            };
+            if next_open.is_none()
+                && self.options.read_ahead > 0
+                && let Some(next) = self.jobs.get(i + 1)
+                && crate::source::remote::url_of_gdal_path(&next.path).is_some()
+            {
+                *next_open = Some((i + 1, scope.spawn(move || self.open_tile(next))));
+            }
+            let result = opened.and_then(|opened| {
+                pool.install(|| self.read_tile(i, attempt, job, strips, opened))
+            });
+            let retrying = matches!(&result, Err(e) if e.is_transient()) && attempt + 1 < attempts;
+            if let (true, Err(e)) = (retrying, &result) {
+                self.events.send(Event::TileRetry {
+                    year: job.year,
+                    tile: job.tile,
+                    attempt: attempt + 1,
+                    error: e.to_string(),
+                });
+            }
+            let end = Msg::End {
+                job: i,
+                attempt,
+                result,
+                retrying,
+            };
+            if self.tx.blocking_send(end).is_err() {
+                return;
+            }
+            if !retrying {
+                break;
+            }
+            std::thread::sleep(backoff(self.options.retry_delay, attempt));
+            TileReader::forget_cached(&job.path);
         }
     }
 
