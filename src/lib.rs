@@ -1,6 +1,7 @@
 //! tilecube: assemble analysis-ready raster datacubes in Icechunk from tiled GeoTIFFs.
 //!
-//! This library is the engine — [`grid`], [`preset`], [`source`], [`cube`], [`ingest`] — and
+//! This library is the engine — [`grid`], [`preset`], [`source`], [`cube`], [`ingest`], and
+//! [`scaleout`] for many machines — and
 //! the settings that drive it ([`config`]); [`netem`] is the bench's and the tests' way to put a
 //! local server a round trip away. It knows nothing of terminals: it reports progress
 //! as [`ingest::Event`]s on a channel. The headless CLI, the console and the benchmark are
@@ -15,6 +16,7 @@ pub mod ingest;
 pub mod netem;
 pub mod nginx;
 pub mod preset;
+pub mod scaleout;
 pub mod source;
 
 pub use source::gdal_setup;

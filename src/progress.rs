@@ -112,6 +112,7 @@ pub fn event_line(ev: &Event) -> Option<String> {
         Event::Committed {
             snapshot, tiles, ..
         } => format!("committed {tiles} tiles as {snapshot}"),
+        Event::Staged { part, tiles } => format!("staged {tiles} tiles as {part}"),
         Event::Warning { message } => format!("warning: {message}"),
         _ => return None,
     })

@@ -299,6 +299,7 @@ mod tests {
             message: "w".into(),
             written,
             init: false,
+            plan: None,
         }];
         let present = [
             ((2000, t("00N_000E")), 4),

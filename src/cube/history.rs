@@ -39,13 +39,40 @@ pub struct Commit {
     pub written: WrittenTiles,
     /// Whether this commit laid out the cube afresh.
     pub init: bool,
+    /// The scale-out plan this commit wrote tiles of, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanTag>,
+}
+
+/// What a commit of a scale-out plan records beside its tiles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanTag {
+    /// The plan's id.
+    pub id: String,
+    /// The shard that committed (checkpoint mode).
+    pub shard: Option<u64>,
+    /// Whether this is the plan's merge of staged shards.
+    pub merged: bool,
 }
 
 impl Commit {
     /// A commit of the ancestry, with the tiles its snapshot properties record.
     pub(crate) fn from_info(info: SnapshotInfo) -> Self {
         let (written, init) = parse_written(&info.metadata);
+        let ours = info.metadata.get(props_key());
+        let plan = ours
+            .and_then(|v| v.get("plan"))
+            .and_then(Value::as_str)
+            .map(|id| PlanTag {
+                id: id.to_string(),
+                shard: ours.and_then(|v| v.get("shard")).and_then(Value::as_u64),
+                merged: ours
+                    .and_then(|v| v.get("merged"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            });
         Commit {
+            plan,
             id: info.id.to_string(),
             parent: info.parent_id.map(|p| p.to_string()),
             time: info.flushed_at,
@@ -94,6 +121,15 @@ pub fn commit_message(written: &WrittenTiles) -> String {
 
 /// Snapshot properties recording the tiles a commit wrote.
 pub fn written_properties(written: &WrittenTiles) -> SnapshotProperties {
+    written_properties_with(written, &serde_json::Map::new())
+}
+
+/// Snapshot properties recording the tiles a commit wrote, and `tags` beside them (the
+/// plan and shard of a scale-out write).
+pub fn written_properties_with(
+    written: &WrittenTiles,
+    tags: &serde_json::Map<String, Value>,
+) -> SnapshotProperties {
     let map: serde_json::Map<String, Value> = written
         .iter()
         .map(|(year, tiles)| {
@@ -104,8 +140,10 @@ pub fn written_properties(written: &WrittenTiles) -> SnapshotProperties {
             (year.to_string(), Value::Object(t))
         })
         .collect();
+    let mut ours = tags.clone();
+    ours.insert("written".into(), Value::Object(map));
     let mut props = SnapshotProperties::new();
-    props.insert(props_key().into(), json!({ "written": map }));
+    props.insert(props_key().into(), Value::Object(ours));
     props
 }
 
@@ -230,6 +268,7 @@ mod tests {
                 [(2000, tiles.iter().map(|s| (t(s), 1)).collect())].into()
             },
             init,
+            plan: None,
         };
         // newest first
         let history = vec![

@@ -15,7 +15,7 @@ use super::CubeError;
 
 /// S3 connection settings for a repository; anything left `None` falls back to the
 /// environment (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials from `AWS_*` and profiles).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Settings {
     pub region: Option<String>,
@@ -105,6 +105,11 @@ impl RepoLocation {
             location: self.to_string(),
             source: e.into(),
         }
+    }
+
+    /// Whether the repository is a path on this machine's file system.
+    pub fn is_local_path(&self) -> bool {
+        matches!(self, Self::Local(_))
     }
 
     /// A key naming this repository, for per-repository state kept elsewhere.

@@ -12,6 +12,7 @@ mod history;
 mod layout;
 mod location;
 mod lock;
+mod merge;
 mod repo;
 mod session;
 mod snapshots;
@@ -20,12 +21,16 @@ mod writer;
 
 pub use coverage::{ChunkCounts, Coverage, CoverageCache, TileState};
 pub use error::{BoxError, CubeError};
-pub use history::{Commit, TileRecord, WrittenTiles, commit_message, written_properties};
+pub use history::{
+    Commit, PlanTag, TileRecord, WrittenTiles, commit_message, written_properties,
+    written_properties_with,
+};
 pub use layout::{Layout, SPATIAL_REF_ATTRS_KEY};
 pub use location::{RepoLocation, S3Settings};
 pub use lock::LOCK_FILE;
+pub use merge::Merger;
 pub use repo::{Cube, InitOptions, SpecVersion};
-pub use session::{Committed, WriteSession};
+pub use session::{Committed, Stager, WriteSession};
 pub use snapshots::TileKey;
 pub use verify::Verification;
 pub use writer::{ChunkEncoder, EncodedChunk, PreparedUpload, TileChunks};

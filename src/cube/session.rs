@@ -8,16 +8,21 @@
 //!   takes them under the same lock, so every commit — a checkpoint, the operator's, one on a
 //!   signal — records exactly the tiles it holds, whoever triggers it;
 //! - a failed commit puts its tiles back as pending; a successful one continues on a fresh
-//!   session at the new head.
+//!   session at the new head;
+//! - a staged session ([`WriteSession::open_staged`]) never touches the branch: its
+//!   "commit" hands the session's changes and their tiles to a [`Stager`] and continues on
+//!   an empty change set, so only `merge` moves the branch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures::future::BoxFuture;
 use icechunk::format::Path;
 use icechunk::session::Session;
+use serde_json::Value;
 use tokio::sync::RwLock;
 
-use super::history::{WrittenTiles, commit_message, written_properties};
+use super::history::{WrittenTiles, commit_message, written_properties_with};
 use super::writer::{PreparedUpload, TileChunks, prepare_upload};
 use super::{Cube, CubeError};
 use crate::grid::TileName;
@@ -29,6 +34,9 @@ pub struct Committed {
     pub message: String,
     /// The tiles it recorded.
     pub written: WrittenTiles,
+    /// Whether the tiles were staged (`snapshot` names the staged part) rather than
+    /// committed to the branch.
+    pub staged: bool,
 }
 
 impl Committed {
@@ -36,6 +44,17 @@ impl Committed {
     pub fn tile_count(&self) -> usize {
         self.written.values().map(|t| t.len()).sum()
     }
+}
+
+/// Where a staged session's changes go instead of the branch: the scale-out stage.
+pub trait Stager: Send + Sync {
+    /// Keep a session's serialized changes (`Session::as_bytes`), which hold `written`;
+    /// returns a name for what was kept.
+    fn save<'a>(
+        &'a self,
+        session: Vec<u8>,
+        written: &'a WrittenTiles,
+    ) -> BoxFuture<'a, Result<String, CubeError>>;
 }
 
 /// A writable session of a cube's branch and its uncommitted tiles.
@@ -46,6 +65,10 @@ pub struct WriteSession {
     pending: std::sync::Mutex<WrittenTiles>,
     /// Chunk references (set or removed) held by the session since its last commit.
     pending_refs: AtomicU64,
+    /// Recorded with every commit next to the tiles (e.g. the plan and shard).
+    tags: serde_json::Map<String, Value>,
+    /// Set: the session is a fork that stages instead of committing.
+    stager: Option<Arc<dyn Stager>>,
 }
 
 impl WriteSession {
@@ -59,7 +82,41 @@ impl WriteSession {
             session: RwLock::new(cube.writable_session().await?),
             pending: std::sync::Mutex::new(WrittenTiles::new()),
             pending_refs: AtomicU64::new(0),
+            tags: serde_json::Map::new(),
+            stager: None,
         }))
+    }
+
+    /// Like [`WriteSession::open`], with `tags` recorded in every commit's properties.
+    pub async fn open_tagged(
+        cube: &Cube,
+        tags: serde_json::Map<String, Value>,
+    ) -> Result<Arc<Self>, CubeError> {
+        let s = Self::open(cube).await?;
+        let mut s = Arc::into_inner(s).ok_or_else(|| CubeError::Layout("session shared".into()))?;
+        s.tags = tags;
+        Ok(Arc::new(s))
+    }
+
+    /// A fork of the branch head that never commits: each checkpoint hands its changes to
+    /// `stager` (see [`Stager`]) and the fork continues with an empty change set.
+    pub async fn open_staged(cube: &Cube, stager: Arc<dyn Stager>) -> Result<Arc<Self>, CubeError> {
+        let s = Self::open(cube).await?;
+        let mut s = Arc::into_inner(s).ok_or_else(|| CubeError::Layout("session shared".into()))?;
+        let fork = s
+            .session
+            .get_mut()
+            .fork()
+            .await
+            .map_err(|e| CubeError::icechunk("forking a session to stage", e))?;
+        s.session = RwLock::new(fork);
+        s.stager = Some(stager);
+        Ok(Arc::new(s))
+    }
+
+    /// Whether this session stages instead of committing.
+    pub fn is_staged(&self) -> bool {
+        self.stager.is_some()
     }
 
     /// The cube this session writes.
@@ -130,8 +187,19 @@ impl WriteSession {
         let message = message
             .map(str::to_string)
             .unwrap_or_else(|| commit_message(&written));
-        let props = written_properties(&written);
-        let id = match super::repo::commit(&self.cube, &mut s, &message, props).await {
+        let landed = match &self.stager {
+            Some(stager) => match s.as_bytes() {
+                Ok(bytes) => stager.save(bytes, &written).await,
+                Err(e) => Err(CubeError::icechunk("serializing a staged session", e)),
+            },
+            None => {
+                let props = written_properties_with(&written, &self.tags);
+                super::repo::commit(&self.cube, &mut s, &message, props)
+                    .await
+                    .map(|id| id.to_string())
+            }
+        };
+        let id = match landed {
             Ok(id) => id,
             Err(e) => {
                 self.pending_refs.fetch_add(refs, Ordering::SeqCst);
@@ -143,9 +211,15 @@ impl WriteSession {
                 return Err(e);
             }
         };
-        *s = self.cube.writable_session().await?;
+        if self.stager.is_some() {
+            s.discard_changes()
+                .map_err(|e| CubeError::icechunk("emptying a staged session", e))?;
+        } else {
+            *s = self.cube.writable_session().await?;
+        }
         Ok(Some(Committed {
-            snapshot: id.to_string(),
+            staged: self.stager.is_some(),
+            snapshot: id,
             message,
             written,
         }))

@@ -61,6 +61,8 @@ pub enum Event {
         message: String,
         tiles: usize,
     },
+    /// A staged session's part was saved (stage mode: nothing is committed to the branch).
+    Staged { part: String, tiles: usize },
     /// Something the operator should know that stops nothing (e.g. a journal problem).
     Warning { message: String },
     /// The ingest is over.
@@ -74,6 +76,12 @@ pub enum Event {
 impl Event {
     /// The event of a commit that landed.
     pub fn committed(c: &crate::cube::Committed) -> Self {
+        if c.staged {
+            return Self::Staged {
+                part: c.snapshot.clone(),
+                tiles: c.tile_count(),
+            };
+        }
         Self::Committed {
             snapshot: c.snapshot.clone(),
             message: c.message.clone(),

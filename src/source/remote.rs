@@ -205,7 +205,7 @@ fn network_error(url: &str, e: &reqwest::Error) -> RemoteError {
 /// An `object_store` error, classified by its typed variants and the network error in its
 /// chain. Its HTTP status, when the server answered with one that has no variant of its
 /// own, is only in its message: that is read as the last resort.
-pub(super) fn classify_store_error(url: &str, e: object_store::Error) -> RemoteError {
+pub(crate) fn classify_store_error(url: &str, e: object_store::Error) -> RemoteError {
     use object_store::Error as E;
     match &e {
         E::NotFound { .. } => {
@@ -338,7 +338,7 @@ pub fn url_of_gdal_path(path: &str) -> Option<String> {
     }
 }
 
-pub(super) fn store_for(
+pub(crate) fn store_for(
     url: &str,
     retry: Option<object_store::RetryConfig>,
 ) -> Result<(Box<dyn ObjectStore>, StorePath), RemoteError> {

@@ -566,6 +566,10 @@ pub fn on_event(app: &mut App, event: &Event) -> Vec<Action> {
             app.status_line = format!("committed {tiles} tiles as {snapshot}");
             return vec![Action::Refresh];
         }
+        Event::Staged { part, tiles } => {
+            app.uncommitted.clear();
+            app.status_line = format!("staged {tiles} tiles as {part}");
+        }
         Event::Warning { message } => {
             log::warn!("{message}");
             app.status_line = format!("warning: {message}");
@@ -862,6 +866,7 @@ mod tests {
             snapshot: "SNAP1".into(),
             message: "m".into(),
             written,
+            staged: false,
         }
     }
 
@@ -1000,6 +1005,7 @@ mod tests {
             message: "write 1 tile".into(),
             written: Default::default(),
             init: false,
+            plan: None,
         }];
         on_key(&mut a, key(KeyCode::Tab));
         assert_eq!(

@@ -524,6 +524,7 @@ mod tests {
                 message: "write 1 tile: 2000/80N_170W".into(),
                 written: w,
                 init: false,
+                plan: None,
             },
             Commit {
                 id: "INITBBBBBBBBBBBBBBBB".into(),
@@ -532,6 +533,7 @@ mod tests {
                 message: "initialize array".into(),
                 written: WrittenTiles::new(),
                 init: true,
+                plan: None,
             },
         ];
         app

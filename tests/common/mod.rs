@@ -4,6 +4,7 @@
 
 pub mod nginx;
 pub mod s3;
+pub mod slurm;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

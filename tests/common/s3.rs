@@ -86,9 +86,8 @@ impl Moto {
         );
     }
 
-    /// Upload a local directory tree under `bucket/prefix`.
-    pub async fn upload_dir(&self, dir: &Path, bucket: &str, prefix: &str) {
-        let store = AmazonS3Builder::new()
+    fn store(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
             .with_allow_http(true)
             .with_bucket_name(bucket)
@@ -96,7 +95,39 @@ impl Moto {
             .with_secret_access_key(SECRET_KEY)
             .with_region("us-east-1")
             .build()
-            .expect("s3 client");
+            .expect("s3 client")
+    }
+
+    /// The keys under `bucket/prefix`.
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        let store = self.store(bucket);
+        let prefix = (!prefix.is_empty()).then(|| object_store::path::Path::from(prefix));
+        let metas: Vec<_> = store
+            .list(prefix.as_ref())
+            .try_collect()
+            .await
+            .expect("list");
+        metas.into_iter().map(|m| m.location.to_string()).collect()
+    }
+
+    /// An object's bytes.
+    pub async fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let store = self.store(bucket);
+        store
+            .get(&object_store::path::Path::from(key))
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes")
+            .to_vec()
+    }
+
+    /// Upload a local directory tree under `bucket/prefix`.
+    pub async fn upload_dir(&self, dir: &Path, bucket: &str, prefix: &str) {
+        let store = self.store(bucket);
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
             for entry in std::fs::read_dir(&d).expect("read dir") {

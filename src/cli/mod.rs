@@ -14,10 +14,13 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use tilecube::config::{Flags, Settings, data_dir, io_runtime};
-use tilecube::cube::{Coverage, Cube, InitOptions, Layout, TileState};
+use tilecube::cube::{Coverage, Cube, InitOptions, Layout, TileState, WriteSession};
 use tilecube::grid::{Grid, TileName};
 use tilecube::ingest::{self, Event, EventSink, Journal, Selection};
+use tilecube::scaleout::record::Recorder;
 use tilecube::source::{ListProblem, TileList};
+
+mod shard;
 
 /// tilecube: assemble analysis-ready raster datacubes in Icechunk from tiled GeoTIFFs.
 #[derive(Debug, Parser)]
@@ -39,14 +42,25 @@ pub enum Command {
     },
     /// Write tiles into the cube and commit them.
     Write(WriteArgs),
-    /// Show which tiles are listed and written, per year.
+    /// Show which tiles are listed and written, per year (or a plan's progress).
     Status {
         #[arg(long)]
         json: bool,
         /// Only these years.
         #[arg(long = "year")]
         years: Vec<i32>,
+        /// Show this scale-out plan's progress: per shard, tiles landed or staged, failures.
+        #[arg(long)]
+        plan: Option<String>,
+        /// The plan's stage location (default: the one its shards' records name).
+        #[arg(long, requires = "plan")]
+        stage: Option<String>,
     },
+    /// Fix the work of a scale-out write once: the base snapshot, the (year, tile) jobs and
+    /// their split into balanced shards, saved for every task to read.
+    Plan(shard::PlanArgs),
+    /// Merge the staged shards of a plan into the branch as one commit.
+    Merge(shard::MergeArgs),
     /// Check every chunk the branch head references against the objects in storage.
     Verify {
         #[arg(long)]
@@ -72,8 +86,9 @@ pub enum Command {
     Tui,
 }
 
-#[derive(Debug, Args)]
-pub struct WriteArgs {
+/// Which tiles to write (or plan).
+#[derive(Debug, Args, Default)]
+pub struct Choice {
     /// Year to write (repeatable; default: every year of the cube).
     #[arg(long = "year")]
     pub years: Vec<i32>,
@@ -89,6 +104,24 @@ pub struct WriteArgs {
     /// The tiles of the failure journal (tiles that failed before).
     #[arg(long, conflicts_with_all = ["all", "tiles"])]
     pub failed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub choice: Choice,
+    /// Write one shard of a plan made by `tilecube plan` (a directory or s3:// / gs://
+    /// location) instead of choosing tiles.
+    #[arg(long, conflicts_with_all = ["tiles", "all", "missing", "failed", "year"])]
+    pub plan: Option<String>,
+    /// The plan's shard to write: its number, or `auto` (the default) from the scheduler's
+    /// array task variables (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, …).
+    #[arg(long, requires = "plan")]
+    pub shard: Option<String>,
+    /// Stage the shard's session under this location instead of committing; `tilecube merge`
+    /// then lands every shard in one commit.
+    #[arg(long, requires = "plan")]
+    pub stage: Option<String>,
     /// Reader/encoder threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -118,8 +151,19 @@ pub fn run(cli: Cli) -> Result<i32> {
     let rt = io_runtime()?;
     match cli.command {
         Some(Command::Init { force }) => rt.block_on(init(&settings, force)),
+        Some(Command::Write(args)) if args.plan.is_some() => {
+            rt.block_on(shard::write(&settings, &cli.global, &args))
+        }
         Some(Command::Write(args)) => rt.block_on(write(&settings, &args)),
-        Some(Command::Status { json, years }) => rt.block_on(status(&settings, json, &years)),
+        Some(Command::Status {
+            json,
+            plan: Some(plan),
+            stage,
+            ..
+        }) => rt.block_on(shard::status(&settings, &plan, stage.as_deref(), json)),
+        Some(Command::Status { json, years, .. }) => rt.block_on(status(&settings, json, &years)),
+        Some(Command::Plan(args)) => rt.block_on(shard::plan(&settings, &args)),
+        Some(Command::Merge(args)) => rt.block_on(shard::merge(&settings, &cli.global, &args)),
         Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
         Some(Command::Verify { json }) => rt.block_on(verify(&settings, json)),
         Some(Command::Demo { dir, pixels }) => rt.block_on(demo(&settings, dir, pixels)),
@@ -171,7 +215,7 @@ async fn init(settings: &Settings, force: bool) -> Result<i32> {
     Ok(0)
 }
 
-fn selection(args: &WriteArgs, repo_key: &str) -> Result<Selection> {
+pub(crate) fn selection(args: &Choice, repo_key: &str) -> Result<Selection> {
     if args.failed {
         let journal = Journal::load_or_report(repo_key, |w| eprintln!("warning: {w}"));
         return Ok(Selection::Pairs(
@@ -196,13 +240,51 @@ fn selection(args: &WriteArgs, repo_key: &str) -> Result<Selection> {
 
 async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     let cube = settings.open_cube().await?;
-    let selection = selection(args, &cube.location.key())?;
+    let selection = selection(&args.choice, &cube.location.key())?;
     let source = settings.source()?;
     let coverage = match selection {
         Selection::Missing => Some(cube.coverage().await?),
         _ => None,
     };
-    let plan = ingest::plan(&cube, &source, &args.years, &selection, coverage.as_ref()).await?;
+    let plan = ingest::plan(
+        &cube,
+        &source,
+        &args.choice.years,
+        &selection,
+        coverage.as_ref(),
+    )
+    .await?;
+    report_plan_problems(&plan, &source);
+    let mut options = settings.write_options(args.threads, args.commit_every, args.commit_refs)?;
+    if let Some(n) = args.read_ahead {
+        options.read_ahead = n;
+    }
+    let session = WriteSession::open(&cube).await?;
+    let run = run_ingest(&cube, session, plan.jobs, &options, args.json, None).await?;
+    let report = &run.report;
+    if args.json {
+        let out = json!({
+            "written": report.written,
+            "failed": report.failed,
+            "commits": report.commits,
+            "rejected": plan.rejected,
+            "list_problems": plan.list_problems.iter()
+                .map(|(y, p)| json!({"year": y, "line": p.line, "text": p.text, "reason": p.reason}))
+                .collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_report(report);
+    }
+    if run.signal != 0 {
+        return Ok(128 + run.signal);
+    }
+    let bad = !report.failed.is_empty() || !plan.rejected.is_empty() || report.cancelled;
+    Ok(if bad { 1 } else { 0 })
+}
+
+/// What was wrong with the inputs that chose the tiles, on stderr.
+pub(crate) fn report_plan_problems(plan: &ingest::Plan, source: &tilecube::source::Source) {
     for (year, path) in &plan.missing_lists {
         eprintln!("warning: no tile list for {year} ({path}): the year is left out");
     }
@@ -212,27 +294,74 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     for r in &plan.rejected {
         eprintln!("error: {r}");
     }
-    let mut options = settings.write_options(args.threads, args.commit_every, args.commit_refs)?;
-    if let Some(n) = args.read_ahead {
-        options.read_ahead = n;
+}
+
+/// The report of a write, for people.
+pub(crate) fn print_report(report: &ingest::IngestReport) {
+    println!(
+        "{} tiles written, {} failed, {} commits{}",
+        report.written_count(),
+        report.failed.len(),
+        report.commits.len(),
+        report
+            .commits
+            .last()
+            .map(|c| format!(" (head {c})"))
+            .unwrap_or_default()
+    );
+    for f in &report.failed {
+        eprintln!("failed: {f}");
     }
+}
+
+/// An ingest run from the command line, and the signal that stopped it (0 if none).
+pub(crate) struct IngestRun {
+    pub report: ingest::IngestReport,
+    pub signal: i32,
+    /// The shard's record keeper, handed back for its final word.
+    pub recorder: Option<Recorder>,
+}
+
+/// Run an ingest on `session` with progress on stderr: one live line on a terminal, a line
+/// per tile on a pipe, in a log or with `json`. SIGINT, SIGTERM and SIGHUP (a dropped SSH
+/// session, `scancel`) stop new strips from starting; tiles that finished are committed (or
+/// staged). A shard's `recorder` keeps its progress record from the same events.
+pub(crate) async fn run_ingest(
+    cube: &Cube,
+    session: Arc<WriteSession>,
+    jobs: Vec<ingest::TileJob>,
+    options: &ingest::IngestOptions,
+    json: bool,
+    recorder: Option<Recorder>,
+) -> Result<IngestRun> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    // Progress goes to stderr (the --json report goes to stdout): one live line on a
-    // terminal, a line per tile on a pipe, in a log or with --json.
-    let live = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let live = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let printer = tokio::spawn(async move {
+        let mut recorder = recorder;
         let mut line = crate::progress::Line::default();
-        while let Some(ev) = rx.recv().await {
-            if live {
-                line.on_event(&ev, &mut std::io::stderr().lock());
-            } else {
-                print_event(&ev);
+        let mut tick = tokio::time::interval(tilecube::scaleout::record::HEARTBEAT / 2);
+        loop {
+            let urgent = tokio::select! {
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { break };
+                    if live {
+                        line.on_event(&ev, &mut std::io::stderr().lock());
+                    } else {
+                        print_event(&ev);
+                    }
+                    recorder.as_mut().map(|r| r.on_event(&ev)).unwrap_or(false)
+                }
+                _ = tick.tick() => false,
+            };
+            if let Some(r) = recorder.as_mut()
+                && let Err(e) = r.flush(urgent).await
+            {
+                eprintln!("warning: shard record: {e:#}");
             }
         }
+        recorder
     });
     let cancel = Arc::new(AtomicBool::new(false));
-    // SIGINT, SIGTERM and SIGHUP (a dropped SSH session) stop new strips from starting; tiles
-    // that finished are committed, and the exit status is the conventional 128 + signal.
     let signalled = Arc::new(std::sync::atomic::AtomicI32::new(0));
     let watcher = {
         use tokio::signal::unix::{SignalKind, signal};
@@ -253,42 +382,14 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     };
     // The failure journal is kept from the ingest's own events.
     let events = EventSink::new(tx).journaled(&cube.location.key());
-    let report = ingest::ingest(&cube, plan.jobs, &options, events, cancel).await?;
+    let report = ingest::ingest_into(&session, jobs, options, events, cancel).await;
     watcher.abort();
-    let _ = printer.await;
-    if args.json {
-        let out = json!({
-            "written": report.written,
-            "failed": report.failed,
-            "commits": report.commits,
-            "rejected": plan.rejected,
-            "list_problems": plan.list_problems.iter()
-                .map(|(y, p)| json!({"year": y, "line": p.line, "text": p.text, "reason": p.reason}))
-                .collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!(
-            "{} tiles written, {} failed, {} commits{}",
-            report.written_count(),
-            report.failed.len(),
-            report.commits.len(),
-            report
-                .commits
-                .last()
-                .map(|c| format!(" (head {c})"))
-                .unwrap_or_default()
-        );
-        for f in &report.failed {
-            eprintln!("failed: {f}");
-        }
-    }
-    let signal = signalled.load(std::sync::atomic::Ordering::SeqCst);
-    if signal != 0 {
-        return Ok(128 + signal);
-    }
-    let bad = !report.failed.is_empty() || !plan.rejected.is_empty() || report.cancelled;
-    Ok(if bad { 1 } else { 0 })
+    let recorder = printer.await.ok().flatten();
+    Ok(IngestRun {
+        report: report?,
+        signal: signalled.load(std::sync::atomic::Ordering::SeqCst),
+        recorder,
+    })
 }
 
 fn print_event(ev: &Event) {
@@ -523,11 +624,13 @@ async fn demo(settings: &Settings, dir: Option<PathBuf>, pixels: u64) -> Result<
         init(&demo_settings, false).await?;
     }
     let args = WriteArgs {
-        years: vec![],
-        tiles: vec![],
-        all: false,
-        missing: true,
-        failed: false,
+        choice: Choice {
+            missing: true,
+            ..Choice::default()
+        },
+        plan: None,
+        shard: None,
+        stage: None,
         threads: None,
         commit_every: Some(100),
         commit_refs: None,

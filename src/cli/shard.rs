@@ -1,0 +1,489 @@
+//! The scale-out commands: `plan`, `write --plan … --shard …`, `merge` and
+//! `status --plan`, over [`tilecube::scaleout`].
+//!
+//! A task's settings come from the plan (repository, branch, source, preset): the flags may
+//! repeat them but not contradict them; connection settings (S3 endpoint, threads) stay the
+//! task's own.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use clap::Args;
+use serde_json::json;
+
+use super::{Choice, WriteArgs, print_report, report_plan_problems, run_ingest, selection};
+use tilecube::config::{Flags, Settings};
+use tilecube::cube::WriteSession;
+use tilecube::ingest::{self, Selection};
+use tilecube::preset::{GLAD_TOML, Preset};
+use tilecube::scaleout::plan::{PLAN_FILE, PLAN_FORMAT, new_id, split};
+use tilecube::scaleout::record::{RecordFailure, Recorder, host_name};
+use tilecube::scaleout::stage::plan_commits;
+use tilecube::scaleout::{
+    Place, PlanJob, PlanStatus, ShardPlan, ShardRecord, ShardState, StageWriter, TaskIndex,
+};
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub choice: Choice,
+    /// Number of shards (array tasks) to split the jobs into.
+    #[arg(long)]
+    pub shards: usize,
+    /// Where to save the plan: a directory, or an s3:// or gs:// prefix every task can read.
+    #[arg(long)]
+    pub out: String,
+    /// Replace a plan already saved there.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The plan whose shards staged their sessions.
+    #[arg(long)]
+    pub plan: String,
+    /// The stage location the shards wrote to (`write --stage`).
+    #[arg(long)]
+    pub stage: String,
+    /// Merge what was staged even if shards are missing, unfinished or failed.
+    #[arg(long)]
+    pub partial: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The preset's TOML as the settings chose it.
+fn preset_text(settings: &Settings) -> Result<String> {
+    match &settings.file.preset {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("setting preset: reading {}", path.display())),
+        None => Ok(GLAD_TOML.to_string()),
+    }
+}
+
+pub async fn plan(settings: &Settings, args: &PlanArgs) -> Result<i32> {
+    if args.shards == 0 {
+        bail!("--shards must be at least 1");
+    }
+    let place = Place::parse(&args.out).with_context(|| format!("--out {}", args.out))?;
+    let cube = settings.open_cube().await?;
+    let choice = selection(&args.choice, &cube.location.key())?;
+    let source = settings.source()?;
+    let coverage = match choice {
+        Selection::Missing => Some(cube.coverage().await?),
+        _ => None,
+    };
+    let base = cube.head().await?.to_string();
+    let found = ingest::plan(
+        &cube,
+        &source,
+        &args.choice.years,
+        &choice,
+        coverage.as_ref(),
+    )
+    .await?;
+    report_plan_problems(&found, &source);
+    if !found.rejected.is_empty() {
+        bail!("the plan names tiles that are not in the cube (above); nothing was saved");
+    }
+    if found.jobs.is_empty() {
+        eprintln!("nothing to plan: no tile to write (the branch already holds every one chosen)");
+        return Ok(0);
+    }
+    let jobs: Vec<PlanJob> = found
+        .jobs
+        .iter()
+        .map(|j| PlanJob {
+            year: j.year,
+            tile: j.tile,
+            path: j.path.clone(),
+        })
+        .collect();
+    let mut years: Vec<i32> = jobs
+        .iter()
+        .map(|j| j.year)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    years.sort();
+    let selection_name = match choice {
+        Selection::All => "all",
+        Selection::Missing => "missing",
+        Selection::Pairs(_) => "failed",
+        Selection::Tiles(_) => "tiles",
+    };
+    let plan = ShardPlan {
+        format: PLAN_FORMAT,
+        id: new_id(),
+        created: Utc::now(),
+        repo: settings.repo.clone().unwrap_or_default(),
+        branch: settings.branch.clone(),
+        s3: settings.file.s3.clone(),
+        source: settings.source.clone().unwrap_or_default(),
+        gcs_endpoint: settings.file.gcs.endpoint.clone(),
+        preset: preset_text(settings)?,
+        tile_pixels: settings.tile_pixels,
+        base,
+        selection: selection_name.into(),
+        years,
+        shards: split(jobs, args.shards),
+    };
+    plan.save(&place, args.force).await?;
+    let sizes: Vec<usize> = plan.shards.iter().map(Vec::len).collect();
+    let (min, max) = (
+        sizes.iter().min().copied().unwrap_or(0),
+        sizes.iter().max().copied().unwrap_or(0),
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "plan": plan.id,
+                "saved": place.address(PLAN_FILE),
+                "jobs": plan.job_count(),
+                "shards": plan.shards.len(),
+                "base": plan.base,
+            }))?
+        );
+    } else {
+        println!(
+            "plan {}: {} tiles in {} shards of {min}–{max}, base {} of {} @ {}, saved to {}",
+            plan.id,
+            plan.job_count(),
+            plan.shards.len(),
+            plan.base,
+            plan.repo,
+            plan.branch,
+            place.address(PLAN_FILE)
+        );
+        println!(
+            "run it: tilecube write --plan {} --shard auto   (array tasks 0..{}; or --shard I from a loop)",
+            args.out,
+            plan.shards.len() - 1
+        );
+    }
+    if cube.location.is_local_path() {
+        eprintln!("{}", PATH_REPO_NOTE);
+    }
+    Ok(0)
+}
+
+/// Said when many machines would commit to a repository on a path.
+const PATH_REPO_NOTE: &str = "note: the repository is a path: checkpoint commits from many machines rely on file locks \
+that shared file systems (NFS, Lustre) may not honour; use an s3:// or gs:// repository, or \
+`write --stage` (then only `tilecube merge` commits)";
+
+/// The settings of a task of `plan`: the plan's repository, branch, source and preset over
+/// this machine's settings (whose explicit flags may repeat the plan's but not contradict
+/// them); connection settings stay this machine's, the plan's fill their gaps.
+fn plan_settings(local: &Settings, flags: &Flags, plan: &ShardPlan) -> Result<Settings> {
+    for (name, given, planned) in [
+        ("--repo", &flags.repo, &plan.repo),
+        ("--source", &flags.source, &plan.source),
+        ("--branch", &flags.branch, &plan.branch),
+    ] {
+        if let Some(g) = given
+            && g.trim_end_matches('/') != planned.trim_end_matches('/')
+        {
+            bail!("{name} {g} is not the plan's ({planned}): a shard writes what its plan says");
+        }
+    }
+    let mut s = local.clone();
+    s.repo = Some(plan.repo.clone());
+    s.source = Some(plan.source.clone());
+    s.branch = plan.branch.clone();
+    s.tile_pixels = plan.tile_pixels;
+    s.preset = Preset::parse(&plan.preset, &format!("the preset of plan {}", plan.id))?;
+    let s3 = &mut s.file.s3;
+    s3.endpoint_url = s3.endpoint_url.take().or(plan.s3.endpoint_url.clone());
+    s3.region = s3.region.take().or(plan.s3.region.clone());
+    s3.path_style = s3.path_style.or(plan.s3.path_style);
+    s3.anonymous = s3.anonymous.or(plan.s3.anonymous);
+    if s.file.gcs.endpoint.is_none() {
+        s.file.gcs.endpoint = plan.gcs_endpoint.clone();
+    }
+    Ok(s)
+}
+
+/// Load a plan and the settings its tasks run with.
+async fn load_plan(
+    local: &Settings,
+    flags: &Flags,
+    at: &str,
+) -> Result<(Place, ShardPlan, Settings)> {
+    let place = Place::parse(at).with_context(|| format!("--plan {at}"))?;
+    let plan = ShardPlan::load(&place).await?;
+    let settings = plan_settings(local, flags, &plan)?;
+    Ok((place, plan, settings))
+}
+
+pub async fn write(local: &Settings, flags: &Flags, args: &WriteArgs) -> Result<i32> {
+    let at = args.plan.as_deref().unwrap_or_default();
+    let (place, plan, settings) = load_plan(local, flags, at).await?;
+    let task = TaskIndex::resolve(
+        args.shard.as_deref().unwrap_or("auto"),
+        plan.shards.len(),
+        |k| std::env::var(k).ok(),
+    )?;
+    let shard = task.index;
+    if let Some(count) = task.count
+        && count != plan.shards.len()
+    {
+        eprintln!(
+            "warning: the array has {count} tasks and plan {} has {} shards; shards without a task are not written",
+            plan.id,
+            plan.shards.len()
+        );
+    }
+    let cube = settings.open_cube().await?;
+    let mut jobs = plan.tile_jobs(shard, &cube.layout)?;
+    let stage = args
+        .stage
+        .as_deref()
+        .map(|s| Place::parse(s).with_context(|| format!("--stage {s}")))
+        .transpose()?
+        .map(Arc::new);
+    if stage.is_none() && task.scheduler.is_some() && cube.location.is_local_path() {
+        eprintln!("{PATH_REPO_NOTE}");
+    }
+    // Checkpoint mode: tiles an earlier attempt of the plan landed are not written again.
+    let total = jobs.len();
+    if stage.is_none() {
+        let landed: BTreeSet<(i32, tilecube::grid::TileName)> = plan_commits(&cube, &plan)
+            .await?
+            .iter()
+            .flat_map(|c| {
+                c.written
+                    .iter()
+                    .flat_map(|(y, t)| t.keys().map(move |t| (*y, *t)))
+            })
+            .collect();
+        jobs.retain(|j| !landed.contains(&(j.year, j.tile)));
+    }
+    let skipped = total - jobs.len();
+    let attempt = new_id();
+    let mode = if stage.is_some() {
+        "stage"
+    } else {
+        "checkpoint"
+    };
+    let now = Utc::now();
+    let mut recorder = Recorder::new(
+        Arc::new(place),
+        ShardRecord {
+            plan: plan.id.clone(),
+            shard,
+            attempt: attempt.clone(),
+            host: host_name(),
+            pid: std::process::id(),
+            task: task.origin.clone(),
+            mode: mode.into(),
+            stage: args.stage.clone(),
+            state: ShardState::Running,
+            started: now,
+            updated: now,
+            jobs: total,
+            skipped,
+            written: 0,
+            landed: 0,
+            failed: vec![],
+            current: vec![],
+            bytes: 0,
+        },
+    );
+    recorder
+        .flush(true)
+        .await
+        .with_context(|| format!("writing shard {shard}'s progress record next to the plan"))?;
+    eprintln!(
+        "shard {shard} of plan {} ({}): {} tiles{}, {mode} mode",
+        plan.id,
+        task.origin,
+        jobs.len(),
+        if skipped > 0 {
+            format!(" ({skipped} already landed by an earlier attempt)")
+        } else {
+            String::new()
+        }
+    );
+    let mut options = settings.write_options(args.threads, args.commit_every, args.commit_refs)?;
+    if let Some(n) = args.read_ahead {
+        options.read_ahead = n;
+    }
+    let (session, stager) = match &stage {
+        Some(stage) => {
+            let w = StageWriter::begin(Arc::clone(stage), &plan.id, shard, &attempt).await?;
+            let session = WriteSession::open_staged(&cube, Arc::clone(&w) as _).await?;
+            (session, Some(w))
+        }
+        None => (
+            WriteSession::open_tagged(&cube, plan.tags(Some(shard), false)).await?,
+            None,
+        ),
+    };
+    let run = run_ingest(&cube, session, jobs, &options, args.json, Some(recorder)).await?;
+    let report = &run.report;
+    let state = if report.cancelled || run.signal != 0 {
+        ShardState::Cancelled
+    } else if !report.failed.is_empty() {
+        ShardState::Failed
+    } else {
+        ShardState::Done
+    };
+    let failures: Vec<RecordFailure> = report
+        .failed
+        .iter()
+        .map(|f| RecordFailure {
+            year: f.year,
+            tile: f.tile.to_string(),
+            error: f.error.clone(),
+            attempts: f.attempts,
+        })
+        .collect();
+    if let Some(w) = &stager {
+        w.finish(state, failures).await?;
+    }
+    if let Some(mut r) = run.recorder {
+        r.finish(state)
+            .await
+            .with_context(|| format!("writing shard {shard}'s final progress record"))?;
+    }
+    if args.json {
+        let out = json!({
+            "plan": plan.id,
+            "shard": shard,
+            "state": state.name(),
+            "mode": mode,
+            "skipped": skipped,
+            "written": report.written,
+            "failed": report.failed,
+            "commits": if stager.is_some() { vec![] } else { report.commits.clone() },
+            "staged": if stager.is_some() { report.commits.clone() } else { vec![] },
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if stager.is_some() {
+        println!(
+            "shard {shard}: {} tiles staged in {} parts, {} failed ({})",
+            report.written_count(),
+            report.commits.len(),
+            report.failed.len(),
+            state.name()
+        );
+        for f in &report.failed {
+            eprintln!("failed: {f}");
+        }
+    } else {
+        print_report(report);
+    }
+    if run.signal != 0 {
+        return Ok(128 + run.signal);
+    }
+    Ok(if state == ShardState::Done { 0 } else { 1 })
+}
+
+pub async fn merge(local: &Settings, flags: &Flags, args: &MergeArgs) -> Result<i32> {
+    let (_, plan, settings) = load_plan(local, flags, &args.plan).await?;
+    let stage = Place::parse(&args.stage).with_context(|| format!("--stage {}", args.stage))?;
+    let cube = settings.open_cube().await?;
+    let started = std::time::Instant::now();
+    let outcome = tilecube::scaleout::merge(&cube, &plan, &stage, args.partial).await?;
+    let secs = started.elapsed().as_secs_f64();
+    if args.json {
+        let mut v = serde_json::to_value(&outcome)?;
+        v["seconds"] = json!(secs);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if let Some(id) = &outcome.already {
+        println!(
+            "plan {} was merged before, as {id} ({} tiles); nothing to do",
+            plan.id, outcome.tiles
+        );
+    } else {
+        for o in &outcome.omitted {
+            eprintln!("left out: {o}");
+        }
+        match &outcome.snapshot {
+            Some(id) => println!(
+                "merged {} tiles from {} shards ({} staged parts) into {} as {id} in {secs:.1} s",
+                outcome.tiles, outcome.shards, outcome.parts, cube.branch
+            ),
+            None => println!("nothing staged to merge"),
+        }
+    }
+    Ok(0)
+}
+
+pub async fn status(local: &Settings, at: &str, stage: Option<&str>, as_json: bool) -> Result<i32> {
+    let flags = Flags::default();
+    let (place, plan, settings) = load_plan(local, &flags, at).await?;
+    let stage = stage
+        .map(|s| Place::parse(s).with_context(|| format!("--stage {s}")))
+        .transpose()?;
+    let cube = settings.open_cube().await?;
+    let st = PlanStatus::gather(&plan, &place, &cube, stage.as_ref()).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+        return Ok(0);
+    }
+    let states = st
+        .states()
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!(
+        "plan {}: {} tiles in {} shards ({states}); {} @ {} from base {}",
+        st.id,
+        st.jobs,
+        st.shards.len(),
+        st.repo,
+        st.branch,
+        st.base
+    );
+    let staged = st
+        .staged
+        .map(|n| format!(", {n} staged"))
+        .unwrap_or_default();
+    let merged = st
+        .merged
+        .as_ref()
+        .map(|m| format!(" (merged as {m})"))
+        .unwrap_or_default();
+    println!(
+        "landed in {}: {} of {} tiles in {} commits{merged}{staged}, {} failed",
+        st.branch,
+        st.landed,
+        st.jobs,
+        st.commits,
+        st.failed.len()
+    );
+    println!("shard  state        tiles  landed  staged  failed  host            updated");
+    for s in &st.shards {
+        let r = s.record.as_ref();
+        println!(
+            "{:<6} {:<12} {:>5}  {:>6}  {:>6}  {:>6}  {:<15} {}",
+            s.shard,
+            s.state,
+            s.jobs,
+            s.landed,
+            s.staged
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.map(|r| r.failed.len()).unwrap_or(0),
+            r.map(|r| r.host.as_str()).unwrap_or("-"),
+            r.map(|r| r.updated.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    for f in &st.failed {
+        println!(
+            "failed: {}/{} (shard {}): {} ({} attempts)",
+            f.failure.year, f.failure.tile, f.shard, f.failure.error, f.failure.attempts
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,339 @@
+//! Stage mode: shards commit nothing; each saves its Icechunk session's changes
+//! (`Session::as_bytes` of a fork) under a stage location, and [`merge`] folds every shard's
+//! parts into one session and commits once, recording every tile — the seed's way, with
+//! bounded memory: a shard saves a part at each checkpoint (by references, tiles or time),
+//! so a long shard holds no more than a checkpoint's worth, and a killed one keeps its parts.
+//!
+//! Layout of a stage: `shard-NNNN.json` (the shard's manifest: plan, attempt, state, parts
+//! with their tiles, failures) and `parts/NNNN/{attempt}-{k}.session`.
+//!
+//! Invariants: a part is saved before the manifest names it, so a manifest never names a part
+//! that is not there; a new attempt of a shard starts a fresh manifest (replacing the earlier
+//! stage, whose parts it removes when it ends); merge refuses, by shard, a missing,
+//! unfinished or failed shard unless told `partial`, refuses a plan that already landed
+//! tiles, and commits nothing unless every part it takes was read.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::record::RecordFailure;
+use super::{Place, ScaleError, ShardPlan, ShardState};
+use crate::cube::{Commit, Cube, CubeError, Stager, WrittenTiles};
+
+/// A shard's manifest in the stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageManifest {
+    pub plan: String,
+    pub shard: usize,
+    pub attempt: String,
+    pub state: ShardState,
+    pub updated: DateTime<Utc>,
+    pub parts: Vec<StagePart>,
+    pub failed: Vec<RecordFailure>,
+}
+
+/// One saved session of a shard and the tiles it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StagePart {
+    pub name: String,
+    pub written: WrittenTiles,
+}
+
+impl StageManifest {
+    /// Tiles staged in all parts.
+    pub fn tiles(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|p| p.written.values().map(|t| t.len()).sum::<usize>())
+            .sum()
+    }
+
+    /// The manifest of a shard, if the stage has one.
+    pub async fn load(stage: &Place, shard: usize) -> Result<Option<Self>, ScaleError> {
+        let name = manifest_name(shard);
+        let Some(bytes) = stage.get(&name).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            ScaleError::bad(stage.address(&name), format!("not a stage manifest: {e}"))
+        })
+    }
+}
+
+/// A shard's manifest's object name.
+pub fn manifest_name(shard: usize) -> String {
+    format!("shard-{shard:04}.json")
+}
+
+fn parts_dir(shard: usize) -> String {
+    format!("parts/{shard:04}")
+}
+
+/// Saves a shard's staged parts and keeps its manifest.
+pub struct StageWriter {
+    place: Arc<Place>,
+    manifest: tokio::sync::Mutex<StageManifest>,
+}
+
+impl StageWriter {
+    /// Start this attempt's stage of a shard: a fresh manifest replaces any earlier one.
+    pub async fn begin(
+        place: Arc<Place>,
+        plan: &str,
+        shard: usize,
+        attempt: &str,
+    ) -> Result<Arc<Self>, ScaleError> {
+        let manifest = StageManifest {
+            plan: plan.to_string(),
+            shard,
+            attempt: attempt.to_string(),
+            state: ShardState::Running,
+            updated: Utc::now(),
+            parts: vec![],
+            failed: vec![],
+        };
+        let w = Arc::new(Self {
+            place,
+            manifest: tokio::sync::Mutex::new(manifest),
+        });
+        w.write(&*w.manifest.lock().await).await?;
+        Ok(w)
+    }
+
+    async fn write(&self, m: &StageManifest) -> Result<(), ScaleError> {
+        let bytes = serde_json::to_vec_pretty(m)
+            .map_err(|e| ScaleError::bad("stage manifest", e.to_string()))?;
+        self.place
+            .put(&manifest_name(m.shard), Bytes::from(bytes))
+            .await
+    }
+
+    /// Tiles staged so far.
+    pub async fn tiles(&self) -> usize {
+        self.manifest.lock().await.tiles()
+    }
+
+    /// End the attempt: its state and failures go in the manifest, and parts of earlier
+    /// attempts of the shard are removed.
+    pub async fn finish(
+        &self,
+        state: ShardState,
+        failed: Vec<RecordFailure>,
+    ) -> Result<(), ScaleError> {
+        let mut m = self.manifest.lock().await;
+        m.state = state;
+        m.failed = failed;
+        m.updated = Utc::now();
+        self.write(&m).await?;
+        let keep: std::collections::HashSet<String> =
+            m.parts.iter().map(|p| p.name.clone()).collect();
+        for name in self.place.list(&parts_dir(m.shard)).await? {
+            let full = format!("{}/{name}", parts_dir(m.shard));
+            if !keep.contains(&full) {
+                self.place.delete(&full).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn save_part(
+        &self,
+        bytes: Vec<u8>,
+        written: &WrittenTiles,
+    ) -> Result<String, ScaleError> {
+        let mut m = self.manifest.lock().await;
+        let name = format!(
+            "{}/{}-{:04}.session",
+            parts_dir(m.shard),
+            m.attempt,
+            m.parts.len()
+        );
+        self.place.put(&name, Bytes::from(bytes)).await?;
+        m.parts.push(StagePart {
+            name: name.clone(),
+            written: written.clone(),
+        });
+        m.updated = Utc::now();
+        self.write(&m).await?;
+        Ok(name)
+    }
+}
+
+impl Stager for StageWriter {
+    fn save<'a>(
+        &'a self,
+        session: Vec<u8>,
+        written: &'a WrittenTiles,
+    ) -> BoxFuture<'a, Result<String, CubeError>> {
+        Box::pin(async move {
+            self.save_part(session, written)
+                .await
+                .map_err(|e| CubeError::icechunk(format!("staging in {}", self.place), e))
+        })
+    }
+}
+
+/// The commits since the plan's base that carry its id, newest first.
+pub async fn plan_commits(cube: &Cube, plan: &ShardPlan) -> Result<Vec<Commit>, ScaleError> {
+    let history = cube.history().await?;
+    Ok(history
+        .into_iter()
+        .take_while(|c| c.id != plan.base)
+        .filter(|c| c.plan.as_ref().is_some_and(|t| t.id == plan.id))
+        .collect())
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MergeOutcome {
+    /// The commit, if anything was merged.
+    pub snapshot: Option<String>,
+    /// Set when the plan had been merged before: that commit (nothing new is committed).
+    pub already: Option<String>,
+    pub tiles: usize,
+    pub parts: usize,
+    pub shards: usize,
+    /// Shards left out (with `partial`) and why.
+    pub omitted: Vec<String>,
+}
+
+/// Merge the stage of every shard of `plan` into `cube`'s branch as one commit.
+pub async fn merge(
+    cube: &Cube,
+    plan: &ShardPlan,
+    stage: &Place,
+    partial: bool,
+) -> Result<MergeOutcome, ScaleError> {
+    let landed = plan_commits(cube, plan).await?;
+    if let Some(c) = landed
+        .iter()
+        .find(|c| c.plan.as_ref().is_some_and(|t| t.merged))
+    {
+        return Ok(MergeOutcome {
+            snapshot: None,
+            already: Some(c.id.clone()),
+            tiles: c.tile_count(),
+            parts: 0,
+            shards: 0,
+            omitted: vec![],
+        });
+    }
+    if let Some(c) = landed.first() {
+        return Err(ScaleError::bad(
+            format!("plan {}", plan.id),
+            format!(
+                "its shards already committed tiles to {} (commit {}, checkpoint mode); a merge would write them twice",
+                cube.branch, c.id
+            ),
+        ));
+    }
+    let manifests: Vec<Option<StageManifest>> = futures::stream::iter(0..plan.shards.len())
+        .map(|i| StageManifest::load(stage, i))
+        .buffered(32)
+        .try_collect()
+        .await?;
+    let mut problems = vec![];
+    let mut taken = vec![];
+    for (i, m) in manifests.into_iter().enumerate() {
+        let jobs = plan.shards[i].len();
+        let Some(m) = m else {
+            if jobs > 0 {
+                problems.push(format!(
+                    "shard {i}: nothing staged in {stage} ({jobs} tiles)"
+                ));
+            }
+            continue;
+        };
+        if m.plan != plan.id {
+            problems.push(format!(
+                "shard {i}: the stage holds plan {}, not {}",
+                m.plan, plan.id
+            ));
+            continue;
+        }
+        match m.state {
+            ShardState::Done => {}
+            ShardState::Failed => problems.push(format!(
+                "shard {i}: {} of {jobs} tiles failed: {}",
+                m.failed.len(),
+                m.failed
+                    .iter()
+                    .map(|f| format!("{}/{} ({})", f.year, f.tile, f.error))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            state => problems.push(format!(
+                "shard {i}: {} with {} of {jobs} tiles staged (attempt {})",
+                if state == ShardState::Running {
+                    "unfinished (running, or killed)"
+                } else {
+                    state.name()
+                },
+                m.tiles(),
+                m.attempt
+            )),
+        }
+        taken.push(m);
+    }
+    if !problems.is_empty() && !partial {
+        return Err(ScaleError::Refused(problems));
+    }
+    let mut merger = cube.merger().await?;
+    let mut written = WrittenTiles::new();
+    let names: Vec<String> = taken
+        .iter()
+        .flat_map(|m| m.parts.iter().map(|p| p.name.clone()))
+        .collect();
+    let mut fetches = futures::stream::iter(names.into_iter().map(|name| async move {
+        let bytes = stage
+            .get(&name)
+            .await?
+            .ok_or_else(|| ScaleError::bad(stage.address(&name), "staged part is missing"))?;
+        Ok::<_, ScaleError>((name, bytes))
+    }))
+    .buffered(8);
+    while let Some(got) = fetches.next().await {
+        let (name, bytes) = got?;
+        merger.absorb(&stage.address(&name), &bytes).await?;
+    }
+    for m in &taken {
+        for p in &m.parts {
+            for (year, tiles) in &p.written {
+                written.entry(*year).or_default().extend(tiles.clone());
+            }
+        }
+    }
+    let tiles: usize = written.values().map(|t| t.len()).sum();
+    let parts = merger.parts();
+    if tiles == 0 {
+        return Ok(MergeOutcome {
+            snapshot: None,
+            already: None,
+            tiles: 0,
+            parts,
+            shards: taken.len(),
+            omitted: problems,
+        });
+    }
+    let message = format!(
+        "merge plan {}: {tiles} tiles from {} shards",
+        plan.id,
+        taken.len()
+    );
+    let snapshot = merger
+        .commit(&message, &written, &plan.tags(None, true))
+        .await?;
+    Ok(MergeOutcome {
+        snapshot: Some(snapshot),
+        already: None,
+        tiles,
+        parts,
+        shards: taken.len(),
+        omitted: problems,
+    })
+}
