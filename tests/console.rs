@@ -842,3 +842,38 @@ fn the_console_draws_at_once_and_shows_loading_until_the_coverage_arrives() {
     tmux.keys(&["q"]);
     tmux.wait_for("CONSOLE-EXITED 0");
 }
+
+#[test]
+fn the_console_watches_a_plans_shards_as_they_land() {
+    let w = Work::new();
+    let names = common::tile_names(6);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    let plan = w.dir.path().join("plan").display().to_string();
+    w.ok(&["plan", "--all", "--shards", "3", "--out", &plan]);
+    w.ok(&["write", "--plan", &plan, "--shard", "0", "--threads", "1"]);
+    let cmd = format!(
+        "TILECUBE_DATA_DIR={} {} --config {} tui --plan {plan}; sleep 60",
+        w.dir.path().join("data").display(),
+        env!("CARGO_BIN_EXE_tilecube"),
+        w.dir.path().join("config.toml").display()
+    );
+    let tmux = Tmux::start(&cmd);
+    // The plan opens over the grid: one shard done, its tiles landed, two not started.
+    let screen = tmux.wait_for("1 done, 2 not started");
+    assert!(screen.contains("landed in main: 2 of 6"), "{screen}");
+    // Another shard lands while the console watches: the view follows on its next look.
+    w.ok(&["write", "--plan", &plan, "--shard", "2", "--threads", "1"]);
+    let screen = tmux.wait_for("2 done, 1 not started");
+    assert!(screen.contains("landed in main: 4 of 6"), "{screen}");
+    // Esc closes it; S opens it again.
+    tmux.keys(&["Escape"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.screen().contains("plan (Esc closes)") {
+        assert!(Instant::now() < deadline, "Esc did not close the plan");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tmux.keys(&["S"]);
+    tmux.wait_for("plan (Esc closes)");
+    tmux.keys(&["Escape", "q"]);
+}

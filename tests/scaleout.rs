@@ -16,6 +16,43 @@ use tilecube::cube::{Cube, RepoLocation};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tilecube");
 
+/// A deploy recipe of `assets/deploy/`.
+fn recipe(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/deploy")
+        .join(path)
+}
+
+/// The environment the Slurm recipes take: the binary, its global flags (a config file that
+/// adds `extra` lines to the workspace's), the plan and, in stage mode, the stage.
+fn recipe_env(
+    w: &Work,
+    extra: &str,
+    plan: &str,
+    stage: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let config = w.dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config") + extra;
+    let shard_config = w.dir.path().join("shard-config.toml");
+    std::fs::write(&shard_config, text).expect("shard config");
+    let mut env = vec![
+        ("TILECUBE", BIN.to_string()),
+        (
+            "TILECUBE_ARGS",
+            format!("--config {}", shard_config.display()),
+        ),
+        ("PLAN", plan.to_string()),
+        (
+            "TILECUBE_DATA_DIR",
+            w.dir.path().join("data").display().to_string(),
+        ),
+    ];
+    if let Some(s) = stage {
+        env.push(("STAGE", s.to_string()));
+    }
+    env
+}
+
 /// The source: `n` good tiles in each of 2000 and 2005, listed.
 fn source(w: &Work, n: usize) -> Vec<String> {
     let names = tile_names(n);
@@ -142,18 +179,15 @@ async fn a_slurm_array_in_checkpoint_mode_equals_one_process_even_with_a_task_ca
     ]);
     assert!(out.contains("16 tiles in 4 shards of 4–4"), "{out}");
 
-    let job = w.dir.path().join("shard.sh");
-    let config = w.dir.path().join("config.toml");
-    slurm::script(
-        &job,
-        &env(&w),
-        &format!(
-            "exec {BIN} --config {} write --plan {p} --shard auto --threads 1 --commit-every 1",
-            config.display()
-        ),
-    );
+    // The deploy recipe, as a user submits it (one CPU a task on this small node).
+    let job = recipe("slurm/shard.sbatch");
+    let renv = recipe_env(&w, "commit_every = 1\n", &p, None);
     let logs = format!("{}/slurm-%A_%a.out", w.dir.path().display());
-    let id = slurm::submit(&job, &["--array=0-3", "-o", &logs]);
+    let id = slurm::submit_env(
+        &job,
+        &["--array=0-3", "--cpus-per-task=1", "-o", &logs],
+        &renv,
+    );
     wait_mid_write(&plan, 2);
     slurm::cancel(&format!("{id}_2"));
     slurm::wait(&id);
@@ -181,7 +215,11 @@ async fn a_slurm_array_in_checkpoint_mode_equals_one_process_even_with_a_task_ca
     );
 
     // Re-submitted, shard 2 writes only what its cancelled attempt did not land.
-    let again = slurm::submit(&job, &["--array=2", "--wait", "-o", &logs]);
+    let again = slurm::submit_env(
+        &job,
+        &["--array=2", "--cpus-per-task=1", "--wait", "-o", &logs],
+        &renv,
+    );
     slurm::wait(&again);
     let r2 = record(&plan, 2).expect("record");
     assert_eq!(r2["state"], "done", "{r2}");
@@ -234,35 +272,25 @@ async fn a_slurm_array_in_stage_mode_and_a_dependent_merge_make_one_commit_witho
     assert!(before.is_empty());
     let commits_before = commit_count(&w, repo, &env);
 
-    let config = w.dir.path().join("config.toml");
-    let job = w.dir.path().join("shard.sh");
-    slurm::script(
-        &job,
-        &env,
-        &format!(
-            "exec {BIN} --config {} write --plan {plan} --shard auto --stage {stage} --threads 1 --commit-every 2",
-            config.display()
-        ),
-    );
-    let merge = w.dir.path().join("merge.sh");
-    slurm::script(
-        &merge,
-        &env,
-        &format!(
-            "exec {BIN} --config {} merge --plan {plan} --stage {stage}",
-            config.display()
-        ),
-    );
+    // The deploy recipes: the shards as an array, the merge as a job depending on it.
+    let mut renv = recipe_env(&w, "commit_every = 2\n", plan, Some(stage));
+    renv.extend(moto.env());
     let logs = format!("{}/slurm-%A_%a.out", w.dir.path().display());
-    let array = slurm::submit(&job, &["--array=0-3", "-o", &logs]);
-    let merged = slurm::submit(
-        &merge,
+    let array = slurm::submit_env(
+        &recipe("slurm/shard.sbatch"),
+        &["--array=0-3", "--cpus-per-task=1", "-o", &logs],
+        &renv,
+    );
+    let merged = slurm::submit_env(
+        &recipe("slurm/merge.sbatch"),
         &[
             &format!("--dependency=afterok:{array}"),
+            "--cpus-per-task=1",
             "--wait",
             "-o",
             &format!("{}/merge-%j.out", w.dir.path().display()),
         ],
+        &renv,
     );
     slurm::wait(&merged);
     let merge_log = std::fs::read_to_string(w.dir.path().join(format!("merge-{merged}.out")))
@@ -345,18 +373,14 @@ async fn a_cancelled_stage_shard_is_refused_by_merge_by_name_until_it_is_re_run(
     w.ok(&[
         "--source", &url, "plan", "--all", "--shards", "4", "--out", &p,
     ]);
-    let job = w.dir.path().join("shard.sh");
-    let config = w.dir.path().join("config.toml");
-    slurm::script(
-        &job,
-        &env(&w),
-        &format!(
-            "exec {BIN} --config {} write --plan {p} --shard auto --stage {stage} --threads 1 --commit-every 1",
-            config.display()
-        ),
-    );
+    let job = recipe("slurm/shard.sbatch");
+    let renv = recipe_env(&w, "commit_every = 1\n", &p, Some(&stage));
     let logs = format!("{}/slurm-%A_%a.out", w.dir.path().display());
-    let id = slurm::submit(&job, &["--array=0-3", "-o", &logs]);
+    let id = slurm::submit_env(
+        &job,
+        &["--array=0-3", "--cpus-per-task=1", "-o", &logs],
+        &renv,
+    );
     wait_mid_write(&plan, 2);
     slurm::cancel(&format!("{id}_2"));
     slurm::wait(&id);
@@ -378,7 +402,11 @@ async fn a_cancelled_stage_shard_is_refused_by_merge_by_name_until_it_is_re_run(
         "a refused merge commits nothing"
     );
 
-    let again = slurm::submit(&job, &["--array=2", "--wait", "-o", &logs]);
+    let again = slurm::submit_env(
+        &job,
+        &["--array=2", "--cpus-per-task=1", "--wait", "-o", &logs],
+        &renv,
+    );
     slurm::wait(&again);
     let out = w.ok(&["merge", "--plan", &p, "--stage", &stage]);
     assert!(out.contains("merged 16 tiles from 4 shards"), "{out}");
@@ -530,4 +558,56 @@ fn shard_indexes_and_plan_mistakes_are_named() {
         "0",
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no plan there"));
+}
+
+#[test]
+fn a_merge_in_batches_amends_one_commit_and_records_every_tile() {
+    let w = Work::new();
+    let names = source(&w, 6);
+    w.ok(&["--spec-version", "2", "init"]);
+    let p = w.dir.path().join("plan").display().to_string();
+    let stage = w.dir.path().join("stage").display().to_string();
+    w.ok(&["plan", "--all", "--shards", "4", "--out", &p]);
+    for shard in 0..4 {
+        w.ok(&[
+            "write",
+            "--plan",
+            &p,
+            "--shard",
+            &shard.to_string(),
+            "--stage",
+            &stage,
+            "--threads",
+            "1",
+            "--commit-every",
+            "1",
+        ]);
+    }
+    let repo = w.repo().display().to_string();
+    let before = commit_count(&w, &repo, &[]);
+    // 16 chunks a tile: a batch of 32 references holds 2 tiles, so shards of 3 tiles land
+    // one by one, each batch amending the first one's commit.
+    let out = w.ok(&[
+        "merge",
+        "--plan",
+        &p,
+        "--stage",
+        &stage,
+        "--commit-refs",
+        "32",
+    ]);
+    assert!(out.contains("4 batches, 1 new commit"), "{out}");
+    assert_eq!(
+        commit_count(&w, &repo, &[]),
+        before + 1,
+        "one commit however many batches"
+    );
+    assert_eq!(records(&w, &repo, &[]), all_once(&names));
+    let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).expect("log");
+    let tag = &log[0]["plan"];
+    assert_eq!(tag["merged"], true);
+    assert_eq!(tag["complete"], true, "{tag}");
+    assert_eq!(tag["merged_shards"], serde_json::json!([0, 1, 2, 3]));
+    let again = w.ok(&["merge", "--plan", &p, "--stage", &stage]);
+    assert!(again.contains("merged before"), "{again}");
 }

@@ -22,6 +22,7 @@ use tilecube::source::TileReader;
 
 mod remote_source;
 mod scale;
+mod scaleout;
 
 /// What to measure.
 #[derive(Debug, Clone, clap::Args)]
@@ -73,6 +74,19 @@ pub struct BenchArgs {
     /// With --scale: land tiles per year (default: all 259).
     #[arg(long)]
     pub scale_tiles: Option<usize>,
+    /// Scale-out mode instead: `merge` of a whole GLAD cube's references (2.24 M) staged by
+    /// --merge-shards shards, and 4 shard processes x 1 thread against 1 process x 2 threads.
+    #[arg(long)]
+    pub scaleout: bool,
+    /// With --scaleout: the shard counts whose merge is timed.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    pub merge_shards: Vec<usize>,
+    /// With --scaleout: tiles of the shards-against-threads run.
+    #[arg(long, default_value_t = 8)]
+    pub shard_tiles: usize,
+    /// With --scaleout: tile side in pixels of the shards-against-threads run.
+    #[arg(long, default_value_t = 10_000)]
+    pub shard_pixels: u64,
 }
 
 fn cpu_thread() -> Duration {
@@ -177,6 +191,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     tilecube::gdal_setup();
     if args.scale {
         return scale::run(args);
+    }
+    if args.scaleout {
+        return scaleout::run(args);
     }
     let preset = Preset::glad();
     let grid = Grid::from_preset(&preset, Some(args.pixels))?;

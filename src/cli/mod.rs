@@ -83,7 +83,11 @@ pub enum Command {
     /// Measure ingest speed and memory against the hardware's floor (full-size tiles).
     Bench(crate::bench::BenchArgs),
     /// The operator console (also what `tilecube` alone opens on a terminal).
-    Tui,
+    Tui {
+        /// Watch this scale-out plan's shards (its repository and branch are opened).
+        #[arg(long)]
+        plan: Option<String>,
+    },
 }
 
 /// Which tiles to write (or plan).
@@ -148,6 +152,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         return Ok(0);
     }
     let settings = Settings::resolve(&cli.global)?;
+    if let Some(Command::Merge(_)) = &cli.command {
+        tilecube::cube::limit_allocator_arenas();
+    }
     let rt = io_runtime()?;
     match cli.command {
         Some(Command::Init { force }) => rt.block_on(init(&settings, force)),
@@ -168,9 +175,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Verify { json }) => rt.block_on(verify(&settings, json)),
         Some(Command::Demo { dir, pixels }) => rt.block_on(demo(&settings, dir, pixels)),
         Some(Command::Bench(_)) => Ok(0),
-        Some(Command::Tui) => {
+        Some(Command::Tui { plan: None }) => {
             drop(rt);
             crate::tui::run(&settings)
+        }
+        Some(Command::Tui { plan: Some(at) }) => {
+            let (place, plan, settings) =
+                rt.block_on(shard::load_plan(&settings, &cli.global, &at))?;
+            drop(rt);
+            crate::tui::run_watching(&settings, Arc::new((place, plan)))
         }
         None => {
             use std::io::IsTerminal;

@@ -53,6 +53,10 @@ pub struct MergeArgs {
     /// Merge what was staged even if shards are missing, unfinished or failed.
     #[arg(long)]
     pub partial: bool,
+    /// Chunk references a batch of the merge holds before it lands (each batch after the
+    /// first amends the same commit; default: the `commit_refs` setting, else 200000).
+    #[arg(long)]
+    pub commit_refs: Option<usize>,
     #[arg(long)]
     pub json: bool,
 }
@@ -211,7 +215,7 @@ fn plan_settings(local: &Settings, flags: &Flags, plan: &ShardPlan) -> Result<Se
 }
 
 /// Load a plan and the settings its tasks run with.
-async fn load_plan(
+pub(crate) async fn load_plan(
     local: &Settings,
     flags: &Flags,
     at: &str,
@@ -391,7 +395,10 @@ pub async fn merge(local: &Settings, flags: &Flags, args: &MergeArgs) -> Result<
     let stage = Place::parse(&args.stage).with_context(|| format!("--stage {}", args.stage))?;
     let cube = settings.open_cube().await?;
     let started = std::time::Instant::now();
-    let outcome = tilecube::scaleout::merge(&cube, &plan, &stage, args.partial).await?;
+    let batch = settings
+        .write_options(None, None, args.commit_refs)?
+        .commit_refs;
+    let outcome = tilecube::scaleout::merge(&cube, &plan, &stage, args.partial, batch).await?;
     let secs = started.elapsed().as_secs_f64();
     if args.json {
         let mut v = serde_json::to_value(&outcome)?;
@@ -408,8 +415,14 @@ pub async fn merge(local: &Settings, flags: &Flags, args: &MergeArgs) -> Result<
         }
         match &outcome.snapshot {
             Some(id) => println!(
-                "merged {} tiles from {} shards ({} staged parts) into {} as {id} in {secs:.1} s",
-                outcome.tiles, outcome.shards, outcome.parts, cube.branch
+                "merged {} tiles from {} shards ({} staged parts, {} batches, {} new commit{}) into {} as {id} in {secs:.1} s",
+                outcome.tiles,
+                outcome.shards,
+                outcome.parts,
+                outcome.batches,
+                outcome.commits,
+                if outcome.commits == 1 { "" } else { "s" },
+                cube.branch
             ),
             None => println!("nothing staged to merge"),
         }

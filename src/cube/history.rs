@@ -53,6 +53,12 @@ pub struct PlanTag {
     pub shard: Option<u64>,
     /// Whether this is the plan's merge of staged shards.
     pub merged: bool,
+    /// The shards a merge holds so far (a merge lands in batches that amend one commit).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged_shards: Vec<usize>,
+    /// Whether the merge took every shard it meant to (false while it is under way, or if
+    /// it was interrupted).
+    pub complete: bool,
 }
 
 impl Commit {
@@ -70,6 +76,20 @@ impl Commit {
                     .and_then(|v| v.get("merged"))
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
+                merged_shards: ours
+                    .and_then(|v| v.get("merged_shards"))
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_u64())
+                            .map(|s| s as usize)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                complete: ours
+                    .and_then(|v| v.get("complete"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
             });
         Commit {
             plan,

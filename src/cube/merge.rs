@@ -1,10 +1,18 @@
 //! Merging staged sessions: the changes that scale-out shards staged instead of committing
-//! are folded into one session on the branch and land in a single commit.
+//! are folded into a session on the branch and land as a single commit.
+//!
+//! A commit's memory grows with the chunk references it holds (some 450 bytes each), so a
+//! merge of a whole cube lands in batches: the first batch is a new commit, each later one
+//! amends that same commit (Icechunk spec 2), so the branch gains one commit whatever the
+//! number of batches and memory follows the batch, not the cube. On a spec 1 repository,
+//! which cannot amend, everything lands in one commit at the end.
 //!
 //! Invariants: a staged part is merged whole or not at all (a part that cannot be read stops
-//! the merge before anything is committed); the commit records every tile it was given and
-//! goes through the same locked, rebasing commit as every other write.
+//! the merge before its batch is committed); each batch's commit records every tile merged so
+//! far; a batch amends only a commit this merger made and that is still the branch's tip,
+//! otherwise it lands as a new commit, rebased like every other write.
 
+use icechunk::format::format_constants::SpecVersionBin;
 use icechunk::session::Session;
 use serde_json::Value;
 
@@ -16,15 +24,25 @@ pub struct Merger {
     cube: Cube,
     session: Session,
     parts: usize,
+    /// Parts absorbed since the last batch's commit.
+    pending: usize,
+    /// The commit that later batches amend (this merger's, or the one it resumes).
+    commit: Option<String>,
+    /// Commits made (a batch that could not amend makes a new one).
+    commits: usize,
 }
 
 impl Cube {
-    /// Start merging staged parts into the branch head.
-    pub async fn merger(&self) -> Result<Merger, CubeError> {
+    /// Start merging staged parts into the branch head; `resume` is an earlier merge commit
+    /// of the same plan that later batches may amend (if it is still the branch's tip).
+    pub async fn merger(&self, resume: Option<String>) -> Result<Merger, CubeError> {
         Ok(Merger {
             cube: self.clone(),
             session: self.writable_session().await?,
             parts: 0,
+            pending: 0,
+            commit: resume,
+            commits: 0,
         })
     }
 }
@@ -40,6 +58,7 @@ impl Merger {
             .await
             .map_err(|e| CubeError::icechunk(format!("merging staged part {name}"), e))?;
         self.parts += 1;
+        self.pending += 1;
         Ok(())
     }
 
@@ -48,17 +67,65 @@ impl Merger {
         self.parts
     }
 
-    /// Commit everything merged as one snapshot recording `written` (and `tags`); returns
-    /// its id.
+    /// New commits this merger made (1 for a merge whose batches all amended its first).
+    pub fn commits(&self) -> usize {
+        self.commits
+    }
+
+    /// Whether the repository can amend (Icechunk spec 2): only then does a merge land in
+    /// batches.
+    pub fn batches(&self) -> bool {
+        self.cube.repo.spec_version() >= SpecVersionBin::V2
+    }
+
+    /// Commit the parts absorbed since the last batch, recording `written` (every tile of
+    /// the merge so far) and `tags`: amending this merge's commit when it is the branch's
+    /// tip, else as a new commit. Returns the commit's id.
     pub async fn commit(
-        mut self,
+        &mut self,
         message: &str,
         written: &WrittenTiles,
         tags: &serde_json::Map<String, Value>,
     ) -> Result<String, CubeError> {
         let props = written_properties_with(written, tags);
-        super::repo::commit(&self.cube, &mut self.session, message, props)
-            .await
-            .map(|id| id.to_string())
+        let amend = self.batches()
+            && self
+                .commit
+                .as_ref()
+                .is_some_and(|c| *c == self.session.snapshot_id().to_string());
+        let id = if amend {
+            super::repo::amend(&self.cube, &mut self.session, message, props).await?
+        } else {
+            self.commits += 1;
+            super::repo::commit(&self.cube, &mut self.session, message, props).await?
+        }
+        .to_string();
+        self.session = self.cube.writable_session().await?;
+        self.commit = Some(id.clone());
+        self.pending = 0;
+        release_freed_memory();
+        Ok(id)
+    }
+}
+
+/// Hand the memory a batch freed back to the system, so the next batch does not stack on
+/// it: glibc keeps freed blocks in its arenas otherwise, and a merge's peak would follow the
+/// whole cube instead of one batch.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Cap the allocator's arenas for a process that merges: a merge's references are made on
+/// whichever I/O thread runs it, and with an arena per thread the freed memory of one batch
+/// stays reserved in another thread's arena. Call before the merge starts.
+pub fn limit_allocator_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt adjusts a glibc tunable; M_ARENA_MAX only bounds future arenas.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

@@ -28,7 +28,7 @@ pub use history::{
 pub use layout::{Layout, SPATIAL_REF_ATTRS_KEY};
 pub use location::{RepoLocation, S3Settings};
 pub use lock::LOCK_FILE;
-pub use merge::Merger;
+pub use merge::{Merger, limit_allocator_arenas};
 pub use repo::{Cube, InitOptions, SpecVersion};
 pub use session::{Committed, Stager, WriteSession};
 pub use snapshots::TileKey;

@@ -334,6 +334,25 @@ pub(crate) async fn commit(
         .map_err(|e| CubeError::icechunk("committing", e))
 }
 
+/// Amend the branch's tip commit with a session opened on it: the tip is replaced by one
+/// holding its changes and the session's, so the branch gains no commit. Needs spec 2.
+/// Under the reference lock; fails if the tip moved since the session opened.
+pub(crate) async fn amend(
+    cube: &Cube,
+    session: &mut Session,
+    message: &str,
+    properties: SnapshotProperties,
+) -> Result<SnapshotId, CubeError> {
+    let _lock = RefLock::acquire(&cube.location).await?;
+    session
+        .commit(message)
+        .properties(properties)
+        .amend()
+        .execute()
+        .await
+        .map_err(|e| CubeError::icechunk("amending the merge commit", e))
+}
+
 async fn read_layout(session: Session) -> Result<Option<Layout>, CubeError> {
     let store = Arc::new(AsyncIcechunkStore::new(session));
     let group = match Group::async_open(store, "/").await {

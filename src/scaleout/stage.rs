@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::record::RecordFailure;
 use super::{Place, ScaleError, ShardPlan, ShardState};
 use crate::cube::{Commit, Cube, CubeError, Stager, WrittenTiles};
+use crate::ingest::DEFAULT_COMMIT_REFS;
 
 /// A shard's manifest in the stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,21 +199,40 @@ pub struct MergeOutcome {
     pub tiles: usize,
     pub parts: usize,
     pub shards: usize,
+    /// Batches committed (each after the first amends the merge's commit).
+    pub batches: usize,
+    /// New commits on the branch: 1, unless the branch moved under an interrupted merge.
+    pub commits: usize,
     /// Shards left out (with `partial`) and why.
     pub omitted: Vec<String>,
 }
 
+/// Tiles a merge batch holds before it is committed: about `refs` chunk references (0:
+/// [`DEFAULT_COMMIT_REFS`], as a write's checkpoints).
+fn batch_tiles(cube: &Cube, refs: usize) -> usize {
+    let refs = if refs == 0 { DEFAULT_COMMIT_REFS } else { refs };
+    let per_tile = cube.layout.grid().chunks_per_tile().max(1) as usize;
+    (refs / per_tile).max(1)
+}
+
 /// Merge the stage of every shard of `plan` into `cube`'s branch as one commit.
+///
+/// The merge lands in batches of about a checkpoint's references, each amending the
+/// merge's commit (see [`crate::cube::Merger`]), so its memory is bounded; a merge that was
+/// interrupted is resumed by running it again (the shards its commit records are skipped).
 pub async fn merge(
     cube: &Cube,
     plan: &ShardPlan,
     stage: &Place,
     partial: bool,
+    batch_refs: usize,
 ) -> Result<MergeOutcome, ScaleError> {
     let landed = plan_commits(cube, plan).await?;
-    if let Some(c) = landed
+    let earlier = landed
         .iter()
-        .find(|c| c.plan.as_ref().is_some_and(|t| t.merged))
+        .find(|c| c.plan.as_ref().is_some_and(|t| t.merged));
+    if let Some(c) = earlier
+        && c.plan.as_ref().is_some_and(|t| t.complete)
     {
         return Ok(MergeOutcome {
             snapshot: None,
@@ -220,10 +240,14 @@ pub async fn merge(
             tiles: c.tile_count(),
             parts: 0,
             shards: 0,
+            batches: 0,
+            commits: 0,
             omitted: vec![],
         });
     }
-    if let Some(c) = landed.first() {
+    if earlier.is_none()
+        && let Some(c) = landed.first()
+    {
         return Err(ScaleError::bad(
             format!("plan {}", plan.id),
             format!(
@@ -232,6 +256,10 @@ pub async fn merge(
             ),
         ));
     }
+    let done: std::collections::HashSet<usize> = earlier
+        .and_then(|c| c.plan.as_ref())
+        .map(|t| t.merged_shards.iter().copied().collect())
+        .unwrap_or_default();
     let manifests: Vec<Option<StageManifest>> = futures::stream::iter(0..plan.shards.len())
         .map(|i| StageManifest::load(stage, i))
         .buffered(32)
@@ -240,6 +268,9 @@ pub async fn merge(
     let mut problems = vec![];
     let mut taken = vec![];
     for (i, m) in manifests.into_iter().enumerate() {
+        if done.contains(&i) {
+            continue;
+        }
         let jobs = plan.shards[i].len();
         let Some(m) = m else {
             if jobs > 0 {
@@ -283,57 +314,87 @@ pub async fn merge(
     if !problems.is_empty() && !partial {
         return Err(ScaleError::Refused(problems));
     }
-    let mut merger = cube.merger().await?;
-    let mut written = WrittenTiles::new();
-    let names: Vec<String> = taken
-        .iter()
-        .flat_map(|m| m.parts.iter().map(|p| p.name.clone()))
-        .collect();
-    let mut fetches = futures::stream::iter(names.into_iter().map(|name| async move {
-        let bytes = stage
-            .get(&name)
-            .await?
-            .ok_or_else(|| ScaleError::bad(stage.address(&name), "staged part is missing"))?;
-        Ok::<_, ScaleError>((name, bytes))
-    }))
-    .buffered(8);
-    while let Some(got) = fetches.next().await {
-        let (name, bytes) = got?;
-        merger.absorb(&stage.address(&name), &bytes).await?;
+    let mut merger = cube.merger(earlier.map(|c| c.id.clone())).await?;
+    let mut written = earlier.map(|c| c.written.clone()).unwrap_or_default();
+    let mut merged_shards: Vec<usize> = done.iter().copied().collect();
+    merged_shards.sort();
+    let limit = batch_tiles(cube, batch_refs);
+    let shards_taken = taken.len();
+    let tags = |merged_shards: &[usize], complete: bool| {
+        let mut t = plan.tags(None, true);
+        t.insert("merged_shards".into(), serde_json::json!(merged_shards));
+        t.insert("complete".into(), serde_json::json!(complete));
+        t
+    };
+    let count = |w: &WrittenTiles| w.values().map(|t| t.len()).sum::<usize>();
+    // Parts left in the shards after each one: a batch is committed early only when more
+    // follow, so the last commit always holds changes.
+    let mut later: Vec<usize> = taken.iter().map(|m| m.parts.len()).collect();
+    for i in (0..later.len()).rev() {
+        later[i] = later.get(i + 1).copied().unwrap_or(0)
+            + taken.get(i + 1).map(|m| m.parts.len()).unwrap_or(0);
     }
-    for m in &taken {
+    let (mut in_batch, mut batches, mut snapshot) = (0usize, 0usize, None);
+    for (i, m) in taken.into_iter().enumerate() {
+        let names: Vec<String> = m.parts.iter().map(|p| p.name.clone()).collect();
+        let mut fetches = futures::stream::iter(names.into_iter().map(|name| async move {
+            let bytes = stage
+                .get(&name)
+                .await?
+                .ok_or_else(|| ScaleError::bad(stage.address(&name), "staged part is missing"))?;
+            Ok::<_, ScaleError>((name, bytes))
+        }))
+        .buffered(8);
+        while let Some(got) = fetches.next().await {
+            let (name, bytes) = got?;
+            merger.absorb(&stage.address(&name), &bytes).await?;
+        }
+        in_batch += m.tiles();
         for p in &m.parts {
             for (year, tiles) in &p.written {
                 written.entry(*year).or_default().extend(tiles.clone());
             }
         }
+        merged_shards.push(m.shard);
+        if merger.batches() && in_batch >= limit && later[i] > 0 {
+            let message = format!(
+                "merge plan {} (under way): {} tiles from {} shards",
+                plan.id,
+                count(&written),
+                merged_shards.len()
+            );
+            snapshot = Some(
+                merger
+                    .commit(&message, &written, &tags(&merged_shards, false))
+                    .await?,
+            );
+            batches += 1;
+            in_batch = 0;
+        }
     }
-    let tiles: usize = written.values().map(|t| t.len()).sum();
+    let tiles = count(&written);
     let parts = merger.parts();
-    if tiles == 0 {
-        return Ok(MergeOutcome {
-            snapshot: None,
-            already: None,
-            tiles: 0,
-            parts,
-            shards: taken.len(),
-            omitted: problems,
-        });
+    if parts > 0 {
+        let message = format!(
+            "merge plan {}: {tiles} tiles from {} shards",
+            plan.id,
+            merged_shards.len()
+        );
+        snapshot = Some(
+            merger
+                .commit(&message, &written, &tags(&merged_shards, true))
+                .await?,
+        );
+        batches += 1;
     }
-    let message = format!(
-        "merge plan {}: {tiles} tiles from {} shards",
-        plan.id,
-        taken.len()
-    );
-    let snapshot = merger
-        .commit(&message, &written, &plan.tags(None, true))
-        .await?;
     Ok(MergeOutcome {
-        snapshot: Some(snapshot),
+        snapshot,
         already: None,
         tiles,
         parts,
-        shards: taken.len(),
+        shards: shards_taken,
+        batches,
+        commits: merger.commits(),
         omitted: problems,
     })
 }

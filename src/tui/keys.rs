@@ -31,6 +31,8 @@ pub enum Command {
     Open,
     Diff,
     Tag,
+    /// The scale-out plan's progress.
+    Plan,
     Help,
     Quit,
 }
@@ -293,6 +295,15 @@ pub const BINDINGS: &[Binding] = &[
             (Footer::History, "focus"),
             (Footer::Browse, "history"),
         ],
+    },
+    Binding {
+        command: Command::Plan,
+        scope: Scope::Any,
+        keys: Keys::Codes(&[Char('S')]),
+        label: "S",
+        short: "S",
+        help: "shards of the plan watched (--plan)",
+        footer: &[],
     },
     Binding {
         command: Command::Help,

@@ -65,7 +65,15 @@ impl Drop for TermGuard {
 
 /// Run the console on a cube; returns the exit code.
 pub fn run(settings: &Settings) -> Result<i32> {
-    io_runtime()?.block_on(run_async(settings))
+    io_runtime()?.block_on(run_async(settings, None))
+}
+
+/// A scale-out plan to watch: where it is, and the plan.
+pub type WatchedPlan = Arc<(tilecube::scaleout::Place, tilecube::scaleout::ShardPlan)>;
+
+/// Run the console on a plan's cube, watching the plan's shards (`S`, and at start).
+pub fn run_watching(settings: &Settings, plan: WatchedPlan) -> Result<i32> {
+    io_runtime()?.block_on(run_async(settings, Some(plan)))
 }
 
 /// What the runtime holds besides the state: the engine handles (once the repository is
@@ -80,12 +88,14 @@ struct Runtime {
     done: mpsc::UnboundedSender<Done>,
     /// The running write, if any.
     write_task: Option<tokio::task::JoinHandle<()>>,
+    /// The scale-out plan watched, if any.
+    plan: Option<WatchedPlan>,
 }
 
 /// The repository opened, with a write session on its branch.
 type Opened = Result<(Cube, Arc<WriteSession>), String>;
 
-async fn run_async(settings: &Settings) -> Result<i32> {
+async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32> {
     let location = settings.location()?;
     let write_options = settings.console_options()?;
     // Until the repository is open, the grid and years are the preset's: the same as the
@@ -117,6 +127,14 @@ async fn run_async(settings: &Settings) -> Result<i32> {
         );
     }
     app.show_logs = true;
+    if let Some(p) = &plan {
+        app.plan = Some(state::PlanView {
+            at: p.0.to_string(),
+            status: None,
+            error: None,
+        });
+        app.popup = Some(state::Popup::Plan);
+    }
 
     let _ = tui_logger::init_logger(log::LevelFilter::Info);
     tui_logger::set_default_level(log::LevelFilter::Info);
@@ -132,6 +150,7 @@ async fn run_async(settings: &Settings) -> Result<i32> {
         events: ev_tx,
         done: done_tx.clone(),
         write_task: None,
+        plan,
     };
 
     // Off the UI task: open the repository (then its head's tiles are read, as a refresh)
@@ -422,6 +441,16 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
                 }
                 .await;
                 let _ = tx.send(r.unwrap_or_else(|e| Done::Error(error_chain(&e))));
+            });
+        }
+        Action::PlanStatus => {
+            let Some(plan) = rt.plan.clone() else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (place, plan) = &*plan;
+                let r = tilecube::scaleout::PlanStatus::gather(plan, place, &cube, None).await;
+                let _ = tx.send(Done::Plan(r.map_err(|e| error_chain(&e))));
             });
         }
         Action::CheckHead => {

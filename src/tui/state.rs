@@ -95,6 +95,19 @@ pub enum Popup {
         year: i32,
         tile: TileName,
     },
+    /// The scale-out plan's progress, per shard.
+    Plan,
+}
+
+/// The scale-out plan the console watches (opened with `--plan`).
+#[derive(Debug, Clone)]
+pub struct PlanView {
+    /// Where the plan is.
+    pub at: String,
+    /// Its progress as last read.
+    pub status: Option<tilecube::scaleout::PlanStatus>,
+    /// Why the last read failed.
+    pub error: Option<String>,
 }
 
 /// Why the console is leaving.
@@ -217,6 +230,8 @@ pub struct App {
     /// What is still being read before the grid is complete (the repository, its coverage),
     /// shown instead of a blank screen; `None` once the branch head's coverage is in.
     pub loading: Option<String>,
+    /// The scale-out plan being watched, if any.
+    pub plan: Option<PlanView>,
 }
 
 impl App {
@@ -252,6 +267,7 @@ impl App {
             source: None,
             show_logs: false,
             loading: None,
+            plan: None,
         }
     }
 

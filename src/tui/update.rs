@@ -57,6 +57,8 @@ pub enum Done {
     Browse(Result<Browse, String>),
     Tagged(Result<String, String>),
     QuickLook(Result<(usize, Vec<u8>), String>),
+    /// The watched plan's progress, read afresh.
+    Plan(Result<tilecube::scaleout::PlanStatus, String>),
     Error(String),
 }
 
@@ -81,6 +83,8 @@ pub enum Action {
     Refresh,
     /// Look up the branch head.
     CheckHead,
+    /// Read the watched plan's progress.
+    PlanStatus,
     /// Leave the console.
     Quit,
 }
@@ -94,11 +98,14 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Action> {
         Msg::Signal(n) => stop(app, Exit::Signal(n)),
         Msg::TerminalLost => stop(app, Exit::TerminalLost),
         Msg::Poll => {
-            if app.writing || app.committing || app.exit.is_some() {
-                Vec::new()
-            } else {
-                vec![Action::CheckHead]
+            let mut actions = Vec::new();
+            if app.plan.is_some() && app.loading.is_none() && app.exit.is_none() {
+                actions.push(Action::PlanStatus);
             }
+            if !(app.writing || app.committing || app.exit.is_some()) {
+                actions.push(Action::CheckHead);
+            }
+            actions
         }
     }
 }
@@ -124,7 +131,21 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             app.years = years;
             app.year_index = app.year_index.min(app.years.len().saturating_sub(1));
             app.loading = Some("reading the branch head's tiles".into());
+            if app.plan.is_some() {
+                return vec![Action::Refresh, Action::PlanStatus];
+            }
             return vec![Action::Refresh];
+        }
+        Done::Plan(r) => {
+            if let Some(plan) = app.plan.as_mut() {
+                match r {
+                    Ok(status) => {
+                        plan.status = Some(status);
+                        plan.error = None;
+                    }
+                    Err(e) => plan.error = Some(e),
+                }
+            }
         }
         Done::Listed { year, tiles } => match tiles {
             Ok(tiles) => {
@@ -218,6 +239,13 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
     }
     match command {
         Command::Help => app.popup = Some(Popup::Help),
+        Command::Plan => {
+            if app.plan.is_some() {
+                app.popup = Some(Popup::Plan);
+            } else {
+                app.status_line = "no plan watched: open the console with --plan PLAN".into();
+            }
+        }
         Command::Quit => return ask_quit(app),
         Command::Focus => {
             app.focus = match app.focus {
@@ -421,7 +449,7 @@ fn edit(text: &mut String, key: &KeyEvent) {
 
 fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
     match popup {
-        Popup::Help | Popup::QuickLook { .. } => {
+        Popup::Help | Popup::QuickLook { .. } | Popup::Plan => {
             if matches!(
                 key.code,
                 KeyCode::Esc
@@ -429,6 +457,7 @@ fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
                     | KeyCode::Char('q')
                     | KeyCode::Char('?')
                     | KeyCode::Char('p')
+                    | KeyCode::Char('S')
             ) {
                 app.popup = None;
             }

@@ -383,6 +383,93 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
     );
 }
 
+/// The plan popup's lines, at most `height` of at most `width` characters: the plan, what
+/// landed, a row per shard (as many as fit, those still to finish first), then failures.
+fn plan_lines(
+    view: &crate::tui::state::PlanView,
+    width: usize,
+    height: usize,
+) -> Vec<Line<'static>> {
+    plan_text(view, height)
+        .into_iter()
+        .map(|l| Line::from(l.chars().take(width).collect::<String>()))
+        .collect()
+}
+
+fn plan_text(view: &crate::tui::state::PlanView, height: usize) -> Vec<String> {
+    let mut out = vec![];
+    let Some(st) = &view.status else {
+        out.push(format!("reading plan {} ...", view.at));
+        if let Some(e) = &view.error {
+            out.push(format!("error: {e}"));
+        }
+        return out;
+    };
+    let states = st
+        .states()
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    out.push(format!(
+        "plan {}: {} tiles in {} shards",
+        st.id,
+        st.jobs,
+        st.shards.len()
+    ));
+    out.push(format!("shards: {states}"));
+    let staged = st
+        .staged
+        .map(|n| format!(", {n} staged"))
+        .unwrap_or_default();
+    let merged = st
+        .merged
+        .as_ref()
+        .map(|m| format!(", merged as {}", short(m)))
+        .unwrap_or_default();
+    out.push(format!(
+        "landed in {}: {} of {}{staged}{merged}; {} failed",
+        st.branch,
+        st.landed,
+        st.jobs,
+        st.failed.len()
+    ));
+    if let Some(e) = &view.error {
+        out.push(format!("last read failed: {e}"));
+    }
+    out.push("shard state        tiles landed staged failed host".to_string());
+    let room = height.saturating_sub(out.len() + st.failed.len().min(3) + 1);
+    // Shards still to finish first: they are what the operator watches.
+    let mut rows: Vec<&tilecube::scaleout::ShardStatus> = st.shards.iter().collect();
+    rows.sort_by_key(|s| (s.state == "done", s.shard));
+    for s in rows.iter().take(room) {
+        let r = s.record.as_ref();
+        out.push(format!(
+            "{:<5} {:<12} {:>5} {:>6} {:>6} {:>6} {}",
+            s.shard,
+            s.state,
+            s.jobs,
+            s.landed,
+            s.staged
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.map(|r| r.failed.len()).unwrap_or(0),
+            r.map(|r| r.host.clone()).unwrap_or_else(|| "-".into())
+        ));
+    }
+    if rows.len() > room {
+        out.push(format!("… {} more shards", rows.len() - room));
+    }
+    for f in st.failed.iter().take(3) {
+        out.push(format!(
+            "! {}/{} (shard {}): {}",
+            f.failure.year, f.failure.tile, f.shard, f.failure.error
+        ));
+    }
+    out.truncate(height);
+    out
+}
+
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width.min(area.width);
     let h = height.min(area.height);
@@ -446,6 +533,21 @@ fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect) {
             50,
             4,
         ),
+        Popup::Plan => {
+            let inner_w = area.width.saturating_sub(2).min(78);
+            let inner_h = area.height.saturating_sub(2);
+            let lines = match &app.plan {
+                Some(view) => plan_lines(view, inner_w as usize, inner_h as usize),
+                None => vec![],
+            };
+            let n = lines.len() as u16;
+            (
+                " plan (Esc closes) ",
+                lines,
+                inner_w + 2,
+                (n + 2).min(area.height),
+            )
+        }
         Popup::QuickLook { .. } => {
             let inner_w = area.width.saturating_sub(4).min(64);
             let inner_h = area.height.saturating_sub(4).min(32);
@@ -570,6 +672,84 @@ mod tests {
     #[test]
     fn idle() {
         both("idle", &app());
+    }
+
+    #[test]
+    fn plan_watched() {
+        use tilecube::scaleout::record::{RecordFailure, ShardRecord, ShardState};
+        use tilecube::scaleout::watch::PlanFailure;
+        use tilecube::scaleout::{PlanStatus, ShardStatus};
+        let time = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let record = |shard: usize, state: ShardState, failed: Vec<RecordFailure>| ShardRecord {
+            plan: "3f2a9c81d07e".into(),
+            shard,
+            attempt: "a".into(),
+            host: format!("node{shard:02}"),
+            pid: 100,
+            task: format!("SLURM_ARRAY_TASK_ID={shard} (Slurm)"),
+            mode: "checkpoint".into(),
+            stage: None,
+            state,
+            started: time,
+            updated: time,
+            jobs: 4,
+            skipped: 0,
+            written: 2,
+            landed: 2,
+            failed,
+            current: vec![],
+            bytes: 0,
+        };
+        let failure = RecordFailure {
+            year: 2000,
+            tile: "80N_160W".into(),
+            error: "not a GeoTIFF".into(),
+            attempts: 1,
+        };
+        let shard =
+            |i: usize, state: &str, landed: usize, record: Option<ShardRecord>| ShardStatus {
+                shard: i,
+                jobs: 4,
+                state: state.into(),
+                landed,
+                staged: None,
+                record,
+            };
+        let mut a = app();
+        a.plan = Some(crate::tui::state::PlanView {
+            at: "s3://bucket/plans/glad".into(),
+            status: Some(PlanStatus {
+                id: "3f2a9c81d07e".into(),
+                repo: "s3://bucket/glad".into(),
+                branch: "main".into(),
+                base: "INITBBBBBBBBBBBBBBBB".into(),
+                jobs: 16,
+                landed: 9,
+                staged: None,
+                merged: None,
+                commits: 5,
+                shards: vec![
+                    shard(0, "done", 4, Some(record(0, ShardState::Done, vec![]))),
+                    shard(
+                        1,
+                        "running",
+                        2,
+                        Some(record(1, ShardState::Running, vec![])),
+                    ),
+                    shard(
+                        2,
+                        "failed",
+                        3,
+                        Some(record(2, ShardState::Failed, vec![failure.clone()])),
+                    ),
+                    shard(3, "not started", 0, None),
+                ],
+                failed: vec![PlanFailure { shard: 2, failure }],
+            }),
+            error: None,
+        });
+        a.popup = Some(Popup::Plan);
+        both("plan", &a);
     }
 
     #[test]

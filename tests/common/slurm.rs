@@ -1,5 +1,5 @@
-//! The one-node Slurm cluster `.ci/slurm` starts: submitting array jobs of the real
-//! `tilecube` binary, waiting for them, cancelling a task.
+//! The one-node Slurm cluster `.ci/slurm` starts: submitting batch scripts (the deploy
+//! recipes of `assets/deploy/slurm/`), waiting for jobs, cancelling a task.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,23 +19,19 @@ pub fn require() {
     );
 }
 
-/// Write a batch script at `path` that runs `command` (a shell line) with `env` exported.
-pub fn script(path: &Path, env: &[(&str, String)], command: &str) {
-    let mut text = String::from("#!/bin/bash\n#SBATCH --cpus-per-task=1\nset -e\n");
-    for (k, v) in env {
-        text.push_str(&format!("export {k}='{v}'\n"));
-    }
-    text.push_str(command);
-    text.push('\n');
-    std::fs::write(path, text).expect("batch script");
-}
-
 /// `sbatch --parsable ARGS SCRIPT`: the job id.
 pub fn submit(script: &Path, args: &[&str]) -> String {
+    submit_env(script, args, &[])
+}
+
+/// [`submit`] with `env` added to what the job inherits (sbatch exports the submitter's
+/// environment).
+pub fn submit_env(script: &Path, args: &[&str], env: &[(&str, String)]) -> String {
     let out = Command::new("sbatch")
         .arg("--parsable")
         .args(args)
         .arg(script)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("run sbatch");
     assert!(
