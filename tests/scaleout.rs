@@ -360,13 +360,14 @@ fn commit_count(w: &Work, repo: &str, env: &[(&str, String)]) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cancelled_stage_shard_is_refused_by_merge_by_name_until_it_is_re_run() {
+async fn a_cancelled_stage_shard_is_refused_by_merge_by_name_merged_later_when_re_run() {
     slurm::require();
     let w = Work::new();
     let names = source(&w, 8);
     let truth = reference(&w).await;
     let (_nginx, _proxy, url) = slow_source(&w, Duration::from_millis(250)).await;
-    w.ok(&["init"]);
+    // Spec 2: a later merge amends the partial one.
+    w.ok(&["--spec-version", "2", "init"]);
     let plan = w.dir.path().join("plan");
     let p = plan.display().to_string();
     let stage = w.dir.path().join("stage").display().to_string();
@@ -402,6 +403,17 @@ async fn a_cancelled_stage_shard_is_refused_by_merge_by_name_until_it_is_re_run(
         "a refused merge commits nothing"
     );
 
+    // --partial merges the shards that finished, and leaves shard 2 for later.
+    let out = w.run(&["merge", "--plan", &p, "--stage", &stage, "--partial"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("left out: shard 2:"), "{stderr}");
+    assert!(stdout.contains("merged 12 tiles from 3 shards"), "{stdout}");
+    let before = commit_count(&w, &repo, &[]);
+
     let again = slurm::submit_env(
         &job,
         &["--array=2", "--cpus-per-task=1", "--wait", "-o", &logs],
@@ -410,6 +422,11 @@ async fn a_cancelled_stage_shard_is_refused_by_merge_by_name_until_it_is_re_run(
     slurm::wait(&again);
     let out = w.ok(&["merge", "--plan", &p, "--stage", &stage]);
     assert!(out.contains("merged 16 tiles from 4 shards"), "{out}");
+    assert_eq!(
+        commit_count(&w, &repo, &[]),
+        before,
+        "the later merge amends the partial one"
+    );
     assert_eq!(records(&w, &repo, &[]), all_once(&names));
     assert_same_pixels(&w.cube().await, &truth, &names).await;
     // The re-run replaced shard 2's earlier stage: only its own parts are left.

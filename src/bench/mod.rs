@@ -85,7 +85,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 8)]
     pub shard_tiles: usize,
     /// With --scaleout: tile side in pixels of the shards-against-threads run.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 20_000)]
     pub shard_pixels: u64,
 }
 

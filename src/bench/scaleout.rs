@@ -30,7 +30,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    for &shards in &args.merge_shards {
+    for &shards in args.merge_shards.iter().filter(|&&s| s > 0) {
         rt.block_on(merge_at_scale(shards))?;
     }
     shards_against_threads(args)

@@ -50,7 +50,8 @@ pub struct MergeArgs {
     /// The stage location the shards wrote to (`write --stage`).
     #[arg(long)]
     pub stage: String,
-    /// Merge what was staged even if shards are missing, unfinished or failed.
+    /// Merge the shards that finished even if others are missing, unfinished or failed;
+    /// a later merge adds those once they are re-run.
     #[arg(long)]
     pub partial: bool,
     /// Chunk references a batch of the merge holds before it lands (each batch after the
@@ -125,10 +126,10 @@ pub async fn plan(settings: &Settings, args: &PlanArgs) -> Result<i32> {
         format: PLAN_FORMAT,
         id: new_id(),
         created: Utc::now(),
-        repo: settings.repo.clone().unwrap_or_default(),
+        repo: absolute(settings.repo.as_deref().unwrap_or_default()),
         branch: settings.branch.clone(),
         s3: settings.file.s3.clone(),
-        source: settings.source.clone().unwrap_or_default(),
+        source: absolute(settings.source.as_deref().unwrap_or_default()),
         gcs_endpoint: settings.file.gcs.endpoint.clone(),
         preset: preset_text(settings)?,
         tile_pixels: settings.tile_pixels,
@@ -175,6 +176,17 @@ pub async fn plan(settings: &Settings, args: &PlanArgs) -> Result<i32> {
         eprintln!("{}", PATH_REPO_NOTE);
     }
     Ok(0)
+}
+
+/// A location as every task sees it: a relative path made absolute (tasks start in other
+/// directories), URLs as they are.
+fn absolute(location: &str) -> String {
+    if location.contains("://") || location.is_empty() {
+        return location.to_string();
+    }
+    std::path::absolute(location)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| location.to_string())
 }
 
 /// Said when many machines would commit to a repository on a path.

@@ -78,21 +78,23 @@ impl Merger {
         self.cube.repo.spec_version() >= SpecVersionBin::V2
     }
 
-    /// Commit the parts absorbed since the last batch, recording `written` (every tile of
-    /// the merge so far) and `tags`: amending this merge's commit when it is the branch's
-    /// tip, else as a new commit. Returns the commit's id.
+    /// Commit the parts absorbed since the last batch with `tags`: amending this merge's
+    /// commit when it is the branch's tip (recording `all`, every tile of the merge so far),
+    /// else as a new commit (recording `since_last`, the tiles no earlier commit of the merge
+    /// recorded). Returns the commit's id.
     pub async fn commit(
         &mut self,
         message: &str,
-        written: &WrittenTiles,
+        all: &WrittenTiles,
+        since_last: &WrittenTiles,
         tags: &serde_json::Map<String, Value>,
     ) -> Result<String, CubeError> {
-        let props = written_properties_with(written, tags);
         let amend = self.batches()
             && self
                 .commit
                 .as_ref()
                 .is_some_and(|c| *c == self.session.snapshot_id().to_string());
+        let props = written_properties_with(if amend { all } else { since_last }, tags);
         let id = if amend {
             super::repo::amend(&self.cube, &mut self.session, message, props).await?
         } else {

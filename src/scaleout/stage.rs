@@ -198,12 +198,13 @@ pub struct MergeOutcome {
     pub already: Option<String>,
     pub tiles: usize,
     pub parts: usize,
+    /// Shards the merge's commit holds (a resumed merge's earlier ones included).
     pub shards: usize,
     /// Batches committed (each after the first amends the merge's commit).
     pub batches: usize,
     /// New commits on the branch: 1, unless the branch moved under an interrupted merge.
     pub commits: usize,
-    /// Shards left out (with `partial`) and why.
+    /// Shards left out (with `partial`) and why: a later merge adds them once re-run.
     pub omitted: Vec<String>,
 }
 
@@ -216,6 +217,11 @@ fn batch_tiles(cube: &Cube, refs: usize) -> usize {
 }
 
 /// Merge the stage of every shard of `plan` into `cube`'s branch as one commit.
+///
+/// With `partial`, the shards that finished are merged and the others (missing, unfinished,
+/// failed) are left out and named; the commit then records which shards it holds, and a later
+/// merge, once those shards were re-run, adds them to the same commit (amending it while it
+/// is the branch's tip).
 ///
 /// The merge lands in batches of about a checkpoint's references, each amending the
 /// merge's commit (see [`crate::cube::Merger`]), so its memory is bounded; a merge that was
@@ -309,17 +315,22 @@ pub async fn merge(
                 m.attempt
             )),
         }
-        taken.push(m);
+        // Only finished shards are merged: one left out (with `partial`) is merged whole by
+        // a later merge, once it is re-run, so no tile is recorded twice.
+        if m.state == ShardState::Done {
+            taken.push(m);
+        }
     }
     if !problems.is_empty() && !partial {
         return Err(ScaleError::Refused(problems));
     }
     let mut merger = cube.merger(earlier.map(|c| c.id.clone())).await?;
+    // Every tile of the merge (the resumed commit's too), and those since its last commit.
     let mut written = earlier.map(|c| c.written.clone()).unwrap_or_default();
+    let mut since_last = WrittenTiles::new();
     let mut merged_shards: Vec<usize> = done.iter().copied().collect();
     merged_shards.sort();
     let limit = batch_tiles(cube, batch_refs);
-    let shards_taken = taken.len();
     let tags = |merged_shards: &[usize], complete: bool| {
         let mut t = plan.tags(None, true);
         t.insert("merged_shards".into(), serde_json::json!(merged_shards));
@@ -353,6 +364,7 @@ pub async fn merge(
         for p in &m.parts {
             for (year, tiles) in &p.written {
                 written.entry(*year).or_default().extend(tiles.clone());
+                since_last.entry(*year).or_default().extend(tiles.clone());
             }
         }
         merged_shards.push(m.shard);
@@ -365,9 +377,15 @@ pub async fn merge(
             );
             snapshot = Some(
                 merger
-                    .commit(&message, &written, &tags(&merged_shards, false))
+                    .commit(
+                        &message,
+                        &written,
+                        &since_last,
+                        &tags(&merged_shards, false),
+                    )
                     .await?,
             );
+            since_last.clear();
             batches += 1;
             in_batch = 0;
         }
@@ -380,9 +398,15 @@ pub async fn merge(
             plan.id,
             merged_shards.len()
         );
+        let complete = problems.is_empty();
         snapshot = Some(
             merger
-                .commit(&message, &written, &tags(&merged_shards, true))
+                .commit(
+                    &message,
+                    &written,
+                    &since_last,
+                    &tags(&merged_shards, complete),
+                )
                 .await?,
         );
         batches += 1;
@@ -392,7 +416,7 @@ pub async fn merge(
         already: None,
         tiles,
         parts,
-        shards: shards_taken,
+        shards: merged_shards.len(),
         batches,
         commits: merger.commits(),
         omitted: problems,

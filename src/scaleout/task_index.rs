@@ -95,7 +95,7 @@ impl TaskIndex {
                     "the task index is not a whole number",
                 )
             })?;
-            let count = count_var.and_then(|c| get(c)).and_then(|v| v.parse().ok());
+            let count = count_var.and_then(&get).and_then(|v| v.parse().ok());
             return Ok(Self {
                 index,
                 origin: format!("{index_var}={value} ({scheduler})"),
