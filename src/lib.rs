@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod netem;
 pub mod nginx;
 pub mod preset;
+pub mod runs;
 pub mod scaleout;
 pub mod source;
 

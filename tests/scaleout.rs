@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::nginx::{Nginx, copy_tree};
+use common::nginx::slow_source;
 use common::s3::{Moto, SECRET_KEY};
 use common::{Work, cube_pixels, slurm, t, tile_names};
 use tilecube::cube::{Cube, RepoLocation};
@@ -115,22 +115,6 @@ async fn assert_same_pixels(cube: &Cube, truth: &Cube, names: &[String]) {
             );
         }
     }
-}
-
-/// The source served over HTTP through a proxy that adds `rtt` to every round trip, so a
-/// shard takes long enough to be cancelled mid-write.
-async fn slow_source(w: &Work, rtt: Duration) -> (Nginx, tilecube::netem::LatencyProxy, String) {
-    let www = w.dir.path().join("www");
-    copy_tree(&w.source(), &www.join("src"));
-    let nginx = Nginx::serve(&www);
-    let upstream = format!("127.0.0.1:{}", nginx.port)
-        .parse()
-        .expect("address");
-    let proxy = tilecube::netem::LatencyProxy::start(upstream, rtt)
-        .await
-        .expect("proxy");
-    let url = format!("{}/src", proxy.url());
-    (nginx, proxy, url)
 }
 
 /// A shard's progress record, once its task wrote one.

@@ -20,6 +20,7 @@ use tilecube::ingest::{self, Event, EventSink, Journal, Selection};
 use tilecube::scaleout::record::Recorder;
 use tilecube::source::{ListProblem, TileList};
 
+mod runs;
 mod shard;
 
 /// tilecube: assemble analysis-ready raster datacubes in Icechunk from tiled GeoTIFFs.
@@ -61,6 +62,13 @@ pub enum Command {
     Plan(shard::PlanArgs),
     /// Merge the staged shards of a plan into the branch as one commit.
     Merge(shard::MergeArgs),
+    /// Detached runs (`write --detach`): list them, stop one, show its log.
+    Runs {
+        #[command(subcommand)]
+        action: Option<RunsAction>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check every chunk the branch head references against the objects in storage.
     Verify {
         #[arg(long)]
@@ -110,6 +118,15 @@ pub struct Choice {
     pub failed: bool,
 }
 
+/// What to do with runs.
+#[derive(Debug, Subcommand)]
+pub enum RunsAction {
+    /// Stop a run: it stops at its next strip, its finished tiles committed.
+    Cancel { id: String },
+    /// Print a run's log.
+    Log { id: String },
+}
+
 #[derive(Debug, Args)]
 pub struct WriteArgs {
     #[command(flatten)]
@@ -126,6 +143,10 @@ pub struct WriteArgs {
     /// then lands every shard in one commit.
     #[arg(long, requires = "plan")]
     pub stage: Option<String>,
+    /// Run the write in a worker process of its own that outlives this terminal (see
+    /// `tilecube runs`).
+    #[arg(long, conflicts_with = "plan")]
+    pub detach: bool,
     /// Reader/encoder threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -158,6 +179,14 @@ pub fn run(cli: Cli) -> Result<i32> {
     let rt = io_runtime()?;
     match cli.command {
         Some(Command::Init { force }) => rt.block_on(init(&settings, force)),
+        Some(Command::Write(args)) if args.detach => {
+            rt.block_on(runs::detach(&settings, &cli.global, &args))
+        }
+        Some(Command::Runs { action, json }) => match action {
+            None => runs::list(json),
+            Some(RunsAction::Cancel { id }) => runs::cancel(&id),
+            Some(RunsAction::Log { id }) => runs::log(&id),
+        },
         Some(Command::Write(args)) if args.plan.is_some() => {
             rt.block_on(shard::write(&settings, &cli.global, &args))
         }
@@ -644,6 +673,7 @@ async fn demo(settings: &Settings, dir: Option<PathBuf>, pixels: u64) -> Result<
         plan: None,
         shard: None,
         stage: None,
+        detach: false,
         threads: None,
         commit_every: Some(100),
         commit_refs: None,

@@ -71,34 +71,28 @@ fn preset_text(settings: &Settings) -> Result<String> {
     }
 }
 
-pub async fn plan(settings: &Settings, args: &PlanArgs) -> Result<i32> {
-    if args.shards == 0 {
-        bail!("--shards must be at least 1");
-    }
-    let place = Place::parse(&args.out).with_context(|| format!("--out {}", args.out))?;
+/// Fix the work of `choice` as a plan of `shards` shards; `None` when there is nothing to
+/// write (problems with the inputs are reported on stderr).
+pub(crate) async fn build_plan(
+    settings: &Settings,
+    choice: &Choice,
+    shards: usize,
+) -> Result<Option<ShardPlan>> {
     let cube = settings.open_cube().await?;
-    let choice = selection(&args.choice, &cube.location.key())?;
+    let chosen = selection(choice, &cube.location.key())?;
     let source = settings.source()?;
-    let coverage = match choice {
+    let coverage = match chosen {
         Selection::Missing => Some(cube.coverage().await?),
         _ => None,
     };
     let base = cube.head().await?.to_string();
-    let found = ingest::plan(
-        &cube,
-        &source,
-        &args.choice.years,
-        &choice,
-        coverage.as_ref(),
-    )
-    .await?;
+    let found = ingest::plan(&cube, &source, &choice.years, &chosen, coverage.as_ref()).await?;
     report_plan_problems(&found, &source);
     if !found.rejected.is_empty() {
         bail!("the plan names tiles that are not in the cube (above); nothing was saved");
     }
     if found.jobs.is_empty() {
-        eprintln!("nothing to plan: no tile to write (the branch already holds every one chosen)");
-        return Ok(0);
+        return Ok(None);
     }
     let jobs: Vec<PlanJob> = found
         .jobs
@@ -109,20 +103,19 @@ pub async fn plan(settings: &Settings, args: &PlanArgs) -> Result<i32> {
             path: j.path.clone(),
         })
         .collect();
-    let mut years: Vec<i32> = jobs
+    let years: Vec<i32> = jobs
         .iter()
         .map(|j| j.year)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    years.sort();
-    let selection_name = match choice {
+    let selection_name = match chosen {
         Selection::All => "all",
         Selection::Missing => "missing",
         Selection::Pairs(_) => "failed",
         Selection::Tiles(_) => "tiles",
     };
-    let plan = ShardPlan {
+    Ok(Some(ShardPlan {
         format: PLAN_FORMAT,
         id: new_id(),
         created: Utc::now(),
@@ -136,7 +129,18 @@ pub async fn plan(settings: &Settings, args: &PlanArgs) -> Result<i32> {
         base,
         selection: selection_name.into(),
         years,
-        shards: split(jobs, args.shards),
+        shards: split(jobs, shards),
+    }))
+}
+
+pub async fn plan(settings: &Settings, args: &PlanArgs) -> Result<i32> {
+    if args.shards == 0 {
+        bail!("--shards must be at least 1");
+    }
+    let place = Place::parse(&args.out).with_context(|| format!("--out {}", args.out))?;
+    let Some(plan) = build_plan(settings, &args.choice, args.shards).await? else {
+        eprintln!("nothing to plan: no tile to write (the branch already holds every one chosen)");
+        return Ok(0);
     };
     plan.save(&place, args.force).await?;
     let sizes: Vec<usize> = plan.shards.iter().map(Vec::len).collect();
@@ -172,7 +176,7 @@ pub async fn plan(settings: &Settings, args: &PlanArgs) -> Result<i32> {
             plan.shards.len() - 1
         );
     }
-    if cube.location.is_local_path() {
+    if settings.location()?.is_local_path() {
         eprintln!("{}", PATH_REPO_NOTE);
     }
     Ok(0)

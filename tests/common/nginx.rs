@@ -41,3 +41,23 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A workspace's source served over HTTP through a proxy that adds `rtt` to every round
+/// trip, so a write takes long enough to be interrupted mid-way. Returns the server, the
+/// proxy (both stop when dropped) and the source's URL.
+pub async fn slow_source(
+    w: &super::Work,
+    rtt: std::time::Duration,
+) -> (Nginx, tilecube::netem::LatencyProxy, String) {
+    let www = w.dir.path().join("www");
+    copy_tree(&w.source(), &www.join("src"));
+    let nginx = Nginx::serve(&www);
+    let upstream = format!("127.0.0.1:{}", nginx.port)
+        .parse()
+        .expect("address");
+    let proxy = tilecube::netem::LatencyProxy::start(upstream, rtt)
+        .await
+        .expect("proxy");
+    let url = format!("{}/src", proxy.url());
+    (nginx, proxy, url)
+}

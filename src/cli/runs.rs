@@ -1,0 +1,140 @@
+//! Detached runs from the command line: `write --detach` launches a worker of its own, and
+//! `tilecube runs [cancel ID | log ID]` lists, stops and shows them (over [`tilecube::runs`]).
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+
+use super::WriteArgs;
+use super::shard::build_plan;
+use tilecube::config::{Flags, Settings};
+use tilecube::runs::{self, RunInfo};
+use tilecube::scaleout::Place;
+use tilecube::scaleout::plan::new_id;
+
+/// How long `runs cancel` waits for the worker to stop at its next strip and commit.
+const CANCEL_WAIT: Duration = Duration::from_secs(120);
+
+/// `write --detach`: plan the tiles now, then hand the plan to a worker process in a
+/// session of its own (immune to this terminal's hang-up), logging to the run's directory.
+pub async fn detach(settings: &Settings, flags: &Flags, args: &WriteArgs) -> Result<i32> {
+    let Some(plan) = build_plan(settings, &args.choice, 1).await? else {
+        eprintln!("nothing to write: the branch already holds every tile chosen");
+        return Ok(0);
+    };
+    let id = new_id();
+    let dir = runs::run_dir(&id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let plan_dir = runs::plan_dir(&id);
+    plan.save(&Place::Local(plan_dir.clone()), false).await?;
+    let log_path = runs::log_path(&id);
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("locating the tilecube binary")?;
+    let mut cmd = Command::new(exe);
+    if let Some(c) = &flags.config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.arg("write")
+        .arg("--plan")
+        .arg(&plan_dir)
+        .args(["--shard", "0"]);
+    for (flag, value) in [
+        ("--threads", args.threads),
+        ("--commit-every", args.commit_every),
+        ("--commit-refs", args.commit_refs),
+        ("--read-ahead", args.read_ahead),
+    ] {
+        if let Some(v) = value {
+            cmd.arg(flag).arg(v.to_string());
+        }
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().context("the run's log")?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; between fork and exec it only detaches the child
+    // into a session (and process group) of its own, away from this terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("starting the run's worker")?;
+    let pid = child.id();
+    let info = RunInfo {
+        id: id.clone(),
+        repo: plan.repo.clone(),
+        pid,
+        pid_start: runs::process_start(pid).unwrap_or(0),
+        started: Utc::now(),
+    };
+    info.save()?;
+    // The worker is not waited for: it outlives this process and is reaped by init.
+    std::mem::forget(child);
+    println!(
+        "run {id}: {} tiles, worker pid {pid}, log {}",
+        plan.job_count(),
+        log_path.display()
+    );
+    println!("  watch: tilecube runs    stop: tilecube runs cancel {id}");
+    Ok(0)
+}
+
+/// `tilecube runs`: every run, newest first.
+pub fn list(as_json: bool) -> Result<i32> {
+    let all = runs::list();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(0);
+    }
+    if all.is_empty() {
+        println!("no runs (start one with `tilecube write --detach …`)");
+        return Ok(0);
+    }
+    println!(
+        "{:<12}  {:<9}  {:>11}  {:>6}  {:<19}  {:<24}  plan / log",
+        "id", "state", "tiles", "failed", "started", "repository"
+    );
+    for r in &all {
+        println!(
+            "{:<12}  {:<9}  {:>11}  {:>6}  {:<19}  {:<24}  {}/{{plan,log.txt}}",
+            r.info.id,
+            r.state,
+            format!("{}/{}", r.tiles_done, r.tiles_total),
+            r.failed,
+            r.info
+                .started
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S"),
+            r.info.repo,
+            r.log
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        );
+    }
+    Ok(0)
+}
+
+/// `tilecube runs cancel ID`.
+pub fn cancel(id: &str) -> Result<i32> {
+    let run = runs::cancel(id, CANCEL_WAIT)?;
+    println!(
+        "run {id}: {} ({}/{} tiles landed, {} failed)",
+        run.state, run.tiles_done, run.tiles_total, run.failed
+    );
+    Ok(0)
+}
+
+/// `tilecube runs log ID`.
+pub fn log(id: &str) -> Result<i32> {
+    let run = runs::load(id)?;
+    let text = std::fs::read_to_string(&run.log)
+        .with_context(|| format!("run {id}: reading {}", run.log.display()))?;
+    print!("{text}");
+    Ok(0)
+}

@@ -1,0 +1,249 @@
+//! Detached runs: a write that runs in a worker process of its own, outliving the shell or
+//! console that launched it (a dropped SSH link), found again by any later `tilecube runs`.
+//!
+//! A run is a directory under the user data dir (`runs/{id}/`) holding a one-shard plan
+//! (`plan/plan.json`), the worker's progress record next to it (`plan/shards/0000.json`, the
+//! same record a scale-out shard keeps), `run.json` (the worker's pid and its start time, the
+//! repository, when it started) and the worker's log (`log.txt`). The worker is
+//! `tilecube write --plan … --shard 0` in a session and process group of its own, so the
+//! launching terminal's SIGHUP never reaches it; it executes the plan exactly as a shard
+//! does (checkpoints, failure journal, retries, signals).
+//!
+//! Invariants: nothing needs to be started or left running besides the worker itself (no
+//! daemon, no port); a run whose record says running but whose worker is gone (killed -9, the
+//! machine rebooted) shows as dead, judged by its pid *and* that process's start time, so a
+//! reused pid never passes for the worker; a stale run never blocks a new one; cancelling
+//! sends the worker SIGTERM, which stops it at its next strip with finished tiles committed.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::scaleout::{ShardRecord, ShardState};
+
+/// What a run's directory says about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub id: String,
+    /// The repository written, for display.
+    pub repo: String,
+    /// The worker's process id.
+    pub pid: u32,
+    /// The worker's start time in clock ticks since boot (`/proc/PID/stat` field 22): with
+    /// the pid, it names the process uniquely.
+    pub pid_start: u64,
+    pub started: DateTime<Utc>,
+}
+
+/// A run as it stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    #[serde(flatten)]
+    pub info: RunInfo,
+    /// "running", "done", "failed", "cancelled", or "dead" (the worker is gone while the
+    /// record says running), "starting" (no record yet).
+    pub state: String,
+    pub tiles_done: usize,
+    pub tiles_total: usize,
+    pub failed: usize,
+    /// The plan the worker executes.
+    pub plan: PathBuf,
+    pub log: PathBuf,
+    /// The worker's record, once it wrote one.
+    pub record: Option<ShardRecord>,
+}
+
+/// Errors about runs.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("run {0}: no such run (see `tilecube runs`)")]
+    Unknown(String),
+    #[error("run {id}: {path}")]
+    Io {
+        id: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("run {id}: {path} is not a run record: {reason}")]
+    Bad {
+        id: String,
+        path: String,
+        reason: String,
+    },
+    #[error("run {0} is not running")]
+    NotRunning(String),
+    #[error("run {0} did not stop within {1:?}")]
+    DidNotStop(String, Duration),
+}
+
+/// Where runs live: `runs/` under the user data dir.
+pub fn runs_dir() -> PathBuf {
+    crate::config::data_dir().join("runs")
+}
+
+/// A run's directory.
+pub fn run_dir(id: &str) -> PathBuf {
+    runs_dir().join(id)
+}
+
+/// The plan directory of a run.
+pub fn plan_dir(id: &str) -> PathBuf {
+    run_dir(id).join("plan")
+}
+
+/// The log of a run.
+pub fn log_path(id: &str) -> PathBuf {
+    run_dir(id).join("log.txt")
+}
+
+/// A process's start time in clock ticks since boot, if it exists.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after "pid (comm) ": state is field 3, starttime field 22.
+    let rest = stat.rsplit_once(") ")?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the worker of a run is alive: its pid exists and started when the worker did (a
+/// zombie — exited, not yet reaped by its launcher — counts as gone).
+pub fn worker_alive(info: &RunInfo) -> bool {
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", info.pid))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.chars().next()))
+        .flatten();
+    process_start(info.pid) == Some(info.pid_start) && state.is_some_and(|c| c != 'Z')
+}
+
+impl RunInfo {
+    /// Record a run's worker in its directory.
+    pub fn save(&self) -> Result<(), RunError> {
+        let path = run_dir(&self.id).join("run.json");
+        let io = |source| RunError::Io {
+            id: self.id.clone(),
+            path: path.display().to_string(),
+            source,
+        };
+        let text = serde_json::to_vec_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+
+    fn load(dir: &Path) -> Result<Self, RunError> {
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let path = dir.join("run.json");
+        let text = std::fs::read(&path).map_err(|source| RunError::Io {
+            id: id.clone(),
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|e| RunError::Bad {
+            id,
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// One run, as it stands now.
+pub fn load(id: &str) -> Result<Run, RunError> {
+    let dir = run_dir(id);
+    if !dir.join("run.json").exists() {
+        return Err(RunError::Unknown(id.to_string()));
+    }
+    let info = RunInfo::load(&dir)?;
+    let record_path = plan_dir(id).join(crate::scaleout::record::record_name(0));
+    let record: Option<ShardRecord> = std::fs::read(&record_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let alive = worker_alive(&info);
+    let state = match &record {
+        None if alive => "starting".to_string(),
+        None => "dead".to_string(),
+        Some(r) if r.state == ShardState::Running && !alive => "dead".to_string(),
+        Some(r) => r.state.name().to_string(),
+    };
+    let (tiles_done, tiles_total, failed) = record
+        .as_ref()
+        .map(|r| (r.skipped + r.landed, r.jobs, r.failed.len()))
+        .unwrap_or((0, 0, 0));
+    Ok(Run {
+        info,
+        state,
+        tiles_done,
+        tiles_total,
+        failed,
+        plan: plan_dir(id),
+        log: log_path(id),
+        record,
+    })
+}
+
+/// Every run, newest first; directories that are not runs are skipped.
+pub fn list() -> Vec<Run> {
+    let Ok(entries) = std::fs::read_dir(runs_dir()) else {
+        return vec![];
+    };
+    let mut runs: Vec<Run> = entries
+        .flatten()
+        .filter_map(|e| load(&e.file_name().to_string_lossy()).ok())
+        .collect();
+    runs.sort_by_key(|r| std::cmp::Reverse(r.info.started));
+    runs
+}
+
+/// Stop a run's worker: SIGTERM, so it stops at its next strip and commits its finished
+/// tiles; waits up to `wait` for it to leave.
+pub fn cancel(id: &str, wait: Duration) -> Result<Run, RunError> {
+    let run = load(id)?;
+    if !worker_alive(&run.info) {
+        return Err(RunError::NotRunning(id.to_string()));
+    }
+    // SAFETY: signalling a process we checked is the run's worker (pid and start time).
+    unsafe {
+        libc::kill(run.info.pid as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + wait;
+    while worker_alive(&run.info) {
+        if Instant::now() > deadline {
+            return Err(RunError::DidNotStop(id.to_string(), wait));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    load(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_by_pid_and_start_time_and_a_changed_start_is_not() {
+        let pid = std::process::id();
+        let start = process_start(pid).expect("own start time");
+        let info = RunInfo {
+            id: "x".into(),
+            repo: "r".into(),
+            pid,
+            pid_start: start,
+            started: Utc::now(),
+        };
+        assert!(worker_alive(&info));
+        let reused = RunInfo {
+            pid_start: start + 1,
+            ..info.clone()
+        };
+        assert!(!worker_alive(&reused), "a reused pid is not the worker");
+        let gone = RunInfo {
+            pid: u32::MAX - 1,
+            ..info
+        };
+        assert!(!worker_alive(&gone));
+    }
+}
