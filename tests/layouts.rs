@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::nginx::{Nginx, copy_tree};
+use common::nginx::slow_source;
 use common::{Work, cube_pixels, gdal_pixels, t};
 use tilecube::cube::{Cube, RepoLocation};
 use tilecube::demo::Flaw;
@@ -107,16 +107,7 @@ async fn cogs_tiled_and_striped_sources_give_identical_cubes() {
 
     // The same tiles over HTTP, 20 ms away, through the read-ahead (whose windows follow
     // each layout's block offsets) and with GDAL fetching on demand: the same cube.
-    let www = w.dir.path().join("www");
-    copy_tree(&w.source(), &www.join("src"));
-    let nginx = Nginx::serve(&www);
-    let upstream = format!("127.0.0.1:{}", nginx.port)
-        .parse()
-        .expect("address");
-    let proxy = tilecube::netem::LatencyProxy::start(upstream, Duration::from_millis(20))
-        .await
-        .expect("proxy");
-    let source = format!("{}/src", proxy.url());
+    let (_nginx, _proxy, source) = slow_source(&w, Duration::from_millis(20)).await;
     for read_ahead in ["2", "0"] {
         let repo = w.dir.path().join(format!("over-http-{read_ahead}"));
         let repo_s = repo.display().to_string();

@@ -52,6 +52,23 @@ fn wait_landed(w: &Work, n: u64) -> serde_json::Value {
     }
 }
 
+/// `write --detach` of every 2000 tile from `url`, one thread, a commit after every tile.
+fn launch_slowly(w: &Work, url: &str) -> String {
+    w.ok(&[
+        "--source",
+        url,
+        "write",
+        "--detach",
+        "--all",
+        "--year",
+        "2000",
+        "--threads",
+        "1",
+        "--commit-every",
+        "1",
+    ])
+}
+
 async fn assert_pixels(w: &Work, names: &[String]) {
     let cube = w.cube().await;
     for n in names {
@@ -134,19 +151,7 @@ async fn runs_cancel_stops_a_run_with_its_finished_tiles_committed() {
     w.listed_tiles(2000, &names);
     w.ok(&["init"]);
     let (_nginx, _proxy, url) = slow_source(&w, Duration::from_millis(200)).await;
-    let out = w.ok(&[
-        "--source",
-        &url,
-        "write",
-        "--detach",
-        "--all",
-        "--year",
-        "2000",
-        "--threads",
-        "1",
-        "--commit-every",
-        "1",
-    ]);
+    let out = launch_slowly(&w, &url);
     assert!(out.contains("8 tiles"), "{out}");
     let r = wait_landed(&w, 1);
     let id = r["id"].as_str().expect("id").to_string();
@@ -180,19 +185,7 @@ async fn a_worker_killed_with_9_shows_dead_and_a_relaunch_finishes_the_plan() {
     w.listed_tiles(2000, &names);
     w.ok(&["init"]);
     let (_nginx, _proxy, url) = slow_source(&w, Duration::from_millis(200)).await;
-    w.ok(&[
-        "--source",
-        &url,
-        "write",
-        "--detach",
-        "--all",
-        "--year",
-        "2000",
-        "--threads",
-        "1",
-        "--commit-every",
-        "1",
-    ]);
+    launch_slowly(&w, &url);
     let r = wait_landed(&w, 1);
     let pid = r["pid"].as_i64().expect("pid") as i32;
     // SAFETY: killing the worker this test started.

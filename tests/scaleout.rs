@@ -141,6 +141,29 @@ fn wait_mid_write(plan: &Path, shard: usize) {
     }
 }
 
+/// Submit the shard recipe as an array of 4 tasks (one CPU each on this small node,
+/// committing or staging after every tile), cancel task 2 once it wrote a tile, and wait for
+/// the array to end. Returns the recipe, its environment and the log pattern, to re-submit.
+fn array_with_shard_2_cancelled(
+    w: &Work,
+    plan: &Path,
+    stage: Option<&str>,
+) -> (std::path::PathBuf, Vec<(&'static str, String)>, String) {
+    let job = recipe("slurm/shard.sbatch");
+    let p = plan.display().to_string();
+    let renv = recipe_env(w, "commit_every = 1\n", &p, stage);
+    let logs = format!("{}/slurm-%A_%a.out", w.dir.path().display());
+    let id = slurm::submit_env(
+        &job,
+        &["--array=0-3", "--cpus-per-task=1", "-o", &logs],
+        &renv,
+    );
+    wait_mid_write(plan, 2);
+    slurm::cancel(&format!("{id}_2"));
+    slurm::wait(&id);
+    (job, renv, logs)
+}
+
 fn env(w: &Work) -> Vec<(&'static str, String)> {
     vec![(
         "TILECUBE_DATA_DIR",
@@ -163,18 +186,8 @@ async fn a_slurm_array_in_checkpoint_mode_equals_one_process_even_with_a_task_ca
     ]);
     assert!(out.contains("16 tiles in 4 shards of 4–4"), "{out}");
 
-    // The deploy recipe, as a user submits it (one CPU a task on this small node).
-    let job = recipe("slurm/shard.sbatch");
-    let renv = recipe_env(&w, "commit_every = 1\n", &p, None);
-    let logs = format!("{}/slurm-%A_%a.out", w.dir.path().display());
-    let id = slurm::submit_env(
-        &job,
-        &["--array=0-3", "--cpus-per-task=1", "-o", &logs],
-        &renv,
-    );
-    wait_mid_write(&plan, 2);
-    slurm::cancel(&format!("{id}_2"));
-    slurm::wait(&id);
+    // The deploy recipe, as a user submits it.
+    let (job, renv, logs) = array_with_shard_2_cancelled(&w, &plan, None);
     let r2 = record(&plan, 2).expect("shard 2's record");
     assert_ne!(r2["state"], "done", "shard 2 was cancelled mid-write: {r2}");
     let landed_before = r2["landed"].as_u64().unwrap_or(0);
@@ -194,7 +207,7 @@ async fn a_slurm_array_in_checkpoint_mode_equals_one_process_even_with_a_task_ca
     assert_ne!(status["shards"][2]["state"], "done");
     let text = w.ok(&["status", "--plan", &p]);
     assert!(
-        text.contains("landed in main:") && text.contains("shard  state"),
+        text.contains("landed in main:") && text.contains("shard state"),
         "{text}"
     );
 
@@ -358,17 +371,7 @@ async fn a_cancelled_stage_shard_is_refused_by_merge_by_name_merged_later_when_r
     w.ok(&[
         "--source", &url, "plan", "--all", "--shards", "4", "--out", &p,
     ]);
-    let job = recipe("slurm/shard.sbatch");
-    let renv = recipe_env(&w, "commit_every = 1\n", &p, Some(&stage));
-    let logs = format!("{}/slurm-%A_%a.out", w.dir.path().display());
-    let id = slurm::submit_env(
-        &job,
-        &["--array=0-3", "--cpus-per-task=1", "-o", &logs],
-        &renv,
-    );
-    wait_mid_write(&plan, 2);
-    slurm::cancel(&format!("{id}_2"));
-    slurm::wait(&id);
+    let (job, renv, logs) = array_with_shard_2_cancelled(&w, &plan, Some(&stage));
 
     let out = w.run(&["merge", "--plan", &p, "--stage", &stage]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -22,7 +22,8 @@ use tilecube::scaleout::plan::{PLAN_FILE, PLAN_FORMAT, new_id, split};
 use tilecube::scaleout::record::{RecordFailure, Recorder, host_name};
 use tilecube::scaleout::stage::plan_commits;
 use tilecube::scaleout::{
-    Place, PlanJob, PlanStatus, ShardPlan, ShardRecord, ShardState, StageWriter, TaskIndex,
+    Place, PlanJob, PlanStatus, ShardPlan, ShardRecord, ShardState, ShardStatus, StageWriter,
+    TaskIndex,
 };
 
 #[derive(Debug, Args)]
@@ -490,23 +491,14 @@ pub async fn status(local: &Settings, at: &str, stage: Option<&str>, as_json: bo
         st.commits,
         st.failed.len()
     );
-    println!("shard  state        tiles  landed  staged  failed  host            updated");
+    println!("{:<64} updated", ShardStatus::HEADER);
     for s in &st.shards {
-        let r = s.record.as_ref();
-        println!(
-            "{:<6} {:<12} {:>5}  {:>6}  {:>6}  {:>6}  {:<15} {}",
-            s.shard,
-            s.state,
-            s.jobs,
-            s.landed,
-            s.staged
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| "-".into()),
-            r.map(|r| r.failed.len()).unwrap_or(0),
-            r.map(|r| r.host.as_str()).unwrap_or("-"),
-            r.map(|r| r.updated.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                .unwrap_or_else(|| "-".into())
-        );
+        let updated = s
+            .record
+            .as_ref()
+            .map(|r| r.updated.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "-".into());
+        println!("{:<64} {updated}", s.row());
     }
     for f in &st.failed {
         println!(

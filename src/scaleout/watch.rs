@@ -62,6 +62,28 @@ pub struct PlanStatus {
     pub failed: Vec<PlanFailure>,
 }
 
+impl ShardStatus {
+    /// The heading of [`ShardStatus::row`]'s columns.
+    pub const HEADER: &'static str = "shard state        tiles landed staged failed host";
+
+    /// The shard as one row of a table: number, state, tiles, landed, staged, failed, host.
+    pub fn row(&self) -> String {
+        let r = self.record.as_ref();
+        format!(
+            "{:<5} {:<12} {:>5} {:>6} {:>6} {:>6} {}",
+            self.shard,
+            self.state,
+            self.jobs,
+            self.landed,
+            self.staged
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.map(|r| r.failed.len()).unwrap_or(0),
+            r.map(|r| r.host.as_str()).unwrap_or("-")
+        )
+    }
+}
+
 impl PlanStatus {
     /// Gather a plan's progress. `stage` is read when given, else the stage the shards'
     /// records name (if any).

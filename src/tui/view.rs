@@ -437,26 +437,12 @@ fn plan_text(view: &crate::tui::state::PlanView, height: usize) -> Vec<String> {
     if let Some(e) = &view.error {
         out.push(format!("last read failed: {e}"));
     }
-    out.push("shard state        tiles landed staged failed host".to_string());
+    out.push(tilecube::scaleout::ShardStatus::HEADER.to_string());
     let room = height.saturating_sub(out.len() + st.failed.len().min(3) + 1);
     // Shards still to finish first: they are what the operator watches.
     let mut rows: Vec<&tilecube::scaleout::ShardStatus> = st.shards.iter().collect();
     rows.sort_by_key(|s| (s.state == "done", s.shard));
-    for s in rows.iter().take(room) {
-        let r = s.record.as_ref();
-        out.push(format!(
-            "{:<5} {:<12} {:>5} {:>6} {:>6} {:>6} {}",
-            s.shard,
-            s.state,
-            s.jobs,
-            s.landed,
-            s.staged
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| "-".into()),
-            r.map(|r| r.failed.len()).unwrap_or(0),
-            r.map(|r| r.host.clone()).unwrap_or_else(|| "-".into())
-        ));
-    }
+    out.extend(rows.iter().take(room).map(|s| s.row()));
     if rows.len() > room {
         out.push(format!("… {} more shards", rows.len() - room));
     }
