@@ -459,38 +459,17 @@ pub async fn status(local: &Settings, at: &str, stage: Option<&str>, as_json: bo
         println!("{}", serde_json::to_string_pretty(&st)?);
         return Ok(0);
     }
-    let states = st
-        .states()
-        .iter()
-        .map(|(k, n)| format!("{n} {k}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     println!(
-        "plan {}: {} tiles in {} shards ({states}); {} @ {} from base {}",
+        "plan {}: {} tiles in {} shards ({}); {} @ {} from base {}",
         st.id,
         st.jobs,
         st.shards.len(),
+        st.states_line(),
         st.repo,
         st.branch,
         st.base
     );
-    let staged = st
-        .staged
-        .map(|n| format!(", {n} staged"))
-        .unwrap_or_default();
-    let merged = st
-        .merged
-        .as_ref()
-        .map(|m| format!(" (merged as {m})"))
-        .unwrap_or_default();
-    println!(
-        "landed in {}: {} of {} tiles in {} commits{merged}{staged}, {} failed",
-        st.branch,
-        st.landed,
-        st.jobs,
-        st.commits,
-        st.failed.len()
-    );
+    println!("{}", st.landed_line());
     println!("{:<64} updated", ShardStatus::HEADER);
     for s in &st.shards {
         let updated = s

@@ -195,4 +195,35 @@ impl PlanStatus {
         }
         m
     }
+
+    /// The shards by state, in a line: "1 done, 2 not started".
+    pub fn states_line(&self) -> String {
+        self.states()
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// What landed, in a line: "landed in main: 9 of 16 tiles in 5 commits, 3 staged
+    /// (merged as X); 1 failed".
+    pub fn landed_line(&self) -> String {
+        let staged = self
+            .staged
+            .map(|n| format!(", {n} staged"))
+            .unwrap_or_default();
+        let merged = self
+            .merged
+            .as_ref()
+            .map(|m| format!(" (merged as {m})"))
+            .unwrap_or_default();
+        format!(
+            "landed in {}: {} of {} tiles in {} commits{staged}{merged}; {} failed",
+            self.branch,
+            self.landed,
+            self.jobs,
+            self.commits,
+            self.failed.len()
+        )
+    }
 }

@@ -405,35 +405,14 @@ fn plan_text(view: &crate::tui::state::PlanView, height: usize) -> Vec<String> {
         }
         return out;
     };
-    let states = st
-        .states()
-        .iter()
-        .map(|(k, n)| format!("{n} {k}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     out.push(format!(
         "plan {}: {} tiles in {} shards",
         st.id,
         st.jobs,
         st.shards.len()
     ));
-    out.push(format!("shards: {states}"));
-    let staged = st
-        .staged
-        .map(|n| format!(", {n} staged"))
-        .unwrap_or_default();
-    let merged = st
-        .merged
-        .as_ref()
-        .map(|m| format!(", merged as {}", short(m)))
-        .unwrap_or_default();
-    out.push(format!(
-        "landed in {}: {} of {}{staged}{merged}; {} failed",
-        st.branch,
-        st.landed,
-        st.jobs,
-        st.failed.len()
-    ));
+    out.push(format!("shards: {}", st.states_line()));
+    out.push(st.landed_line());
     if let Some(e) = &view.error {
         out.push(format!("last read failed: {e}"));
     }
