@@ -236,6 +236,27 @@ impl Cube {
         Ok(out)
     }
 
+    /// The branch's commits newer than `stop` (a snapshot id), newest first: only those are
+    /// read, so the cost follows the commits since `stop`, not the whole history. When
+    /// `stop` is not an ancestor, the whole ancestry is read.
+    pub async fn history_until(&self, stop: &str) -> Result<Vec<Commit>, CubeError> {
+        let reading = |e| CubeError::icechunk("reading the history", e);
+        let mut stream = Box::pin(
+            self.repo
+                .ancestry(&VersionInfo::BranchTipRef(self.branch.clone()))
+                .await
+                .map_err(reading)?,
+        );
+        let mut out = Vec::new();
+        while let Some(info) = stream.try_next().await.map_err(reading)? {
+            if info.id.to_string() == stop {
+                break;
+            }
+            out.push(Commit::from_info(info));
+        }
+        Ok(out)
+    }
+
     /// The tiles recorded as written in an ancestry (newest first), with the snapshot that
     /// last wrote each: everything since the latest layout commit.
     pub fn recorded_tiles(history: &[Commit]) -> BTreeMap<(i32, TileName), (u64, String)> {

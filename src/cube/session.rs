@@ -74,17 +74,27 @@ pub struct WriteSession {
 impl WriteSession {
     /// A session at the branch head with nothing pending.
     pub async fn open(cube: &Cube) -> Result<Arc<Self>, CubeError> {
+        let session = cube.writable_session().await?;
+        Self::new(cube, session, serde_json::Map::new(), None).map(Arc::new)
+    }
+
+    fn new(
+        cube: &Cube,
+        session: Session,
+        tags: serde_json::Map<String, Value>,
+        stager: Option<Arc<dyn Stager>>,
+    ) -> Result<Self, CubeError> {
         let path = Path::new(&cube.layout.variable_path())
             .map_err(|e| CubeError::Layout(format!("variable path: {e}")))?;
-        Ok(Arc::new(Self {
+        Ok(Self {
             cube: cube.clone(),
             path,
-            session: RwLock::new(cube.writable_session().await?),
+            session: RwLock::new(session),
             pending: std::sync::Mutex::new(WrittenTiles::new()),
             pending_refs: AtomicU64::new(0),
-            tags: serde_json::Map::new(),
-            stager: None,
-        }))
+            tags,
+            stager,
+        })
     }
 
     /// Like [`WriteSession::open`], with `tags` recorded in every commit's properties.
@@ -92,26 +102,20 @@ impl WriteSession {
         cube: &Cube,
         tags: serde_json::Map<String, Value>,
     ) -> Result<Arc<Self>, CubeError> {
-        let s = Self::open(cube).await?;
-        let mut s = Arc::into_inner(s).ok_or_else(|| CubeError::Layout("session shared".into()))?;
-        s.tags = tags;
-        Ok(Arc::new(s))
+        let session = cube.writable_session().await?;
+        Self::new(cube, session, tags, None).map(Arc::new)
     }
 
     /// A fork of the branch head that never commits: each checkpoint hands its changes to
     /// `stager` (see [`Stager`]) and the fork continues with an empty change set.
     pub async fn open_staged(cube: &Cube, stager: Arc<dyn Stager>) -> Result<Arc<Self>, CubeError> {
-        let s = Self::open(cube).await?;
-        let mut s = Arc::into_inner(s).ok_or_else(|| CubeError::Layout("session shared".into()))?;
-        let fork = s
-            .session
-            .get_mut()
+        let fork = cube
+            .writable_session()
+            .await?
             .fork()
             .await
             .map_err(|e| CubeError::icechunk("forking a session to stage", e))?;
-        s.session = RwLock::new(fork);
-        s.stager = Some(stager);
-        Ok(Arc::new(s))
+        Self::new(cube, fork, serde_json::Map::new(), Some(stager)).map(Arc::new)
     }
 
     /// Whether this session stages instead of committing.

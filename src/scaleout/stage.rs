@@ -181,10 +181,10 @@ impl Stager for StageWriter {
 
 /// The commits since the plan's base that carry its id, newest first.
 pub async fn plan_commits(cube: &Cube, plan: &ShardPlan) -> Result<Vec<Commit>, ScaleError> {
-    let history = cube.history().await?;
-    Ok(history
+    Ok(cube
+        .history_until(&plan.base)
+        .await?
         .into_iter()
-        .take_while(|c| c.id != plan.base)
         .filter(|c| c.plan.as_ref().is_some_and(|t| t.id == plan.id))
         .collect())
 }
@@ -340,13 +340,10 @@ pub async fn merge(
     let count = |w: &WrittenTiles| w.values().map(|t| t.len()).sum::<usize>();
     // Parts left in the shards after each one: a batch is committed early only when more
     // follow, so the last commit always holds changes.
-    let mut later: Vec<usize> = taken.iter().map(|m| m.parts.len()).collect();
-    for i in (0..later.len()).rev() {
-        later[i] = later.get(i + 1).copied().unwrap_or(0)
-            + taken.get(i + 1).map(|m| m.parts.len()).unwrap_or(0);
-    }
+    let mut later: usize = taken.iter().map(|m| m.parts.len()).sum();
     let (mut in_batch, mut batches, mut snapshot) = (0usize, 0usize, None);
-    for (i, m) in taken.into_iter().enumerate() {
+    for m in taken {
+        later -= m.parts.len();
         let names: Vec<String> = m.parts.iter().map(|p| p.name.clone()).collect();
         let mut fetches = futures::stream::iter(names.into_iter().map(|name| async move {
             let bytes = stage
@@ -368,7 +365,7 @@ pub async fn merge(
             }
         }
         merged_shards.push(m.shard);
-        if merger.batches() && in_batch >= limit && later[i] > 0 {
+        if merger.batches() && in_batch >= limit && later > 0 {
             let message = format!(
                 "merge plan {} (under way): {} tiles from {} shards",
                 plan.id,
