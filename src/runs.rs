@@ -1,5 +1,7 @@
 //! Detached runs: a write that runs in a worker process of its own, outliving the shell or
-//! console that launched it (a dropped SSH link), found again by any later `tilecube runs`.
+//! console that launched it (a dropped SSH link), found again by any later `tilecube runs`
+//! or console on the same repository ([`for_repo`]). Every write the console launches is one
+//! ([`launch`]); the console only reads runs and cancels them.
 //!
 //! A run is a directory under the user data dir (`runs/{id}/`) holding a one-shard plan
 //! (`plan/plan.json`), the worker's progress record next to it (`plan/shards/0000.json`, the
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::scaleout::{ShardRecord, ShardState};
+use crate::scaleout::{Place, ShardPlan, ShardRecord, ShardState};
 
 /// What a run's directory says about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +79,102 @@ pub enum RunError {
     NotRunning(String),
     #[error("run {0} did not stop within {1:?}")]
     DidNotStop(String, Duration),
+    #[error("run {id}: saving its plan")]
+    Plan {
+        id: String,
+        #[source]
+        source: crate::scaleout::ScaleError,
+    },
+    #[error("run {id}: starting its worker {exe}")]
+    Spawn {
+        id: String,
+        exe: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a run's worker is started: the tilecube binary, the config file it reads (the
+/// launcher's), and write flags (`--threads 4`, …) to pass on.
+#[derive(Debug, Clone, Default)]
+pub struct Worker {
+    pub exe: PathBuf,
+    pub config: Option<PathBuf>,
+    pub flags: Vec<(String, String)>,
+}
+
+impl Worker {
+    /// The running binary as the worker, reading `config`.
+    pub fn this_binary(config: Option<PathBuf>) -> Result<Self, std::io::Error> {
+        Ok(Self {
+            exe: std::env::current_exe()?,
+            config,
+            flags: Vec::new(),
+        })
+    }
+}
+
+/// Start a run of `plan` (one shard): save the plan in the run's directory, start the
+/// worker in a session of its own (the launching terminal's hang-up never reaches it) with
+/// its output in the run's log, and record its pid. The worker is not waited for: it
+/// outlives the launcher and is reaped by init.
+pub async fn launch(plan: &ShardPlan, worker: &Worker) -> Result<RunInfo, RunError> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let id = crate::scaleout::plan::new_id();
+    let dir = run_dir(&id);
+    let io = |path: &Path, source| RunError::Io {
+        id: id.clone(),
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    plan.save(&Place::Local(plan_dir(&id)), false)
+        .await
+        .map_err(|source| RunError::Plan {
+            id: id.clone(),
+            source,
+        })?;
+    let log_file = log_path(&id);
+    let log = std::fs::File::create(&log_file).map_err(|e| io(&log_file, e))?;
+    let log2 = log.try_clone().map_err(|e| io(&log_file, e))?;
+    let mut cmd = Command::new(&worker.exe);
+    if let Some(c) = &worker.config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.arg("write")
+        .arg("--plan")
+        .arg(plan_dir(&id))
+        .args(["--shard", "0"]);
+    for (flag, value) in &worker.flags {
+        cmd.arg(flag).arg(value);
+    }
+    cmd.stdin(Stdio::null()).stdout(log2).stderr(log);
+    // SAFETY: setsid is async-signal-safe; between fork and exec it only detaches the child
+    // into a session (and process group) of its own, away from the launcher's terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|source| RunError::Spawn {
+        id: id.clone(),
+        exe: worker.exe.display().to_string(),
+        source,
+    })?;
+    let pid = child.id();
+    let info = RunInfo {
+        id: id.clone(),
+        repo: plan.repo.clone(),
+        pid,
+        pid_start: process_start(pid).unwrap_or(0),
+        started: Utc::now(),
+    };
+    info.save()?;
+    // Not waited for: the worker outlives this process.
+    std::mem::forget(child);
+    Ok(info)
 }
 
 /// Where runs live: `runs/` under the user data dir.
@@ -183,6 +281,23 @@ pub fn load(id: &str) -> Result<Run, RunError> {
         log: log_path(id),
         record,
     })
+}
+
+impl Run {
+    /// Whether the run is still going (its worker alive, starting or writing).
+    pub fn is_active(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "starting")
+    }
+}
+
+/// The runs of one repository (as a plan names it: an absolute path or a URL), newest
+/// first.
+pub fn for_repo(repo: &str) -> Vec<Run> {
+    let repo = repo.trim_end_matches('/');
+    list()
+        .into_iter()
+        .filter(|r| r.info.repo.trim_end_matches('/') == repo)
+        .collect()
 }
 
 /// Every run, newest first; directories that are not runs are skipped.

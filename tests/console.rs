@@ -135,7 +135,7 @@ impl Drop for Tmux {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
+async fn operator_writes_browses_and_quits_in_a_real_terminal() {
     let w = Work::new();
     let tiles = ["80N_180W", "80N_170W", "80N_160W", "70N_180W"];
     for t in tiles {
@@ -154,20 +154,20 @@ async fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
     let s = tmux.wait_for("Write 3 tiles of 1 year(s) on");
     assert!(s.contains("80N o*o*o*"), "{s}");
     tmux.keys(&["Enter"]);
-    let s = tmux.wait_for("write finished: 3 written, 0 failed");
-    assert!(s.contains("80N + + + "), "written, not committed: {s}");
-
-    // Commit with a typed message.
-    tmux.keys(&["c"]);
-    tmux.wait_for("commit message");
-    tmux.text(" checked by ops");
-    tmux.keys(&["Enter"]);
+    // The write runs as a detached run; the console watches it end and the tiles land.
+    let s = tmux.wait_for("write finished: 3 written, 0 failed (run ");
+    assert!(!s.contains("80N o o o"), "{s}");
     let s = tmux.wait_for("1:2000 3/4");
     assert!(
         s.contains("80N # # # "),
         "committed tiles show as written: {s}"
     );
-    assert!(s.contains("committed "), "{s}");
+    // The runs panel (Tab twice) tells how the run ended, and where its log is.
+    tmux.keys(&["Tab", "Tab"]);
+    let s = tmux.wait_for(" runs ");
+    assert!(s.contains(" done  3/3 tiles  0 failed  1 commits"), "{s}");
+    assert!(s.contains("log.txt"), "{s}");
+    tmux.keys(&["Tab"]);
 
     // A quick-look of a written tile, read back from the cube.
     tmux.keys(&["p"]);
@@ -233,9 +233,12 @@ async fn operator_writes_commits_browses_and_quits_in_a_real_terminal() {
     assert!(s.contains("TTY-SANE"), "raw mode is off after quit: {s}");
 
     let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
-    assert_eq!(
-        log[1]["message"],
-        "write 3 tiles: 2000/80N_180W, 2000/80N_170W, 2000/80N_160W checked by ops"
+    assert!(
+        log[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("write 3 tiles: 2000/80N_180W, 2000/80N_170W, 2000/80N_160W"),
+        "{log}"
     );
     assert_eq!(log[1]["written"]["2000"].as_object().unwrap().len(), 3);
     assert_eq!(log[0]["message"], "write 1 tile: 2000/70N_180W");
@@ -277,8 +280,9 @@ fn failed_tiles_keep_their_reason_across_restarts_and_f_w_retries_them() {
     tmux.keys(&["f", "w"]);
     tmux.wait_for("Write 1 tiles");
     tmux.keys(&["Enter"]);
-    let s = tmux.wait_for("write finished: 1 written, 0 failed");
-    assert!(s.contains("80N + "), "{s}");
+    tmux.wait_for("write finished: 1 written, 0 failed");
+    let s = tmux.wait_for("1:2000 1/1");
+    assert!(s.contains("80N # "), "{s}");
     assert!(!s.contains("has 3 bands"), "{s}");
     // ... on disk too: the journal no longer holds the tile.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -324,38 +328,6 @@ fn sighup_and_sigterm_end_the_console_and_restore_the_terminal() {
         );
         drop(tmux);
     }
-}
-
-#[test]
-fn a_signal_commits_the_finished_tiles_before_the_console_leaves() {
-    let w = Work::new();
-    w.tile(2000, "80N_180W", Flaw::None);
-    w.tile(2000, "80N_170W", Flaw::None);
-    w.list(2000, &["80N_180W", "80N_170W"], "");
-    w.ok(&["init"]);
-    let tmux = Tmux::start(&console_cmd(&w));
-    tmux.wait_for("1:2000 0/2");
-    tmux.keys(&["a", "w"]);
-    tmux.wait_for("Write 2 tiles");
-    tmux.keys(&["Enter"]);
-    let s = tmux.wait_for("write finished: 2 written");
-    assert!(s.contains("80N + + "), "{s}");
-    let pid = tmux.console_pid();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let s = tmux.wait_for("CONSOLE-EXITED");
-    assert!(s.contains("CONSOLE-EXITED 129"), "{s}");
-    let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
-    assert_eq!(
-        log[0]["message"],
-        "write 2 tiles: 2000/80N_180W, 2000/80N_170W"
-    );
-    assert_eq!(log[0]["written"]["2000"].as_object().unwrap().len(), 2);
 }
 
 #[test]
@@ -419,20 +391,42 @@ fn the_console_works_on_a_repository_on_s3() {
     tmux.wait_for("Write 2 tiles");
     tmux.keys(&["Enter"]);
     tmux.wait_for("write finished: 2 written, 0 failed");
-    tmux.keys(&["c"]);
-    tmux.wait_for("commit message");
-    tmux.keys(&["Enter"]);
     let s = tmux.wait_for("1:2000 2/2");
     assert!(s.contains("80N # # "), "{s}");
     assert!(!s.contains(common::s3::SECRET_KEY), "{s}");
+    // The run's plan, record and log hold no credential.
+    for f in walk(&w.dir.path().join("data").join("runs")) {
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+        assert!(
+            !text.contains(common::s3::SECRET_KEY),
+            "{} holds the secret",
+            f.display()
+        );
+    }
     tmux.keys(&["q"]);
     tmux.wait_for("CONSOLE-EXITED 0");
     let out = w.run_with(&["--repo", "s3://cubes/console", "log", "--json"], &env);
     let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        log[0]["message"],
-        "write 2 tiles: 2000/80N_180W, 2000/80N_170W"
+    assert!(
+        log[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("write 2 tiles: 2000/80N_180W, 2000/80N_170W"),
+        "{log}"
     );
+}
+
+/// Every file under a directory.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
 }
 
 /// The glyphs of the 80N row's first `n` cells, as the console shows them.
@@ -442,115 +436,258 @@ fn row_80n(screen: &str, n: usize) -> Option<Vec<char>> {
     (0..n).map(|c| chars.get(4 + 2 * c).copied()).collect()
 }
 
-#[test]
-fn a_terminal_killed_mid_write_loses_no_finished_tile() {
-    // The terminal goes away as with a dropped SSH link: `tmux kill-server` closes the pty and
-    // hangs up the console while it writes. Every tile the console showed as written before
-    // must be in the head afterwards. Several trials: the race is the point.
-    let names: Vec<String> = (0..10)
+/// The 80N row's first `n` tile names (180W eastwards).
+fn row_names(n: usize) -> Vec<String> {
+    (0..n)
         .map(|i| format!("80N_{:03}W", 180 - 10 * i))
-        .collect();
-    for trial in 0..3 {
-        let w = Work::with_tile(2400);
-        w.listed_tiles(2000, &names);
-        w.ok(&["init"]);
-        let tmux = Tmux::start(&console_cmd(&w));
-        tmux.wait_for("1:2000 0/10");
-        tmux.keys(&["a", "w"]);
-        tmux.wait_for("Write 10 tiles");
-        tmux.keys(&["Enter"]);
-        let pid = tmux.console_pid();
-        // Wait until some tiles are written and some are not, then kill the terminal.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let shown = loop {
-            let row = row_80n(&tmux.screen(), names.len()).unwrap_or_default();
-            let done: Vec<usize> = (0..row.len()).filter(|&c| row[c] == '+').collect();
-            if !done.is_empty() && done.len() < names.len() {
-                break done;
-            }
-            assert!(
-                done.len() < names.len(),
-                "trial {trial}: every tile finished before the kill; make the tiles larger"
-            );
-            assert!(Instant::now() < deadline, "trial {trial}: no tile finished");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        tmux.cmd(&["kill-server"]);
-        // The console finishes its shutdown on its own, terminal gone.
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            assert!(
-                Instant::now() < deadline,
-                "trial {trial}: the console did not leave"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let committed = committed_tiles(&w);
-        for c in &shown {
-            assert!(
-                committed.contains(&names[*c]),
-                "trial {trial}: {} was shown written before the kill but is not in the head; committed {committed:?}",
-                names[*c]
-            );
-        }
-        let status: serde_json::Value = serde_json::from_str(&w.ok(&["status", "--json"])).unwrap();
-        for c in &shown {
-            assert_eq!(
-                status["years"]["2000"]["tiles"][&names[*c]], "written",
-                "trial {trial}: {status}"
-            );
-        }
-        eprintln!(
-            "trial {trial}: {} shown written before the kill, {} committed",
-            shown.len(),
-            committed.len()
-        );
-    }
+        .collect()
 }
 
-/// Ten slow tiles in the 80N row, listed, in an initialized cube; extra config lines.
-fn slow_row(config: &str) -> (Work, Vec<String>) {
-    let names: Vec<String> = (0..10)
-        .map(|i| format!("80N_{:03}W", 180 - 10 * i))
-        .collect();
-    let w = Work::with_tile(2400);
+/// A workspace of `n` listed tiles in the 80N row, served over HTTP `rtt` away, so that a
+/// run of them takes seconds; extra config lines. Keep the returned guard alive.
+struct SlowRow {
+    w: Work,
+    names: Vec<String>,
+    url: String,
+    _servers: (
+        common::nginx::Nginx,
+        tilecube::netem::LatencyProxy,
+        tokio::runtime::Runtime,
+    ),
+}
+
+fn slow_remote_row(n: usize, rtt_ms: u64, config: &str) -> SlowRow {
+    let w = Work::new();
+    let names = row_names(n);
     w.listed_tiles(2000, &names);
-    if !config.is_empty() {
-        let path = w.dir.path().join("config.toml");
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str(config);
-        std::fs::write(&path, text).unwrap();
-    }
+    let path = w.dir.path().join("config.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(config);
+    std::fs::write(&path, text).unwrap();
     w.ok(&["init"]);
-    (w, names)
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (nginx, proxy, url) = rt.block_on(common::nginx::slow_source(
+        &w,
+        Duration::from_millis(rtt_ms),
+    ));
+    SlowRow {
+        w,
+        names,
+        url,
+        _servers: (nginx, proxy, rt),
+    }
 }
 
-/// Open the console and start writing every listed tile.
-fn start_writing(w: &Work) -> Tmux {
-    let tmux = Tmux::start(&console_cmd(w));
-    tmux.wait_for("1:2000 0/10");
-    tmux.keys(&["a", "w"]);
-    tmux.wait_for("Write 10 tiles");
-    tmux.keys(&["Enter"]);
-    tmux
+impl SlowRow {
+    /// The console on this row's slow source.
+    fn console(&self) -> String {
+        format!(
+            "TILECUBE_DATA_DIR={} {} --config {} --source {} tui; echo CONSOLE-EXITED $?; {TTY_CHECK}; sleep 60",
+            self.w.dir.path().join("data").display(),
+            env!("CARGO_BIN_EXE_tilecube"),
+            self.w.dir.path().join("config.toml").display(),
+            self.url
+        )
+    }
+
+    /// Open the console and launch a run of every listed tile.
+    fn launch_from_console(&self) -> Tmux {
+        let tmux = Tmux::start(&self.console());
+        tmux.wait_for(&format!("1:2000 0/{}", self.names.len()));
+        tmux.keys(&["a", "w"]);
+        tmux.wait_for(&format!("Write {} tiles", self.names.len()));
+        tmux.keys(&["Enter"]);
+        tmux.wait_for("writing ");
+        tmux
+    }
 }
 
-/// Wait until some tiles, not all, show as written (`+`); their columns.
-fn some_written(tmux: &Tmux, n: usize) -> Vec<usize> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// The runs, as `runs --json` lists them.
+fn runs(w: &Work) -> Vec<serde_json::Value> {
+    let out: serde_json::Value =
+        serde_json::from_str(&w.ok(&["runs", "--json"])).expect("runs JSON");
+    out.as_array().expect("runs").clone()
+}
+
+/// Wait until the newest run satisfies `ok`; returns it.
+fn wait_run(w: &Work, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let row = row_80n(&tmux.screen(), n).unwrap_or_default();
-        let done: Vec<usize> = (0..row.len()).filter(|&c| row[c] == '+').collect();
-        if !done.is_empty() && done.len() < n {
-            return done;
+        let all = runs(w);
+        if let Some(r) = all.first()
+            && ok(r)
+        {
+            return r.clone();
+        }
+        assert!(Instant::now() < deadline, "no run {what}: {all:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The run's pid, alive.
+fn alive(r: &serde_json::Value) -> bool {
+    let pid = r["pid"].as_u64().expect("pid");
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z"))
+        .unwrap_or(false)
+}
+
+/// Each tile of `names` is in the head, pixel for pixel as its source, recorded once.
+fn assert_every_tile_landed(w: &Work, names: &[String]) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let cube = w.cube().await;
+        for n in names {
+            let t: tilecube::grid::TileName = n.parse().unwrap();
+            let want = common::gdal_pixels(&tilecube::demo::tile_path(&w.source(), 2000, t));
+            assert!(
+                common::cube_pixels(&cube, 2000, t).await == want,
+                "2000/{n} differs from its source"
+            );
+        }
+    });
+    let mut recorded = std::collections::BTreeMap::<String, usize>::new();
+    for tiles in w.written_by_commit(2000) {
+        for t in tiles {
+            *recorded.entry(t).or_default() += 1;
+        }
+    }
+    assert_eq!(recorded.len(), names.len(), "{recorded:?}");
+    assert!(recorded.values().all(|&n| n == 1), "{recorded:?}");
+}
+
+#[test]
+fn a_run_launched_from_the_console_outlives_its_terminal() {
+    // The terminal goes away as with a dropped SSH link: `tmux kill-server` closes the pty
+    // and hangs up the console while its run writes. The run is not the console's: its
+    // worker finishes, and the cube holds every tile, pixel for pixel.
+    let row = slow_remote_row(6, 150, "threads = 1\n");
+    let tmux = row.launch_from_console();
+    let console = tmux.console_pid();
+    let r = wait_run(&row.w, "running", |r| r["state"] == "running");
+    assert!(
+        r["tiles_done"].as_u64().unwrap_or(0) < 6,
+        "the run ended before the kill: {r}"
+    );
+    tmux.cmd(&["kill-server"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&format!("/proc/{console}")).exists() {
+        assert!(Instant::now() < deadline, "the console did not leave");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(alive(&r), "the worker goes on without the console: {r}");
+    let r = wait_run(&row.w, "ended", |r| {
+        r["state"] != "running" && r["state"] != "starting"
+    });
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(r["tiles_done"], 6, "{r}");
+    assert_every_tile_landed(&row.w, &row.names);
+}
+
+#[test]
+fn reopening_the_console_attaches_to_the_run_and_x_cancels_it() {
+    let row = slow_remote_row(10, 200, "threads = 1\ncommit_every = 1\n");
+    let tmux = row.launch_from_console();
+    // q asks; Esc stays; q then Enter leaves the run going.
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("leave running and quit");
+    assert!(s.contains("run(s) going"), "{s}");
+    tmux.keys(&["Escape"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.screen().contains("leave running") {
+        assert!(Instant::now() < deadline, "Esc did not close the question");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux.keys(&["q"]);
+    tmux.wait_for("leave running and quit");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("TTY-");
+    assert!(
+        s.contains("CONSOLE-EXITED 0") && s.contains("TTY-SANE"),
+        "{s}"
+    );
+    assert!(s.contains("keeps going"), "{s}");
+    drop(tmux);
+    let r = wait_run(&row.w, "running", |r| r["state"] == "running");
+    assert!(alive(&r), "{r}");
+
+    // Another console on the same repository finds the run and shows it moving.
+    let tmux = Tmux::start(&row.console());
+    let first = tmux.wait_for("writing ");
+    let done_of = |s: &str| -> Option<usize> {
+        let line = s.lines().find(|l| l.starts_with("writing "))?;
+        line.split_whitespace()
+            .nth(1)?
+            .split('/')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let before = done_of(&first).expect("progress line");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let moving = loop {
+        let s = tmux.screen();
+        if let Some(n) = done_of(&s)
+            && n > before
+        {
+            break s;
         }
         assert!(
-            done.len() < n,
-            "every tile finished first; make the tiles larger"
+            Instant::now() < deadline,
+            "the progress did not move from {before}:\n{s}"
         );
-        assert!(Instant::now() < deadline, "no tile finished");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(moving.contains("queue "), "{moving}");
+    // x cancels it: it stops at its next strip, its finished tiles committed.
+    tmux.keys(&["x"]);
+    let s = tmux.wait_for(", cancelled (run ");
+    let r = wait_run(&row.w, "cancelled", |r| r["state"] == "cancelled");
+    let landed = r["tiles_done"].as_u64().unwrap() as usize;
+    assert!((1..10).contains(&landed), "{r}");
+    assert!(!alive(&r), "{r}");
+    let committed = committed_tiles(&row.w);
+    assert_eq!(committed.len(), landed, "{committed:?} {r}");
+    assert_eq!(assert_whole_tiles(&row.w), landed);
+    let shown = tmux.wait_for(&format!("1:2000 {landed}/10"));
+    let row_glyphs = row_80n(&shown, 10).unwrap();
+    assert_eq!(
+        row_glyphs.iter().filter(|&&c| c == '#').count(),
+        landed,
+        "{s}\n{shown}"
+    );
+    tmux.keys(&["q"]);
+    tmux.wait_for("CONSOLE-EXITED 0");
+}
+
+#[test]
+fn two_consoles_on_one_run_show_the_same_tiles_done() {
+    let row = slow_remote_row(6, 150, "threads = 1\ncommit_every = 2\n");
+    // The run is launched headless; both consoles attach to it.
+    row.w.ok(&[
+        "--source", &row.url, "write", "--detach", "--all", "--year", "2000",
+    ]);
+    let one = Tmux::start(&row.console());
+    let two = Tmux::start(&row.console());
+    one.wait_for("writing ");
+    two.wait_for("writing ");
+    // Both saw it going and see it end, with the same tiles in the same states.
+    one.wait_for("write finished: 6 written, 0 failed (run ");
+    let b = two.wait_for("write finished: 6 written, 0 failed (run ");
+    let a = one.wait_for("1:2000 6/6");
+    let b2 = two.wait_for("1:2000 6/6");
+    assert_eq!(row_80n(&a, 6), row_80n(&b2, 6), "{a}\n{b}");
+    assert_eq!(row_80n(&a, 6).unwrap(), vec!['#'; 6], "{a}");
+    let status = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("write finished"))
+            .map(String::from)
+    };
+    assert_eq!(status(&a), status(&b2));
+    one.keys(&["q"]);
+    two.keys(&["q"]);
+    one.wait_for("CONSOLE-EXITED 0");
+    two.wait_for("CONSOLE-EXITED 0");
 }
 
 /// Tiles of 2000 recorded by the branch's commits.
@@ -572,74 +709,12 @@ fn assert_whole_tiles(w: &Work) -> usize {
 }
 
 #[test]
-fn x_cancels_a_write_keeping_the_finished_tiles_and_no_half_tile() {
-    let (w, names) = slow_row("");
-    let tmux = start_writing(&w);
-    let shown = some_written(&tmux, names.len());
-    tmux.keys(&["x"]);
-    let s = tmux.wait_for(", cancelled");
-    let row = row_80n(&s, names.len()).unwrap();
-    let finished: Vec<usize> = (0..row.len()).filter(|&c| row[c] == '+').collect();
-    assert!(finished.len() < names.len(), "the write stopped early: {s}");
-    for c in &shown {
-        assert!(
-            finished.contains(c),
-            "{} was finished and is kept: {s}",
-            names[*c]
-        );
-    }
-    // The finished tiles are the operator's to commit.
-    tmux.keys(&["c"]);
-    tmux.wait_for("commit message");
-    tmux.keys(&["Enter"]);
-    tmux.wait_for(&format!("1:2000 {}/10", finished.len()));
-    let committed = committed_tiles(&w);
-    let expected: std::collections::BTreeSet<String> =
-        finished.iter().map(|c| names[*c].clone()).collect();
-    assert_eq!(
-        committed, expected,
-        "the commit holds exactly the finished tiles"
-    );
-    assert_eq!(assert_whole_tiles(&w), finished.len());
-    tmux.keys(&["q"]);
-    tmux.wait_for("CONSOLE-EXITED 0");
-}
-
-#[test]
-fn quitting_while_writing_asks_first_and_leaves_nothing_behind() {
-    let (w, names) = slow_row("");
-    let tmux = start_writing(&w);
-    some_written(&tmux, names.len());
-    tmux.keys(&["q"]);
-    let s = tmux.wait_for("Quit while writes are running?");
-    assert!(!s.contains("CONSOLE-EXITED"), "{s}");
-    // Esc: stay; the write goes on.
-    tmux.keys(&["Escape"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tmux.screen().contains("Quit while") {
-        assert!(Instant::now() < deadline, "the prompt stays");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    tmux.keys(&["q"]);
-    tmux.wait_for("Quit while");
-    tmux.keys(&["y"]);
-    let s = tmux.wait_for("TTY-");
-    assert!(
-        s.contains("CONSOLE-EXITED 0") && s.contains("TTY-SANE"),
-        "{s}"
-    );
-    // The operator chose to leave the uncommitted tiles: nothing was committed.
-    assert!(committed_tiles(&w).is_empty());
-    assert_eq!(assert_whole_tiles(&w), 0);
-}
-
-#[test]
-fn sigterm_and_sighup_mid_write_commit_every_finished_tile() {
+fn sigterm_and_sighup_leave_the_console_and_its_run_goes_on() {
     for (signal, code) in [("TERM", 143), ("HUP", 129)] {
-        let (w, names) = slow_row("");
-        let tmux = start_writing(&w);
+        let row = slow_remote_row(4, 150, "threads = 1\n");
+        let tmux = row.launch_from_console();
         let pid = tmux.console_pid();
-        let shown = some_written(&tmux, names.len());
+        let r = wait_run(&row.w, "running", |r| r["state"] == "running");
         assert!(
             Command::new("kill")
                 .args([&format!("-{signal}"), &pid])
@@ -653,51 +728,35 @@ fn sigterm_and_sighup_mid_write_commit_every_finished_tile() {
             "SIG{signal}: {s}"
         );
         assert!(s.contains("TTY-SANE"), "SIG{signal}: {s}");
-        let committed = committed_tiles(&w);
-        for c in &shown {
-            assert!(
-                committed.contains(&names[*c]),
-                "SIG{signal}: {} was written before the signal: {committed:?}",
-                names[*c]
-            );
-        }
-        assert!(
-            committed.len() < names.len(),
-            "SIG{signal}: the write stopped early"
-        );
-        assert_eq!(assert_whole_tiles(&w), committed.len(), "SIG{signal}");
+        assert!(alive(&r), "SIG{signal}: the run goes on: {r}");
+        let r = wait_run(&row.w, "ended", |r| {
+            r["state"] != "running" && r["state"] != "starting"
+        });
+        assert_eq!(r["state"], "done", "SIG{signal}: {r}");
+        assert_every_tile_landed(&row.w, &row.names);
     }
 }
 
 #[test]
-fn commit_minutes_checkpoints_the_consoles_writes() {
-    // A checkpoint every 0.12 s: a ten-tile write lands in several commits, each recording
-    // its own tiles; what is left at the end waits for the operator.
+fn commit_minutes_checkpoints_the_consoles_runs() {
+    // A checkpoint every 0.12 s: a ten-tile run lands in several commits, each recording
+    // its own tiles, and the rest at its end.
     let (w, names) = slow_row("commit_minutes = 0.002\n");
-    let tmux = start_writing(&w);
+    let tmux = Tmux::start(&console_cmd(&w));
+    tmux.wait_for("1:2000 0/10");
+    tmux.keys(&["a", "w"]);
+    tmux.wait_for("Write 10 tiles");
+    tmux.keys(&["Enter"]);
     tmux.wait_for("write finished: 10 written");
+    tmux.wait_for("1:2000 10/10");
     let checkpoints = w.written_by_commit(2000);
     assert!(
         checkpoints.len() >= 2,
         "checkpoints by time: {checkpoints:?}"
     );
-    // Tiles finished after the last checkpoint wait for the operator's commit.
-    let s = tmux.screen();
-    if row_80n(&s, names.len()).unwrap().contains(&'+') {
-        tmux.keys(&["c"]);
-        tmux.wait_for("commit message");
-        tmux.keys(&["Enter"]);
-    }
-    tmux.wait_for("1:2000 10/10");
     let committed = committed_tiles(&w);
     assert_eq!(committed.len(), names.len());
-    let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
-    let recorded: usize = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["written"]["2000"].as_object().map(|t| t.len()))
-        .sum();
+    let recorded: usize = checkpoints.iter().map(Vec::len).sum();
     assert_eq!(
         recorded,
         names.len(),
@@ -723,6 +782,21 @@ async fn the_console_shows_inconsistent_tiles() {
     assert_eq!(row_80n(&s, 4).unwrap(), vec!['#', '?', '?', '.'], "{s}");
     tmux.keys(&["q"]);
     tmux.wait_for("CONSOLE-EXITED 0");
+}
+
+/// Ten tiles of 2400 px in the 80N row, listed, in an initialized cube.
+fn slow_row(config: &str) -> (Work, Vec<String>) {
+    let names = row_names(10);
+    let w = Work::with_tile(2400);
+    w.listed_tiles(2000, &names);
+    if !config.is_empty() {
+        let path = w.dir.path().join("config.toml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(config);
+        std::fs::write(&path, text).unwrap();
+    }
+    w.ok(&["init"]);
+    (w, names)
 }
 
 #[test]

@@ -179,9 +179,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let rt = io_runtime()?;
     match cli.command {
         Some(Command::Init { force }) => rt.block_on(init(&settings, force)),
-        Some(Command::Write(args)) if args.detach => {
-            rt.block_on(runs::detach(&settings, &cli.global, &args))
-        }
+        Some(Command::Write(args)) if args.detach => rt.block_on(runs::detach(&settings, &args)),
         Some(Command::Runs { action, json }) => match action {
             None => runs::list(json),
             Some(RunsAction::Cancel { id }) => runs::cancel(&id),
@@ -381,7 +379,9 @@ pub(crate) async fn run_ingest(
     let printer = tokio::spawn(async move {
         let mut recorder = recorder;
         let mut line = crate::progress::Line::default();
-        let mut tick = tokio::time::interval(tilecube::scaleout::record::HEARTBEAT / 2);
+        // Often enough that a record changed since its last write goes out within its
+        // interval (flush writes only when due).
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         loop {
             let urgent = tokio::select! {
                 ev = rx.recv() => {

@@ -1,47 +1,27 @@
 //! Detached runs from the command line: `write --detach` launches a worker of its own, and
 //! `tilecube runs [cancel ID | log ID]` lists, stops and shows them (over [`tilecube::runs`]).
 
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::Utc;
 
 use super::WriteArgs;
 use super::shard::build_plan;
-use tilecube::config::{Flags, Settings};
-use tilecube::runs::{self, RunInfo};
-use tilecube::scaleout::Place;
-use tilecube::scaleout::plan::new_id;
+use tilecube::config::Settings;
+use tilecube::runs::{self, Worker};
 
 /// How long `runs cancel` waits for the worker to stop at its next strip and commit.
 const CANCEL_WAIT: Duration = Duration::from_secs(120);
 
 /// `write --detach`: plan the tiles now, then hand the plan to a worker process in a
 /// session of its own (immune to this terminal's hang-up), logging to the run's directory.
-pub async fn detach(settings: &Settings, flags: &Flags, args: &WriteArgs) -> Result<i32> {
+pub async fn detach(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     let Some(plan) = build_plan(settings, &args.choice, 1).await? else {
         eprintln!("nothing to write: the branch already holds every tile chosen");
         return Ok(0);
     };
-    let id = new_id();
-    let dir = runs::run_dir(&id);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let plan_dir = runs::plan_dir(&id);
-    plan.save(&Place::Local(plan_dir.clone()), false).await?;
-    let log_path = runs::log_path(&id);
-    let log = std::fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
-    let exe = std::env::current_exe().context("locating the tilecube binary")?;
-    let mut cmd = Command::new(exe);
-    if let Some(c) = &flags.config {
-        cmd.arg("--config").arg(c);
-    }
-    cmd.arg("write")
-        .arg("--plan")
-        .arg(&plan_dir)
-        .args(["--shard", "0"]);
+    let mut worker = Worker::this_binary(settings.config_path.clone())
+        .context("locating the tilecube binary")?;
     for (flag, value) in [
         ("--threads", args.threads),
         ("--commit-every", args.commit_every),
@@ -49,36 +29,16 @@ pub async fn detach(settings: &Settings, flags: &Flags, args: &WriteArgs) -> Res
         ("--read-ahead", args.read_ahead),
     ] {
         if let Some(v) = value {
-            cmd.arg(flag).arg(v.to_string());
+            worker.flags.push((flag.to_string(), v.to_string()));
         }
     }
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone().context("the run's log")?)
-        .stderr(log);
-    // SAFETY: setsid is async-signal-safe; between fork and exec it only detaches the child
-    // into a session (and process group) of its own, away from this terminal.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().context("starting the run's worker")?;
-    let pid = child.id();
-    let info = RunInfo {
-        id: id.clone(),
-        repo: plan.repo.clone(),
-        pid,
-        pid_start: runs::process_start(pid).unwrap_or(0),
-        started: Utc::now(),
-    };
-    info.save()?;
-    // The worker is not waited for: it outlives this process and is reaped by init.
-    std::mem::forget(child);
+    let info = runs::launch(&plan, &worker).await?;
+    let id = &info.id;
     println!(
-        "run {id}: {} tiles, worker pid {pid}, log {}",
+        "run {id}: {} tiles, worker pid {}, log {}",
         plan.job_count(),
-        log_path.display()
+        info.pid,
+        runs::log_path(id).display()
     );
     println!("  watch: tilecube runs    stop: tilecube runs cancel {id}");
     Ok(0)

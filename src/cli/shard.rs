@@ -16,14 +16,12 @@ use serde_json::json;
 use super::{Choice, WriteArgs, print_report, report_plan_problems, run_ingest, selection};
 use tilecube::config::{Flags, Settings};
 use tilecube::cube::WriteSession;
-use tilecube::ingest::{self, Selection};
-use tilecube::preset::{GLAD_TOML, Preset};
-use tilecube::scaleout::plan::{PLAN_FILE, PLAN_FORMAT, new_id, split};
+use tilecube::preset::Preset;
+use tilecube::scaleout::plan::{PLAN_FILE, new_id};
 use tilecube::scaleout::record::{RecordFailure, Recorder, host_name};
 use tilecube::scaleout::stage::plan_commits;
 use tilecube::scaleout::{
-    Place, PlanJob, PlanStatus, ShardPlan, ShardRecord, ShardState, ShardStatus, StageWriter,
-    TaskIndex,
+    Place, PlanStatus, ShardPlan, ShardRecord, ShardState, ShardStatus, StageWriter, TaskIndex,
 };
 
 #[derive(Debug, Args)]
@@ -63,15 +61,6 @@ pub struct MergeArgs {
     pub json: bool,
 }
 
-/// The preset's TOML as the settings chose it.
-fn preset_text(settings: &Settings) -> Result<String> {
-    match &settings.file.preset {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("setting preset: reading {}", path.display())),
-        None => Ok(GLAD_TOML.to_string()),
-    }
-}
-
 /// Fix the work of `choice` as a plan of `shards` shards; `None` when there is nothing to
 /// write (problems with the inputs are reported on stderr).
 pub(crate) async fn build_plan(
@@ -79,59 +68,13 @@ pub(crate) async fn build_plan(
     choice: &Choice,
     shards: usize,
 ) -> Result<Option<ShardPlan>> {
-    let cube = settings.open_cube().await?;
-    let chosen = selection(choice, &cube.location.key())?;
-    let source = settings.source()?;
-    let coverage = match chosen {
-        Selection::Missing => Some(cube.coverage().await?),
-        _ => None,
-    };
-    let base = cube.head().await?.to_string();
-    let found = ingest::plan(&cube, &source, &choice.years, &chosen, coverage.as_ref()).await?;
-    report_plan_problems(&found, &source);
-    if !found.rejected.is_empty() {
+    let chosen = selection(choice, &settings.location()?.key())?;
+    let built = tilecube::scaleout::build_plan(settings, &choice.years, &chosen, shards).await?;
+    report_plan_problems(&built.found, &settings.source()?);
+    if !built.found.rejected.is_empty() {
         bail!("the plan names tiles that are not in the cube (above); nothing was saved");
     }
-    if found.jobs.is_empty() {
-        return Ok(None);
-    }
-    let jobs: Vec<PlanJob> = found
-        .jobs
-        .iter()
-        .map(|j| PlanJob {
-            year: j.year,
-            tile: j.tile,
-            path: j.path.clone(),
-        })
-        .collect();
-    let years: Vec<i32> = jobs
-        .iter()
-        .map(|j| j.year)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let selection_name = match chosen {
-        Selection::All => "all",
-        Selection::Missing => "missing",
-        Selection::Pairs(_) => "failed",
-        Selection::Tiles(_) => "tiles",
-    };
-    Ok(Some(ShardPlan {
-        format: PLAN_FORMAT,
-        id: new_id(),
-        created: Utc::now(),
-        repo: absolute(settings.repo.as_deref().unwrap_or_default()),
-        branch: settings.branch.clone(),
-        s3: settings.file.s3.clone(),
-        source: absolute(settings.source.as_deref().unwrap_or_default()),
-        gcs_endpoint: settings.file.gcs.endpoint.clone(),
-        preset: preset_text(settings)?,
-        tile_pixels: settings.tile_pixels,
-        base,
-        selection: selection_name.into(),
-        years,
-        shards: split(jobs, shards),
-    }))
+    Ok(built.plan)
 }
 
 pub async fn plan(settings: &Settings, args: &PlanArgs) -> Result<i32> {
@@ -181,17 +124,6 @@ pub async fn plan(settings: &Settings, args: &PlanArgs) -> Result<i32> {
         eprintln!("{}", PATH_REPO_NOTE);
     }
     Ok(0)
-}
-
-/// A location as every task sees it: a relative path made absolute (tasks start in other
-/// directories), URLs as they are.
-fn absolute(location: &str) -> String {
-    if location.contains("://") || location.is_empty() {
-        return location.to_string();
-    }
-    std::path::absolute(location)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| location.to_string())
 }
 
 /// Said when many machines would commit to a repository on a path.
@@ -315,6 +247,15 @@ pub async fn write(local: &Settings, flags: &Flags, args: &WriteArgs) -> Result<
             failed: vec![],
             current: vec![],
             bytes: 0,
+            threads: 0,
+            queued: jobs
+                .iter()
+                .map(|j| tilecube::scaleout::record::tile_key(j.year, j.tile))
+                .collect(),
+            running: vec![],
+            written_tiles: vec![],
+            pixel_bytes: 0,
+            commits: 0,
         },
     );
     recorder

@@ -68,11 +68,13 @@ pub struct Settings {
     pub tile_pixels: Option<u64>,
     pub spec_version: SpecVersion,
     pub branch: String,
+    /// The config file read, if any (a detached run's worker reads the same one).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 impl Settings {
     pub fn resolve(g: &Flags) -> Result<Self> {
-        let (mut file, _) = ConfigFile::load(g.config.as_deref())?;
+        let (mut file, config_path) = ConfigFile::load(g.config.as_deref())?;
         let s3 = &mut file.s3;
         s3.endpoint_url = g.s3_endpoint.clone().or(s3.endpoint_url.take());
         s3.region = g.s3_region.clone().or(s3.region.take());
@@ -102,6 +104,7 @@ impl Settings {
             spec_version,
             preset,
             file,
+            config_path,
         })
     }
 
@@ -164,15 +167,6 @@ impl Settings {
                 .map(|m| m << 20)
                 .unwrap_or(DEFAULT_READ_AHEAD_BYTES),
             ..IngestOptions::default()
-        })
-    }
-
-    /// Options of the console's writes: the same checkpoints, and what is left at the end
-    /// waits for the operator's commit.
-    pub fn console_options(&self) -> Result<IngestOptions> {
-        Ok(IngestOptions {
-            final_commit: false,
-            ..self.write_options(None, None, None)?
         })
     }
 }

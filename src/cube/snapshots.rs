@@ -54,6 +54,17 @@ impl Cube {
         self.create_tag(name, &snapshot_id(snapshot)?).await
     }
 
+    /// A tile read back from the branch head, decimated to at most `n`×`n` samples.
+    pub async fn quicklook_head(
+        &self,
+        year: i32,
+        tile: TileName,
+        n: usize,
+    ) -> Result<(usize, Vec<u8>), CubeError> {
+        self.quicklook(self.head_session().await?, year, tile, n)
+            .await
+    }
+
     /// A tile read back from a session (uncommitted writes included), decimated to at most
     /// `n`×`n` samples: returns the side and the samples, row-major.
     pub async fn quicklook(

@@ -15,6 +15,7 @@
 //! a credential (repositories and sources are addresses; credentials come from each task's
 //! environment).
 
+pub mod build;
 pub mod place;
 pub mod plan;
 pub mod record;
@@ -22,6 +23,7 @@ pub mod stage;
 pub mod task_index;
 pub mod watch;
 
+pub use build::{Built, build_plan};
 pub use place::Place;
 pub use plan::{PlanJob, ShardPlan};
 pub use record::{ShardRecord, ShardState};

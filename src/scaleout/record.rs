@@ -8,7 +8,7 @@
 //! [`STALE_AFTER`] belongs to a task that is gone; a new attempt of a shard replaces the
 //! record of the earlier one.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,13 +26,19 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 /// its node lost).
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
 
-/// Least time between two writes of a record, unless something landed or failed.
+/// Least time between two writes of a record on remote storage, unless something landed or
+/// failed.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Least time between two writes of a record on a local disk (a detached run's, which a
+/// console watches live): a few times a second at most.
+const MIN_INTERVAL_LOCAL: Duration = Duration::from_millis(250);
+
 /// Where a shard stands, in its own words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShardState {
+    #[default]
     Running,
     /// Every job written (and landed).
     Done,
@@ -63,7 +69,7 @@ pub struct RecordFailure {
 }
 
 /// One shard's progress, as its task last wrote it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ShardRecord {
     pub plan: String,
     pub shard: usize,
@@ -94,6 +100,44 @@ pub struct ShardRecord {
     pub current: Vec<String>,
     /// Encoded bytes uploaded.
     pub bytes: u64,
+    /// Reader/encoder threads of the task.
+    #[serde(default)]
+    pub threads: usize,
+    /// Tiles not started yet, in the order they will be ("2000/10N_010E").
+    #[serde(default)]
+    pub queued: Vec<String>,
+    /// Tiles being written now with their chunks done and in all.
+    #[serde(default)]
+    pub running: Vec<TileChunks>,
+    /// Tiles this attempt wrote, landed or not yet ("2000/10N_010E").
+    #[serde(default)]
+    pub written_tiles: Vec<String>,
+    /// Source pixel bytes of the tiles written (what MB/s is measured in).
+    #[serde(default)]
+    pub pixel_bytes: u64,
+    /// Commits (or staged parts) this attempt made.
+    #[serde(default)]
+    pub commits: usize,
+}
+
+/// A tile being written: its chunks done and in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TileChunks {
+    /// "2000/10N_010E".
+    pub tile: String,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// A tile as records name it: "2000/10N_010E".
+pub fn tile_key(year: i32, tile: crate::grid::TileName) -> String {
+    format!("{year}/{tile}")
+}
+
+/// The year and tile of a record's "2000/10N_010E", if it is one.
+pub fn parse_tile_key(key: &str) -> Option<(i32, crate::grid::TileName)> {
+    let (y, t) = key.split_once('/')?;
+    Some((y.parse().ok()?, t.parse().ok()?))
 }
 
 /// The record's object name in the plan's place.
@@ -140,17 +184,24 @@ pub fn host_name() -> String {
 pub struct Recorder {
     place: Arc<Place>,
     record: ShardRecord,
-    current: BTreeSet<String>,
+    /// Tiles being written: chunks done and in all.
+    current: BTreeMap<String, (u64, u64)>,
+    min_interval: Duration,
     last_write: Option<Instant>,
     dirty: bool,
 }
 
 impl Recorder {
     pub fn new(place: Arc<Place>, record: ShardRecord) -> Self {
+        let min_interval = match &*place {
+            Place::Local(_) => MIN_INTERVAL_LOCAL,
+            _ => MIN_INTERVAL,
+        };
         Self {
             place,
             record,
-            current: BTreeSet::new(),
+            current: BTreeMap::new(),
+            min_interval,
             last_write: None,
             dirty: true,
         }
@@ -165,16 +216,44 @@ impl Recorder {
     pub fn on_event(&mut self, ev: &Event) -> bool {
         self.dirty = true;
         match ev {
-            Event::TileStarted { year, tile, .. } => {
-                self.current.insert(format!("{year}/{tile}"));
+            Event::Started { threads, .. } => {
+                self.record.threads = *threads;
+                false
+            }
+            Event::TileStarted {
+                year,
+                tile,
+                chunks_total,
+            } => {
+                let key = tile_key(*year, *tile);
+                self.record.queued.retain(|q| *q != key);
+                self.current.insert(key, (0, *chunks_total));
+                false
+            }
+            Event::TileProgress {
+                year,
+                tile,
+                chunks_done,
+                chunks_total,
+                ..
+            } => {
+                self.current
+                    .insert(tile_key(*year, *tile), (*chunks_done, *chunks_total));
                 false
             }
             Event::TileWritten {
-                year, tile, bytes, ..
+                year,
+                tile,
+                bytes,
+                pixel_bytes,
+                ..
             } => {
-                self.current.remove(&format!("{year}/{tile}"));
+                let key = tile_key(*year, *tile);
+                self.current.remove(&key);
                 self.record.written += 1;
                 self.record.bytes += bytes;
+                self.record.pixel_bytes += pixel_bytes;
+                self.record.written_tiles.push(key);
                 false
             }
             Event::TileFailed {
@@ -184,7 +263,9 @@ impl Recorder {
                 attempts,
                 ..
             } => {
-                self.current.remove(&format!("{year}/{tile}"));
+                let key = tile_key(*year, *tile);
+                self.current.remove(&key);
+                self.record.queued.retain(|q| *q != key);
                 self.record.failed.push(RecordFailure {
                     year: *year,
                     tile: tile.to_string(),
@@ -195,6 +276,7 @@ impl Recorder {
             }
             Event::Committed { tiles, .. } | Event::Staged { tiles, .. } => {
                 self.record.landed += tiles;
+                self.record.commits += 1;
                 true
             }
             _ => false,
@@ -207,12 +289,21 @@ impl Recorder {
         let since = self.last_write.map(|t| t.elapsed());
         let due = match since {
             None => true,
-            Some(s) => s >= HEARTBEAT || (self.dirty && (now || s >= MIN_INTERVAL)),
+            Some(s) => s >= HEARTBEAT || (self.dirty && (now || s >= self.min_interval)),
         };
         if !due {
             return Ok(());
         }
-        self.record.current = self.current.iter().cloned().collect();
+        self.record.current = self.current.keys().cloned().collect();
+        self.record.running = self
+            .current
+            .iter()
+            .map(|(tile, &(done, total))| TileChunks {
+                tile: tile.clone(),
+                done,
+                total,
+            })
+            .collect();
         self.record.updated = Utc::now();
         let bytes = serde_json::to_vec_pretty(&self.record)
             .map_err(|e| ScaleError::bad("shard record", e.to_string()))?;
@@ -228,7 +319,105 @@ impl Recorder {
     pub async fn finish(&mut self, state: ShardState) -> Result<(), ScaleError> {
         self.record.state = state;
         self.current.clear();
+        self.record.queued.clear();
         self.dirty = true;
         self.flush(true).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> crate::grid::TileName {
+        s.parse().expect("tile")
+    }
+
+    #[tokio::test]
+    async fn the_record_follows_the_tiles_from_queue_to_landed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let place = Arc::new(Place::Local(dir.path().to_path_buf()));
+        let record = ShardRecord {
+            jobs: 3,
+            queued: ["80N_180W", "80N_170W", "80N_160W"]
+                .iter()
+                .map(|n| tile_key(2000, t(n)))
+                .collect(),
+            ..Default::default()
+        };
+        let mut r = Recorder::new(Arc::clone(&place), record);
+        for ev in [
+            Event::Started {
+                tiles: 3,
+                threads: 2,
+            },
+            Event::TileStarted {
+                year: 2000,
+                tile: t("80N_180W"),
+                chunks_total: 16,
+            },
+            Event::TileProgress {
+                year: 2000,
+                tile: t("80N_180W"),
+                chunks_done: 8,
+                chunks_total: 16,
+                bytes: 10,
+            },
+            Event::TileStarted {
+                year: 2000,
+                tile: t("80N_170W"),
+                chunks_total: 16,
+            },
+            Event::TileWritten {
+                year: 2000,
+                tile: t("80N_170W"),
+                chunks_stored: 16,
+                bytes: 100,
+                pixel_bytes: 1000,
+            },
+        ] {
+            assert!(!r.on_event(&ev), "nothing landed yet");
+        }
+        r.flush(true).await.expect("flush");
+        let on_disk = ShardRecord::load(&place, 0)
+            .await
+            .expect("load")
+            .expect("record");
+        assert_eq!(on_disk.threads, 2);
+        assert_eq!(on_disk.queued, vec!["2000/80N_160W".to_string()]);
+        assert_eq!(
+            on_disk.running,
+            vec![TileChunks {
+                tile: "2000/80N_180W".into(),
+                done: 8,
+                total: 16
+            }]
+        );
+        assert_eq!(on_disk.written_tiles, vec!["2000/80N_170W".to_string()]);
+        assert_eq!((on_disk.pixel_bytes, on_disk.bytes), (1000, 100));
+        let landed = Event::Committed {
+            snapshot: "S".into(),
+            message: "m".into(),
+            tiles: 1,
+        };
+        assert!(r.on_event(&landed), "a commit is written at once");
+        r.finish(ShardState::Cancelled).await.expect("finish");
+        let end = ShardRecord::load(&place, 0)
+            .await
+            .expect("load")
+            .expect("record");
+        assert_eq!((end.landed, end.commits), (1, 1));
+        assert_eq!(end.state, ShardState::Cancelled);
+        assert!(end.queued.is_empty() && end.running.is_empty());
+    }
+
+    #[test]
+    fn tile_keys_round_trip() {
+        assert_eq!(
+            parse_tile_key(&tile_key(2005, t("10S_020E"))),
+            Some((2005, t("10S_020E")))
+        );
+        assert_eq!(parse_tile_key("2005-10S_020E"), None);
+        assert_eq!(parse_tile_key("x/10S_020E"), None);
     }
 }

@@ -25,7 +25,6 @@ pub enum Command {
     Back,
     Write,
     Cancel,
-    Commit,
     QuickLook,
     Focus,
     Open,
@@ -43,13 +42,7 @@ impl Command {
     pub fn needs_repository(self) -> bool {
         matches!(
             self,
-            Self::SelectAll
-                | Self::Write
-                | Self::Commit
-                | Self::QuickLook
-                | Self::Open
-                | Self::Diff
-                | Self::Tag
+            Self::SelectAll | Self::Write | Self::QuickLook | Self::Open | Self::Diff | Self::Tag
         )
     }
 }
@@ -226,17 +219,8 @@ pub const BINDINGS: &[Binding] = &[
         keys: Keys::Codes(&[Char('x')]),
         label: "x",
         short: "x",
-        help: "cancel running work",
+        help: "cancel the runs going (finished tiles kept)",
         footer: &[(Footer::Grid, "cancel")],
-    },
-    Binding {
-        command: Command::Commit,
-        scope: Scope::Grid,
-        keys: Keys::Codes(&[Char('c')]),
-        label: "c",
-        short: "c",
-        help: "commit the written tiles",
-        footer: &[(Footer::Grid, "commit")],
     },
     Binding {
         command: Command::QuickLook,
@@ -289,7 +273,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: Keys::Codes(&[Tab]),
         label: "Tab",
         short: "Tab",
-        help: "focus grid, history, session",
+        help: "focus grid, history, runs",
         footer: &[
             (Footer::Grid, ""),
             (Footer::History, "focus"),
@@ -480,7 +464,7 @@ mod tests {
         }
         assert_eq!(
             footer(Footer::Grid, 5),
-            "←↓↑→ move  1-5 year  space select  a all  f failed  w write  x cancel  c commit  p look  Tab  ? help  q quit"
+            "←↓↑→ move  1-5 year  space select  a all  f failed  w write  x cancel  p look  Tab  ? help  q quit"
         );
         assert_eq!(
             footer(Footer::History, 5),

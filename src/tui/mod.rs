@@ -10,10 +10,12 @@
 //! - the first frame never waits for storage: the repository is opened, its head's tiles
 //!   read and the source's lists fetched in tasks of their own, and the grid fills in as they
 //!   arrive (loading shown until then);
-//! - however the console ends — the operator's quit, a signal, the terminal gone (a dropped
-//!   SSH link), a panic — running tiles stop at their next strip and, unless the operator
-//!   chose to quit, every finished tile is committed before the process leaves; only then is
-//!   the terminal restored (as far as it still exists).
+//! - the console never owns a write: `w` launches a detached run ([`tilecube::runs`]) in a
+//!   worker process of its own, and the console watches its progress record a few times a
+//!   second; however the console ends — the operator's quit, a signal, the terminal gone (a
+//!   dropped SSH link), a panic — runs keep going unless the operator chose to cancel them,
+//!   and the terminal is restored (as far as it still exists);
+//! - reopened on the same repository, the console finds the runs going and attaches to them.
 
 mod keys;
 pub mod state;
@@ -23,7 +25,6 @@ pub mod widgets;
 
 use std::io::Stdout;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -36,14 +37,18 @@ use tokio::sync::mpsc;
 
 use state::{App, Browse, Exit, Failure};
 use tilecube::config::{Settings, io_runtime};
-use tilecube::cube::{Cube, Layout, WriteSession};
+use tilecube::cube::{Cube, Layout};
 use tilecube::error_chain;
 use tilecube::grid::Grid;
-use tilecube::ingest::{self, Event, EventSink, IngestOptions, Journal, Selection};
+use tilecube::ingest::{Journal, Selection};
+use tilecube::runs;
 use update::{Action, Done, Msg};
 
-/// How long leaving waits for running tiles to stop at their next strip.
-const STOP_WAIT: Duration = Duration::from_secs(60);
+/// How long a cancel waits for a run to stop at its next strip and commit.
+const CANCEL_WAIT: Duration = Duration::from_secs(120);
+
+/// How often the progress of the runs going is read.
+const WATCH_EVERY: Duration = Duration::from_millis(300);
 
 /// Puts the terminal back however the console ends.
 struct TermGuard;
@@ -80,24 +85,23 @@ pub fn run_watching(settings: &Settings, plan: WatchedPlan) -> Result<i32> {
 /// open) and the channels back.
 struct Runtime {
     cube: Option<Arc<Cube>>,
-    session: Option<Arc<WriteSession>>,
-    cancel: Arc<AtomicBool>,
-    write_options: IngestOptions,
-    journal_key: String,
-    events: mpsc::UnboundedSender<Event>,
+    /// What runs are launched with (the repository, source, preset, config file).
+    settings: Arc<Settings>,
+    /// The repository as runs name it (absolute path or URL).
+    runs_repo: String,
     done: mpsc::UnboundedSender<Done>,
-    /// The running write, if any.
-    write_task: Option<tokio::task::JoinHandle<()>>,
+    /// Cancels asked for, which leaving waits for.
+    cancels: Vec<tokio::task::JoinHandle<()>>,
     /// The scale-out plan watched, if any.
     plan: Option<WatchedPlan>,
 }
 
-/// The repository opened, with a write session on its branch.
-type Opened = Result<(Cube, Arc<WriteSession>), String>;
+/// The repository opened.
+type Opened = Result<Cube, String>;
 
 async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32> {
     let location = settings.location()?;
-    let write_options = settings.console_options()?;
+    let threads = settings.threads(None)?;
     // Until the repository is open, the grid and years are the preset's: the same as the
     // cube's unless it was laid out with another preset, and replaced once it is read.
     let grid = Grid::from_preset(&settings.preset, settings.tile_pixels)?;
@@ -107,7 +111,7 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
         settings.branch.clone(),
         grid,
         years,
-        write_options.threads,
+        threads,
     );
     app.loading = Some(format!("opening {location}"));
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -115,8 +119,7 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
     if app.source.is_none() {
         app.status_line = "no source configured: pass --source to list and write tiles".into();
     }
-    let journal_key = location.key();
-    let journal = Journal::load_or_report(&journal_key, |w| app.status_line = w);
+    let journal = Journal::load_or_report(&location.key(), |w| app.status_line = w);
     for e in journal.failed {
         app.failed.insert(
             (e.year, e.tile),
@@ -139,17 +142,13 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
     let _ = tui_logger::init_logger(log::LevelFilter::Info);
     tui_logger::set_default_level(log::LevelFilter::Info);
 
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
     let mut rt = Runtime {
         cube: None,
-        session: None,
-        cancel: Arc::new(AtomicBool::new(false)),
-        write_options,
-        journal_key,
-        events: ev_tx,
+        settings: Arc::new(settings.clone()),
+        runs_repo: tilecube::scaleout::build::absolute(settings.repo.as_deref().unwrap_or("")),
         done: done_tx.clone(),
-        write_task: None,
+        cancels: Vec::new(),
         plan,
     };
 
@@ -158,12 +157,7 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
     let (open_tx, open_rx) = tokio::sync::oneshot::channel::<Opened>();
     let opening = settings.clone();
     tokio::spawn(async move {
-        let r = async {
-            let cube = opening.open_cube().await?;
-            let session = WriteSession::open(&cube).await?;
-            Ok::<_, anyhow::Error>((cube, session))
-        }
-        .await;
+        let r = opening.open_cube().await;
         let _ = open_tx.send(r.map_err(|e| format!("{e:#}")));
     });
     if let Some(source) = app.source.clone() {
@@ -198,7 +192,6 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
     let _ = term.clear();
 
     let channels = Channels {
-        events: ev_rx,
         done: done_rx,
         opened: open_rx,
     };
@@ -219,35 +212,24 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
         }
         Err(_) => Exit::Signal(libc::SIGABRT),
     };
-    let committed = shut_down(&mut rt, exit).await;
+    // Runs keep going; only cancels the operator asked for are waited for.
+    for task in rt.cancels.drain(..) {
+        let _ = tokio::time::timeout(CANCEL_WAIT, task).await;
+    }
     drop(term);
     drop(guard);
-    if let Err(e) = committed {
-        eprintln!("error: committing the finished tiles: {e}");
-        return Ok(2);
+    for run in app.active_runs() {
+        eprintln!(
+            "run {} keeps going: tilecube runs   (log {})",
+            run.info.id,
+            run.log.display()
+        );
     }
     Ok(exit.code())
 }
 
-/// The way out: stop the running tiles at their next strip, wait for them, and commit the
-/// finished ones unless the operator chose to quit without them.
-async fn shut_down(rt: &mut Runtime, exit: Exit) -> Result<(), String> {
-    rt.cancel.store(true, Ordering::SeqCst);
-    if let Some(task) = rt.write_task.take() {
-        let _ = tokio::time::timeout(STOP_WAIT, task).await;
-    }
-    if let Some(session) = &rt.session
-        && exit.commits_finished_tiles()
-        && session.has_pending()
-    {
-        session.commit(None).await.map_err(|e| error_chain(&e))?;
-    }
-    Ok(())
-}
-
 /// What the event loop listens to besides keys, ticks and signals.
 struct Channels {
-    events: mpsc::UnboundedReceiver<Event>,
     done: mpsc::UnboundedReceiver<Done>,
     opened: tokio::sync::oneshot::Receiver<Opened>,
 }
@@ -261,7 +243,6 @@ async fn event_loop(
     channels: Channels,
 ) -> Result<Option<String>> {
     let Channels {
-        events: mut ev_rx,
         done: mut done_rx,
         opened: mut open_rx,
     } = channels;
@@ -286,6 +267,7 @@ async fn event_loop(
         })?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut poll = tokio::time::interval(Duration::from_secs(5));
+    let mut watch = tokio::time::interval(WATCH_EVERY);
     use tokio::signal::unix::{SignalKind, signal};
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -296,10 +278,9 @@ async fn event_loop(
             opened = &mut open_rx, if opening => {
                 opening = false;
                 match opened {
-                    Ok(Ok((cube, session))) => {
+                    Ok(Ok(cube)) => {
                         let (grid, years) = (cube.layout.grid(), cube.layout.years.clone());
                         rt.cube = Some(Arc::new(cube));
-                        rt.session = Some(session);
                         (Some(Msg::Done(Done::Opened { grid, years })), true)
                     }
                     Ok(Err(e)) => return Ok(Some(e)),
@@ -307,10 +288,10 @@ async fn event_loop(
                 }
             }
             Some(msg) = key_rx.recv() => (Some(msg), true),
-            Some(ev) = ev_rx.recv() => (Some(Msg::Engine(ev)), false),
             Some(done) = done_rx.recv() => (Some(Msg::Done(done)), false),
             _ = tick.tick() => (None, true),
             _ = poll.tick() => (Some(Msg::Poll), false),
+            _ = watch.tick() => (Some(Msg::Watch), false),
             _ = sigterm.recv() => (Some(Msg::Signal(libc::SIGTERM)), false),
             _ = sighup.recv() => (Some(Msg::Signal(libc::SIGHUP)), false),
             _ = sigint.recv() => (Some(Msg::Signal(libc::SIGINT)), false),
@@ -337,52 +318,56 @@ async fn event_loop(
 /// Run one action off the UI loop; its result comes back as a [`Done`] message.
 fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
     let tx = rt.done.clone();
-    if matches!(action, Action::Quit | Action::Cancel) {
-        if let Action::Cancel = action {
-            rt.cancel.store(true, Ordering::SeqCst);
-            if app.exit.is_none() {
-                app.status_line = "cancelling: running tiles stop at the next strip".into();
-            }
+    // Runs are found by their repository, whether or not it is open here yet.
+    match action {
+        Action::Quit => return,
+        Action::ScanRuns => {
+            let repo = rt.runs_repo.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.send(Done::Runs(runs::for_repo(&repo)));
+            });
+            return;
         }
-        return;
+        Action::WatchRuns(ids) => {
+            tokio::task::spawn_blocking(move || {
+                let read = ids.iter().filter_map(|id| runs::load(id).ok()).collect();
+                let _ = tx.send(Done::Runs(read));
+            });
+            return;
+        }
+        Action::CancelRuns(ids) => {
+            rt.cancels.push(tokio::task::spawn_blocking(move || {
+                let r = ids
+                    .iter()
+                    .map(|id| {
+                        runs::cancel(id, CANCEL_WAIT).map(|run| {
+                            format!(
+                                "run {id}: {} ({}/{} tiles landed, {} failed)",
+                                run.state, run.tiles_done, run.tiles_total, run.failed
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>();
+                let _ = tx.send(Done::Cancelled(r.map_err(|e| error_chain(&e))));
+            }));
+            return;
+        }
+        _ => {}
     }
     // Everything else acts on the repository; `update` asks for none of it while loading.
-    let (Some(cube), Some(session)) = (rt.cube.clone(), rt.session.clone()) else {
-        app.writing = false;
-        app.committing = false;
+    let Some(cube) = rt.cube.clone() else {
+        app.writing = app.runs.iter().any(tilecube::runs::Run::is_active);
         app.queued.clear();
         app.status_line = "the repository is not open yet".into();
         return;
     };
     match action {
-        Action::Quit | Action::Cancel => {}
-        Action::Write(tiles) => {
-            let Some(source) = app.source.clone() else {
-                app.writing = false;
-                app.queued.clear();
-                app.status_line = "no source configured".into();
-                return;
-            };
-            rt.cancel.store(false, Ordering::SeqCst);
-            let cancel = Arc::clone(&rt.cancel);
-            let events = EventSink::new(rt.events.clone()).journaled(&rt.journal_key);
-            let options = rt.write_options.clone();
-            rt.write_task = Some(tokio::spawn(async move {
-                let r = async {
-                    let plan =
-                        ingest::plan(&cube, &source, &[], &Selection::Pairs(tiles), None).await?;
-                    Ok::<_, anyhow::Error>(
-                        ingest::ingest_into(&session, plan.jobs, &options, events, cancel).await?,
-                    )
-                }
-                .await;
-                let _ = tx.send(Done::Write(r.map_err(|e| format!("{e:#}"))));
-            }));
-        }
-        Action::Commit(message) => {
+        Action::Quit | Action::ScanRuns | Action::WatchRuns(_) | Action::CancelRuns(_) => {}
+        Action::Launch(tiles) => {
+            let settings = Arc::clone(&rt.settings);
             tokio::spawn(async move {
-                let r = session.commit(Some(&message)).await;
-                let _ = tx.send(Done::Commit(r.map_err(|e| error_chain(&e))));
+                let r = launch(&settings, tiles).await;
+                let _ = tx.send(Done::Launched(r.map_err(|e| format!("{e:#}"))));
             });
         }
         Action::Browse { snapshot, message } => {
@@ -420,9 +405,7 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
         }
         Action::QuickLook { year, tile } => {
             tokio::spawn(async move {
-                let r = cube
-                    .quicklook(session.snapshot().await, year, tile, 64)
-                    .await;
+                let r = cube.quicklook_head(year, tile, 64).await;
                 let _ = tx.send(Done::QuickLook(r.map_err(|e| error_chain(&e))));
             });
         }
@@ -461,4 +444,23 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             });
         }
     }
+}
+
+/// Launch a run writing `tiles`: plan them (one shard) and start its worker, which reads
+/// the console's config file. Returns the run's id.
+async fn launch(
+    settings: &Settings,
+    tiles: Vec<(i32, tilecube::grid::TileName)>,
+) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let built = tilecube::scaleout::build_plan(settings, &[], &Selection::Pairs(tiles), 1).await?;
+    if !built.found.rejected.is_empty() {
+        anyhow::bail!("{}", built.found.rejected.join("; "));
+    }
+    let plan = built
+        .plan
+        .context("nothing to write: every tile chosen is already written")?;
+    let worker = runs::Worker::this_binary(settings.config_path.clone())
+        .context("locating the tilecube binary")?;
+    Ok(runs::launch(&plan, &worker).await?.id)
 }

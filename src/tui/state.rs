@@ -1,10 +1,17 @@
 //! The console's state: everything the screen shows, with no terminal in it.
+//!
+//! Writes are detached runs the console watches, never owns: what the grid shows of a
+//! write in progress (running, queued, written but not yet committed, failed) is derived
+//! from the runs' progress records ([`App::apply_runs`]), so two consoles on one run show
+//! the same thing, and a console reopened on a run shows what the first one did.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use tilecube::cube::{Commit, Coverage, TileState};
 use tilecube::grid::{Cell, Grid, TileName};
+use tilecube::runs::Run;
+use tilecube::scaleout::record::parse_tile_key;
 
 /// What one tile of one year is, as the grid shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +28,7 @@ pub enum CellState {
     },
     /// Written in the branch head.
     Written,
-    /// Written in the session, not yet committed.
+    /// Written by a run, not yet committed (it lands at the run's next checkpoint).
     Uncommitted,
     Failed,
     /// Recorded but its chunks are not all there, or chunks no commit recorded.
@@ -69,7 +76,7 @@ impl CellState {
 pub enum Focus {
     Grid,
     History,
-    Session,
+    Runs,
 }
 
 /// A dialog over the screen.
@@ -81,12 +88,8 @@ pub enum Popup {
         years: usize,
         threads: usize,
     },
-    CommitPrompt {
-        message: String,
-    },
-    ConfirmQuit {
-        reason: String,
-    },
+    /// Quitting while runs are going: leave them running (the default) or cancel them.
+    Leave,
     TagPrompt {
         snapshot: String,
         name: String,
@@ -129,12 +132,6 @@ impl Exit {
             Self::Signal(n) => 128 + n,
             Self::TerminalLost => 128 + libc::SIGHUP,
         }
-    }
-
-    /// Whether the finished tiles are committed before leaving: always, but when the
-    /// operator chose to quit without committing.
-    pub fn commits_finished_tiles(self) -> bool {
-        !matches!(self, Self::Quit)
     }
 }
 
@@ -206,14 +203,15 @@ pub struct App {
     pub selected: BTreeSet<(i32, TileName)>,
     pub queued: BTreeSet<(i32, TileName)>,
     pub running: BTreeMap<(i32, TileName), (u64, u64)>,
-    pub uncommitted: BTreeMap<(i32, TileName), u64>,
+    /// Tiles a run wrote; those the head does not hold yet show as not committed.
+    pub uncommitted: BTreeSet<(i32, TileName)>,
     pub failed: BTreeMap<(i32, TileName), Failure>,
     pub history: Vec<Commit>,
     pub history_index: usize,
     pub browse: Option<Browse>,
     pub progress: Progress,
+    /// Whether a run of this repository is going (or being launched).
     pub writing: bool,
-    pub committing: bool,
     pub threads: usize,
     pub status_line: String,
     pub color: bool,
@@ -232,7 +230,14 @@ pub struct App {
     pub loading: Option<String>,
     /// The scale-out plan being watched, if any.
     pub plan: Option<PlanView>,
+    /// The runs of this repository, newest first (at most [`RUNS_KEPT`]).
+    pub runs: Vec<Run>,
+    /// A read of the runs is under way (polls do not pile up behind a slow disk).
+    pub reading_runs: bool,
 }
+
+/// How many runs of the repository the console keeps in view.
+pub const RUNS_KEPT: usize = 8;
 
 impl App {
     pub fn new(repo: String, branch: String, grid: Grid, years: Vec<i32>, threads: usize) -> Self {
@@ -250,14 +255,13 @@ impl App {
             selected: BTreeSet::new(),
             queued: BTreeSet::new(),
             running: BTreeMap::new(),
-            uncommitted: BTreeMap::new(),
+            uncommitted: BTreeSet::new(),
             failed: BTreeMap::new(),
             history: Vec::new(),
             history_index: 0,
             browse: None,
             progress: Progress::default(),
             writing: false,
-            committing: false,
             threads,
             status_line: String::new(),
             color: true,
@@ -268,6 +272,8 @@ impl App {
             show_logs: false,
             loading: None,
             plan: None,
+            runs: Vec::new(),
+            reading_runs: false,
         }
     }
 
@@ -306,13 +312,15 @@ impl App {
         if self.queued.contains(&key) {
             return CellState::Queued;
         }
-        if self.uncommitted.contains_key(&key) {
+        let state = self.coverage.state(year, tile);
+        let in_head = matches!(state, Some(TileState::Written { .. }));
+        if self.uncommitted.contains(&key) && !in_head {
             return CellState::Uncommitted;
         }
         if self.failed.contains_key(&key) {
             return CellState::Failed;
         }
-        match self.coverage.state(year, tile) {
+        match state {
             Some(TileState::Written { .. }) => CellState::Written,
             Some(_) => CellState::Inconsistent,
             None if self.is_listed(year, tile) && self.loading.is_some() => CellState::Loading,
@@ -332,11 +340,6 @@ impl App {
         (written, listed)
     }
 
-    /// Tiles written in the session and not yet committed.
-    pub fn has_uncommitted(&self) -> bool {
-        !self.uncommitted.is_empty()
-    }
-
     /// The snapshot that last wrote a tile in the branch head.
     pub fn written_by(&self, year: i32, tile: TileName) -> Option<&str> {
         match self.coverage.state(year, tile) {
@@ -353,7 +356,7 @@ impl App {
         if let Some(&(d, t)) = self.running.get(&key) {
             return Some((d, t));
         }
-        if self.uncommitted.contains_key(&key) {
+        if self.uncommitted.contains(&key) {
             return Some((total, total));
         }
         match self.coverage.state(year, tile) {
@@ -362,12 +365,167 @@ impl App {
         }
     }
 
-    /// A commit message naming the uncommitted tiles.
-    pub fn default_commit_message(&self) -> String {
-        let mut written = tilecube::cube::WrittenTiles::new();
-        for ((y, t), n) in &self.uncommitted {
-            written.entry(*y).or_default().insert(*t, *n);
+    /// The runs still going.
+    pub fn active_runs(&self) -> impl Iterator<Item = &Run> {
+        self.runs.iter().filter(|r| r.is_active())
+    }
+
+    /// Take the runs as just read (new ones, or newer reads of known ones) and derive what
+    /// the grid and the status line show of them. Returns what changed that needs more
+    /// reading: `true` when a run landed tiles or ended since the last read (the head moved).
+    pub fn apply_runs(&mut self, read: Vec<Run>) -> bool {
+        let mut head_moved = false;
+        for run in read {
+            let before = self.runs.iter().position(|r| r.info.id == run.info.id);
+            let previous = before.map(|i| self.runs.remove(i));
+            head_moved |= self.note_run_change(previous.as_ref(), &run);
+            self.runs.push(run);
         }
-        tilecube::cube::commit_message(&written)
+        self.runs
+            .sort_by_key(|r| std::cmp::Reverse((r.info.started, r.info.id.clone())));
+        self.runs.truncate(RUNS_KEPT);
+        self.derive_from_runs();
+        head_moved
+    }
+
+    /// What a new read of a run says happened: failures and writes since the last read go
+    /// to the failed set (a run that had ended before the console saw it leaves the failure
+    /// journal to speak); the end of a run goes to the status line.
+    fn note_run_change(&mut self, previous: Option<&Run>, run: &Run) -> bool {
+        let Some(record) = &run.record else {
+            return false;
+        };
+        let seen_going = previous.map(Run::is_active).unwrap_or(run.is_active());
+        if seen_going {
+            let (old_failed, old_written) = previous
+                .and_then(|p| p.record.as_ref())
+                .map(|r| (r.failed.len(), r.written_tiles.len()))
+                .unwrap_or((0, 0));
+            for f in record.failed.iter().skip(old_failed) {
+                if let Ok(tile) = f.tile.parse::<TileName>() {
+                    self.failed.insert(
+                        (f.year, tile),
+                        Failure {
+                            error: f.error.clone(),
+                            attempts: f.attempts,
+                        },
+                    );
+                    log::warn!("{}/{}: {}", f.year, f.tile, f.error);
+                }
+            }
+            for key in record.written_tiles.iter().skip(old_written) {
+                if let Some(k) = parse_tile_key(key) {
+                    self.failed.remove(&k);
+                }
+            }
+        }
+        let ended = previous.is_some_and(Run::is_active) && !run.is_active();
+        if ended {
+            self.status_line = run_outcome(run);
+            log::info!("{}", self.status_line);
+        }
+        let landed_before = previous
+            .and_then(|p| p.record.as_ref())
+            .map(|r| r.landed)
+            .unwrap_or(0);
+        ended || record.landed > landed_before
+    }
+
+    /// The grid's running, queued and not-yet-committed tiles and the status line's figures,
+    /// from the runs.
+    fn derive_from_runs(&mut self) {
+        self.running.clear();
+        self.queued.clear();
+        self.uncommitted.clear();
+        let mut p = Progress::default();
+        let now = chrono::Utc::now();
+        for run in &self.runs {
+            let Some(record) = &run.record else { continue };
+            // A dead run's written tiles past its last checkpoint are lost, not pending.
+            if run.state != "dead" {
+                self.uncommitted.extend(
+                    record
+                        .written_tiles
+                        .iter()
+                        .filter_map(|k| parse_tile_key(k)),
+                );
+            }
+            if !run.is_active() {
+                continue;
+            }
+            for t in &record.running {
+                if let Some(k) = parse_tile_key(&t.tile) {
+                    self.running.insert(k, (t.done, t.total));
+                }
+            }
+            self.queued
+                .extend(record.queued.iter().filter_map(|k| parse_tile_key(k)));
+            let since = (now - record.started).to_std().unwrap_or_default();
+            let started = Instant::now().checked_sub(since);
+            p.started = match (p.started, started) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            p.tiles_total += record.jobs - record.skipped.min(record.jobs);
+            p.tiles_done += record.written + record.failed.len();
+            p.pixel_bytes_done += record.pixel_bytes;
+            p.threads += record.threads;
+            p.busy += record.running.len();
+        }
+        self.writing = self.runs.iter().any(Run::is_active);
+        self.progress = p;
+    }
+}
+
+/// How a run ended, in one line: "write finished: 8 written, 1 failed, cancelled (run …)".
+pub fn run_outcome(run: &Run) -> String {
+    let Some(r) = &run.record else {
+        return format!("run {}: {}", run.info.id, run.state);
+    };
+    match run.state.as_str() {
+        "dead" => format!(
+            "run {} is dead (its worker is gone): {} tiles landed; w on the tiles resumes",
+            run.info.id, r.landed
+        ),
+        state => format!(
+            "write finished: {} written, {} failed{} (run {}, {} commits)",
+            r.written,
+            r.failed.len(),
+            if state == "cancelled" {
+                ", cancelled"
+            } else {
+                ""
+            },
+            run.info.id,
+            r.commits
+        ),
+    }
+}
+
+/// Runs as the console's tests build them.
+#[cfg(test)]
+pub mod fixtures {
+    use tilecube::runs::{Run, RunInfo};
+    use tilecube::scaleout::ShardRecord;
+
+    /// A run of `repo` in `state` with this record (tiles and failures counted from it).
+    pub fn run(id: &str, state: &str, record: ShardRecord) -> Run {
+        let started = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        Run {
+            info: RunInfo {
+                id: id.into(),
+                repo: "/data/cube".into(),
+                pid: 4242,
+                pid_start: 1,
+                started,
+            },
+            state: state.into(),
+            tiles_done: record.skipped + record.landed,
+            tiles_total: record.jobs,
+            failed: record.failed.len(),
+            plan: format!("/state/runs/{id}/plan").into(),
+            log: format!("/state/runs/{id}/log.txt").into(),
+            record: Some(record),
+        }
     }
 }

@@ -1,17 +1,19 @@
-//! The console's state machine, Elm-shaped: one message type ([`Msg`]: keys, engine events,
-//! finished background work, signals, ticks) and one [`update`] that turns a message into
-//! state changes and [`Action`]s for the runtime to run.
+//! The console's state machine, Elm-shaped: one message type ([`Msg`]: keys, finished
+//! background work, signals, ticks) and one [`update`] that turns a message into state
+//! changes and [`Action`]s for the runtime to run.
 //!
 //! Invariants: nothing here touches the terminal or the repository; every state change of
 //! the console happens here, so each is unit-testable; keys are looked up in the one key
-//! table ([`super::keys`]).
+//! table ([`super::keys`]); writes are runs the console launches, watches and cancels, never
+//! owns, so leaving the console — by `q`, a signal or a lost terminal — never stops one
+//! unless the operator asked for it.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
-use tilecube::cube::{Commit, Committed, Coverage};
-use tilecube::ingest::{Event, IngestReport};
+use tilecube::cube::{Commit, Coverage};
+use tilecube::runs::Run;
 
 use super::keys::{self, Command, Scope};
-use super::state::{App, Browse, CellState, Exit, Failure, Focus, Popup};
+use super::state::{App, Browse, CellState, Exit, Focus, Popup};
 use tilecube::grid::{Cell, Grid, TileName};
 
 /// Everything that can happen to the console.
@@ -19,16 +21,16 @@ use tilecube::grid::{Cell, Grid, TileName};
 pub enum Msg {
     /// A key press.
     Key(KeyEvent),
-    /// An event of the running ingest.
-    Engine(Event),
     /// Background work finished.
     Done(Done),
     /// A signal arrived: its number.
     Signal(i32),
     /// The terminal is gone (a dropped SSH link): reading keys or drawing failed.
     TerminalLost,
-    /// Time to look whether another process moved the branch.
+    /// Time to look whether another process moved the branch, or launched a run.
     Poll,
+    /// Time to read the progress of the runs going (a few times a second).
+    Watch,
 }
 
 /// The results of background work.
@@ -52,8 +54,12 @@ pub enum Done {
     },
     /// The branch head now.
     Head(Option<String>),
-    Write(Result<IngestReport, String>),
-    Commit(Result<Option<Committed>, String>),
+    /// A run was launched (its id), or could not be.
+    Launched(Result<String, String>),
+    /// Runs of the repository as just read: every one (a scan) or those watched.
+    Runs(Vec<Run>),
+    /// Runs were cancelled (what each said), or could not be.
+    Cancelled(Result<Vec<String>, String>),
     Browse(Result<Browse, String>),
     Tagged(Result<String, String>),
     QuickLook(Result<(usize, Vec<u8>), String>),
@@ -65,12 +71,14 @@ pub enum Done {
 /// Work the runtime does for the console, off the UI task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Write these tiles (year, tile).
-    Write(Vec<(i32, TileName)>),
-    /// Stop the running write at the next strip.
-    Cancel,
-    /// Commit the uncommitted tiles with this message.
-    Commit(String),
+    /// Launch a run writing these tiles (year, tile).
+    Launch(Vec<(i32, TileName)>),
+    /// Cancel these runs: each stops at its next strip with its finished tiles committed.
+    CancelRuns(Vec<String>),
+    /// Read the runs of the repository (new ones too).
+    ScanRuns,
+    /// Read the progress of these runs.
+    WatchRuns(Vec<String>),
     /// Show the tiles of a snapshot.
     Browse { snapshot: String, message: String },
     /// Show the tiles changed between two snapshots.
@@ -93,32 +101,43 @@ pub enum Action {
 pub fn update(app: &mut App, msg: Msg) -> Vec<Action> {
     match msg {
         Msg::Key(k) => on_key(app, k),
-        Msg::Engine(ev) => on_event(app, &ev),
         Msg::Done(d) => on_done(app, d),
         Msg::Signal(n) => stop(app, Exit::Signal(n)),
         Msg::TerminalLost => stop(app, Exit::TerminalLost),
         Msg::Poll => {
             let mut actions = Vec::new();
-            if app.plan.is_some() && app.loading.is_none() && app.exit.is_none() {
+            if app.loading.is_some() || app.exit.is_some() {
+                return actions;
+            }
+            if app.plan.is_some() {
                 actions.push(Action::PlanStatus);
             }
-            if !(app.writing || app.committing || app.exit.is_some()) {
-                actions.push(Action::CheckHead);
+            actions.push(Action::CheckHead);
+            if !app.reading_runs {
+                app.reading_runs = true;
+                actions.push(Action::ScanRuns);
             }
             actions
+        }
+        Msg::Watch => {
+            let going: Vec<String> = app.active_runs().map(|r| r.info.id.clone()).collect();
+            if going.is_empty() || app.reading_runs || app.exit.is_some() {
+                return Vec::new();
+            }
+            app.reading_runs = true;
+            vec![Action::WatchRuns(going)]
         }
     }
 }
 
-/// A signal or a lost terminal: running tiles stop at their next strip; the runtime then
-/// commits the finished ones and leaves.
+/// A signal or a lost terminal: the console leaves; runs keep going (they are not its).
 fn stop(app: &mut App, exit: Exit) -> Vec<Action> {
     if app.exit.is_none() {
         app.exit = Some(exit);
-        app.status_line = "stopping: finished tiles will be committed".into();
-        log::warn!("{exit:?}: stopping; finished tiles are committed");
+        app.status_line = "leaving: runs keep going".into();
+        log::warn!("{exit:?}: leaving the console; runs keep going");
     }
-    vec![Action::Cancel]
+    vec![Action::Quit]
 }
 
 fn on_done(app: &mut App, done: Done) -> Vec<Action> {
@@ -131,10 +150,44 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             app.years = years;
             app.year_index = app.year_index.min(app.years.len().saturating_sub(1));
             app.loading = Some("reading the branch head's tiles".into());
+            app.reading_runs = true;
+            let mut actions = vec![Action::Refresh, Action::ScanRuns];
             if app.plan.is_some() {
-                return vec![Action::Refresh, Action::PlanStatus];
+                actions.push(Action::PlanStatus);
             }
-            return vec![Action::Refresh];
+            return actions;
+        }
+        Done::Launched(Ok(id)) => {
+            app.status_line = format!("run {id} launched: it goes on if the console leaves");
+            log::info!("run {id} launched");
+            return vec![Action::WatchRuns(vec![id])];
+        }
+        Done::Launched(Err(e)) => {
+            app.writing = app.runs.iter().any(tilecube::runs::Run::is_active);
+            app.queued.clear();
+            app.status_line = format!("error: {e}");
+            log::error!("{e}");
+        }
+        Done::Runs(runs) => {
+            app.reading_runs = false;
+            let waiting_launch = app.writing && app.active_runs().next().is_none();
+            let queued = std::mem::take(&mut app.queued);
+            if app.apply_runs(runs) {
+                return vec![Action::Refresh];
+            }
+            // Launched, not yet read: the tiles stay queued until the run's record shows.
+            if waiting_launch && !app.writing {
+                app.writing = true;
+                app.queued = queued;
+            }
+        }
+        Done::Cancelled(Ok(said)) => {
+            for line in &said {
+                log::info!("{line}");
+            }
+            if let Some(last) = said.last() {
+                app.status_line = last.clone();
+            }
         }
         Done::Plan(r) => {
             if let Some(plan) = app.plan.as_mut() {
@@ -169,34 +222,9 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
                 return vec![Action::Refresh];
             }
         }
-        Done::Write(Ok(report)) => {
-            app.writing = false;
-            log::info!(
-                "write finished: {} written, {} failed",
-                report.written_count(),
-                report.failed.len()
-            );
-        }
-        Done::Write(Err(e)) | Done::Error(e) => {
-            app.writing = false;
+        Done::Error(e) | Done::Cancelled(Err(e)) => {
             app.status_line = format!("error: {e}");
             log::error!("{e}");
-        }
-        Done::Commit(Ok(Some(c))) => {
-            app.committing = false;
-            app.uncommitted.clear();
-            app.status_line = format!("committed {}", c.snapshot);
-            log::info!("committed {}", c.snapshot);
-            return vec![Action::Refresh];
-        }
-        Done::Commit(Ok(None)) => {
-            app.committing = false;
-            app.status_line = "nothing to commit".into();
-        }
-        Done::Commit(Err(e)) => {
-            app.committing = false;
-            app.status_line = format!("commit failed: {e}");
-            log::error!("commit failed: {e}");
         }
         Done::Browse(Ok(b)) => {
             app.status_line = format!("browsing {}", b.snapshot);
@@ -250,8 +278,8 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
         Command::Focus => {
             app.focus = match app.focus {
                 Focus::Grid => Focus::History,
-                Focus::History => Focus::Session,
-                Focus::Session => Focus::Grid,
+                Focus::History => Focus::Runs,
+                Focus::Runs => Focus::Grid,
             }
         }
         Command::Year(i) => app.year_index = i,
@@ -338,16 +366,16 @@ fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
                 });
             }
         }
-        Command::Cancel if app.writing => return vec![Action::Cancel],
-        Command::Commit if !read_only => {
-            if app.has_uncommitted() && !app.writing {
-                app.popup = Some(Popup::CommitPrompt {
-                    message: app.default_commit_message(),
-                });
-            } else if app.writing {
-                app.status_line = "wait for the write to finish before committing".into();
+        Command::Cancel => {
+            let going: Vec<String> = app.active_runs().map(|r| r.info.id.clone()).collect();
+            if going.is_empty() {
+                app.status_line = "no run is going".into();
             } else {
-                app.status_line = "nothing to commit".into();
+                app.status_line = format!(
+                    "cancelling run {}: running tiles stop at the next strip",
+                    going.join(", ")
+                );
+                return vec![Action::CancelRuns(going)];
             }
         }
         Command::QuickLook => {
@@ -404,23 +432,12 @@ fn on_history_command(app: &mut App, command: Command) -> Vec<Action> {
 }
 
 fn ask_quit(app: &mut App) -> Vec<Action> {
-    let reason = if app.writing {
-        Some("writes are running")
-    } else if app.has_uncommitted() {
-        Some("written tiles are not committed")
-    } else {
-        None
-    };
-    match reason {
-        Some(r) => {
-            app.popup = Some(Popup::ConfirmQuit { reason: r.into() });
-            Vec::new()
-        }
-        None => {
-            app.exit = Some(Exit::Quit);
-            vec![Action::Quit]
-        }
+    if app.active_runs().next().is_some() {
+        app.popup = Some(Popup::Leave);
+        return Vec::new();
     }
+    app.exit = Some(Exit::Quit);
+    vec![Action::Quit]
 }
 
 fn is_yes(key: &KeyEvent) -> bool {
@@ -471,23 +488,12 @@ fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
                     app.queued.insert(*t);
                 }
                 app.writing = true;
-                return vec![Action::Write(tiles)];
+                app.status_line = format!("launching a run of {} tiles", tiles.len());
+                return vec![Action::Launch(tiles)];
             } else if is_no(&key) {
                 app.popup = None;
             }
         }
-        Popup::CommitPrompt { mut message } => match key.code {
-            KeyCode::Enter if !message.trim().is_empty() => {
-                app.popup = None;
-                app.committing = true;
-                return vec![Action::Commit(message)];
-            }
-            KeyCode::Esc => app.popup = None,
-            _ => {
-                edit(&mut message, &key);
-                app.popup = Some(Popup::CommitPrompt { message });
-            }
-        },
         Popup::TagPrompt { snapshot, mut name } => match key.code {
             KeyCode::Enter if !name.trim().is_empty() => {
                 app.popup = None;
@@ -499,11 +505,17 @@ fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
                 app.popup = Some(Popup::TagPrompt { snapshot, name });
             }
         },
-        Popup::ConfirmQuit { .. } => {
-            if is_yes(&key) {
+        Popup::Leave => {
+            if is_yes(&key) || key.code == KeyCode::Char('l') {
                 app.popup = None;
                 app.exit = Some(Exit::Quit);
                 return vec![Action::Quit];
+            } else if matches!(key.code, KeyCode::Char('c') | KeyCode::Char('x')) {
+                app.popup = None;
+                app.exit = Some(Exit::Quit);
+                let going: Vec<String> = app.active_runs().map(|r| r.info.id.clone()).collect();
+                app.status_line = "cancelling the runs, then leaving".into();
+                return vec![Action::CancelRuns(going), Action::Quit];
             } else if is_no(&key) {
                 app.popup = None;
             }
@@ -512,121 +524,17 @@ fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
     Vec::new()
 }
 
-/// Apply one engine event.
-pub fn on_event(app: &mut App, event: &Event) -> Vec<Action> {
-    match event {
-        Event::Started { tiles, threads } => {
-            app.progress = super::state::Progress {
-                started: Some(std::time::Instant::now()),
-                tiles_total: *tiles,
-                threads: *threads,
-                ..Default::default()
-            };
-        }
-        Event::TileStarted {
-            year,
-            tile,
-            chunks_total,
-        } => {
-            app.queued.remove(&(*year, *tile));
-            app.running.insert((*year, *tile), (0, *chunks_total));
-            app.progress.busy = app.running.len();
-        }
-        Event::TileProgress {
-            year,
-            tile,
-            chunks_done,
-            chunks_total,
-            ..
-        } => {
-            app.running
-                .insert((*year, *tile), (*chunks_done, *chunks_total));
-        }
-        Event::TileWritten {
-            year,
-            tile,
-            chunks_stored,
-            pixel_bytes,
-            ..
-        } => {
-            let key = (*year, *tile);
-            app.running.remove(&key);
-            app.queued.remove(&key);
-            app.failed.remove(&key);
-            app.uncommitted.insert(key, *chunks_stored);
-            app.progress.tiles_done += 1;
-            app.progress.pixel_bytes_done += pixel_bytes;
-            app.progress.busy = app.running.len();
-        }
-        Event::TileFailed {
-            year,
-            tile,
-            error,
-            attempts,
-            ..
-        } => {
-            log::warn!("{year}/{tile}: {error}");
-            let key = (*year, *tile);
-            app.running.remove(&key);
-            app.queued.remove(&key);
-            app.failed.insert(
-                key,
-                Failure {
-                    error: error.clone(),
-                    attempts: *attempts,
-                },
-            );
-            app.progress.tiles_done += 1;
-            app.progress.busy = app.running.len();
-        }
-        Event::TileRetry {
-            year,
-            tile,
-            attempt,
-            error,
-        } => {
-            app.status_line = format!("{year}/{tile}: retry {attempt} after: {error}");
-        }
-        Event::Committed {
-            snapshot, tiles, ..
-        } => {
-            // A checkpoint commit takes every pending tile of the session.
-            app.uncommitted.clear();
-            app.status_line = format!("committed {tiles} tiles as {snapshot}");
-            return vec![Action::Refresh];
-        }
-        Event::Staged { part, tiles } => {
-            app.uncommitted.clear();
-            app.status_line = format!("staged {tiles} tiles as {part}");
-        }
-        Event::Warning { message } => {
-            log::warn!("{message}");
-            app.status_line = format!("warning: {message}");
-        }
-        Event::Finished {
-            written,
-            failed,
-            cancelled,
-        } => {
-            app.writing = false;
-            app.running.clear();
-            app.queued.clear();
-            app.progress.busy = 0;
-            app.status_line = format!(
-                "write finished: {written} written, {failed} failed{}",
-                if *cancelled { ", cancelled" } else { "" }
-            );
-        }
-    }
-    Vec::new()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tui::state::Failure;
+    use crate::tui::state::fixtures::run;
     use ratatui::crossterm::event::KeyModifiers;
     use tilecube::grid::Grid;
     use tilecube::preset::Preset;
+    use tilecube::scaleout::ShardRecord;
+    use tilecube::scaleout::ShardState;
+    use tilecube::scaleout::record::{RecordFailure, TileChunks};
 
     fn key(c: KeyCode) -> KeyEvent {
         KeyEvent::new(c, KeyModifiers::NONE)
@@ -675,7 +583,7 @@ mod tests {
                 years: vec![2000, 2005, 2010],
             }),
         );
-        assert_eq!(actions, vec![Action::Refresh]);
+        assert_eq!(actions, vec![Action::Refresh, Action::ScanRuns]);
         assert_eq!(a.years, vec![2000, 2005, 2010]);
         assert!(a.loading.is_some());
         update(
@@ -738,7 +646,7 @@ mod tests {
         assert!(a.selected.contains(&(2000, t("80N_180W"))));
         on_key(&mut a, ch(' '));
         assert!(a.selected.is_empty());
-        a.uncommitted.insert((2000, t("70N_180W")), 1);
+        a.uncommitted.insert((2000, t("70N_180W")));
         on_key(&mut a, ch('a'));
         let sel: Vec<_> = a.selected.iter().map(|(_, t)| t.to_string()).collect();
         assert_eq!(
@@ -775,140 +683,201 @@ mod tests {
         assert_eq!(a.popup, None);
         on_key(&mut a, ch('w'));
         let actions = on_key(&mut a, key(KeyCode::Enter));
-        assert_eq!(actions, vec![Action::Write(vec![(2000, t("80N_170W"))])]);
+        assert_eq!(actions, vec![Action::Launch(vec![(2000, t("80N_170W"))])]);
         assert!(a.writing && a.selected.is_empty());
         assert_eq!(a.cell_state(2000, t("80N_170W")), CellState::Queued);
-        assert_eq!(on_key(&mut a, ch('x')), vec![Action::Cancel]);
+        // The launch is under way: a scan that does not show the run yet keeps the queue.
+        update(&mut a, Msg::Done(Done::Runs(vec![])));
+        assert!(a.writing);
+        assert_eq!(a.cell_state(2000, t("80N_170W")), CellState::Queued);
+        assert_eq!(
+            update(&mut a, Msg::Done(Done::Launched(Ok("R1".into())))),
+            vec![Action::WatchRuns(vec!["R1".into()])]
+        );
+        update(
+            &mut a,
+            Msg::Done(Done::Runs(vec![run("R1", "running", record(&[], 0))])),
+        );
+        assert_eq!(
+            on_key(&mut a, ch('x')),
+            vec![Action::CancelRuns(vec!["R1".into()])]
+        );
+    }
+
+    fn record(written: &[&str], landed: usize) -> ShardRecord {
+        ShardRecord {
+            jobs: 3,
+            threads: 2,
+            written: written.len(),
+            landed,
+            written_tiles: written.iter().map(|w| format!("2000/{w}")).collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
-    fn events_drive_tile_states_and_commit_prompt_prefills_the_tiles() {
+    fn a_runs_record_drives_the_grid_and_the_progress() {
         let mut a = app();
-        let tile = t("80N_180W");
-        on_event(
-            &mut a,
-            &Event::Started {
-                tiles: 1,
-                threads: 2,
-            },
-        );
-        on_event(
-            &mut a,
-            &Event::TileStarted {
-                year: 2000,
-                tile,
-                chunks_total: 16,
-            },
-        );
-        on_event(
-            &mut a,
-            &Event::TileProgress {
-                year: 2000,
-                tile,
-                chunks_done: 8,
-                chunks_total: 16,
-                bytes: 10,
-            },
-        );
+        let mut r = record(&["80N_180W"], 0);
+        r.running = vec![TileChunks {
+            tile: "2000/80N_170W".into(),
+            done: 8,
+            total: 16,
+        }];
+        r.queued = vec!["2000/70N_180W".into()];
+        r.pixel_bytes = 160_000;
+        a.apply_runs(vec![run("R1", "running", r)]);
+        assert!(a.writing);
         assert_eq!(
-            a.cell_state(2000, tile),
+            a.cell_state(2000, t("80N_170W")),
             CellState::Running { done: 8, total: 16 }
         );
-        assert_eq!(a.cell_state(2000, tile).glyph(), '5');
-        on_event(
-            &mut a,
-            &Event::TileWritten {
-                year: 2000,
-                tile,
-                chunks_stored: 16,
-                bytes: 10,
-                pixel_bytes: 160_000,
-            },
-        );
-        on_event(
-            &mut a,
-            &Event::Finished {
-                written: 1,
-                failed: 0,
-                cancelled: false,
-            },
-        );
-        assert_eq!(a.cell_state(2000, tile), CellState::Uncommitted);
-        on_key(&mut a, ch('c'));
+        assert_eq!(a.cell_state(2000, t("80N_170W")).glyph(), '5');
+        assert_eq!(a.cell_state(2000, t("70N_180W")), CellState::Queued);
         assert_eq!(
-            a.popup,
-            Some(Popup::CommitPrompt {
-                message: "write 1 tile: 2000/80N_180W".into()
-            })
+            a.cell_state(2000, t("80N_180W")),
+            CellState::Uncommitted,
+            "written by the run, not in the head yet"
         );
-        on_key(&mut a, key(KeyCode::Backspace));
-        on_key(&mut a, ch('!'));
-        let actions = on_key(&mut a, key(KeyCode::Enter));
         assert_eq!(
-            actions,
-            vec![Action::Commit("write 1 tile: 2000/80N_180!".into())]
+            (
+                a.progress.tiles_total,
+                a.progress.tiles_done,
+                a.progress.busy
+            ),
+            (3, 1, 1)
         );
+        assert_eq!(a.progress.pixel_bytes_done, 160_000);
+        // Once the head holds it, the tile shows as written.
+        a.coverage = Coverage {
+            tiles: [(
+                (2000, t("80N_180W")),
+                tilecube::cube::TileState::Written {
+                    chunks: 16,
+                    snapshot: "S".into(),
+                },
+            )]
+            .into(),
+        };
+        assert_eq!(a.cell_state(2000, t("80N_180W")), CellState::Written);
     }
 
     #[test]
-    fn quit_asks_first_while_work_is_unsaved() {
+    fn a_run_that_lands_or_ends_has_the_head_read_again_and_says_how_it_ended() {
         let mut a = app();
-        a.uncommitted.insert((2000, t("80N_180W")), 1);
-        assert!(on_key(&mut a, ch('q')).is_empty());
-        assert!(matches!(a.popup, Some(Popup::ConfirmQuit { .. })));
-        assert!(on_key(&mut a, key(KeyCode::Esc)).is_empty());
-        assert!(a.exit.is_none());
-        on_key(&mut a, ch('q'));
-        assert_eq!(on_key(&mut a, ch('y')), vec![Action::Quit]);
+        update(
+            &mut a,
+            Msg::Done(Done::Runs(vec![run("R1", "running", record(&[], 0))])),
+        );
+        assert!(
+            update(
+                &mut a,
+                Msg::Done(Done::Runs(vec![run(
+                    "R1",
+                    "running",
+                    record(&["80N_180W"], 0)
+                )]))
+            )
+            .is_empty(),
+            "written, not landed: nothing new in the head"
+        );
+        assert_eq!(
+            update(
+                &mut a,
+                Msg::Done(Done::Runs(vec![run(
+                    "R1",
+                    "running",
+                    record(&["80N_180W"], 1)
+                )]))
+            ),
+            vec![Action::Refresh],
+            "a checkpoint landed"
+        );
+        let mut done = record(&["80N_180W", "80N_170W"], 2);
+        done.state = ShardState::Cancelled;
+        done.commits = 2;
+        assert_eq!(
+            update(
+                &mut a,
+                Msg::Done(Done::Runs(vec![run("R1", "cancelled", done)]))
+            ),
+            vec![Action::Refresh]
+        );
+        assert!(!a.writing);
+        assert_eq!(
+            a.status_line,
+            "write finished: 2 written, 0 failed, cancelled (run R1, 2 commits)"
+        );
+        // A worker gone without a word: dead, and its unlanded tiles are not pending.
         let mut b = app();
+        b.apply_runs(vec![run("R2", "running", record(&["80N_180W"], 0))]);
+        b.apply_runs(vec![run("R2", "dead", record(&["80N_180W"], 0))]);
+        assert!(
+            b.status_line.contains("run R2 is dead"),
+            "{}",
+            b.status_line
+        );
+        assert_eq!(b.cell_state(2000, t("80N_180W")), CellState::Listed);
+    }
+
+    #[test]
+    fn a_runs_failures_show_with_their_reason_and_a_later_write_clears_them() {
+        let mut a = app();
+        let mut r = record(&[], 0);
+        r.failed = vec![RecordFailure {
+            year: 2000,
+            tile: "70N_180W".into(),
+            error: "has 3 bands; expected 1".into(),
+            attempts: 1,
+        }];
+        a.apply_runs(vec![run("R1", "running", r.clone())]);
+        let tile = t("70N_180W");
+        assert_eq!(a.cell_state(2000, tile), CellState::Failed);
+        assert_eq!(a.failed[&(2000, tile)].error, "has 3 bands; expected 1");
+        r.written_tiles.push("2000/70N_180W".into());
+        a.apply_runs(vec![run("R1", "running", r)]);
+        assert!(a.failed.is_empty(), "written after all");
+    }
+
+    #[test]
+    fn quit_with_a_run_going_asks_to_leave_it_running_or_cancel_it() {
+        let going = || {
+            let mut a = app();
+            a.apply_runs(vec![run("R1", "running", record(&[], 0))]);
+            assert!(on_key(&mut a, ch('q')).is_empty());
+            assert_eq!(a.popup, Some(Popup::Leave));
+            a
+        };
+        let mut a = going();
+        assert!(on_key(&mut a, key(KeyCode::Esc)).is_empty());
+        assert!(a.exit.is_none() && a.popup.is_none(), "Esc stays");
+        let mut a = going();
+        assert_eq!(
+            on_key(&mut a, key(KeyCode::Enter)),
+            vec![Action::Quit],
+            "the default leaves the run going"
+        );
+        assert_eq!(a.exit, Some(Exit::Quit));
+        let mut a = going();
+        assert_eq!(
+            on_key(&mut a, ch('c')),
+            vec![Action::CancelRuns(vec!["R1".into()]), Action::Quit]
+        );
+        let mut b = app();
+        b.apply_runs(vec![run("R0", "done", record(&["80N_180W"], 1))]);
         assert_eq!(
             on_key(&mut b, ch('q')),
             vec![Action::Quit],
-            "nothing to lose: quits at once"
+            "no run going: quits at once"
         );
-    }
-
-    #[test]
-    fn failed_tiles_keep_their_reason() {
-        let mut a = app();
-        let tile = t("70N_180W");
-        on_event(
-            &mut a,
-            &Event::TileFailed {
-                year: 2000,
-                tile,
-                error: "has 3 bands; expected 1".into(),
-                transient: false,
-                attempts: 1,
-            },
-        );
-        assert_eq!(a.cell_state(2000, tile), CellState::Failed);
-        assert_eq!(a.failed[&(2000, tile)].error, "has 3 bands; expected 1");
-    }
-
-    fn committed(tiles: &[(i32, &str)]) -> Committed {
-        let mut written = tilecube::cube::WrittenTiles::new();
-        for (y, n) in tiles {
-            written.entry(*y).or_default().insert(t(n), 16);
-        }
-        Committed {
-            snapshot: "SNAP1".into(),
-            message: "m".into(),
-            written,
-            staged: false,
-        }
     }
 
     #[test]
     fn finished_work_updates_the_state() {
         let mut a = app();
         a.writing = true;
-        let done = update(&mut a, Msg::Done(Done::Write(Ok(IngestReport::default()))));
-        assert!(done.is_empty());
-        assert!(!a.writing, "a finished write frees the pool");
-        a.writing = true;
-        update(&mut a, Msg::Done(Done::Write(Err("boom".into()))));
-        assert!(!a.writing);
+        update(&mut a, Msg::Done(Done::Launched(Err("boom".into()))));
+        assert!(!a.writing, "a launch that failed frees the pool");
         assert_eq!(a.status_line, "error: boom");
 
         a.popup = Some(Popup::QuickLook {
@@ -936,78 +905,54 @@ mod tests {
     }
 
     #[test]
-    fn commit_results_clear_or_keep_the_uncommitted_tiles() {
-        let mut a = app();
-        a.uncommitted.insert((2000, t("80N_180W")), 16);
-        a.committing = true;
-        let actions = update(&mut a, Msg::Done(Done::Commit(Err("conflict".into()))));
-        assert!(actions.is_empty());
-        assert!(!a.committing);
-        assert_eq!(a.uncommitted.len(), 1, "a failed commit keeps the tiles");
-        assert_eq!(a.status_line, "commit failed: conflict");
-
-        a.committing = true;
-        let actions = update(
-            &mut a,
-            Msg::Done(Done::Commit(Ok(Some(committed(&[(2000, "80N_180W")]))))),
-        );
-        assert_eq!(actions, vec![Action::Refresh], "the grid is read again");
-        assert!(a.uncommitted.is_empty() && !a.committing);
-        assert_eq!(a.status_line, "committed SNAP1");
-
-        // A checkpoint commit by the ingest takes every pending tile too.
-        a.uncommitted.insert((2000, t("80N_170W")), 16);
-        let actions = update(
-            &mut a,
-            Msg::Engine(Event::Committed {
-                snapshot: "SNAP2".into(),
-                message: "m".into(),
-                tiles: 1,
-            }),
-        );
-        assert_eq!(actions, vec![Action::Refresh]);
-        assert!(a.uncommitted.is_empty());
-    }
-
-    #[test]
-    fn signals_and_a_lost_terminal_stop_the_writes_and_ask_to_leave() {
+    fn signals_and_a_lost_terminal_leave_the_console_and_never_the_runs() {
         for (msg, code) in [
             (Msg::Signal(libc::SIGHUP), 129),
             (Msg::Signal(libc::SIGTERM), 143),
             (Msg::TerminalLost, 129),
         ] {
             let mut a = app();
-            a.writing = true;
-            a.uncommitted.insert((2000, t("80N_180W")), 16);
+            a.apply_runs(vec![run("R1", "running", record(&[], 0))]);
             let actions = update(&mut a, msg);
-            assert_eq!(actions, vec![Action::Cancel], "running tiles stop");
+            assert_eq!(actions, vec![Action::Quit], "no cancel: the run goes on");
             let exit = a.exit.expect("the console leaves");
             assert_eq!(exit.code(), code);
-            assert!(
-                exit.commits_finished_tiles(),
-                "finished tiles are committed"
-            );
             // A second signal changes nothing.
             update(&mut a, Msg::Signal(libc::SIGINT));
             assert_eq!(a.exit.map(|e| e.code()), Some(code));
         }
-        let mut a = app();
-        on_key(&mut a, ch('q'));
-        assert_eq!(a.exit, Some(Exit::Quit));
-        assert!(
-            !Exit::Quit.commits_finished_tiles(),
-            "the operator chose to leave them"
-        );
     }
 
     #[test]
-    fn polling_checks_the_head_only_when_idle_and_refreshes_when_it_moved() {
+    fn runs_are_watched_only_while_one_is_going_and_never_twice_at_once() {
+        let mut a = app();
+        assert!(update(&mut a, Msg::Watch).is_empty(), "nothing to watch");
+        a.apply_runs(vec![run("R1", "running", record(&[], 0))]);
+        assert_eq!(
+            update(&mut a, Msg::Watch),
+            vec![Action::WatchRuns(vec!["R1".into()])]
+        );
+        assert!(update(&mut a, Msg::Watch).is_empty(), "a read is under way");
+        update(
+            &mut a,
+            Msg::Done(Done::Runs(vec![run("R1", "running", record(&[], 0))])),
+        );
+        assert_eq!(update(&mut a, Msg::Watch).len(), 1);
+    }
+
+    #[test]
+    fn polling_checks_the_head_and_the_runs_and_refreshes_when_the_head_moved() {
         let mut a = app();
         a.head = Some("H1".into());
-        assert_eq!(update(&mut a, Msg::Poll), vec![Action::CheckHead]);
-        a.writing = true;
-        assert!(update(&mut a, Msg::Poll).is_empty(), "not while writing");
-        a.writing = false;
+        assert_eq!(
+            update(&mut a, Msg::Poll),
+            vec![Action::CheckHead, Action::ScanRuns]
+        );
+        assert_eq!(
+            update(&mut a, Msg::Poll),
+            vec![Action::CheckHead],
+            "the runs' read is under way"
+        );
         assert!(update(&mut a, Msg::Done(Done::Head(Some("H1".into())))).is_empty());
         assert_eq!(
             update(&mut a, Msg::Done(Done::Head(Some("H2".into())))),

@@ -82,7 +82,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
             ])
             .split(cols[1]);
         draw_details(frame, app, side[0]);
-        draw_session(frame, app, side[1]);
+        draw_runs(frame, app, side[1]);
         if app.show_logs && side[2].height > 12 {
             let parts = Layout::default()
                 .direction(Direction::Vertical)
@@ -104,15 +104,15 @@ pub fn draw(frame: &mut Frame, app: &App) {
         };
         match app.focus {
             Focus::Grid => draw_details(frame, app, rest),
-            Focus::Session if app.show_logs && rest.height > 6 => {
+            Focus::Runs if app.show_logs && rest.height > 6 => {
                 let parts = Layout::default()
                     .direction(Direction::Vertical)
                     .constraints([Constraint::Length(4), Constraint::Min(2)])
                     .split(rest);
-                draw_session(frame, app, parts[0]);
+                draw_runs(frame, app, parts[0]);
                 draw_logs(frame, parts[1]);
             }
-            Focus::Session => draw_session(frame, app, rest),
+            Focus::Runs => draw_runs(frame, app, rest),
             Focus::History => draw_history(frame, app, rest),
         }
     }
@@ -294,13 +294,32 @@ fn draw_details(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(p, area);
 }
 
-fn draw_session(frame: &mut Frame, app: &App, area: Rect) {
-    let chunks: u64 = app.uncommitted.values().sum();
-    let mut lines = vec![Line::from(format!(
-        "uncommitted tiles {}  changed chunks {}",
-        app.uncommitted.len(),
-        chunks
-    ))];
+/// The runs panel: the newest run of the repository (going or how it ended), its log, and
+/// the failed tiles and last commit.
+fn draw_runs(frame: &mut Frame, app: &App, area: Rect) {
+    let mut lines = Vec::new();
+    match app.runs.first() {
+        Some(run) => {
+            let commits = run.record.as_ref().map(|r| r.commits).unwrap_or(0);
+            lines.push(Line::from(format!(
+                "run {} {}  {}/{} tiles  {} failed  {} commits",
+                run.info.id, run.state, run.tiles_done, run.tiles_total, run.failed, commits
+            )));
+            let more = app
+                .active_runs()
+                .filter(|r| r.info.id != run.info.id)
+                .count();
+            if more > 0 {
+                lines.push(Line::from(format!(
+                    "{more} more runs going (x cancels all)"
+                )));
+            }
+            lines.push(Line::from(format!("log {}", run.log.display())));
+        }
+        None => lines.push(Line::from(
+            "no run yet: w launches one; it goes on if the console leaves",
+        )),
+    }
     if !app.failed.is_empty() {
         lines.push(Line::styled(
             format!(
@@ -321,7 +340,7 @@ fn draw_session(frame: &mut Frame, app: &App, area: Rect) {
     }
     let p = Paragraph::new(lines)
         .wrap(Wrap { trim: true })
-        .block(panel(" session ", app.focus == Focus::Session));
+        .block(panel(" runs ", app.focus == Focus::Runs));
     frame.render_widget(p, area);
 }
 
@@ -466,19 +485,11 @@ fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect) {
                 Line::from(format!(
                     "Write {tiles} tiles of {years} year(s) on {threads} threads?"
                 )),
+                Line::from("It runs on its own: leaving the console never stops it."),
                 Line::from("Enter/y: write   Esc/n: cancel"),
             ],
-            50,
-            4,
-        ),
-        Popup::CommitPrompt { message } => (
-            " commit message ",
-            vec![
-                Line::from(format!("{message}_")),
-                Line::from("Enter: commit   Esc: cancel"),
-            ],
-            area.width.saturating_sub(4).min(100),
-            4,
+            60,
+            5,
         ),
         Popup::TagPrompt { snapshot, name } => (
             " tag ",
@@ -489,15 +500,22 @@ fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect) {
             50,
             4,
         ),
-        Popup::ConfirmQuit { reason } => (
-            " quit ",
-            vec![
-                Line::from(format!("Quit while {reason}?")),
-                Line::from("Enter/y: quit   Esc/n: stay"),
-            ],
-            50,
-            4,
-        ),
+        Popup::Leave => {
+            let (going, done, total) = app.active_runs().fold((0, 0, 0), |(n, d, t), r| {
+                (n + 1, d + r.tiles_done, t + r.tiles_total)
+            });
+            (
+                " quit ",
+                vec![
+                    Line::from(format!("{going} run(s) going: {done}/{total} tiles.")),
+                    Line::from("Enter/l: leave running and quit"),
+                    Line::from("c: cancel (finished tiles kept) and quit"),
+                    Line::from("Esc: stay"),
+                ],
+                50,
+                6,
+            )
+        }
         Popup::Plan => {
             let inner_w = area.width.saturating_sub(2).min(78);
             let inner_h = area.height.saturating_sub(2);
@@ -662,8 +680,7 @@ mod tests {
             written: 2,
             landed: 2,
             failed,
-            current: vec![],
-            bytes: 0,
+            ..Default::default()
         };
         let failure = RecordFailure {
             year: 2000,
@@ -728,14 +745,32 @@ mod tests {
 
     #[test]
     fn running_with_progress() {
+        use tilecube::scaleout::ShardRecord;
+        use tilecube::scaleout::record::TileChunks;
         let mut a = app();
-        a.writing = true;
-        a.running.insert((2000, t("80N_180W")), (3, 16));
-        a.queued.insert((2000, t("80N_160W")));
-        a.progress.tiles_total = 2;
-        a.progress.threads = 2;
-        a.progress.busy = 1;
+        let record = ShardRecord {
+            jobs: 3,
+            written: 1,
+            threads: 2,
+            running: vec![TileChunks {
+                tile: "2000/80N_180W".into(),
+                done: 3,
+                total: 16,
+            }],
+            queued: vec!["2000/80N_160W".into()],
+            written_tiles: vec!["2000/70N_180W".into()],
+            // Started now: the ETA reads 0 s whenever the test runs.
+            started: chrono::Utc::now(),
+            ..Default::default()
+        };
+        a.apply_runs(vec![crate::tui::state::fixtures::run(
+            "7c1e0a9b3f21",
+            "running",
+            record,
+        )]);
         both("running", &a);
+        a.focus = Focus::Runs;
+        both("running_runs_panel", &a);
     }
 
     #[test]
@@ -789,9 +824,17 @@ mod tests {
         let mut a = app();
         a.popup = Some(Popup::Help);
         both("help", &a);
-        a.popup = Some(Popup::ConfirmQuit {
-            reason: "written tiles are not committed".into(),
-        });
+        let record = tilecube::scaleout::ShardRecord {
+            jobs: 10,
+            landed: 4,
+            ..Default::default()
+        };
+        a.apply_runs(vec![crate::tui::state::fixtures::run(
+            "7c1e0a9b3f21",
+            "running",
+            record,
+        )]);
+        a.popup = Some(Popup::Leave);
         both("quit_confirm", &a);
     }
 
@@ -805,7 +848,7 @@ mod tests {
                 attempts: 1,
             },
         );
-        a.uncommitted.insert((2000, t("80N_160W")), 1);
+        a.uncommitted.insert((2000, t("80N_160W")));
         a.color = false;
         both("no_color", &a);
         let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
