@@ -15,6 +15,7 @@ pub mod grid;
 pub mod ingest;
 pub mod netem;
 pub mod nginx;
+pub mod overview;
 pub mod preset;
 pub mod runs;
 pub mod scaleout;

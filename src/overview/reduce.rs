@@ -1,0 +1,212 @@
+//! The 2×2 reduction of one pyramid level into the next: each output pixel summarises the
+//! (up to) four input pixels it covers.
+//!
+//! Invariants: an output of a `w`×`h` input is `ceil(w/2)`×`ceil(h/2)`; at the right and
+//! bottom edges, where a 2×2 block is cut, only the pixels present are used; the fill value
+//! never outvotes data: it is the output only when every pixel present is fill. `Mode` (for
+//! categorical data) takes the most frequent value, ties going to the smallest; `Average`
+//! (for continuous data) takes the mean of the non-fill pixels, rounded half up.
+
+use serde::{Deserialize, Serialize};
+
+/// How a 2×2 block becomes one pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resampling {
+    /// The most frequent value (ties to the smallest); for classes such as land cover.
+    #[default]
+    Mode,
+    /// The mean of the values, rounded half up; for continuous quantities.
+    Average,
+}
+
+impl Resampling {
+    /// The name the `multiscales` convention records (`resampling_method`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mode => "mode",
+            Self::Average => "average",
+        }
+    }
+}
+
+/// The size of the reduction of a `w`×`h` raster: halves, rounded up.
+pub fn reduced_size(w: usize, h: usize) -> (usize, usize) {
+    (w.div_ceil(2), h.div_ceil(2))
+}
+
+/// Reduce a row-major `w`×`h` raster by 2×2 with `how`, treating `fill` as no data.
+///
+/// # Panics
+/// If `src` is not `w * h` long (a caller's bug, never input data).
+pub fn reduce(src: &[u8], w: usize, h: usize, fill: u8, how: Resampling) -> Vec<u8> {
+    assert_eq!(src.len(), w * h, "reduce: the raster is not {w}×{h}");
+    let (ow, oh) = reduced_size(w, h);
+    let mut out = vec![fill; ow * oh];
+    let mut block = [0u8; 4];
+    for oy in 0..oh {
+        let y0 = 2 * oy;
+        let rows = if y0 + 1 < h { 2 } else { 1 };
+        for ox in 0..ow {
+            let x0 = 2 * ox;
+            let cols = if x0 + 1 < w { 2 } else { 1 };
+            let mut n = 0;
+            for dy in 0..rows {
+                let row = (y0 + dy) * w;
+                for dx in 0..cols {
+                    let v = src[row + x0 + dx];
+                    if v != fill {
+                        block[n] = v;
+                        n += 1;
+                    }
+                }
+            }
+            if n > 0 {
+                out[oy * ow + ox] = match how {
+                    Resampling::Mode => mode(&mut block[..n]),
+                    Resampling::Average => average(&block[..n]),
+                };
+            }
+        }
+    }
+    out
+}
+
+/// The most frequent of up to four values, the smallest on a tie.
+fn mode(values: &mut [u8]) -> u8 {
+    values.sort_unstable();
+    let (mut best, mut best_n) = (values[0], 0);
+    let mut i = 0;
+    while i < values.len() {
+        let mut j = i;
+        while j < values.len() && values[j] == values[i] {
+            j += 1;
+        }
+        // Sorted ascending: a later run must be strictly longer to win, so ties keep the
+        // smallest value.
+        if j - i > best_n {
+            best = values[i];
+            best_n = j - i;
+        }
+        i = j;
+    }
+    best
+}
+
+/// The mean of up to four values, rounded half up.
+fn average(values: &[u8]) -> u8 {
+    let n = values.len() as u32;
+    let sum: u32 = values.iter().map(|&v| v as u32).sum();
+    ((2 * sum + n) / (2 * n)) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const FILL: u8 = 255;
+
+    /// The reduction as the definition says it, one output pixel at a time, with no
+    /// shortcut: the reference the fast loop is held to.
+    fn reference(src: &[u8], w: usize, h: usize, how: Resampling) -> Vec<u8> {
+        let mut out = Vec::new();
+        for oy in 0..h.div_ceil(2) {
+            for ox in 0..w.div_ceil(2) {
+                let mut present = Vec::new();
+                for y in 2 * oy..(2 * oy + 2).min(h) {
+                    for x in 2 * ox..(2 * ox + 2).min(w) {
+                        if src[y * w + x] != FILL {
+                            present.push(src[y * w + x]);
+                        }
+                    }
+                }
+                out.push(if present.is_empty() {
+                    FILL
+                } else {
+                    match how {
+                        Resampling::Mode => {
+                            let mut counts = BTreeMap::<u8, usize>::new();
+                            for v in &present {
+                                *counts.entry(*v).or_default() += 1;
+                            }
+                            let top = counts.values().copied().max().unwrap_or(0);
+                            // BTreeMap iterates ascending: the first at the top count is
+                            // the smallest.
+                            counts
+                                .iter()
+                                .find(|(_, c)| **c == top)
+                                .map(|(v, _)| *v)
+                                .unwrap_or(FILL)
+                        }
+                        Resampling::Average => {
+                            let sum: f64 = present.iter().map(|&v| v as f64).sum();
+                            (sum / present.len() as f64 + 0.5).floor() as u8
+                        }
+                    }
+                });
+            }
+        }
+        out
+    }
+
+    /// A deterministic raster of few classes and some fill, so ties and fill both occur.
+    fn raster(w: usize, h: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..w * h)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match x % 7 {
+                    0 => FILL,
+                    k => [10, 20, 30, 40, 50, 60][k as usize - 1],
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_size_and_method_matches_the_definition_edges_included() {
+        for (w, h) in [(1, 1), (2, 2), (3, 5), (7, 4), (16, 9), (33, 31)] {
+            for seed in 0..4 {
+                let src = raster(w, h, seed);
+                for how in [Resampling::Mode, Resampling::Average] {
+                    let got = reduce(&src, w, h, FILL, how);
+                    assert_eq!(got.len(), w.div_ceil(2) * h.div_ceil(2));
+                    assert_eq!(
+                        got,
+                        reference(&src, w, h, how),
+                        "{w}×{h} seed {seed} {how:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mode_breaks_ties_to_the_smallest_and_fill_never_outvotes_data() {
+        // 2×2 blocks, row-major, each its own case.
+        let cases: [([u8; 4], u8); 5] = [
+            ([30, 10, 10, 30], 10),     // tie: smallest
+            ([50, 40, 40, 40], 40),     // majority
+            ([FILL, FILL, FILL, 7], 7), // fill ignored
+            ([FILL; 4], FILL),          // all fill
+            ([9, 8, 7, 6], 6),          // all different: smallest
+        ];
+        for (block, want) in cases {
+            assert_eq!(
+                reduce(&block, 2, 2, FILL, Resampling::Mode),
+                vec![want],
+                "{block:?}"
+            );
+        }
+        assert_eq!(
+            reduce(&[1, 2, FILL, FILL], 2, 2, FILL, Resampling::Average),
+            vec![2],
+            "1.5 rounds half up; fill is not averaged in"
+        );
+    }
+}
