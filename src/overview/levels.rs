@@ -40,7 +40,7 @@ pub fn pyramid(width: u64, height: u64, tile: u64, chunk: u64) -> Vec<Level> {
         factor *= 2;
         w = width.div_ceil(factor);
         let h = height.div_ceil(factor);
-        let tile_pixels = (tile % factor == 0).then(|| tile / factor);
+        let tile_pixels = tile.is_multiple_of(factor).then(|| tile / factor);
         let level_chunk = match tile_pixels {
             Some(t) => largest_divisor_at_most(t, chunk),
             None => chunk.min(w.max(h)),
@@ -61,7 +61,7 @@ fn largest_divisor_at_most(n: u64, limit: u64) -> u64 {
     if n <= limit {
         return n;
     }
-    (1..=limit).rev().find(|d| n % d == 0).unwrap_or(1)
+    (1..=limit).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
 }
 
 #[cfg(test)]
