@@ -245,7 +245,6 @@ pub async fn write(local: &Settings, flags: &Flags, args: &WriteArgs) -> Result<
             written: 0,
             landed: 0,
             failed: vec![],
-            current: vec![],
             bytes: 0,
             threads: 0,
             queued: jobs

@@ -218,20 +218,9 @@ impl Cube {
         let Some(top) = known.first() else {
             return self.history().await;
         };
-        let reading = |e| CubeError::icechunk("reading the history", e);
-        let mut stream = Box::pin(
-            self.repo
-                .ancestry(&VersionInfo::BranchTipRef(self.branch.clone()))
-                .await
-                .map_err(reading)?,
-        );
-        let mut out = Vec::new();
-        while let Some(info) = stream.try_next().await.map_err(reading)? {
-            if info.id.to_string() == top.id {
-                out.extend_from_slice(known);
-                break;
-            }
-            out.push(Commit::from_info(info));
+        let (mut out, found) = self.ancestry_until(&top.id).await?;
+        if found {
+            out.extend_from_slice(known);
         }
         Ok(out)
     }
@@ -240,6 +229,12 @@ impl Cube {
     /// read, so the cost follows the commits since `stop`, not the whole history. When
     /// `stop` is not an ancestor, the whole ancestry is read.
     pub async fn history_until(&self, stop: &str) -> Result<Vec<Commit>, CubeError> {
+        Ok(self.ancestry_until(stop).await?.0)
+    }
+
+    /// The branch's ancestry, newest first, down to (not including) `stop`, and whether
+    /// `stop` was met (else the whole ancestry was read).
+    async fn ancestry_until(&self, stop: &str) -> Result<(Vec<Commit>, bool), CubeError> {
         let reading = |e| CubeError::icechunk("reading the history", e);
         let mut stream = Box::pin(
             self.repo
@@ -250,11 +245,11 @@ impl Cube {
         let mut out = Vec::new();
         while let Some(info) = stream.try_next().await.map_err(reading)? {
             if info.id.to_string() == stop {
-                break;
+                return Ok((out, true));
             }
             out.push(Commit::from_info(info));
         }
-        Ok(out)
+        Ok((out, false))
     }
 
     /// The tiles recorded as written in an ancestry (newest first), with the snapshot that

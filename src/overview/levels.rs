@@ -61,7 +61,10 @@ fn largest_divisor_at_most(n: u64, limit: u64) -> u64 {
     if n <= limit {
         return n;
     }
-    (1..=limit).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
+    (1..=limit)
+        .rev()
+        .find(|d| n.is_multiple_of(*d))
+        .unwrap_or(1)
 }
 
 #[cfg(test)]

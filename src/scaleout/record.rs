@@ -96,8 +96,6 @@ pub struct ShardRecord {
     /// Tiles this attempt landed: committed to the branch, or staged.
     pub landed: usize,
     pub failed: Vec<RecordFailure>,
-    /// Tiles being written now ("2000/10N_010E").
-    pub current: Vec<String>,
     /// Encoded bytes uploaded.
     pub bytes: u64,
     /// Reader/encoder threads of the task.
@@ -294,7 +292,6 @@ impl Recorder {
         if !due {
             return Ok(());
         }
-        self.record.current = self.current.keys().cloned().collect();
         self.record.running = self
             .current
             .iter()

@@ -356,8 +356,8 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
     }
     // Everything else acts on the repository; `update` asks for none of it while loading.
     let Some(cube) = rt.cube.clone() else {
-        app.writing = app.runs.iter().any(tilecube::runs::Run::is_active);
-        app.queued.clear();
+        app.launching.clear();
+        app.derive_from_runs();
         app.status_line = "the repository is not open yet".into();
         return;
     };

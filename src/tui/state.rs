@@ -234,6 +234,8 @@ pub struct App {
     pub runs: Vec<Run>,
     /// A read of the runs is under way (polls do not pile up behind a slow disk).
     pub reading_runs: bool,
+    /// Tiles of a launch not answered yet: queued until the run is there to say more.
+    pub launching: BTreeSet<(i32, TileName)>,
 }
 
 /// How many runs of the repository the console keeps in view.
@@ -274,6 +276,7 @@ impl App {
             plan: None,
             runs: Vec::new(),
             reading_runs: false,
+            launching: BTreeSet::new(),
         }
     }
 
@@ -431,9 +434,9 @@ impl App {
         ended || record.landed > landed_before
     }
 
-    /// The grid's running, queued and not-yet-committed tiles and the status line's figures,
-    /// from the runs.
-    fn derive_from_runs(&mut self) {
+    /// The grid's running, queued and not-yet-committed tiles, the status line's figures and
+    /// whether a write is going, from the runs (and a launch not answered yet).
+    pub fn derive_from_runs(&mut self) {
         self.running.clear();
         self.queued.clear();
         self.uncommitted.clear();
@@ -472,7 +475,8 @@ impl App {
             p.threads += record.threads;
             p.busy += record.running.len();
         }
-        self.writing = self.runs.iter().any(Run::is_active);
+        self.queued.extend(self.launching.iter().copied());
+        self.writing = self.runs.iter().any(Run::is_active) || !self.launching.is_empty();
         self.progress = p;
     }
 }

@@ -157,28 +157,26 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             }
             return actions;
         }
-        Done::Launched(Ok(id)) => {
-            app.status_line = format!("run {id} launched: it goes on if the console leaves");
-            log::info!("run {id} launched");
-            return vec![Action::WatchRuns(vec![id])];
-        }
-        Done::Launched(Err(e)) => {
-            app.writing = app.runs.iter().any(tilecube::runs::Run::is_active);
-            app.queued.clear();
-            app.status_line = format!("error: {e}");
-            log::error!("{e}");
+        Done::Launched(r) => {
+            app.launching.clear();
+            app.derive_from_runs();
+            match r {
+                Ok(id) => {
+                    app.status_line =
+                        format!("run {id} launched: it goes on if the console leaves");
+                    log::info!("run {id} launched");
+                    return vec![Action::WatchRuns(vec![id])];
+                }
+                Err(e) => {
+                    app.status_line = format!("error: {e}");
+                    log::error!("{e}");
+                }
+            }
         }
         Done::Runs(runs) => {
             app.reading_runs = false;
-            let waiting_launch = app.writing && app.active_runs().next().is_none();
-            let queued = std::mem::take(&mut app.queued);
             if app.apply_runs(runs) {
                 return vec![Action::Refresh];
-            }
-            // Launched, not yet read: the tiles stay queued until the run's record shows.
-            if waiting_launch && !app.writing {
-                app.writing = true;
-                app.queued = queued;
             }
         }
         Done::Cancelled(Ok(said)) => {
@@ -485,9 +483,9 @@ fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
                 let tiles: Vec<_> = std::mem::take(&mut app.selected).into_iter().collect();
                 for t in &tiles {
                     app.failed.remove(t);
-                    app.queued.insert(*t);
                 }
-                app.writing = true;
+                app.launching = tiles.iter().copied().collect();
+                app.derive_from_runs();
                 app.status_line = format!("launching a run of {} tiles", tiles.len());
                 return vec![Action::Launch(tiles)];
             } else if is_no(&key) {
