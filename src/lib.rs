@@ -13,6 +13,7 @@ pub mod cube;
 pub mod demo;
 pub mod grid;
 pub mod ingest;
+pub mod legend;
 pub mod netem;
 pub mod nginx;
 pub mod overview;

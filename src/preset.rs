@@ -8,6 +8,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::overview::Resampling;
+
 /// The preset embedded in the binary: GLAD land cover and land use 2000-2020.
 pub const GLAD_TOML: &str = include_str!("../assets/glad.toml");
 
@@ -38,6 +40,31 @@ pub struct Preset {
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
     pub source: SourceSpec,
+    /// The multiscale pyramid written with every tile (on unless the preset says `off`).
+    #[serde(default)]
+    pub overviews: OverviewSpec,
+}
+
+/// The overview pyramid of a preset's cubes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverviewSpec {
+    /// Write overview levels at all.
+    pub enabled: bool,
+    /// How a 2×2 block becomes one pixel: `mode` for classes, `average` for quantities.
+    pub resampling: Resampling,
+    /// The coarsest level is the first at most this many pixels wide.
+    pub coarsest_width: u64,
+}
+
+impl Default for OverviewSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            resampling: Resampling::Mode,
+            coarsest_width: crate::overview::MAX_COARSEST_WIDTH,
+        }
+    }
 }
 
 /// The tiling grid: where tiles sit on the globe and how many pixels they hold.
@@ -149,6 +176,9 @@ impl Preset {
             if !self.source.tile.contains(key) {
                 return Err(invalid(format!("source.tile must contain {key}")));
             }
+        }
+        if self.overviews.coarsest_width == 0 {
+            return Err(invalid("overviews.coarsest_width must be positive".into()));
         }
         if !self.source.list.contains("{year}") {
             return Err(invalid("source.list must contain {year}".into()));

@@ -60,3 +60,29 @@ fn spec_version_1_cube_reads_in_python_like_the_seed() {
         "{stdout}"
     );
 }
+
+#[test]
+fn xarray_opens_every_overview_level_and_each_equals_numpys_reduction() {
+    let w = Work::with_overviews(Some(100));
+    let names = ["80N_180W", "00N_000E", "00N_010E", "50S_170E"];
+    for name in names {
+        w.tile(2010, name, Flaw::None);
+    }
+    w.list(2010, &names, "");
+    w.ok(&["init", "--spec-version", "1"]);
+    w.ok(&["write", "--all", "--commit-every", "2"]);
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/overviews.py");
+    let out = std::process::Command::new(common::python())
+        .arg(script)
+        .arg(w.repo())
+        .arg("2")
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("overviews ok: 8 levels"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -624,7 +624,7 @@ async fn commit_cost(tiles: usize) -> Result<(Duration, Duration)> {
     let payload = {
         let session = WriteSession::open(&cube).await?;
         session
-            .prepare_upload([0, 0, 0])
+            .prepare_upload(0, [0, 0, 0])
             .await?
             .run(Some(chunk))
             .await?

@@ -361,7 +361,7 @@ async fn record_and_commit(cube: &Cube, tile: TileName, n: usize) -> Result<Dura
         .context("encoding a chunk")?;
     let session = WriteSession::open(cube).await?;
     let payload = session
-        .prepare_upload([0, 0, 0])
+        .prepare_upload(0, [0, 0, 0])
         .await?
         .run(Some(chunk))
         .await?

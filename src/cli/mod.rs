@@ -20,6 +20,7 @@ use tilecube::ingest::{self, Event, EventSink, Journal, Selection};
 use tilecube::scaleout::record::Recorder;
 use tilecube::source::{ListProblem, TileList};
 
+mod pyramid;
 mod runs;
 mod shard;
 
@@ -69,6 +70,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build or refresh the overview pyramid of a cube (one written before it had one).
+    Overviews(pyramid::OverviewsArgs),
+    /// Draw a level of one year as a PNG coloured with the legend.
+    Map(pyramid::MapArgs),
     /// Check every chunk the branch head references against the objects in storage.
     Verify {
         #[arg(long)]
@@ -200,6 +205,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Merge(args)) => rt.block_on(shard::merge(&settings, &cli.global, &args)),
         Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
         Some(Command::Verify { json }) => rt.block_on(verify(&settings, json)),
+        Some(Command::Overviews(args)) => rt.block_on(pyramid::overviews(&settings, &args)),
+        Some(Command::Map(args)) => rt.block_on(pyramid::map(&settings, &args)),
         Some(Command::Demo { dir, pixels }) => rt.block_on(demo(&settings, dir, pixels)),
         Some(Command::Bench(_)) => Ok(0),
         Some(Command::Tui { plan: None }) => {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::grid::{Cell, Grid, TileName};
+use crate::overview::{Level, Resampling, pyramid_to};
 use crate::preset::Preset;
 
 use super::CubeError;
@@ -37,6 +38,28 @@ pub struct Layout {
     pub variable_attributes: BTreeMap<String, String>,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+    /// The overview pyramid, when the cube has one (`None`: a cube laid out without, or
+    /// before overviews existed; `tilecube overviews` adds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overviews: Option<Overviews>,
+}
+
+/// How a cube's overview levels are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overviews {
+    pub resampling: Resampling,
+    pub coarsest_width: u64,
+}
+
+impl Overviews {
+    /// The pyramid of a preset, unless it switches overviews off.
+    pub fn of_preset(preset: &Preset) -> Option<Self> {
+        let o = &preset.overviews;
+        o.enabled.then_some(Self {
+            resampling: o.resampling,
+            coarsest_width: o.coarsest_width,
+        })
+    }
 }
 
 impl Layout {
@@ -58,6 +81,43 @@ impl Layout {
             epsg: grid.epsg,
             variable_attributes: preset.variable.attributes.clone(),
             attributes: preset.attributes.clone(),
+            overviews: Overviews::of_preset(preset),
+        }
+    }
+
+    /// The overview levels, finest first (none when the cube has no pyramid).
+    pub fn levels(&self) -> Vec<Level> {
+        let Some(o) = self.overviews else {
+            return Vec::new();
+        };
+        let (h, w) = self.grid().shape();
+        pyramid_to(w, h, self.tile_pixels, self.chunk_pixels, o.coarsest_width)
+    }
+
+    /// The overview levels written with each tile (a tile maps to whole chunks of them).
+    pub fn tile_levels(&self) -> Vec<Level> {
+        self.levels()
+            .into_iter()
+            .take_while(|l| !l.is_coarse())
+            .collect()
+    }
+
+    /// Path of the data variable of level `k` (0: the cube itself, `k`: the `k`th overview).
+    pub fn level_path(&self, k: usize) -> String {
+        match k.checked_sub(1).and_then(|i| self.levels().get(i).copied()) {
+            Some(level) => format!("/{}/{}", level.group(), self.variable),
+            None => self.variable_path(),
+        }
+    }
+
+    /// Array shape (year, y, x) and chunk shape of level `k` (0: the cube itself).
+    pub fn level_shape(&self, k: usize) -> ([u64; 3], [u64; 3]) {
+        match k.checked_sub(1).and_then(|i| self.levels().get(i).copied()) {
+            Some(l) => (
+                [self.years.len() as u64, l.height, l.width],
+                [1, l.chunk, l.chunk],
+            ),
+            None => (self.shape(), self.chunk_shape()),
         }
     }
 
@@ -158,7 +218,14 @@ impl Layout {
 
     /// The GDAL geotransform of the whole cube, as GDAL writes it in attributes.
     pub fn geotransform_attr(&self) -> String {
-        let g = self.grid().geotransform();
+        self.geotransform_attr_at(1)
+    }
+
+    /// The GDAL geotransform of a level `factor` times coarser, as GDAL writes it.
+    pub fn geotransform_attr_at(&self, factor: u64) -> String {
+        let mut g = self.grid().geotransform();
+        g[1] *= factor as f64;
+        g[5] *= factor as f64;
         format!(
             "{:.1} {} {:.1} {:.1} {:.1} {}",
             g[0], g[1], g[2], g[3], g[4], g[5]

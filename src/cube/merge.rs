@@ -7,6 +7,10 @@
 //! number of batches and memory follows the batch, not the cube. On a spec 1 repository,
 //! which cannot amend, everything lands in one commit at the end.
 //!
+//! Staged parts hold the overview levels their shards wrote with each tile; the coarse levels,
+//! whose chunks span tiles of several shards, are refreshed for the batch's tiles before the
+//! batch lands.
+//!
 //! Invariants: a staged part is merged whole or not at all (a part that cannot be read stops
 //! the merge before its batch is committed); each batch's commit records every tile merged so
 //! far; a batch amends only a commit this merger made and that is still the branch's tip,
@@ -96,10 +100,19 @@ impl Merger {
                 .is_some_and(|c| *c == self.session.snapshot_id().to_string());
         let props = written_properties_with(if amend { all } else { since_last }, tags);
         let id = if amend {
+            super::overviews::refresh_coarse(&mut self.session, &self.cube.layout, since_last)
+                .await?;
             super::repo::amend(&self.cube, &mut self.session, message, props).await?
         } else {
             self.commits += 1;
-            super::repo::commit(&self.cube, &mut self.session, message, props).await?
+            super::overviews::commit_refreshing(
+                &self.cube,
+                &mut self.session,
+                since_last,
+                message,
+                props,
+            )
+            .await?
         }
         .to_string();
         self.session = self.cube.writable_session().await?;

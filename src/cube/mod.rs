@@ -13,6 +13,8 @@ mod layout;
 mod location;
 mod lock;
 mod merge;
+mod overviews;
+mod overviews_build;
 mod repo;
 mod session;
 mod snapshots;
@@ -25,10 +27,12 @@ pub use history::{
     Commit, PlanTag, TileRecord, WrittenTiles, commit_message, written_properties,
     written_properties_with,
 };
-pub use layout::{Layout, SPATIAL_REF_ATTRS_KEY};
+pub use layout::{Layout, Overviews, SPATIAL_REF_ATTRS_KEY};
 pub use location::{RepoLocation, S3Settings};
 pub use lock::LOCK_FILE;
 pub use merge::{Merger, limit_allocator_arenas};
+pub use overviews::{LevelImage, MAX_LEVEL_READ};
+pub use overviews_build::OverviewReport;
 pub use repo::{Cube, InitOptions, SpecVersion};
 pub use session::{Committed, Stager, WriteSession};
 pub use snapshots::TileKey;

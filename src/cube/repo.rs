@@ -64,7 +64,7 @@ pub struct Cube {
 /// Number of attempts to rebase a commit over concurrent commits to the branch.
 const REBASE_ATTEMPTS: u16 = 50;
 
-fn repo_config(layout: &Layout) -> RepositoryConfig {
+pub(crate) fn repo_config(layout: &Layout) -> RepositoryConfig {
     // One manifest per tile and year: a commit rewrites only the manifests of the tiles it
     // touched, so commits stay cheap however full the cube gets.
     let n = layout.tile_pixels.div_ceil(layout.chunk_pixels) as u32;
@@ -82,13 +82,38 @@ fn repo_config(layout: &Layout) -> RepositoryConfig {
             num_chunks: n,
         },
     ];
-    let splitting = ManifestSplittingConfig {
-        split_sizes: Some(vec![(
+    let mut split_sizes = vec![(
+        ManifestSplitCondition::PathMatches {
+            regex: format!("^/{}$", regex_escape(&layout.variable)),
+        },
+        dims,
+    )];
+    // Overview levels: one manifest per tile and year where a tile maps to whole chunks,
+    // one per year for the coarse levels (small: a few hundred chunks a year).
+    for level in layout.levels() {
+        let n = level
+            .tile_pixels
+            .map(|t| (t / level.chunk) as u32)
+            .unwrap_or(u32::MAX);
+        split_sizes.push((
             ManifestSplitCondition::PathMatches {
-                regex: format!("^/{}$", regex_escape(&layout.variable)),
+                regex: format!(
+                    "^/{}/{}$",
+                    regex_escape(&level.group()),
+                    regex_escape(&layout.variable)
+                ),
             },
-            dims,
-        )]),
+            ["year", "y", "x"]
+                .into_iter()
+                .map(|name| ManifestSplitDim {
+                    condition: ManifestSplitDimCondition::DimensionName(name.into()),
+                    num_chunks: if name == "year" { 1 } else { n },
+                })
+                .collect(),
+        ));
+    }
+    let splitting = ManifestSplittingConfig {
+        split_sizes: Some(split_sizes),
     };
     RepositoryConfig {
         manifest: Some(ManifestConfig {
@@ -370,14 +395,56 @@ fn zarr_err<E: Into<super::error::BoxError>>(what: &str) -> impl Fn(E) -> CubeEr
     move |e| CubeError::icechunk(what, e)
 }
 
-/// Write the cube's groups and arrays: metadata for the data variable, and the coordinates.
+/// Write the cube's groups and arrays: the root group, the data variable and its
+/// coordinates, and each overview level as a dataset of its own.
 async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Result<(), CubeError> {
-    let zstd = || -> Vec<Arc<dyn zarrs::array::BytesToBytesCodecTraits>> {
-        vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
-            layout.zstd_level,
-            false,
-        ))]
-    };
+    write_root_group(store, layout).await?;
+    write_dataset(store, layout, 0).await?;
+    write_levels(store, layout).await
+}
+
+/// The overview levels' groups and datasets (none when the cube has no pyramid).
+pub(crate) async fn write_levels(
+    store: &Arc<AsyncIcechunkStore>,
+    layout: &Layout,
+) -> Result<(), CubeError> {
+    let levels = layout.levels();
+    if levels.is_empty() {
+        return Ok(());
+    }
+    let dataset_attrs = attrs(
+        layout
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
+    );
+    GroupBuilder::new()
+        .build(Arc::clone(store), "/overviews")
+        .map_err(zarr_err("overviews group"))?
+        .async_store_metadata()
+        .await
+        .map_err(zarr_err("overviews group"))?;
+    for (i, level) in levels.iter().enumerate() {
+        let what = format!("group {}", level.group());
+        let mut level_attrs = dataset_attrs.clone();
+        level_attrs.insert("overview_factor".into(), json!(level.factor));
+        GroupBuilder::new()
+            .attributes(level_attrs)
+            .build(Arc::clone(store), &format!("/{}", level.group()))
+            .map_err(zarr_err(&what))?
+            .async_store_metadata()
+            .await
+            .map_err(zarr_err(&what))?;
+        write_dataset(store, layout, i + 1).await?;
+    }
+    Ok(())
+}
+
+/// The root group: the dataset's attributes, the layout, and the multiscales attributes.
+pub(crate) async fn write_root_group(
+    store: &Arc<AsyncIcechunkStore>,
+    layout: &Layout,
+) -> Result<(), CubeError> {
     let mut root_attrs = attrs(
         layout
             .attributes
@@ -388,6 +455,7 @@ async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Resul
         LAYOUT_ATTR.into(),
         serde_json::to_value(layout).map_err(|e| CubeError::Layout(e.to_string()))?,
     );
+    root_attrs.extend(super::overviews::multiscales_attrs(layout));
     GroupBuilder::new()
         .attributes(root_attrs)
         .build(Arc::clone(store), "/")
@@ -395,6 +463,28 @@ async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Resul
         .async_store_metadata()
         .await
         .map_err(zarr_err("root group"))?;
+    Ok(())
+}
+
+/// Level `k`'s dataset (0: the cube itself, at the root): the data variable with no chunk,
+/// `year`, `x` and `y` at the level's pixel centres, and `spatial_ref` with its transform.
+async fn write_dataset(
+    store: &Arc<AsyncIcechunkStore>,
+    layout: &Layout,
+    k: usize,
+) -> Result<(), CubeError> {
+    let zstd = || -> Vec<Arc<dyn zarrs::array::BytesToBytesCodecTraits>> {
+        vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
+            layout.zstd_level,
+            false,
+        ))]
+    };
+    let var_path = layout.level_path(k);
+    let prefix = var_path
+        .rsplit_once('/')
+        .map(|(p, _)| p.to_string())
+        .unwrap_or_default();
+    let factor = 1u64 << k;
 
     // The data variable: metadata only, no chunk.
     let mut var_attrs = attrs(
@@ -405,23 +495,14 @@ async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Resul
     );
     var_attrs.insert("grid_mapping".into(), json!("spatial_ref"));
     var_attrs.insert("coordinates".into(), json!("spatial_ref"));
-    let shape = layout.shape();
-    let chunks = layout.chunk_shape();
-    let var_path = layout.variable_path();
-    ArrayBuilder::new(
-        shape.to_vec(),
-        chunks.to_vec(),
-        data_type::uint8(),
-        layout.fill_value,
-    )
-    .bytes_to_bytes_codecs(zstd())
-    .dimension_names(Some(["year", "y", "x"]))
-    .attributes(var_attrs)
-    .build(Arc::clone(store), &var_path)
-    .map_err(zarr_err("data variable"))?
-    .async_store_metadata()
-    .await
-    .map_err(zarr_err("data variable"))?;
+    let what = format!("data variable {var_path}");
+    super::writer::level_builder(layout, k)
+        .attributes(var_attrs)
+        .build(Arc::clone(store), &var_path)
+        .map_err(zarr_err(&what))?
+        .async_store_metadata()
+        .await
+        .map_err(zarr_err(&what))?;
 
     // year
     let years: Vec<i64> = layout.years.iter().map(|&y| y as i64).collect();
@@ -434,7 +515,7 @@ async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Resul
     .bytes_to_bytes_codecs(zstd())
     .dimension_names(Some(["year"]))
     .attributes(attrs([("long_name".to_string(), json!("year"))]))
-    .build(Arc::clone(store), "/year")
+    .build(Arc::clone(store), &format!("{prefix}/year"))
     .map_err(zarr_err("year coordinate"))?;
     year.async_store_metadata()
         .await
@@ -444,9 +525,17 @@ async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Resul
         .map_err(zarr_err("year coordinate"))?;
 
     // x and y pixel centres
+    let (shape, _) = layout.level_shape(k);
+    let p = layout.grid().pixel_size() * factor as f64;
+    let xs: Vec<f64> = (0..shape[2])
+        .map(|i| layout.origin_lon as f64 + (i as f64 + 0.5) * p)
+        .collect();
+    let ys: Vec<f64> = (0..shape[1])
+        .map(|j| layout.origin_lat as f64 - (j as f64 + 0.5) * p)
+        .collect();
     for (name, values, std_name, units, axis) in [
-        ("x", layout.x_values(), "longitude", "degrees_east", "X"),
-        ("y", layout.y_values(), "latitude", "degrees_north", "Y"),
+        ("x", xs, "longitude", "degrees_east", "X"),
+        ("y", ys, "latitude", "degrees_north", "Y"),
     ] {
         let what = format!("{name} coordinate");
         let len = values.len() as u64;
@@ -460,7 +549,7 @@ async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Resul
                 ("units".to_string(), json!(units)),
                 ("axis".to_string(), json!(axis)),
             ]))
-            .build(Arc::clone(store), &format!("/{name}"))
+            .build(Arc::clone(store), &format!("{prefix}/{name}"))
             .map_err(zarr_err(&what))?;
         array
             .async_store_metadata()
@@ -490,11 +579,11 @@ async fn write_layout(store: &Arc<AsyncIcechunkStore>, layout: &Layout) -> Resul
         ("spatial_ref".to_string(), json!(wkt)),
         (
             "GeoTransform".to_string(),
-            json!(layout.geotransform_attr()),
+            json!(layout.geotransform_attr_at(factor)),
         ),
         ("grid_mapping_name".to_string(), json!("latitude_longitude")),
     ]))
-    .build(Arc::clone(store), "/spatial_ref")
+    .build(Arc::clone(store), &format!("{prefix}/spatial_ref"))
     .map_err(zarr_err("spatial_ref"))?;
     sr.async_store_metadata()
         .await

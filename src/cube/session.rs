@@ -9,6 +9,8 @@
 //!   signal — records exactly the tiles it holds, whoever triggers it;
 //! - a failed commit puts its tiles back as pending; a successful one continues on a fresh
 //!   session at the new head;
+//! - a commit refreshes the coarse overview levels of the tiles it records right before it
+//!   lands (and after any rebase), so every level it holds follows from level 0;
 //! - a staged session ([`WriteSession::open_staged`]) never touches the branch: its
 //!   "commit" hands the session's changes and their tiles to a [`Stager`] and continues on
 //!   an empty change set, so only `merge` moves the branch.
@@ -60,7 +62,8 @@ pub trait Stager: Send + Sync {
 /// A writable session of a cube's branch and its uncommitted tiles.
 pub struct WriteSession {
     cube: Cube,
-    path: Path,
+    /// The data variable of each level: 0 the cube itself, `k` the `k`th overview.
+    paths: Vec<Path>,
     session: RwLock<Session>,
     pending: std::sync::Mutex<WrittenTiles>,
     /// Chunk references (set or removed) held by the session since its last commit.
@@ -84,11 +87,15 @@ impl WriteSession {
         tags: serde_json::Map<String, Value>,
         stager: Option<Arc<dyn Stager>>,
     ) -> Result<Self, CubeError> {
-        let path = Path::new(&cube.layout.variable_path())
-            .map_err(|e| CubeError::Layout(format!("variable path: {e}")))?;
+        let paths = (0..=cube.layout.levels().len())
+            .map(|k| {
+                Path::new(&cube.layout.level_path(k))
+                    .map_err(|e| CubeError::Layout(format!("variable path: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             cube: cube.clone(),
-            path,
+            paths,
             session: RwLock::new(session),
             pending: std::sync::Mutex::new(WrittenTiles::new()),
             pending_refs: AtomicU64::new(0),
@@ -143,11 +150,19 @@ impl WriteSession {
         self.pending.lock().map(|p| !p.is_empty()).unwrap_or(false)
     }
 
-    /// Prepare the upload of one chunk of the data variable; the session is held only for
-    /// this short step, so uploads run side by side.
-    pub async fn prepare_upload(&self, coords: [u64; 3]) -> Result<PreparedUpload, CubeError> {
+    /// Prepare the upload of one chunk of level `level`'s data variable (0: the cube
+    /// itself); the session is held only for this short step, so uploads run side by side.
+    pub async fn prepare_upload(
+        &self,
+        level: usize,
+        coords: [u64; 3],
+    ) -> Result<PreparedUpload, CubeError> {
+        let path = self
+            .paths
+            .get(level)
+            .ok_or_else(|| CubeError::Layout(format!("the cube has no level {level}")))?;
         let guard = self.session.read().await;
-        prepare_upload(&guard, &self.path, coords)
+        prepare_upload(&guard, path, coords)
     }
 
     /// Record every chunk of an uploaded tile in the session and note the tile as pending.
@@ -161,7 +176,7 @@ impl WriteSession {
         let stored = chunks.stored() as u64;
         let refs = chunks.len() as u64;
         let mut s = self.session.write().await;
-        chunks.record(&mut s, &self.path).await?;
+        chunks.record(&mut s, &self.paths).await?;
         self.pending_refs.fetch_add(refs, Ordering::SeqCst);
         if let Ok(mut p) = self.pending.lock() {
             p.entry(year).or_default().insert(tile, stored);
@@ -198,7 +213,7 @@ impl WriteSession {
             },
             None => {
                 let props = written_properties_with(&written, &self.tags);
-                super::repo::commit(&self.cube, &mut s, &message, props)
+                super::overviews::commit_refreshing(&self.cube, &mut s, &written, &message, props)
                     .await
                     .map(|id| id.to_string())
             }

@@ -17,12 +17,14 @@ use zarrs::storage::store::MemoryStore;
 
 use super::{CubeError, Layout};
 
-/// Builder of the data variable's array metadata, shared by `init` and the chunk encoder
-/// so the two can never disagree.
-pub(crate) fn variable_builder(layout: &Layout) -> ArrayBuilder {
+/// Builder of level `k`'s data variable (0: the cube itself): same type, fill and codecs,
+/// the level's shape and chunks; shared by `init` and the chunk encoders so the two can
+/// never disagree.
+pub(crate) fn level_builder(layout: &Layout, k: usize) -> ArrayBuilder {
+    let (shape, chunks) = layout.level_shape(k);
     let mut b = ArrayBuilder::new(
-        layout.shape().to_vec(),
-        layout.chunk_shape().to_vec(),
+        shape.to_vec(),
+        chunks.to_vec(),
         data_type::uint8(),
         layout.fill_value,
     );
@@ -47,11 +49,17 @@ pub type EncodedChunk = Option<Bytes>;
 
 impl ChunkEncoder {
     pub fn new(layout: &Layout) -> Result<Self, CubeError> {
-        let array = variable_builder(layout)
-            .build(Arc::new(MemoryStore::new()), &layout.variable_path())
+        Self::for_level(layout, 0)
+    }
+
+    /// The encoder of level `k`'s chunks (0: the cube itself).
+    pub fn for_level(layout: &Layout, k: usize) -> Result<Self, CubeError> {
+        let array = level_builder(layout, k)
+            .build(Arc::new(MemoryStore::new()), &layout.level_path(k))
             .map_err(|e| CubeError::icechunk("chunk encoder", e))?;
         let shape = layout
-            .chunk_shape()
+            .level_shape(k)
+            .1
             .iter()
             .map(|&n| NonZeroU64::new(n).ok_or_else(|| CubeError::Layout("empty chunk".into())))
             .collect::<Result<Vec<_>, _>>()?;
@@ -96,30 +104,64 @@ impl ChunkEncoder {
         bytes.shrink_to_fit();
         Ok(Some(Bytes::from(bytes)))
     }
+
+    /// Decode one stored chunk back to its pixels (row-major).
+    pub fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, CubeError> {
+        let dt = self.array.data_type();
+        let decoded = self
+            .array
+            .codecs()
+            .decode(
+                std::borrow::Cow::Borrowed(bytes).into(),
+                &self.shape,
+                dt,
+                self.array.fill_value(),
+                &self.options,
+            )
+            .map_err(|e| CubeError::icechunk("decoding a chunk", e))?;
+        let pixels = decoded
+            .into_fixed()
+            .map_err(|e| CubeError::icechunk("decoding a chunk", e))?
+            .into_owned();
+        if pixels.len() != self.chunk_len() {
+            return Err(CubeError::Layout(format!(
+                "a stored chunk decodes to {} bytes, not {}",
+                pixels.len(),
+                self.chunk_len()
+            )));
+        }
+        Ok(pixels)
+    }
 }
 
-/// The chunks of one tile, uploaded and waiting to be recorded in a session.
+/// The chunks of one tile, uploaded and waiting to be recorded in a session: its level-0
+/// chunks and those of the overview levels written with it (level `k` in array `k`).
 #[derive(Debug, Default)]
 pub struct TileChunks {
-    refs: Vec<(ChunkIndices, Option<ChunkPayload>)>,
+    refs: Vec<(usize, ChunkIndices, Option<ChunkPayload>)>,
     /// Encoded bytes uploaded.
     pub bytes: u64,
 }
 
 impl TileChunks {
-    /// Note an already uploaded chunk.
+    /// Note an already uploaded chunk of level 0.
     pub fn push(&mut self, coords: [u64; 3], payload: Option<(ChunkPayload, u64)>) {
+        self.push_level(0, coords, payload)
+    }
+
+    /// Note an already uploaded chunk of level `k` (0: the cube itself).
+    pub fn push_level(&mut self, k: usize, coords: [u64; 3], payload: Option<(ChunkPayload, u64)>) {
         let idx = ChunkIndices(coords.iter().map(|&c| c as u32).collect());
         match payload {
             Some((p, len)) => {
                 self.bytes += len;
-                self.refs.push((idx, Some(p)));
+                self.refs.push((k, idx, Some(p)));
             }
-            None => self.refs.push((idx, None)),
+            None => self.refs.push((k, idx, None)),
         }
     }
 
-    /// Chunks of the tile (referenced or removed).
+    /// Chunks of the tile, all levels (referenced or removed).
     pub fn len(&self) -> usize {
         self.refs.len()
     }
@@ -129,22 +171,42 @@ impl TileChunks {
         self.refs.is_empty()
     }
 
-    /// Chunks that hold data.
+    /// Level-0 chunks that hold data: what coverage counts of the tile.
     pub fn stored(&self) -> usize {
-        self.refs.iter().filter(|(_, p)| p.is_some()).count()
+        self.refs
+            .iter()
+            .filter(|(k, _, p)| *k == 0 && p.is_some())
+            .count()
     }
 
     /// Record every chunk of the tile in the session: data chunks are referenced, all-fill
     /// chunks are removed (so rewriting a tile leaves nothing of its previous contents).
+    /// `paths[k]` is level `k`'s array.
     ///
-    /// The array is looked up once for the whole tile (`set_chunk_refs`, patched into
+    /// Each array is looked up once for the whole tile (`set_chunk_refs`, patched into
     /// icechunk: `patches/README.md`), so recording a tile costs the same in an empty cube
     /// and in one holding thousands of manifests.
-    pub async fn record(self, session: &mut Session, path: &Path) -> Result<(), CubeError> {
-        session
-            .set_chunk_refs(path.clone(), self.refs)
-            .await
-            .map_err(|e| CubeError::icechunk("recording a tile's chunks", e))
+    pub async fn record(self, session: &mut Session, paths: &[Path]) -> Result<(), CubeError> {
+        let mut by_level: Vec<Vec<(ChunkIndices, Option<ChunkPayload>)>> =
+            vec![Vec::new(); paths.len()];
+        for (k, idx, payload) in self.refs {
+            let refs = by_level.get_mut(k).ok_or_else(|| {
+                CubeError::Layout(format!(
+                    "a chunk of level {k}, which the cube does not have"
+                ))
+            })?;
+            refs.push((idx, payload));
+        }
+        for (path, refs) in paths.iter().zip(by_level) {
+            if refs.is_empty() {
+                continue;
+            }
+            session
+                .set_chunk_refs(path.clone(), refs)
+                .await
+                .map_err(|e| CubeError::icechunk("recording a tile's chunks", e))?;
+        }
+        Ok(())
     }
 }
 

@@ -24,6 +24,12 @@ pub struct Level {
 }
 
 impl Level {
+    /// Whether one chunk of this level may span several tiles (it is then refreshed from
+    /// the level above at each commit, not written with a tile).
+    pub fn is_coarse(&self) -> bool {
+        self.tile_pixels.is_none()
+    }
+
     /// The level's group in the repository: `overviews/{factor}`.
     pub fn group(&self) -> String {
         format!("overviews/{}", self.factor)
@@ -33,10 +39,21 @@ impl Level {
 /// The overview levels of a `width`×`height` cube of `tile`-pixel tiles in `chunk`-pixel
 /// chunks, finest first. Empty when level 0 is already narrow enough.
 pub fn pyramid(width: u64, height: u64, tile: u64, chunk: u64) -> Vec<Level> {
+    pyramid_to(width, height, tile, chunk, MAX_COARSEST_WIDTH)
+}
+
+/// [`pyramid`] down to the first level at most `coarsest_width` pixels wide.
+pub fn pyramid_to(
+    width: u64,
+    height: u64,
+    tile: u64,
+    chunk: u64,
+    coarsest_width: u64,
+) -> Vec<Level> {
     let mut levels = Vec::new();
     let mut factor = 1u64;
     let mut w = width;
-    while w > MAX_COARSEST_WIDTH {
+    while w > coarsest_width.max(1) {
         factor *= 2;
         w = width.div_ceil(factor);
         let h = height.div_ceil(factor);

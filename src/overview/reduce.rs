@@ -47,7 +47,36 @@ pub fn reduce(src: &[u8], w: usize, h: usize, fill: u8, how: Resampling) -> Vec<
     for oy in 0..oh {
         let y0 = 2 * oy;
         let rows = if y0 + 1 < h { 2 } else { 1 };
-        for ox in 0..ow {
+        let mut ox = 0;
+        if rows == 2 {
+            // Whole 2×2 blocks; a block of one value (land cover's usual case) is that value.
+            let (top, bottom) = (&src[y0 * w..(y0 + 1) * w], &src[(y0 + 1) * w..(y0 + 2) * w]);
+            let out_row = &mut out[oy * ow..(oy + 1) * ow];
+            for (o, (t, b)) in out_row
+                .iter_mut()
+                .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
+            {
+                let (a, b2, c, d) = (t[0], t[1], b[0], b[1]);
+                *o = if a == b2 && a == c && a == d {
+                    a
+                } else {
+                    let mut n = 0;
+                    for v in [a, b2, c, d] {
+                        if v != fill {
+                            block[n] = v;
+                            n += 1;
+                        }
+                    }
+                    match (n, how) {
+                        (0, _) => fill,
+                        (_, Resampling::Mode) => mode(&mut block[..n]),
+                        (_, Resampling::Average) => average(&block[..n]),
+                    }
+                };
+            }
+            ox = w / 2;
+        }
+        for ox in ox..ow {
             let x0 = 2 * ox;
             let cols = if x0 + 1 < w { 2 } else { 1 };
             let mut n = 0;

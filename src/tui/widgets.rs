@@ -3,40 +3,11 @@
 
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use serde::Deserialize;
-
-const LEGEND_TOML: &str = include_str!("../../assets/legend.toml");
-
-#[derive(Debug, Deserialize)]
-struct Legend {
-    class: Vec<Class>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Class {
-    from: u8,
-    to: u8,
-    #[allow(dead_code)]
-    label: String,
-    rgb: [u8; 3],
-}
-
-fn legend() -> &'static [Class] {
-    static LEGEND: std::sync::OnceLock<Vec<Class>> = std::sync::OnceLock::new();
-    LEGEND.get_or_init(|| {
-        toml::from_str::<Legend>(LEGEND_TOML)
-            .map(|l| l.class)
-            .unwrap_or_default()
-    })
-}
 
 /// The legend colour of a class value (grey for values the legend does not name).
 pub fn legend_color(value: u8) -> Color {
-    legend()
-        .iter()
-        .find(|c| (c.from..=c.to).contains(&value))
-        .map(|c| Color::Rgb(c.rgb[0], c.rgb[1], c.rgb[2]))
-        .unwrap_or(Color::Rgb(128, 128, 128))
+    let [r, g, b] = tilecube::legend::rgb(value);
+    Color::Rgb(r, g, b)
 }
 
 /// Shading glyph for a value when colour is off: fill value blank, others by class band.

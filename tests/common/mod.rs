@@ -44,9 +44,28 @@ impl Work {
 
     /// A workspace whose tiles are `tile` pixels a side, in chunks of `chunk`.
     pub fn with_grid(tile: u64, chunk: u64) -> Self {
+        Self::with_preset(tile, chunk, |text| text)
+    }
+
+    /// A workspace of the test grid whose overviews go down to `coarsest_width` pixels
+    /// (`None`: switched off): small enough that its coarse levels span several tiles.
+    pub fn with_overviews(coarsest_width: Option<u64>) -> Self {
+        Self::with_preset(TILE, CHUNK, |text| match coarsest_width {
+            Some(w) => text.replace("coarsest_width = 2048", &format!("coarsest_width = {w}")),
+            None => text.replace("enabled = true", "enabled = false"),
+        })
+    }
+
+    /// The workspace's preset file.
+    pub fn preset_path(&self) -> PathBuf {
+        self.dir.path().join("preset.toml")
+    }
+
+    /// A workspace of `tile`-pixel tiles in `chunk`-pixel chunks, its preset edited.
+    pub fn with_preset(tile: u64, chunk: u64, edit: impl Fn(String) -> String) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let preset_text =
-            GLAD_TOML.replace("chunk_pixels = 1000", &format!("chunk_pixels = {chunk}"));
+            edit(GLAD_TOML.replace("chunk_pixels = 1000", &format!("chunk_pixels = {chunk}")));
         let preset_path = dir.path().join("preset.toml");
         std::fs::write(&preset_path, &preset_text).expect("preset");
         let config = format!(

@@ -133,6 +133,8 @@ enum Msg {
     Chunk {
         job: usize,
         attempt: u32,
+        /// 0: the cube itself; `k`: the `k`th overview level.
+        level: usize,
         coords: [u64; 3],
         data: EncodedChunk,
     },
@@ -183,6 +185,7 @@ pub async fn ingest_into(
         jobs: Arc::clone(&jobs),
         grid: grid.clone(),
         encoder: Arc::new(ChunkEncoder::new(layout)?),
+        overviews: read::TileOverviews::of(layout)?.map(Arc::new),
         tx,
         events: events.clone(),
         cancel: Arc::clone(&cancel),

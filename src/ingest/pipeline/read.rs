@@ -14,6 +14,10 @@
 //! windows fetched) on a thread of its own while this one is decoded, so the workers wait for
 //! the network only when it is slower than they are.
 //!
+//! A cube with overviews gets each tile's overview chunks from the same strips as they are
+//! sent ([`crate::overview::TilePyramid`]): no second read; they travel with the tile's
+//! chunks and are recorded with them, all or nothing.
+//!
 //! Invariants: each worker holds at most one GDAL handle and one window buffer, reused from
 //! window to window and tile to tile (plus, for the next tile opened ahead, one handle and
 //! its first windows' bytes), and at most one strip per worker (plus one) waits for
@@ -33,6 +37,7 @@ use crate::cube::ChunkEncoder;
 use crate::grid::Grid;
 use crate::ingest::events::{Event, EventSink};
 use crate::ingest::plan::TileJob;
+use crate::overview::{LevelChunk, Resampling, TileLevel, TilePyramid};
 use crate::source::fetch::{ReadAhead, RemoteFile};
 use crate::source::{RemoteError, TileError, TileReader};
 
@@ -41,6 +46,8 @@ pub(super) struct Reader {
     pub jobs: Arc<Vec<TileJob>>,
     pub grid: Grid,
     pub encoder: Arc<ChunkEncoder>,
+    /// The overview levels written with each tile, if the cube has any.
+    pub overviews: Option<Arc<TileOverviews>>,
     pub tx: mpsc::Sender<Msg>,
     pub events: EventSink,
     pub cancel: Arc<AtomicBool>,
@@ -235,6 +242,12 @@ impl Reader {
             None => TileReader::reopen(&job.path),
         };
         let assembly = Assembly::default();
+        // The tile's overview levels, made from its strips as they are sent.
+        let pyramid = self
+            .overviews
+            .as_ref()
+            .map(|o| TilePyramid::new(width, side, o.levels.clone(), o.fill, o.how));
+        let cell_at = (cy0 / per_side, cx0 / per_side);
         let one = |w: usize| -> Result<(), TileError> {
             let reader = readers.lock().ok().and_then(|mut r| r.pop());
             let reader = match reader {
@@ -247,7 +260,14 @@ impl Reader {
                 a.start(w);
             }
             let place = |sy: u64, strip: &[u8]| {
-                self.send_strip(job_index, attempt, [year, cy0 + sy, cx0], strip, per_side)
+                self.send_strip(job_index, attempt, [year, cy0 + sy, cx0], strip, per_side)?;
+                match &pyramid {
+                    Some(p) => {
+                        let chunks = p.add_strip(sy as usize, strip);
+                        self.send_level_chunks(job_index, attempt, year, cell_at, chunks)
+                    }
+                    None => Ok(()),
+                }
             };
             let (first, last) = (y0 / side, (y0 + rows - 1) / side);
             if window != side && reader.reads_blocks(y0, rows) {
@@ -373,6 +393,37 @@ impl Reader {
             .collect())
     }
 
+    /// Encode a tile's overview chunks in parallel and send them; `cell` is the tile's row
+    /// and column in the grid.
+    fn send_level_chunks(
+        &self,
+        job_index: usize,
+        attempt: u32,
+        year: u64,
+        cell: (u64, u64),
+        chunks: Vec<LevelChunk>,
+    ) -> Result<(), TileError> {
+        let Some(o) = &self.overviews else {
+            return Ok(());
+        };
+        chunks.into_par_iter().try_for_each(|c| {
+            let level = &o.levels[c.level - 1];
+            let per_tile = (level.tile / level.chunk) as u64;
+            let data = o.encoders[c.level - 1]
+                .encode(&c.pixels)
+                .map_err(|e| TileError::write(&e))?;
+            self.tx
+                .blocking_send(Msg::Chunk {
+                    job: job_index,
+                    attempt,
+                    level: c.level,
+                    coords: [year, cell.0 * per_tile + c.row, cell.1 * per_tile + c.col],
+                    data,
+                })
+                .map_err(|_| TileError::Cancelled)
+        })
+    }
+
     /// Cut a chunk strip (`side` rows of the tile) into chunks, encode them in parallel and
     /// send them; `first` is the chunk index of the strip's first chunk.
     fn send_strip(
@@ -399,11 +450,45 @@ impl Reader {
                 .blocking_send(Msg::Chunk {
                     job: job_index,
                     attempt,
+                    level: 0,
                     coords: [first[0], first[1], first[2] + sx],
                     data,
                 })
                 .map_err(|_| TileError::Cancelled)
         })
+    }
+}
+
+/// The overview levels a tile maps to whole chunks of: their geometry and encoders.
+pub(super) struct TileOverviews {
+    pub levels: Vec<TileLevel>,
+    /// Encoder of each level (index 0: the first overview).
+    pub encoders: Vec<ChunkEncoder>,
+    pub fill: u8,
+    pub how: Resampling,
+}
+
+impl TileOverviews {
+    /// The tile levels of a cube, or `None` when it has none.
+    pub fn of(layout: &crate::cube::Layout) -> Result<Option<Self>, crate::cube::CubeError> {
+        let levels = layout.tile_levels();
+        let (Some(o), false) = (layout.overviews, levels.is_empty()) else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            encoders: (1..=levels.len())
+                .map(|k| ChunkEncoder::for_level(layout, k))
+                .collect::<Result<_, _>>()?,
+            levels: levels
+                .iter()
+                .map(|l| TileLevel {
+                    tile: l.tile_pixels.unwrap_or(0) as usize,
+                    chunk: l.chunk as usize,
+                })
+                .collect(),
+            fill: layout.fill_value,
+            how: o.resampling,
+        }))
     }
 }
 

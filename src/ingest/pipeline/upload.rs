@@ -27,7 +27,7 @@ use crate::source::TileError;
 /// One finished upload: the tile attempt it belongs to, its chunk, and the payload.
 type Uploaded = (
     (usize, u32),
-    [u64; 3],
+    (usize, [u64; 3]),
     Result<Option<(ChunkPayload, u64)>, CubeError>,
 );
 
@@ -94,15 +94,15 @@ impl Uploader {
                         channel_open = false;
                         None
                     }
-                    Some(Msg::Chunk { job, attempt, coords, data }) => {
+                    Some(Msg::Chunk { job, attempt, level, coords, data }) => {
                         self.tiles.entry((job, attempt)).or_default().running += 1;
                         let session = Arc::clone(&self.session);
                         uploads.push(tokio::spawn(async move {
-                            let result = match session.prepare_upload(coords).await {
+                            let result = match session.prepare_upload(level, coords).await {
                                 Ok(upload) => upload.run(data).await,
                                 Err(e) => Err(e),
                             };
-                            ((job, attempt), coords, result)
+                            ((job, attempt), (level, coords), result)
                         }));
                         None
                     }
@@ -125,18 +125,22 @@ impl Uploader {
         Ok(self.report)
     }
 
-    /// Note one finished upload and report the tile's progress.
+    /// Note one finished upload and report the tile's progress (in level-0 chunks; the
+    /// overview chunks written with the tile ride along).
     fn uploaded(
         &mut self,
         key: (usize, u32),
-        coords: [u64; 3],
+        (level, coords): (usize, [u64; 3]),
         result: Result<Option<(ChunkPayload, u64)>, CubeError>,
     ) {
         let t = self.tiles.entry(key).or_default();
         t.running -= 1;
         match result {
             Ok(payload) => {
-                t.chunks.push(coords, payload);
+                t.chunks.push_level(level, coords, payload);
+                if level > 0 {
+                    return;
+                }
                 t.done += 1;
                 if t.done.is_multiple_of(self.per_side) || t.done == self.chunks_per_tile {
                     let j = &self.jobs[key.0];

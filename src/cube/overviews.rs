@@ -1,0 +1,420 @@
+//! The cube's overview pyramid in the repository: the levels' metadata, the `multiscales`
+//! attributes that point readers at them, and the refresh of the coarse levels at commit.
+//!
+//! Level `k` (factor `2^k`) is the group `overviews/{2^k}`, a dataset like the root: the data
+//! variable with the level's shape and chunks, `year`, `x` and `y` at the level's pixel
+//! centres, and `spatial_ref` with the level's GeoTransform. The root group's `multiscales`
+//! attribute (zarr-conventions `multiscales`, array layout) lists level 0 and every overview,
+//! each derived from the one before by a 2×2 reduction.
+//!
+//! Invariants:
+//! - the levels a tile maps to whole chunks of are written with the tile, in its session
+//!   (`ingest`); the coarse levels (one chunk spanning several tiles) are refreshed here, from
+//!   the level above, for the chunks of the tiles a commit records, right before that commit
+//!   lands and after any rebase ([`commit_refreshing`]), so at every snapshot each level is
+//!   the 2×2 reduction of the level above;
+//! - a refresh reads and writes only the chunks of the tiles committed: its cost follows the
+//!   commit, not the cube.
+
+use std::collections::BTreeSet;
+
+use icechunk::conflicts::basic_solver::BasicConflictSolver;
+use icechunk::format::snapshot::SnapshotProperties;
+use icechunk::format::{ByteRange, ChunkIndices, Path, SnapshotId};
+use icechunk::session::{Session, SessionErrorKind};
+use serde_json::{Value, json};
+
+use super::history::WrittenTiles;
+use super::lock::RefLock;
+use super::writer::ChunkEncoder;
+use super::{Cube, CubeError, Layout};
+use crate::overview::reduce;
+
+/// The multiscales convention's identity, as the convention asks readers to find it.
+const MULTISCALES_UUID: &str = "d35379db-88df-4056-af3a-620245f8e347";
+
+/// Chunk reads in flight at once when a region is read.
+const READS_IN_FLIGHT: usize = 32;
+
+/// Attempts at landing a commit whose coarse levels are refreshed after each rebase.
+const ATTEMPTS: u16 = 50;
+
+/// The root group's `zarr_conventions` and `multiscales` attributes for a cube's pyramid
+/// (nothing when it has none).
+pub(crate) fn multiscales_attrs(layout: &Layout) -> Vec<(String, Value)> {
+    let levels = layout.levels();
+    let Some(o) = layout.overviews.filter(|_| !levels.is_empty()) else {
+        return Vec::new();
+    };
+    let method = o.resampling.name();
+    let asset = |k: usize| layout.level_path(k).trim_start_matches('/').to_string();
+    let mut layout_entries = vec![json!({
+        "asset": asset(0),
+        "transform": { "scale": [1.0, 1.0, 1.0], "translation": [0.0, 0.0, 0.0] },
+        "proj:transform": layout_geotransform(layout, 1),
+        "proj:shape": [layout.shape()[1], layout.shape()[2]],
+    })];
+    for (i, l) in levels.iter().enumerate() {
+        layout_entries.push(json!({
+            "asset": asset(i + 1),
+            "derived_from": asset(i),
+            "transform": { "scale": [1.0, 2.0, 2.0], "translation": [0.0, 0.5, 0.5] },
+            "resampling_method": method,
+            "proj:transform": layout_geotransform(layout, l.factor),
+            "proj:shape": [l.height, l.width],
+        }));
+    }
+    vec![
+        (
+            "zarr_conventions".into(),
+            json!([{
+                "uuid": MULTISCALES_UUID,
+                "name": "multiscales",
+                "schema_url": "https://raw.githubusercontent.com/zarr-conventions/multiscales/refs/tags/v1/schema.json",
+                "spec_url": "https://github.com/zarr-conventions/multiscales/blob/v1/README.md",
+                "description": "Multiscale layout of zarr datasets",
+            }]),
+        ),
+        (
+            "multiscales".into(),
+            json!({ "layout": layout_entries, "resampling_method": method }),
+        ),
+    ]
+}
+
+/// The GDAL geotransform of a level `factor` times coarser than the cube.
+fn layout_geotransform(layout: &Layout, factor: u64) -> [f64; 6] {
+    let g = layout.grid().geotransform();
+    let f = factor as f64;
+    [g[0], g[1] * f, g[2], g[3], g[4], g[5] * f]
+}
+
+/// Commit a session that records `tiles`: the coarse levels of those tiles are refreshed
+/// first, and again after every rebase over concurrent commits, so the commit that lands
+/// holds coarse chunks computed from everything the branch holds. Without coarse levels (or
+/// tiles) this is a plain commit.
+pub(crate) async fn commit_refreshing(
+    cube: &Cube,
+    session: &mut Session,
+    tiles: &WrittenTiles,
+    message: &str,
+    properties: SnapshotProperties,
+) -> Result<SnapshotId, CubeError> {
+    let coarse = cube.layout.levels().iter().any(|l| l.is_coarse());
+    if !coarse || tiles.is_empty() {
+        return super::repo::commit(cube, session, message, properties).await;
+    }
+    let _lock = RefLock::acquire(&cube.location).await?;
+    let solver = BasicConflictSolver::default();
+    for _ in 0..ATTEMPTS {
+        if cube.head().await? != *session.snapshot_id() {
+            // Behind the branch: move onto its tip first (a coarse chunk written by an
+            // earlier attempt is ours, and is computed again below).
+            session
+                .rebase(&solver)
+                .await
+                .map_err(|e| CubeError::icechunk("rebasing over a concurrent commit", e))?;
+        }
+        refresh_coarse(session, &cube.layout, tiles).await?;
+        match session
+            .commit(message)
+            .properties(properties.clone())
+            .execute()
+            .await
+        {
+            Ok(id) => return Ok(id),
+            Err(e) if matches!(e.kind(), SessionErrorKind::Conflict { .. }) => continue,
+            Err(e) => return Err(CubeError::icechunk("committing", e)),
+        }
+    }
+    Err(CubeError::Layout(format!(
+        "the branch {} kept moving: {ATTEMPTS} attempts at committing failed",
+        cube.branch
+    )))
+}
+
+/// The chunks of level `k` (1-based; its factor `factor`, `height` rows, chunk `chunk`) that
+/// the tiles cover, even in part.
+fn chunks_of_tiles(
+    layout: &Layout,
+    tiles: &WrittenTiles,
+    factor: u64,
+    (height, width, chunk): (u64, u64, u64),
+) -> Result<BTreeSet<[u64; 3]>, CubeError> {
+    let grid = layout.grid();
+    let t = grid.tile_pixels;
+    let mut out = BTreeSet::new();
+    for (year, names) in tiles {
+        let Some(yi) = layout.year_index(*year) else {
+            continue;
+        };
+        for tile in names.keys() {
+            let cell = grid.cell(*tile)?;
+            let (cy0, cx0) = grid.first_chunk(cell);
+            let (y0, x0) = (cy0 * grid.chunk_pixels, cx0 * grid.chunk_pixels);
+            let (r0, r1) = (y0 / factor, (y0 + t).div_ceil(factor).min(height));
+            let (c0, c1) = (x0 / factor, (x0 + t).div_ceil(factor).min(width));
+            if r0 >= r1 || c0 >= c1 {
+                continue;
+            }
+            for cy in r0 / chunk..=(r1 - 1) / chunk {
+                for cx in c0 / chunk..=(c1 - 1) / chunk {
+                    out.insert([yi as u64, cy, cx]);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Recompute, from the level above, every chunk of the coarse levels that `tiles` cover,
+/// finest first, writing each into the session (an all-fill chunk is removed). Returns the
+/// chunks refreshed.
+pub(crate) async fn refresh_coarse(
+    session: &mut Session,
+    layout: &Layout,
+    tiles: &WrittenTiles,
+) -> Result<u64, CubeError> {
+    let levels = layout.levels();
+    let Some(first) = levels.iter().position(|l| l.is_coarse()) else {
+        return Ok(0);
+    };
+    let Some(o) = layout.overviews else {
+        return Ok(0);
+    };
+    let fill = layout.fill_value;
+    let mut refreshed = 0;
+    for k in first + 1..=levels.len() {
+        let level = levels[k - 1];
+        let (h, w, c) = (level.height, level.width, level.chunk);
+        let (above_shape, above_chunk) = layout.level_shape(k - 1);
+        let (sh, sw) = (above_shape[1], above_shape[2]);
+        let above = Path::new(&layout.level_path(k - 1))
+            .map_err(|e| CubeError::Layout(format!("level path: {e}")))?;
+        let path = Path::new(&layout.level_path(k))
+            .map_err(|e| CubeError::Layout(format!("level path: {e}")))?;
+        let above_enc = ChunkEncoder::for_level(layout, k - 1)?;
+        let enc = ChunkEncoder::for_level(layout, k)?;
+        for [yi, cy, cx] in chunks_of_tiles(layout, tiles, level.factor, (h, w, c))? {
+            let (ry0, ry1) = (cy * c, ((cy + 1) * c).min(h));
+            let (rx0, rx1) = (cx * c, ((cx + 1) * c).min(w));
+            let rows = (2 * ry0, (2 * ry1).min(sh));
+            let cols = (2 * rx0, (2 * rx1).min(sw));
+            let src = read_region(
+                session,
+                &above,
+                &above_enc,
+                above_chunk[1],
+                yi,
+                rows,
+                cols,
+                fill,
+            )
+            .await?;
+            let (srw, srh) = ((cols.1 - cols.0) as usize, (rows.1 - rows.0) as usize);
+            let reduced = reduce(&src, srw, srh, fill, o.resampling);
+            let (ow, oh) = ((rx1 - rx0) as usize, (ry1 - ry0) as usize);
+            let c = c as usize;
+            let mut pixels = vec![fill; c * c];
+            for r in 0..oh {
+                pixels[r * c..r * c + ow].copy_from_slice(&reduced[r * ow..(r + 1) * ow]);
+            }
+            let idx = ChunkIndices(vec![yi as u32, cy as u32, cx as u32]);
+            let payload = match enc.encode(&pixels)? {
+                None => None,
+                Some(bytes) => {
+                    let writer = session
+                        .get_chunk_writer(&path, &idx)
+                        .map_err(|e| CubeError::icechunk("preparing an overview upload", e))?;
+                    Some(writer(bytes).await.map_err(|e| {
+                        CubeError::icechunk(format!("uploading overview chunk {idx:?}"), e)
+                    })?)
+                }
+            };
+            session
+                .set_chunk_refs(path.clone(), [(idx, payload)])
+                .await
+                .map_err(|e| CubeError::icechunk("recording an overview chunk", e))?;
+            refreshed += 1;
+        }
+    }
+    Ok(refreshed)
+}
+
+/// One stored chunk's bytes (`None`: not stored, all fill), with its (row, column).
+async fn read_chunk(
+    session: &Session,
+    path: &Path,
+    [yi, cy, cx]: [u64; 3],
+) -> Result<((u64, u64), Option<bytes::Bytes>), CubeError> {
+    let idx = ChunkIndices(vec![yi as u32, cy as u32, cx as u32]);
+    let reading = |e| CubeError::icechunk(format!("reading chunk {idx:?} of {path}"), e);
+    let bytes = match session
+        .get_chunk_reader(path, &idx, &ByteRange::From(0))
+        .await
+        .map_err(reading)?
+    {
+        Some(fetch) => Some(fetch.await.map_err(reading)?),
+        None => None,
+    };
+    Ok(((cy, cx), bytes))
+}
+
+/// Read rows `rows` and columns `cols` of year `yi` of a level (chunk side `chunk`) from a
+/// session, its chunks fetched side by side; missing chunks read as fill.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn read_region(
+    session: &Session,
+    path: &Path,
+    encoder: &ChunkEncoder,
+    chunk: u64,
+    yi: u64,
+    rows: (u64, u64),
+    cols: (u64, u64),
+    fill: u8,
+) -> Result<Vec<u8>, CubeError> {
+    let (w, h) = ((cols.1 - cols.0) as usize, (rows.1 - rows.0) as usize);
+    let mut out = vec![fill; w * h];
+    if w == 0 || h == 0 {
+        return Ok(out);
+    }
+    let mut wanted = Vec::new();
+    for cy in rows.0 / chunk..=(rows.1 - 1) / chunk {
+        for cx in cols.0 / chunk..=(cols.1 - 1) / chunk {
+            wanted.push((cy, cx));
+        }
+    }
+    let mut fetched = Vec::with_capacity(wanted.len());
+    for group in wanted.chunks(READS_IN_FLIGHT) {
+        let reads = group
+            .iter()
+            .map(|&(cy, cx)| read_chunk(session, path, [yi, cy, cx]));
+        fetched.extend(futures::future::try_join_all(reads).await?);
+    }
+    let c = chunk as usize;
+    for ((cy, cx), bytes) in fetched {
+        let Some(bytes) = bytes else {
+            continue;
+        };
+        let pixels = encoder.decode(&bytes)?;
+        let (y0, x0) = (cy * chunk, cx * chunk);
+        let (a, b) = (rows.0.max(y0), rows.1.min(y0 + chunk));
+        let (l, r) = (cols.0.max(x0), cols.1.min(x0 + chunk));
+        for y in a..b {
+            let from = (y - y0) as usize * c + (l - x0) as usize;
+            let to = (y - rows.0) as usize * w + (l - cols.0) as usize;
+            let n = (r - l) as usize;
+            out[to..to + n].copy_from_slice(&pixels[from..from + n]);
+        }
+    }
+    Ok(out)
+}
+
+/// One year of one level (or a window of it) read back from a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelImage {
+    /// 0: the cube itself; `k`: the `k`th overview.
+    pub level: usize,
+    /// Level-0 pixels a side one pixel covers.
+    pub factor: u64,
+    /// The window's first row and column in the level.
+    pub row0: u64,
+    pub col0: u64,
+    pub width: usize,
+    pub height: usize,
+    /// Row-major.
+    pub pixels: Vec<u8>,
+}
+
+/// The most pixels one read of a level may return (a whole GLAD level 0 is not a picture).
+pub const MAX_LEVEL_READ: u64 = 64 << 20;
+
+impl Cube {
+    /// Every level, level 0 first, as (width, height, factor).
+    pub fn level_sizes(&self) -> Vec<(u64, u64, u64)> {
+        let (h, w) = self.layout.grid().shape();
+        std::iter::once((w, h, 1))
+            .chain(
+                self.layout
+                    .levels()
+                    .iter()
+                    .map(|l| (l.width, l.height, l.factor)),
+            )
+            .collect()
+    }
+
+    /// The coarsest level at least `width` pixels wide: what fills a view that wide with
+    /// the least reading (the finest level when none is that wide).
+    pub fn level_for_width(&self, width: u64) -> usize {
+        self.level_sizes()
+            .iter()
+            .rposition(|(w, _, _)| *w >= width)
+            .unwrap_or(0)
+    }
+
+    /// The level whose factor is `factor`, if the cube has it.
+    pub fn level_of_factor(&self, factor: u64) -> Option<usize> {
+        self.level_sizes().iter().position(|(_, _, f)| *f == factor)
+    }
+
+    /// Read year `year` of level `k` at a snapshot (`None`: the branch head), whole or the
+    /// window `rows`×`cols` (in the level's pixels, clipped to it).
+    pub async fn read_level(
+        &self,
+        snapshot: Option<&str>,
+        k: usize,
+        year: i32,
+        window: Option<((u64, u64), (u64, u64))>,
+    ) -> Result<LevelImage, CubeError> {
+        let sizes = self.level_sizes();
+        let &(w, h, factor) = sizes
+            .get(k)
+            .ok_or_else(|| CubeError::Layout(format!("the cube has no level {k}")))?;
+        let yi = self
+            .layout
+            .year_index(year)
+            .ok_or_else(|| CubeError::Layout(format!("year {year} is not in the cube")))?;
+        let ((r0, r1), (c0, c1)) = window.unwrap_or(((0, h), (0, w)));
+        let (r0, r1, c0, c1) = (r0.min(h), r1.min(h), c0.min(w), c1.min(w));
+        if (r1 - r0) * (c1 - c0) > MAX_LEVEL_READ {
+            return Err(CubeError::Layout(format!(
+                "level {k} (factor {factor}) is {}×{} px there: too large to read whole; choose a coarser level or a smaller box",
+                c1 - c0,
+                r1 - r0
+            )));
+        }
+        let session = match snapshot {
+            None => self.head_session().await?,
+            Some(id) => {
+                let id = SnapshotId::try_from(id)
+                    .map_err(|_| CubeError::UnknownSnapshot(id.to_string()))?;
+                self.session_at(&icechunk::repository::VersionInfo::SnapshotId(id))
+                    .await?
+            }
+        };
+        let path = Path::new(&self.layout.level_path(k))
+            .map_err(|e| CubeError::Layout(format!("level path: {e}")))?;
+        let (_, chunk) = self.layout.level_shape(k);
+        let encoder = ChunkEncoder::for_level(&self.layout, k)?;
+        let pixels = read_region(
+            &session,
+            &path,
+            &encoder,
+            chunk[1],
+            yi as u64,
+            (r0, r1),
+            (c0, c1),
+            self.layout.fill_value,
+        )
+        .await?;
+        Ok(LevelImage {
+            level: k,
+            factor,
+            row0: r0,
+            col0: c0,
+            width: (c1 - c0) as usize,
+            height: (r1 - r0) as usize,
+            pixels,
+        })
+    }
+}
