@@ -1,8 +1,8 @@
 //! The dataset's legend (`assets/legend.toml`): a colour and a label for each class value,
 //! shared by the console's views and the `map` picture.
 //!
-//! Invariant: every value has a colour (values the legend does not name are grey), and the
-//! classes are listed in the file's order.
+//! Invariant: every value has a colour (values the legend does not name are grey) and a
+//! glyph for terminals without colour, each class its own; classes keep the file's order.
 
 use serde::Deserialize;
 
@@ -23,6 +23,13 @@ pub struct Class {
     pub to: u8,
     pub label: String,
     pub rgb: [u8; 3],
+    /// How the class shows without colour.
+    #[serde(default = "unnamed_glyph")]
+    pub glyph: char,
+}
+
+fn unnamed_glyph() -> char {
+    '?'
 }
 
 /// The embedded legend's classes, in order.
@@ -45,6 +52,11 @@ pub fn rgb(value: u8) -> [u8; 3] {
     class_of(value).map(|c| c.rgb).unwrap_or(UNNAMED)
 }
 
+/// The glyph of a value when colour is off (`?` for values the legend does not name).
+pub fn glyph(value: u8) -> char {
+    class_of(value).map(|c| c.glyph).unwrap_or('?')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +68,9 @@ mod tests {
         assert_eq!(class_of(255).map(|c| c.label.as_str()), Some("no data"));
         assert_eq!(rgb(60), [30, 110, 40]);
         assert_eq!(rgb(230), UNNAMED);
+        // Every class has a glyph of its own, so the map reads without colour.
+        let glyphs: std::collections::BTreeSet<char> = classes().iter().map(|c| c.glyph).collect();
+        assert_eq!(glyphs.len(), classes().len());
+        assert_eq!((glyph(255), glyph(254), glyph(230)), (' ', '~', '?'));
     }
 }

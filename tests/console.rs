@@ -951,3 +951,62 @@ fn the_console_watches_a_plans_shards_as_they_land() {
     tmux.wait_for("plan (Esc closes)");
     tmux.keys(&["Escape", "q"]);
 }
+
+/// The line of the screen that starts with a grid row's label.
+fn row_line(screen: &str, label: &str) -> String {
+    screen
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_world_map_shows_the_data_follows_the_cursor_and_a_new_tile_appears() {
+    let w = Work::new();
+    // Built-up land (250, `@` without colour) in one tile; cropland (244, `#`) in the next
+    // one written while the map is open.
+    w.two_class_tile(2000, "00N_000E", 250, 250);
+    w.two_class_tile(2000, "10N_010E", 244, 244);
+    w.list(2000, &["00N_000E", "10N_010E"], "");
+    w.ok(&["init"]);
+    w.ok(&["write", "--year", "2000", "--tiles", "00N_000E"]);
+    let cmd = format!("NO_COLOR=1 {}", console_cmd(&w));
+    let tmux = Tmux::start(&cmd);
+    tmux.wait_for("1:2000 1/2");
+    tmux.keys(&["m"]);
+    let s = tmux.wait_for("map: 2000 from level 3 (1:8)");
+    // Without colour the map reads by the legend's glyphs: the written tile is built-up,
+    // the rest no data; the cursor's tile is bracketed at the top left.
+    let row = row_line(&s, "00N");
+    assert_eq!(row.matches('@').count(), 2, "one tile of `@`: {row:?}\n{s}");
+    assert!(row_line(&s, "80N").starts_with("80N []"), "{s}");
+    assert!(!s.contains('#'), "no cropland yet: {s}");
+    tmux.keys(&["l"]);
+    let s = tmux.wait_for("80N   []");
+    assert!(
+        s.contains("80N   []"),
+        "the cursor moved one tile east: {s}"
+    );
+
+    // Another process writes a tile: the console sees the branch move and the map shows it.
+    w.ok(&["write", "--year", "2000", "--tiles", "10N_010E"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = tmux.screen();
+        let row = row_line(&s, "10N");
+        if row.matches('#').count() == 2 {
+            assert!(s.contains("1:2000 2/2"), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new tile never showed: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // `m` again: the tile grid.
+    tmux.keys(&["m"]);
+    let s = tmux.wait_for("00N ");
+    assert!(
+        row_line(&s, "00N").contains('#'),
+        "the grid's written glyph: {s}"
+    );
+}

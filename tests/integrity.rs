@@ -134,7 +134,8 @@ async fn a_committed_snapshot_is_never_touched_again() {
 
 #[test]
 fn a_one_tile_commit_writes_exactly_one_new_manifest() {
-    let w = Work::new();
+    // Level 0 alone (the overview levels' manifests follow the same split: below).
+    let w = Work::with_overviews(None);
     let n = tile_names(8);
     w.listed_tiles(2005, &n);
     w.ok(&["init"]);
@@ -153,6 +154,20 @@ fn a_one_tile_commit_writes_exactly_one_new_manifest() {
         manifests(&w),
         before + 2,
         "a rewritten tile: one new manifest"
+    );
+
+    // With overviews, a one-tile commit adds one manifest for each array it writes at most:
+    // level 0 and the three levels written with the tile (the cube has no coarse level).
+    let w = Work::new();
+    w.listed_tiles(2005, &n);
+    w.ok(&["init"]);
+    w.ok(&["write", "--year", "2005", "--tiles", &n[..6].join(",")]);
+    let before = manifests(&w);
+    w.ok(&["write", "--year", "2005", "--tiles", &n[6]]);
+    let added = manifests(&w) - before;
+    assert!(
+        (1..=4).contains(&added),
+        "a new tile with its overviews: {added} manifests"
     );
 }
 

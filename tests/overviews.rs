@@ -251,3 +251,52 @@ async fn the_overviews_command_gives_the_levels_a_write_with_them_gives() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("switches overviews off"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_shards_merged_in_amended_batches_leave_every_level_the_chain() {
+    // Eight neighbours in one coarse chunk, staged by three shards, merged in batches each
+    // amending the merge's commit: the coarse chunk holds every shard's tiles.
+    let w = Work::with_overviews(Some(100));
+    let names = tile_names(8);
+    for (i, name) in names.iter().enumerate() {
+        w.two_class_tile(2015, name, 10 + 10 * i as u8, 100 + 10 * i as u8);
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    w.list(2015, &refs, "");
+    w.ok(&["--spec-version", "2", "init"]);
+    let plan = w.dir.path().join("plan").display().to_string();
+    let stage = w.dir.path().join("stage").display().to_string();
+    w.ok(&["plan", "--all", "--shards", "3", "--out", &plan]);
+    for shard in 0..3 {
+        w.ok(&[
+            "write",
+            "--plan",
+            &plan,
+            "--shard",
+            &shard.to_string(),
+            "--stage",
+            &stage,
+            "--threads",
+            "1",
+            "--commit-every",
+            "1",
+        ]);
+    }
+    let out = w.ok(&[
+        "merge",
+        "--plan",
+        &plan,
+        "--stage",
+        &stage,
+        "--commit-refs",
+        "40",
+    ]);
+    assert!(out.contains("1 new commit"), "{out}");
+    let cube = w.cube().await;
+    let levels = assert_levels_follow_level_0(&cube, 2015).await;
+    let (lw, _, x32) = &levels[4];
+    for i in 0..names.len() {
+        let (row, col) = (3200 / 32 + 2, 7200 / 32 + i * 400 / 32 + 6);
+        assert_eq!(x32[row * lw + col], 10 + 10 * i as u8, "tile {i}");
+    }
+}

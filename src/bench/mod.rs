@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// compare with the striped tiles at the highest thread count, side by side.
     #[arg(long)]
     pub cog: bool,
+    /// Also compare, at the highest thread count and side by side, the write with overviews
+    /// (the preset's pyramid, every level of each tile from its decoded strips) and without.
+    #[arg(long)]
+    pub overviews: bool,
     /// Also write the tiles from an HTTP source (nginx on loopback behind a proxy adding
     /// --rtt-ms of round trip), with and without read-ahead, next to the download time of
     /// the same files and the local write time.
@@ -303,6 +307,62 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             best(&cogs),
             best(&striped),
             best(&cogs) / best(&striped)
+        );
+    }
+
+    if args.overviews {
+        let threads = args.threads.iter().max().copied().unwrap_or(1);
+        // A config whose preset switches overviews off: `init` lays the cube out without
+        // them, and the write follows the cube's layout.
+        let off_dir = scratch("bench-overviews-off")?;
+        std::fs::create_dir_all(&off_dir)?;
+        let off_preset = off_dir.join("preset.toml");
+        std::fs::write(
+            &off_preset,
+            tilecube::preset::GLAD_TOML.replace("enabled = true", "enabled = false"),
+        )?;
+        let off_config = off_dir.join("config.toml");
+        std::fs::write(&off_config, format!("preset = {:?}\n", off_preset))?;
+        let off_config = off_config.display().to_string();
+        let th = threads.to_string();
+        let (mut with, mut without) = (vec![], vec![]);
+        // Alternate the two, twice, so drift on a noisy machine hits both alike.
+        for round in 0..2 {
+            for on in [true, false] {
+                let repo = scratch(&format!("bench-overviews-{round}-{on}"))?;
+                let repo_s = repo.display().to_string();
+                let mut init_args = vec![];
+                if !on {
+                    init_args.extend(["--config", off_config.as_str()]);
+                }
+                init_args.extend(["--repo", &repo_s, "--tile-pixels", &px, "init"]);
+                let init = run_child(&init_args)?;
+                if !init.ok {
+                    bail!("init failed: {}", init.stderr);
+                }
+                let w = run_child(&write_args(&repo_s, &src, &px, &tiles_arg, Some(&th)))?;
+                if !w.ok {
+                    bail!("write failed: {}", w.stderr);
+                }
+                let run = (w.wall.as_secs_f64() / n, w.max_rss_mb);
+                if on {
+                    with.push(run)
+                } else {
+                    without.push(run)
+                }
+                repos.push(repo);
+            }
+        }
+        let best = |v: &[(f64, f64)]| v.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+        let peak = |v: &[(f64, f64)]| v.iter().map(|r| r.1).fold(0.0, f64::max);
+        let levels = Layout::new(&preset, &grid).levels().len();
+        println!(
+            "overviews ({levels} levels) vs none, {threads} thread(s): {:.2} vs {:.2} s wall/tile (best of 2 each; +{:.0} %), peak RSS {:.0} vs {:.0} MB",
+            best(&with),
+            best(&without),
+            (best(&with) / best(&without) - 1.0) * 100.0,
+            peak(&with),
+            peak(&without)
         );
     }
 

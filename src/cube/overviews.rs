@@ -418,3 +418,42 @@ impl Cube {
         })
     }
 }
+
+impl Cube {
+    /// A tile of the branch head decimated to at most `n`×`n` samples, read from the
+    /// coarsest level where the tile is still at least `n` pixels a side (level 0 when no
+    /// overview is): returns the side and the samples, row-major.
+    pub async fn quicklook_fitting(
+        &self,
+        year: i32,
+        tile: crate::grid::TileName,
+        n: usize,
+    ) -> Result<(usize, Vec<u8>), CubeError> {
+        let grid = self.layout.grid();
+        let t = grid.tile_pixels;
+        let k = self
+            .level_sizes()
+            .iter()
+            .rposition(|(_, _, f)| t / f >= n as u64)
+            .unwrap_or(0);
+        if k == 0 {
+            return self.quicklook_head(year, tile, n).await;
+        }
+        let f = self.level_sizes()[k].2;
+        let cell = grid.cell(tile)?;
+        let region = grid.region(cell);
+        let rows = (region.y0 / f, (region.y0 + t).div_ceil(f));
+        let cols = (region.x0 / f, (region.x0 + t).div_ceil(f));
+        let image = self.read_level(None, k, year, Some((rows, cols))).await?;
+        let side = n.min(image.width).min(image.height).max(1);
+        let mut out = Vec::with_capacity(side * side);
+        for r in 0..side {
+            for c in 0..side {
+                let y = r * image.height / side;
+                let x = c * image.width / side;
+                out.push(image.pixels[y * image.width + x]);
+            }
+        }
+        Ok((side, out))
+    }
+}

@@ -112,7 +112,7 @@ impl ChunkEncoder {
             .array
             .codecs()
             .decode(
-                std::borrow::Cow::Borrowed(bytes).into(),
+                std::borrow::Cow::Borrowed(bytes),
                 &self.shape,
                 dt,
                 self.array.fill_value(),

@@ -26,6 +26,8 @@ pub enum Command {
     Write,
     Cancel,
     QuickLook,
+    /// The world map in place of the grid, and back.
+    Map,
     Focus,
     Open,
     Diff,
@@ -230,6 +232,15 @@ pub const BINDINGS: &[Binding] = &[
         short: "p",
         help: "quick-look of the tile from the cube",
         footer: &[(Footer::Grid, "look")],
+    },
+    Binding {
+        command: Command::Map,
+        scope: Scope::Any,
+        keys: Keys::Codes(&[Char('m')]),
+        label: "m",
+        short: "m",
+        help: "world map of the year's data (again: the tile grid)",
+        footer: &[(Footer::Grid, "map"), (Footer::Browse, "map")],
     },
     Binding {
         command: Command::Open,
@@ -464,7 +475,7 @@ mod tests {
         }
         assert_eq!(
             footer(Footer::Grid, 5),
-            "←↓↑→ move  1-5 year  space select  a all  f failed  w write  x cancel  p look  Tab  ? help  q quit"
+            "←↓↑→ move  1-5 year  space select  a all  f failed  w write  x cancel  p look  m map  Tab  ? help  q quit"
         );
         assert_eq!(
             footer(Footer::History, 5),
@@ -472,7 +483,7 @@ mod tests {
         );
         assert_eq!(
             footer(Footer::Browse, 5),
-            "read-only snapshot  Esc back to head  Tab history  ? help  q quit"
+            "read-only snapshot  m map  Esc back to head  Tab history  ? help  q quit"
         );
     }
 

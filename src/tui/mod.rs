@@ -403,9 +403,19 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
                 let _ = tx.send(Done::Tagged(r.map_err(|e| error_chain(&e))));
             });
         }
+        Action::LoadMap { key, width } => {
+            tokio::spawn(async move {
+                let k = cube.level_for_width(width);
+                let r = cube
+                    .read_level(key.snapshot.as_deref(), k, key.year, None)
+                    .await
+                    .map_err(|e| error_chain(&e));
+                let _ = tx.send(Done::Map(key, r));
+            });
+        }
         Action::QuickLook { year, tile } => {
             tokio::spawn(async move {
-                let r = cube.quicklook_head(year, tile, 64).await;
+                let r = cube.quicklook_fitting(year, tile, 64).await;
                 let _ = tx.send(Done::QuickLook(r.map_err(|e| error_chain(&e))));
             });
         }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use tilecube::cube::{Commit, Coverage, TileState};
+use tilecube::cube::{Commit, Coverage, LevelImage, TileState};
 use tilecube::grid::{Cell, Grid, TileName};
 use tilecube::runs::Run;
 use tilecube::scaleout::record::parse_tile_key;
@@ -236,6 +236,20 @@ pub struct App {
     pub reading_runs: bool,
     /// Tiles of a launch not answered yet: queued until the run is there to say more.
     pub launching: BTreeSet<(i32, TileName)>,
+    /// The world map is shown in place of the grid (`m`).
+    pub show_map: bool,
+    /// The map as last read (or why it could not be), and what it shows.
+    pub map: Option<(MapKey, Result<LevelImage, String>)>,
+    /// The map being read.
+    pub map_reading: Option<MapKey>,
+}
+
+/// What a map shows: a year of the branch head (at the head read) or of a browsed snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapKey {
+    pub year: i32,
+    pub snapshot: Option<String>,
+    pub head: Option<String>,
 }
 
 /// How many runs of the repository the console keeps in view.
@@ -277,7 +291,34 @@ impl App {
             runs: Vec::new(),
             reading_runs: false,
             launching: BTreeSet::new(),
+            show_map: false,
+            map: None,
+            map_reading: None,
         }
+    }
+
+    /// What the map should show now.
+    pub fn map_key(&self) -> MapKey {
+        match &self.browse {
+            Some(b) => MapKey {
+                year: self.year(),
+                snapshot: Some(b.snapshot.clone()),
+                head: None,
+            },
+            None => MapKey {
+                year: self.year(),
+                snapshot: None,
+                head: self.head.clone(),
+            },
+        }
+    }
+
+    /// The map shown, when it is the one [`App::map_key`] asks for.
+    pub fn map_image(&self) -> Option<&Result<LevelImage, String>> {
+        self.map
+            .as_ref()
+            .filter(|(k, _)| *k == self.map_key())
+            .map(|(_, m)| m)
     }
 
     /// Where a tile of a year is read from.

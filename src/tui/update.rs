@@ -9,11 +9,11 @@
 //! unless the operator asked for it.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
-use tilecube::cube::{Commit, Coverage};
+use tilecube::cube::{Commit, Coverage, LevelImage};
 use tilecube::runs::Run;
 
 use super::keys::{self, Command, Scope};
-use super::state::{App, Browse, CellState, Exit, Focus, Popup};
+use super::state::{App, Browse, CellState, Exit, Focus, MapKey, Popup};
 use tilecube::grid::{Cell, Grid, TileName};
 
 /// Everything that can happen to the console.
@@ -63,6 +63,8 @@ pub enum Done {
     Browse(Result<Browse, String>),
     Tagged(Result<String, String>),
     QuickLook(Result<(usize, Vec<u8>), String>),
+    /// A map was read (or could not be).
+    Map(MapKey, Result<LevelImage, String>),
     /// The watched plan's progress, read afresh.
     Plan(Result<tilecube::scaleout::PlanStatus, String>),
     Error(String),
@@ -87,6 +89,8 @@ pub enum Action {
     Tag { snapshot: String, name: String },
     /// Read a tile back from the cube for a quick-look.
     QuickLook { year: i32, tile: TileName },
+    /// Read the map of `key` from the coarsest level at least `width` pixels wide.
+    LoadMap { key: MapKey, width: u64 },
     /// Read the branch head's coverage and history again.
     Refresh,
     /// Look up the branch head.
@@ -97,8 +101,35 @@ pub enum Action {
     Quit,
 }
 
+/// Samples across the grid a map is read with: enough for the largest cells drawn.
+pub const MAP_SAMPLES_PER_TILE: u64 = 8;
+
 /// Apply one message.
 pub fn update(app: &mut App, msg: Msg) -> Vec<Action> {
+    let mut actions = apply(app, msg);
+    actions.extend(map_action(app));
+    actions
+}
+
+/// The map follows the year, the browsed snapshot and the branch head: when it is shown
+/// and what it shows is neither read nor being read, read it.
+fn map_action(app: &mut App) -> Option<Action> {
+    if !app.show_map || app.loading.is_some() || app.exit.is_some() {
+        return None;
+    }
+    let key = app.map_key();
+    let known = app.map.as_ref().is_some_and(|(k, _)| *k == key);
+    if known || app.map_reading.as_ref() == Some(&key) {
+        return None;
+    }
+    app.map_reading = Some(key.clone());
+    Some(Action::LoadMap {
+        key,
+        width: app.grid.columns as u64 * MAP_SAMPLES_PER_TILE,
+    })
+}
+
+fn apply(app: &mut App, msg: Msg) -> Vec<Action> {
     match msg {
         Msg::Key(k) => on_key(app, k),
         Msg::Done(d) => on_done(app, d),
@@ -231,6 +262,15 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
         Done::Browse(Err(e)) | Done::Tagged(Err(e)) => app.status_line = format!("error: {e}"),
         Done::Tagged(Ok(msg)) => app.status_line = msg,
         Done::QuickLook(Ok(px)) => app.quicklook = Some(px),
+        Done::Map(key, r) => {
+            if app.map_reading.as_ref() == Some(&key) {
+                app.map_reading = None;
+            }
+            if let Err(e) = &r {
+                app.status_line = format!("map: {e}");
+            }
+            app.map = Some((key, r));
+        }
         Done::QuickLook(Err(e)) => {
             app.popup = None;
             app.status_line = format!("quick-look: {e}");
@@ -265,6 +305,14 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
     }
     match command {
         Command::Help => app.popup = Some(Popup::Help),
+        Command::Map => {
+            app.show_map = !app.show_map;
+            app.status_line = if app.show_map {
+                "world map: the data of the year shown, from the cube's overviews".into()
+            } else {
+                "tile grid".into()
+            };
+        }
         Command::Plan => {
             if app.plan.is_some() {
                 app.popup = Some(Popup::Plan);
@@ -965,6 +1013,78 @@ mod tests {
             }),
         );
         assert_eq!(a.head.as_deref(), Some("H2"));
+    }
+
+    #[test]
+    fn the_map_follows_the_year_the_head_and_a_browsed_snapshot() {
+        let mut a = app();
+        a.head = Some("HEAD1".into());
+        let load = |actions: Vec<Action>| -> Option<MapKey> {
+            actions.into_iter().find_map(|x| match x {
+                Action::LoadMap { key, width } => {
+                    assert_eq!(width, 36 * MAP_SAMPLES_PER_TILE);
+                    Some(key)
+                }
+                _ => None,
+            })
+        };
+        let key = load(update(&mut a, Msg::Key(ch('m')))).expect("m reads the map");
+        assert!(a.show_map);
+        assert_eq!((key.year, key.head.as_deref()), (2000, Some("HEAD1")));
+        // While it is being read, nothing asks again.
+        assert_eq!(load(update(&mut a, Msg::Key(ch('l')))), None);
+        let image = LevelImage {
+            level: 3,
+            factor: 8,
+            row0: 0,
+            col0: 0,
+            width: 2,
+            height: 1,
+            pixels: vec![10, 255],
+        };
+        update(&mut a, Msg::Done(Done::Map(key.clone(), Ok(image.clone()))));
+        assert_eq!(a.map_image(), Some(&Ok(image)));
+        assert_eq!(load(update(&mut a, Msg::Key(ch('h')))), None, "read once");
+        // Another year, a moved head, a browsed snapshot: each is read.
+        let k2 = load(update(&mut a, Msg::Key(ch('2')))).expect("year 2005");
+        assert_eq!(k2.year, 2005);
+        assert_eq!(
+            a.map_image(),
+            None,
+            "the old year's map is not shown as this one's"
+        );
+        update(&mut a, Msg::Done(Done::Map(k2, Err("no overviews".into()))));
+        assert!(a.status_line.contains("no overviews"), "{}", a.status_line);
+        assert_eq!(
+            load(update(&mut a, Msg::Poll)),
+            None,
+            "a failed read is not retried in a loop"
+        );
+        let refreshed = update(
+            &mut a,
+            Msg::Done(Done::Refreshed {
+                coverage: Coverage::default(),
+                history: vec![],
+                head: Some("HEAD2".into()),
+            }),
+        );
+        let k3 = load(refreshed).expect("a new head is read");
+        assert_eq!(k3.head.as_deref(), Some("HEAD2"));
+        a.map_reading = None;
+        a.browse = Some(Browse {
+            snapshot: "SNAP".into(),
+            message: String::new(),
+            coverage: Default::default(),
+            diff_against: None,
+            changed: Default::default(),
+        });
+        let k4 = load(update(&mut a, Msg::Key(ch('h')))).expect("the browsed snapshot");
+        assert_eq!((k4.snapshot.as_deref(), k4.head), (Some("SNAP"), None));
+        // `m` again: the grid, and no more reads.
+        update(&mut a, Msg::Key(ch('m')));
+        assert!(!a.show_map);
+        a.map_reading = None;
+        assert_eq!(load(update(&mut a, Msg::Key(ch('1')))), None);
     }
 
     #[test]

@@ -46,27 +46,29 @@ fn style(app: &App, color: Color) -> Style {
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
     let wide = area.width >= GRID_WIDTH + 40 && area.height >= 24;
+    let cell = cell_size(area, app);
     let rows = Layout::default()
         .direction(Direction::Vertical)
         .constraints([
             Constraint::Length(1),
             Constraint::Length(1),
-            Constraint::Length(15),
-            Constraint::Min(3),
+            Constraint::Length(1 + app.grid.rows as u16 * cell.1),
+            Constraint::Min(if wide { 1 } else { 3 }),
             Constraint::Length(1),
         ])
         .split(area);
     draw_title(frame, app, rows[0]);
     draw_tabs(frame, app, rows[1]);
     if wide {
+        let grid_width = 4 + app.grid.columns as u16 * cell.0 + 3;
         let cols = Layout::default()
             .direction(Direction::Horizontal)
-            .constraints([Constraint::Length(GRID_WIDTH + 3), Constraint::Min(30)])
+            .constraints([Constraint::Length(grid_width), Constraint::Min(30)])
             .split(Rect {
                 height: rows[2].height + rows[3].height,
                 ..rows[2]
             });
-        draw_grid(frame, app, cols[0]);
+        draw_tiles(frame, app, cols[0], cell);
         let below = Rect {
             y: rows[3].y,
             height: rows[3].height,
@@ -83,6 +85,24 @@ pub fn draw(frame: &mut Frame, app: &App) {
             .split(cols[1]);
         draw_details(frame, app, side[0]);
         draw_runs(frame, app, side[1]);
+        // A tall terminal also shows the legend: the tiles' states per year, or the map's
+        // classes.
+        let legend_height = 2 + if app.show_map {
+            tilecube::legend::classes().len() as u16
+        } else {
+            SUMMARY_STATES.len() as u16 + 1
+        };
+        let side2 = if side[2].height >= legend_height + 8 {
+            let parts = Layout::default()
+                .direction(Direction::Vertical)
+                .constraints([Constraint::Length(legend_height), Constraint::Min(4)])
+                .split(side[2]);
+            draw_legend(frame, app, parts[0]);
+            parts[1]
+        } else {
+            side[2]
+        };
+        let side = [side[0], side[1], side2];
         if app.show_logs && side[2].height > 12 {
             let parts = Layout::default()
                 .direction(Direction::Vertical)
@@ -94,7 +114,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
             draw_history(frame, app, side[2]);
         }
     } else {
-        draw_grid(frame, app, rows[2]);
+        draw_tiles(frame, app, rows[2], cell);
         let panel = rows[3];
         draw_status(frame, app, Rect { height: 1, ..panel });
         let rest = Rect {
@@ -175,15 +195,41 @@ fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-fn draw_grid(frame: &mut Frame, app: &App, area: Rect) {
+/// Characters a tile takes across and down: 2×1 at 80×24, growing with the room beside the
+/// panels on a large terminal (3×3 at 160×48).
+fn cell_size(area: Rect, app: &App) -> (u16, u16) {
+    let wide = area.width >= GRID_WIDTH + 40 && area.height >= 24;
+    if !wide {
+        return (2, 1);
+    }
+    let (cols, rows) = (app.grid.columns.max(1) as u16, app.grid.rows.max(1) as u16);
+    let w = (area.width.saturating_sub(4 + 3 + PANELS_MIN_WIDTH) / cols).clamp(2, 6);
+    let h = (area.height.saturating_sub(5) / rows).clamp(1, 4);
+    (w, h)
+}
+
+/// The narrowest the panels beside a grown grid get.
+const PANELS_MIN_WIDTH: u16 = 40;
+
+/// The grid, or the world map in its place (`m`) once the map is read.
+fn draw_tiles(frame: &mut Frame, app: &App, area: Rect, cell: (u16, u16)) {
+    if app.show_map
+        && let Some(Ok(image)) = app.map_image()
+    {
+        return draw_map(frame, app, area, cell, image);
+    }
+    draw_grid(frame, app, area, cell);
+}
+
+/// The column labels every sixth column (and the last), above cells `cw` wide.
+fn header_line(app: &App, cw: u16) -> Line<'static> {
     let grid = &app.grid;
-    let year = app.year();
-    let mut lines = Vec::with_capacity(grid.rows as usize + 1);
+    let cw = cw as usize;
     let mut header = String::from("    ");
     for c in 0..grid.columns {
         if c % 6 == 0 {
             let name = grid.tile_at(Cell { col: c, row: 0 }).to_string();
-            header.push_str(&format!("{:<12}", &name[4..]));
+            header.push_str(&format!("{:<w$}", &name[4..], w = 6 * cw));
         }
     }
     // The last column's label closes the header (170E on the GLAD grid).
@@ -193,32 +239,140 @@ fn draw_grid(frame: &mut Frame, app: &App, area: Rect) {
             row: 0,
         })
         .to_string();
-    let at = 4 + (grid.columns as usize - 1) * 2;
+    let at = 4 + (grid.columns as usize - 1) * cw;
     let mut header = header.trim_end().to_string();
     if header.len() + 1 < at {
         header.push_str(&" ".repeat(at - header.len()));
         header.push_str(&last[4..]);
     }
-    lines.push(Line::from(header));
+    Line::from(header)
+}
+
+/// A row's label on its first line, blank on the others.
+fn row_label(app: &App, r: u32, line: u16) -> Span<'static> {
+    if line == 0 {
+        let label = app.grid.tile_at(Cell { col: 0, row: r }).to_string()[..3].to_string();
+        Span::raw(format!("{label} "))
+    } else {
+        Span::raw("    ")
+    }
+}
+
+fn draw_grid(frame: &mut Frame, app: &App, area: Rect, (cw, ch): (u16, u16)) {
+    let grid = &app.grid;
+    let year = app.year();
+    let mut lines = Vec::with_capacity(grid.rows as usize * ch as usize + 1);
+    lines.push(header_line(app, cw));
     for r in 0..grid.rows {
-        let label = grid.tile_at(Cell { col: 0, row: r }).to_string()[..3].to_string();
-        let mut spans = vec![Span::raw(format!("{label} "))];
-        for c in 0..grid.columns {
-            let cell = Cell { col: c, row: r };
-            let tile = grid.tile_at(cell);
-            let state = app.cell_state(year, tile);
-            let selected = app.selected.contains(&(year, tile));
-            let mut s = style(app, color_of(state));
-            if matches!(state, CellState::Written | CellState::Failed) {
-                s = s.add_modifier(Modifier::BOLD);
+        for line in 0..ch {
+            let mut spans = vec![row_label(app, r, line)];
+            for c in 0..grid.columns {
+                let cell = Cell { col: c, row: r };
+                let tile = grid.tile_at(cell);
+                let state = app.cell_state(year, tile);
+                let selected = app.selected.contains(&(year, tile));
+                let mut s = style(app, color_of(state));
+                if matches!(state, CellState::Written | CellState::Failed) {
+                    s = s.add_modifier(Modifier::BOLD);
+                }
+                if cell == app.cursor {
+                    s = s.add_modifier(Modifier::REVERSED);
+                }
+                let glyph = state.glyph();
+                let mark = if selected { '*' } else { ' ' };
+                // Two columns: the glyph and the selection mark; grown cells are filled
+                // with the glyph, the mark last.
+                let text: String = if cw <= 2 {
+                    format!("{glyph}{mark}")
+                } else if selected {
+                    std::iter::repeat_n(glyph, cw as usize - 1)
+                        .chain([mark])
+                        .collect()
+                } else {
+                    std::iter::repeat_n(glyph, cw as usize).collect()
+                };
+                spans.push(Span::styled(text, s));
             }
-            if cell == app.cursor {
-                s = s.add_modifier(Modifier::REVERSED);
-            }
-            let text = format!("{}{}", state.glyph(), if selected { '*' } else { ' ' });
-            spans.push(Span::styled(text, s));
+            lines.push(Line::from(spans));
         }
-        lines.push(Line::from(spans));
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// The world map: the year's data from an overview level, two samples a character (upper
+/// half-blocks coloured with the legend, or shading glyphs without colour), under the tile
+/// grid: the cursor's tile in brackets, selected tiles and tiles a diff changed marked.
+fn draw_map(
+    frame: &mut Frame,
+    app: &App,
+    area: Rect,
+    (cw, ch): (u16, u16),
+    image: &tilecube::cube::LevelImage,
+) {
+    let grid = &app.grid;
+    let year = app.year();
+    let (cols, rows) = (
+        grid.columns as usize * cw as usize,
+        grid.rows as usize * ch as usize,
+    );
+    let sample = |x: usize, y2: usize| -> u8 {
+        let px = x * image.width / cols.max(1);
+        let py = y2 * image.height / (2 * rows).max(1);
+        image
+            .pixels
+            .get(py.min(image.height.saturating_sub(1)) * image.width + px)
+            .copied()
+            .unwrap_or(255)
+    };
+    let changed = app.browse.as_ref().map(|b| &b.changed);
+    let mut lines = Vec::with_capacity(rows + 1);
+    lines.push(header_line(app, cw));
+    for r in 0..grid.rows {
+        for line in 0..ch {
+            let mut spans = vec![row_label(app, r, line)];
+            let y = r as usize * ch as usize + line as usize;
+            for c in 0..grid.columns {
+                let cell = Cell { col: c, row: r };
+                let tile = grid.tile_at(cell);
+                let selected = app.selected.contains(&(year, tile));
+                let diffed = changed.is_some_and(|set| set.contains(&(year, tile)));
+                for i in 0..cw as usize {
+                    let x = c as usize * cw as usize + i;
+                    let (top, bottom) = (sample(x, 2 * y), sample(x, 2 * y + 1));
+                    let first = i == 0 && line == 0;
+                    let mark = if cell == app.cursor && i == 0 {
+                        Some('[')
+                    } else if cell == app.cursor && i + 1 == cw as usize {
+                        Some(']')
+                    } else if first && diffed {
+                        Some('◆')
+                    } else if first && selected {
+                        Some('*')
+                    } else {
+                        None
+                    };
+                    let span = match (mark, app.color) {
+                        (Some(m), true) => Span::styled(
+                            m.to_string(),
+                            Style::default()
+                                .fg(Color::Yellow)
+                                .bg(super::widgets::legend_color(top))
+                                .add_modifier(Modifier::BOLD),
+                        ),
+                        (Some(m), false) => Span::raw(m.to_string()),
+                        (None, true) => Span::styled(
+                            "▀",
+                            Style::default()
+                                .fg(super::widgets::legend_color(top))
+                                .bg(super::widgets::legend_color(bottom)),
+                        ),
+                        (None, false) => Span::raw(super::widgets::shade(top).to_string()),
+                    };
+                    spans.push(span);
+                }
+            }
+            lines.push(Line::from(spans));
+        }
     }
     frame.render_widget(Paragraph::new(lines), area);
 }
@@ -257,6 +411,88 @@ fn panel<'a>(title: &'a str, focused: bool) -> Block<'a> {
     }
 }
 
+/// The states the legend counts, in its order.
+const SUMMARY_STATES: [CellState; 8] = [
+    CellState::Written,
+    CellState::Uncommitted,
+    CellState::Running { done: 0, total: 1 },
+    CellState::Queued,
+    CellState::Failed,
+    CellState::Inconsistent,
+    CellState::Listed,
+    CellState::NoTile,
+];
+
+/// The legend panel: with the map, each class's colour (or shading glyph) and name; with
+/// the grid, each tile state's glyph and how many tiles of each year are in it.
+fn draw_legend(frame: &mut Frame, app: &App, area: Rect) {
+    let mut lines = Vec::new();
+    if app.show_map {
+        for class in tilecube::legend::classes() {
+            let swatch = if app.color {
+                Span::styled("██", style(app, super::widgets::legend_color(class.from)))
+            } else {
+                let g = super::widgets::shade(class.from);
+                Span::raw(format!("{g}{g}"))
+            };
+            lines.push(Line::from(vec![
+                swatch,
+                Span::raw(format!(
+                    " {:>3}-{:<3} {}",
+                    class.from, class.to, class.label
+                )),
+            ]));
+        }
+    } else {
+        let mut header = format!("{:<14}", "");
+        for y in &app.years {
+            header.push_str(&format!("{y:>5}"));
+        }
+        lines.push(Line::from(header));
+        let mut counts = vec![[0usize; SUMMARY_STATES.len()]; app.years.len()];
+        for (yi, &year) in app.years.iter().enumerate() {
+            for tile in app.grid.tiles() {
+                let state = app.cell_state(year, tile);
+                if let Some(i) = SUMMARY_STATES
+                    .iter()
+                    .position(|s| std::mem::discriminant(s) == std::mem::discriminant(&state))
+                {
+                    counts[yi][i] += 1;
+                }
+            }
+        }
+        for (i, state) in SUMMARY_STATES.iter().enumerate() {
+            let name = match state {
+                CellState::Running { .. } => "running",
+                CellState::Uncommitted => "not committed",
+                CellState::Written => "written",
+                CellState::Inconsistent => "inconsistent",
+                CellState::NoTile => "no tile",
+                CellState::Listed => "listed",
+                other => other.name(),
+            };
+            let mut text = format!(" {name:<12}");
+            for c in &counts {
+                text.push_str(&format!("{:>5}", c[i]));
+            }
+            let glyph = match state {
+                CellState::Running { .. } => '5',
+                s => s.glyph(),
+            };
+            lines.push(Line::from(vec![
+                Span::styled(glyph.to_string(), style(app, color_of(*state))),
+                Span::raw(text),
+            ]));
+        }
+    }
+    let title = if app.show_map {
+        " classes "
+    } else {
+        " tiles per year "
+    };
+    frame.render_widget(Paragraph::new(lines).block(panel(title, false)), area);
+}
+
 fn draw_details(frame: &mut Frame, app: &App, area: Rect) {
     let year = app.year();
     let tile = app.cursor_tile();
@@ -282,6 +518,16 @@ fn draw_details(frame: &mut Frame, app: &App, area: Rect) {
         .map(|s| format!("  written by {}", short(s)))
         .unwrap_or_default();
     lines.push(Line::from(format!("{chunks}{by}")));
+    if app.show_map {
+        lines.push(Line::from(match app.map_image() {
+            Some(Ok(m)) => format!(
+                "map: {year} from level {} (1:{}), {}×{} px",
+                m.level, m.factor, m.width, m.height
+            ),
+            Some(Err(e)) => format!("map: {e}"),
+            None => format!("map: reading {year}…"),
+        }));
+    }
     if let Some(f) = app.failed.get(&(year, tile)) {
         lines.push(Line::styled(
             format!("error ({} attempts): {}", f.attempts, f.error),
@@ -806,6 +1052,96 @@ mod tests {
         });
         a.focus = Focus::History;
         both("diff", &a);
+    }
+
+    /// A map image of the whole grid: ocean (254) around a land block of classes by
+    /// column, no data (255) in the north.
+    fn map_app() -> App {
+        let mut a = app();
+        let (w, h) = (36 * 8, 14 * 8);
+        let pixels = (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                if y < 8 {
+                    255
+                } else if (60..230).contains(&x) && (20..90).contains(&y) {
+                    [10, 30, 60, 120, 244, 250][(x / 30) % 6]
+                } else {
+                    254
+                }
+            })
+            .collect();
+        a.show_map = true;
+        a.head = Some("SNAPAAAAAAAAAAAAAAAA".into());
+        let key = a.map_key();
+        a.map = Some((
+            key,
+            Ok(tilecube::cube::LevelImage {
+                level: 3,
+                factor: 8,
+                row0: 0,
+                col0: 0,
+                width: w,
+                height: h,
+                pixels,
+            }),
+        ));
+        a.cursor = tilecube::grid::Cell { col: 12, row: 5 };
+        a.selected.insert((2000, t("00N_000E")));
+        a
+    }
+
+    /// Share of a rendered screen's cells that are blank.
+    fn blank_share(screen: &str, w: usize, h: usize) -> f64 {
+        let filled: usize = screen
+            .lines()
+            .map(|l| l.chars().filter(|c| *c != ' ').count())
+            .sum();
+        1.0 - filled as f64 / (w * h) as f64
+    }
+
+    #[test]
+    fn world_map_in_colour_and_without() {
+        let a = map_app();
+        both("map", &a);
+        let mut plain = map_app();
+        plain.color = false;
+        both("map_no_color", &plain);
+        // Without colour the data still reads: ocean, classes and no data by glyph.
+        let screen = render(&plain, 80, 24);
+        for glyph in ['░', '▒', '▓', '%', '#', '@', '~', '[', '*'] {
+            assert!(screen.contains(glyph), "{glyph} missing:\n{screen}");
+        }
+    }
+
+    /// A console on a cube being written: a history that fills its panel.
+    fn with_history(mut a: App) -> App {
+        let first = a.history[0].clone();
+        for i in 0..30 {
+            let mut c = first.clone();
+            c.id = format!("SNAP{i:0>16}");
+            c.message = format!("write 12 tiles: 2000/{i:02}N_010E, 2000/{i:02}N_020E, …");
+            a.history.insert(0, c);
+        }
+        a
+    }
+
+    #[test]
+    fn a_large_terminal_grows_the_cells_and_leaves_little_blank() {
+        let grid = render(&with_history(app()), 160, 48);
+        let map = render(&with_history(map_app()), 160, 48);
+        for (name, screen) in [("grid", &grid), ("map", &map)] {
+            let blank = blank_share(screen, 160, 48);
+            assert!(
+                blank <= 0.25,
+                "{name}: {:.0} % blank at 160×48:\n{screen}",
+                blank * 100.0
+            );
+        }
+        // Three columns and three lines a tile: the grid's rows reach line 45.
+        assert!(grid.lines().nth(44).is_some_and(|l| l.starts_with("    ")));
+        let small = render(&app(), 80, 24);
+        assert!(blank_share(&small, 80, 24) < 0.6, "80×24 still fits");
     }
 
     #[test]

@@ -10,14 +10,9 @@ pub fn legend_color(value: u8) -> Color {
     Color::Rgb(r, g, b)
 }
 
-/// Shading glyph for a value when colour is off: fill value blank, others by class band.
-fn shade(value: u8) -> char {
-    match value {
-        255 => ' ',
-        0..=24 => '░',
-        25..=96 => '▓',
-        _ => '▒',
-    }
+/// The glyph of a value when colour is off: the legend's, one per class.
+pub fn shade(value: u8) -> char {
+    tilecube::legend::glyph(value)
 }
 
 /// Decimate a `side`×`side` tile into `width`×(2·`height`) samples and draw them with
