@@ -1,5 +1,6 @@
 //! The cube in its Icechunk repository: layout, opening and creating, chunk writes, commits,
-//! history and coverage.
+//! history and coverage, and the overview pyramid's levels (their metadata, the coarse levels'
+//! refresh at commit, reads of a level, and building them for an older cube).
 //!
 //! The repository is the source of truth: the layout lives in the root group's attributes,
 //! every commit that writes tiles records them in its snapshot properties, and the chunks

@@ -377,6 +377,11 @@ impl Cube {
         let ((r0, r1), (c0, c1)) = window.unwrap_or(((0, h), (0, w)));
         let (r0, r1, c0, c1) = (r0.min(h), r1.min(h), c0.min(w), c1.min(w));
         if (r1 - r0) * (c1 - c0) > MAX_LEVEL_READ {
+            if sizes.len() == 1 {
+                return Err(CubeError::Layout(format!(
+                    "the cube has no overviews and is {w}×{h} px: run `tilecube overviews` to build them"
+                )));
+            }
             return Err(CubeError::Layout(format!(
                 "level {k} (factor {factor}) is {}×{} px there: too large to read whole; choose a coarser level or a smaller box",
                 c1 - c0,

@@ -1,7 +1,9 @@
 //! Drawing the console: title, year tabs, the tile grid, the panels and the dialogs.
 //!
 //! At 80×24 the grid always fits and one panel (the focused one) sits below it; wider and
-//! taller terminals show the details, session and history panels beside the grid.
+//! taller terminals show the details, runs and history panels beside the grid, grow the
+//! grid's cells to the room there is and add a legend panel. The world map (`m`) is drawn in
+//! the grid's place, on the same cells, so the cursor and marks sit where the grid's would.
 
 use std::time::Instant;
 
