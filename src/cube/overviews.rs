@@ -150,8 +150,8 @@ fn chunks_of_tiles(
         };
         for tile in names.keys() {
             let cell = grid.cell(*tile)?;
-            let (cy0, cx0) = grid.first_chunk(cell);
-            let (y0, x0) = (cy0 * grid.chunk_pixels, cx0 * grid.chunk_pixels);
+            let region = grid.region(cell);
+            let (y0, x0) = (region.y0, region.x0);
             let (r0, r1) = (y0 / factor, (y0 + t).div_ceil(factor).min(height));
             let (c0, c1) = (x0 / factor, (x0 + t).div_ceil(factor).min(width));
             if r0 >= r1 || c0 >= c1 {

@@ -86,10 +86,7 @@ impl Cube {
             .layout
             .tile_levels()
             .iter()
-            .map(|l| TileLevel {
-                tile: l.tile_pixels.unwrap_or(0) as usize,
-                chunk: l.chunk as usize,
-            })
+            .filter_map(TileLevel::of)
             .collect();
         let encoders = (1..=tile_levels.len())
             .map(|k| ChunkEncoder::for_level(&self.layout, k))

@@ -36,6 +36,16 @@ pub struct TileLevel {
     pub chunk: usize,
 }
 
+impl TileLevel {
+    /// A level's tile size and chunk, when a tile maps to whole pixels of it.
+    pub fn of(level: &super::Level) -> Option<Self> {
+        Some(Self {
+            tile: level.tile_pixels? as usize,
+            chunk: level.chunk as usize,
+        })
+    }
+}
+
 /// A chunk row of a level being filled.
 struct ChunkRow {
     pixels: Vec<u8>,

@@ -479,13 +479,7 @@ impl TileOverviews {
             encoders: (1..=levels.len())
                 .map(|k| ChunkEncoder::for_level(layout, k))
                 .collect::<Result<_, _>>()?,
-            levels: levels
-                .iter()
-                .map(|l| TileLevel {
-                    tile: l.tile_pixels.unwrap_or(0) as usize,
-                    chunk: l.chunk as usize,
-                })
-                .collect(),
+            levels: levels.iter().filter_map(TileLevel::of).collect(),
             fill: layout.fill_value,
             how: o.resampling,
         }))
