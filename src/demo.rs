@@ -274,6 +274,40 @@ pub fn write_list(root: &Path, year: i32, tiles: &[TileName]) -> Result<(), Demo
     })
 }
 
+/// Whether `root` is a source an earlier demo made (before it marked its sources): it holds
+/// only year lists and year directories, and every list it holds is exactly the demo's.
+pub fn looks_made_by_demo(root: &Path, grid: &Grid, years: &[i32]) -> bool {
+    let tiles = land_tiles(grid);
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return false;
+    };
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    let known = |n: &String| {
+        years
+            .iter()
+            .any(|y| *n == y.to_string() || *n == format!("{y}.txt"))
+    };
+    if names.is_empty() || !names.iter().all(known) {
+        return false;
+    }
+    years.iter().all(|&year| {
+        let path = root.join(format!("{year}.txt"));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let want: String = tiles
+                    .iter()
+                    .map(|t| format!("{}\n", tile_path(root, year, *t).display()))
+                    .collect();
+                text == want
+            }
+            Err(_) => !path.exists(),
+        }
+    })
+}
+
 /// Make a whole GLAD-like source under `root`: every land tile for every year, and the lists.
 /// Tiles already present are kept. Returns the number of tiles per year.
 pub fn make_source(root: &Path, grid: &Grid, years: &[i32]) -> Result<usize, DemoError> {

@@ -21,7 +21,7 @@ fn main() {
     match cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", tilecube::anyhow_chain(&e));
             std::process::exit(2);
         }
     }

@@ -163,6 +163,29 @@ impl Preset {
                 "grid columns, rows, tile_degrees and tile_pixels must be positive".into(),
             ));
         }
+        if g.epsg == 4326 {
+            let deg = i64::from(g.tile_degrees);
+            let (north, south) = (
+                i64::from(g.origin_lat),
+                i64::from(g.origin_lat) - i64::from(g.rows) * deg,
+            );
+            if north > 90 || south < -90 {
+                return Err(invalid(format!(
+                    "grid rows run from {north}° to {south}° of latitude: {} rows of {deg}° from origin_lat {north} pass the pole (latitudes lie within ±90°)",
+                    g.rows
+                )));
+            }
+            let (west, east) = (
+                i64::from(g.origin_lon),
+                i64::from(g.origin_lon) + i64::from(g.columns) * deg,
+            );
+            if west < -180 || east > 180 {
+                return Err(invalid(format!(
+                    "grid columns run from {west}° to {east}° of longitude: {} columns of {deg}° from origin_lon {west} leave -180..180",
+                    g.columns
+                )));
+            }
+        }
         if self.years.step <= 0 || self.years.last < self.years.first {
             return Err(invalid(format!(
                 "years {}..{} step {} is empty",
@@ -208,5 +231,15 @@ mod tests {
         let text = GLAD_TOML.replace("dtype = \"uint8\"", "dtype = \"int16\"");
         let err = Preset::parse(&text, "mine.toml").unwrap_err().to_string();
         assert!(err.contains("mine.toml") && err.contains("int16"), "{err}");
+    }
+
+    #[test]
+    fn a_grid_past_the_pole_is_refused() {
+        let text = GLAD_TOML.replace("rows = 14", "rows = 18");
+        let err = Preset::parse(&text, "mine.toml").unwrap_err().to_string();
+        assert!(err.contains("mine.toml") && err.contains("-100°"), "{err}");
+        let text = GLAD_TOML.replace("columns = 36", "columns = 37");
+        let err = Preset::parse(&text, "mine.toml").unwrap_err().to_string();
+        assert!(err.contains("longitude"), "{err}");
     }
 }

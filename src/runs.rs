@@ -31,6 +31,10 @@ pub struct RunInfo {
     pub id: String,
     /// The repository written, for display.
     pub repo: String,
+    /// The cube written ([`crate::cube::Cube::key`]): runs of an earlier cube at the same
+    /// path are not this cube's.
+    #[serde(default)]
+    pub cube: String,
     /// The worker's process id.
     pub pid: u32,
     /// The worker's start time in clock ticks since boot (`/proc/PID/stat` field 22): with
@@ -167,6 +171,7 @@ pub async fn launch(plan: &ShardPlan, worker: &Worker) -> Result<RunInfo, RunErr
     let info = RunInfo {
         id: id.clone(),
         repo: plan.repo.clone(),
+        cube: plan.cube.clone(),
         pid,
         pid_start: process_start(pid).unwrap_or(0),
         started: Utc::now(),
@@ -290,13 +295,15 @@ impl Run {
     }
 }
 
-/// The runs of one repository (as a plan names it: an absolute path or a URL), newest
-/// first.
-pub fn for_repo(repo: &str) -> Vec<Run> {
+/// The runs of one cube: at its repository (as a plan names it: an absolute path or a URL)
+/// and of its key ([`crate::cube::Cube::key`]; runs that recorded none match by repository
+/// alone), newest first.
+pub fn for_repo(repo: &str, cube: &str) -> Vec<Run> {
     let repo = repo.trim_end_matches('/');
     list()
         .into_iter()
         .filter(|r| r.info.repo.trim_end_matches('/') == repo)
+        .filter(|r| r.info.cube.is_empty() || r.info.cube == cube)
         .collect()
 }
 
@@ -345,6 +352,7 @@ mod tests {
         let info = RunInfo {
             id: "x".into(),
             repo: "r".into(),
+            cube: String::new(),
             pid,
             pid_start: start,
             started: Utc::now(),

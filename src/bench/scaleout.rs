@@ -76,6 +76,7 @@ async fn merge_at_scale(shards: usize) -> Result<()> {
         id: new_id(),
         created: Utc::now(),
         repo: repo.display().to_string(),
+        cube: cube.key(),
         branch: "main".into(),
         s3: Default::default(),
         source: "/nonexistent".into(),
@@ -86,7 +87,9 @@ async fn merge_at_scale(shards: usize) -> Result<()> {
         selection: "all".into(),
         years: layout.years.clone(),
         shards: split(jobs, shards),
-    };
+        sum: String::new(),
+    }
+    .sealed();
     let plan_dir = work.join("plan");
     let plan_place = Place::parse(&plan_dir.display().to_string())?;
     plan.save(&plan_place, true).await?;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
@@ -76,6 +76,12 @@ pub enum Command {
     Map(pyramid::MapArgs),
     /// Check every chunk the branch head references against the objects in storage.
     Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop the branch head's references to manifests and chunk objects lost from storage,
+    /// in one commit, so the branch can move again (see `verify`).
+    Repair {
         #[arg(long)]
         json: bool,
     },
@@ -205,6 +211,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Merge(args)) => rt.block_on(shard::merge(&settings, &cli.global, &args)),
         Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
         Some(Command::Verify { json }) => rt.block_on(verify(&settings, json)),
+        Some(Command::Repair { json }) => rt.block_on(repair(&settings, json)),
         Some(Command::Overviews(args)) => rt.block_on(pyramid::overviews(&settings, &args)),
         Some(Command::Map(args)) => rt.block_on(pyramid::map(&settings, &args)),
         Some(Command::Demo { dir, pixels }) => rt.block_on(demo(&settings, dir, pixels)),
@@ -285,9 +292,29 @@ pub(crate) fn selection(args: &Choice, repo_key: &str) -> Result<Selection> {
     }
 }
 
+/// Refuse to write over a head whose manifests are lost from storage: no commit could land.
+pub(crate) async fn refuse_lost_manifests(cube: &Cube) -> Result<()> {
+    let lost = cube.lost_manifests(&cube.head().await?).await?;
+    if let Some(m) = lost.first() {
+        bail!(
+            "{} manifest{} of {} @ {} {} lost from storage (first: {} of {}, holding {}): no commit can land over it; {REPAIR_HINT}",
+            lost.len(),
+            if lost.len() == 1 { "" } else { "s" },
+            cube.location,
+            cube.branch,
+            if lost.len() == 1 { "is" } else { "are" },
+            m.manifest,
+            m.array,
+            m.tiles.join(" ")
+        );
+    }
+    Ok(())
+}
+
 async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     let cube = settings.open_cube().await?;
-    let selection = selection(&args.choice, &cube.location.key())?;
+    refuse_lost_manifests(&cube).await?;
+    let selection = selection(&args.choice, &cube.key())?;
     let source = settings.source()?;
     let coverage = match selection {
         Selection::Missing => Some(cube.coverage().await?),
@@ -302,13 +329,16 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     )
     .await?;
     report_plan_problems(&plan, &source);
+    if let Some(note) = settings.threads_note(args.threads) {
+        eprintln!("{note}");
+    }
     let mut options = settings.write_options(args.threads, args.commit_every, args.commit_refs)?;
     if let Some(n) = args.read_ahead {
         options.read_ahead = n;
     }
     let session = WriteSession::open(&cube).await?;
-    let run = run_ingest(&cube, session, plan.jobs, &options, args.json, None).await?;
-    let report = &run.report;
+    let run = run_ingest(&cube, session, plan.jobs.clone(), &options, args.json, None).await?;
+    let report = &run.report?;
     if args.json {
         let out = json!({
             "written": report.written,
@@ -326,7 +356,28 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     if run.signal != 0 {
         return Ok(128 + run.signal);
     }
-    let bad = !report.failed.is_empty() || !plan.rejected.is_empty() || report.cancelled;
+    let left_out = plan.list_problems.len();
+    if left_out > 0 {
+        eprintln!(
+            "{left_out} line{} of the tile lists left out (above)",
+            if left_out == 1 { " was" } else { "s were" }
+        );
+    }
+    let listed_none = matches!(selection, Selection::All | Selection::Missing)
+        && plan.listed == 0
+        && plan.missing_lists.len() < cube.layout.years.len();
+    let nothing = plan.jobs.is_empty() && (left_out > 0 || listed_none);
+    if nothing {
+        eprintln!(
+            "error: nothing was written: {}",
+            if left_out > 0 {
+                "the tile lists' lines were left out (above); fix the lists"
+            } else {
+                "the tile lists name no tile"
+            }
+        );
+    }
+    let bad = !report.failed.is_empty() || !plan.rejected.is_empty() || report.cancelled || nothing;
     Ok(if bad { 1 } else { 0 })
 }
 
@@ -363,7 +414,8 @@ pub(crate) fn print_report(report: &ingest::IngestReport) {
 
 /// An ingest run from the command line, and the signal that stopped it (0 if none).
 pub(crate) struct IngestRun {
-    pub report: ingest::IngestReport,
+    /// The ingest's report, or what stopped it as a whole.
+    pub report: Result<ingest::IngestReport, tilecube::cube::CubeError>,
     pub signal: i32,
     /// The shard's record keeper, handed back for its final word.
     pub recorder: Option<Recorder>,
@@ -405,7 +457,7 @@ pub(crate) async fn run_ingest(
             if let Some(r) = recorder.as_mut()
                 && let Err(e) = r.flush(urgent).await
             {
-                eprintln!("warning: shard record: {e:#}");
+                eprintln!("warning: shard record: {}", tilecube::error_chain(&e));
             }
         }
         recorder
@@ -430,12 +482,12 @@ pub(crate) async fn run_ingest(
         })
     };
     // The failure journal is kept from the ingest's own events.
-    let events = EventSink::new(tx).journaled(&cube.location.key());
+    let events = EventSink::new(tx).journaled(&cube.key());
     let report = ingest::ingest_into(&session, jobs, options, events, cancel).await;
     watcher.abort();
     let recorder = printer.await.ok().flatten();
     Ok(IngestRun {
-        report: report?,
+        report,
         signal: signalled.load(std::sync::atomic::Ordering::SeqCst),
         recorder,
     })
@@ -498,7 +550,13 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
         }
     }
     let head = head_id.to_string();
-    let journal = Journal::load_or_report(&cube.location.key(), |w| eprintln!("warning: {w}"));
+    // Manifests lost from storage: their tiles show as `?` (one listing, O(manifests)).
+    let lost = cube.lost_manifests(&head_id).await?;
+    let lost_tiles: std::collections::BTreeSet<(i32, TileName)> = lost
+        .iter()
+        .flat_map(|m| m.level0_tiles.iter().copied())
+        .collect();
+    let journal = Journal::load_or_report(&cube.key(), |w| eprintln!("warning: {w}"));
     let failed: BTreeMap<(i32, TileName), &tilecube::ingest::JournalEntry> = journal
         .by_tile()
         .into_iter()
@@ -513,6 +571,9 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
                 let mut name = tile_state_name(coverage.state(y, t), list.map(|l| l.contains(t)));
                 if failed.contains_key(&(y, t)) {
                     name = "failed";
+                }
+                if lost_tiles.contains(&(y, t)) {
+                    name = "lost_manifest";
                 }
                 if name != "not_listed" && name != "not_written" {
                     tiles.insert(t.to_string(), json!(name));
@@ -537,9 +598,10 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
                 .map(|(y, p)| json!({"year": y, "line": p.line, "text": p.text, "reason": p.reason}))
                 .collect::<Vec<_>>(),
             "failed": failed.values().collect::<Vec<_>>(),
+            "lost_manifests": lost,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(0);
+        return Ok(if lost.is_empty() { 0 } else { 1 });
     }
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -576,7 +638,9 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
             let mut line = format!("{lat}  ");
             for c in 0..grid.columns {
                 let t = grid.tile_at(tilecube::grid::Cell { col: c, row: r });
-                line.push(if failed.contains_key(&(y, t)) {
+                line.push(if lost_tiles.contains(&(y, t)) {
+                    '?'
+                } else if failed.contains_key(&(y, t)) {
                     '!'
                 } else {
                     glyph(tile_state_name(
@@ -602,8 +666,60 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
             e.time.format("%Y-%m-%d %H:%M:%S UTC")
         )?;
     }
+    for m in &lost {
+        writeln!(
+            out,
+            "lost manifest: {} of {} is not in storage: {} chunk references of {} cannot be read",
+            m.manifest,
+            m.array,
+            m.chunks,
+            m.tiles.join(" ")
+        )?;
+    }
+    if !lost.is_empty() {
+        writeln!(out, "{REPAIR_HINT}")?;
+        return Ok(1);
+    }
     Ok(0)
 }
+
+async fn repair(settings: &Settings, as_json: bool) -> Result<i32> {
+    let cube = settings.open_cube().await?;
+    let report = cube
+        .repair()
+        .await
+        .with_context(|| format!("repairing {} @ {}", cube.location, cube.branch))?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(0);
+    }
+    let Some(id) = &report.snapshot else {
+        println!("nothing to repair: every manifest and chunk the head references is in storage");
+        return Ok(0);
+    };
+    for m in &report.manifests {
+        println!(
+            "dropped lost manifest {} of {} ({} chunk references of {})",
+            m.manifest,
+            m.array,
+            m.chunks,
+            m.tiles.join(" ")
+        );
+    }
+    for (at, n) in &report.chunks {
+        println!("dropped {n} references to lost chunk objects of {at}");
+    }
+    println!(
+        "committed {id}; now `tilecube write --missing` writes the tiles that lost chunks (shown as ?) again, \
+         and `tilecube overviews` rebuilds the levels"
+    );
+    Ok(0)
+}
+
+/// How to get back from lost objects, said by `verify` and `status`.
+const REPAIR_HINT: &str = "to recover: `tilecube repair` drops the references to lost objects in one commit \
+(the tiles they held then show as `?`), `tilecube write --missing` writes those tiles again, and \
+`tilecube overviews` rebuilds the levels";
 
 async fn verify(settings: &Settings, as_json: bool) -> Result<i32> {
     let cube = settings.open_cube().await?;
@@ -612,14 +728,25 @@ async fn verify(settings: &Settings, as_json: bool) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "{} chunk references of {} @ {} checked against {} stored objects",
-            v.references, cube.location, cube.branch, v.objects
+            "{} manifests and {} chunk references of {} @ {} (every level) checked against {} stored chunk objects",
+            v.manifests, v.references, cube.location, cube.branch, v.objects
         );
+        for m in &v.lost_manifests {
+            println!(
+                "lost manifest: {} of {} ({} chunk references of {}) is not in storage",
+                m.manifest,
+                m.array,
+                m.chunks,
+                m.tiles.join(" ")
+            );
+        }
         for (tile, n) in &v.missing {
             println!("missing: {tile}: {n} chunk objects are not in storage");
         }
         if v.is_ok() {
             println!("ok");
+        } else {
+            println!("{REPAIR_HINT}");
         }
     }
     Ok(if v.is_ok() { 0 } else { 1 })
@@ -649,12 +776,47 @@ async fn log(settings: &Settings, as_json: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// The mark the demo leaves in the source it made.
+const DEMO_MARK: &str = ".tilecube-demo";
+
+/// Make sure the demo writes only where it owns everything: `root` is new or empty, or holds
+/// only what an earlier demo made (`source/` with the demo's mark, and `cube/`). Anything
+/// else is refused by name, so an operator's tiles and lists are never overwritten; then the
+/// source is marked as the demo's.
+fn claim_demo_dir(root: &std::path::Path, grid: &Grid, years: &[i32]) -> Result<()> {
+    let source = root.join("source");
+    let ours =
+        source.join(DEMO_MARK).exists() || tilecube::demo::looks_made_by_demo(&source, grid, years);
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let made_by_demo = (name == "source" || name == "cube") && ours;
+            if !made_by_demo {
+                bail!(
+                    "demo: {} holds {} which the demo did not make; the demo writes tiles, lists and a cube there                      and would overwrite them: choose a new or empty --dir",
+                    root.display(),
+                    entry.path().display()
+                );
+            }
+        }
+    }
+    std::fs::create_dir_all(&source)
+        .map_err(|e| anyhow::anyhow!("demo: making {}: {e}", source.display()))?;
+    std::fs::write(
+        source.join(DEMO_MARK),
+        "made by `tilecube demo`: its tiles and lists are synthetic\n",
+    )
+    .map_err(|e| anyhow::anyhow!("demo: marking {}: {e}", source.display()))?;
+    Ok(())
+}
+
 async fn demo(settings: &Settings, dir: Option<PathBuf>, pixels: u64) -> Result<i32> {
     let root = dir.unwrap_or_else(|| data_dir().join("demo"));
     let source_dir = root.join("source");
     let repo_dir = root.join("cube");
     let grid = Grid::from_preset(&settings.preset, Some(pixels))?;
     let years = settings.preset.years.all();
+    claim_demo_dir(&root, &grid, &years)?;
     eprintln!("making a GLAD-like source in {} ...", source_dir.display());
     let per_year = {
         let (s, g, y) = (source_dir.clone(), grid.clone(), years.clone());

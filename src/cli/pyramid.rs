@@ -30,7 +30,7 @@ pub struct MapArgs {
     #[arg(long)]
     pub factor: Option<u64>,
     /// Only this box, in degrees: west,south,east,north.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     pub bbox: Option<Vec<f64>>,
     /// Where to write the PNG.
     #[arg(long)]

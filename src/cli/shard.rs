@@ -68,7 +68,8 @@ pub(crate) async fn build_plan(
     choice: &Choice,
     shards: usize,
 ) -> Result<Option<ShardPlan>> {
-    let chosen = selection(choice, &settings.location()?.key())?;
+    let cube = settings.open_cube().await?;
+    let chosen = selection(choice, &cube.key())?;
     let built = tilecube::scaleout::build_plan(settings, &choice.years, &chosen, shards).await?;
     report_plan_problems(&built.found, &settings.source()?);
     if !built.found.rejected.is_empty() {
@@ -141,7 +142,7 @@ fn plan_settings(local: &Settings, flags: &Flags, plan: &ShardPlan) -> Result<Se
         ("--branch", &flags.branch, &plan.branch),
     ] {
         if let Some(g) = given
-            && g.trim_end_matches('/') != planned.trim_end_matches('/')
+            && !same_location(g, planned)
         {
             bail!("{name} {g} is not the plan's ({planned}): a shard writes what its plan says");
         }
@@ -161,6 +162,22 @@ fn plan_settings(local: &Settings, flags: &Flags, plan: &ShardPlan) -> Result<Se
         s.file.gcs.endpoint = plan.gcs_endpoint.clone();
     }
     Ok(s)
+}
+
+/// Whether two locations name the same place: URLs compared without a trailing slash, paths
+/// by their canonical form (relative ones against this directory, links resolved).
+fn same_location(a: &str, b: &str) -> bool {
+    let canonical = |s: &str| -> String {
+        let s = s.trim_end_matches('/');
+        if s.contains("://") {
+            return s.to_string();
+        }
+        std::fs::canonicalize(s)
+            .or_else(|_| std::path::absolute(s))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| s.to_string())
+    };
+    canonical(a) == canonical(b)
 }
 
 /// Load a plan and the settings its tasks run with.
@@ -194,7 +211,9 @@ pub async fn write(local: &Settings, flags: &Flags, args: &WriteArgs) -> Result<
         );
     }
     let cube = settings.open_cube().await?;
-    let mut jobs = plan.tile_jobs(shard, &cube.layout)?;
+    plan.check_cube(&cube)?;
+    super::refuse_lost_manifests(&cube).await?;
+    let mut jobs = plan.tile_jobs(shard, &cube.layout, &settings.source()?)?;
     let stage = args
         .stage
         .as_deref()
@@ -255,6 +274,7 @@ pub async fn write(local: &Settings, flags: &Flags, args: &WriteArgs) -> Result<
             written_tiles: vec![],
             pixel_bytes: 0,
             commits: 0,
+            error: None,
         },
     );
     recorder
@@ -272,23 +292,51 @@ pub async fn write(local: &Settings, flags: &Flags, args: &WriteArgs) -> Result<
             String::new()
         }
     );
-    let mut options = settings.write_options(args.threads, args.commit_every, args.commit_refs)?;
-    if let Some(n) = args.read_ahead {
-        options.read_ahead = n;
+    if let Some(note) = settings.threads_note(args.threads) {
+        eprintln!("{note}");
     }
-    let (session, stager) = match &stage {
-        Some(stage) => {
-            let w = StageWriter::begin(Arc::clone(stage), &plan.id, shard, &attempt).await?;
-            let session = WriteSession::open_staged(&cube, Arc::clone(&w) as _).await?;
-            (session, Some(w))
+    // From here on the record says running: whatever stops the shard is recorded in it.
+    let prepared = async {
+        let mut options =
+            settings.write_options(args.threads, args.commit_every, args.commit_refs)?;
+        if let Some(n) = args.read_ahead {
+            options.read_ahead = n;
         }
-        None => (
-            WriteSession::open_tagged(&cube, plan.tags(Some(shard), false)).await?,
-            None,
-        ),
+        let (session, stager) = match &stage {
+            Some(stage) => {
+                let w = StageWriter::begin(Arc::clone(stage), &plan.id, shard, &attempt)
+                    .await
+                    .with_context(|| format!("staging shard {shard} in {}", stage.address("")))?;
+                let session = WriteSession::open_staged(&cube, Arc::clone(&w) as _).await?;
+                (session, Some(w))
+            }
+            None => (
+                WriteSession::open_tagged(&cube, plan.tags(Some(shard), false)).await?,
+                None,
+            ),
+        };
+        anyhow::Ok((options, session, stager))
+    }
+    .await;
+    let (options, session, stager) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            record_failure(&mut recorder, shard, &e).await;
+            return Err(e);
+        }
     };
     let run = run_ingest(&cube, session, jobs, &options, args.json, Some(recorder)).await?;
-    let report = &run.report;
+    let report = match run.report {
+        Ok(r) => r,
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            if let Some(mut r) = run.recorder {
+                record_failure(&mut r, shard, &e).await;
+            }
+            return Err(e);
+        }
+    };
+    let report = &report;
     let state = if report.cancelled || run.signal != 0 {
         ShardState::Cancelled
     } else if !report.failed.is_empty() {
@@ -347,10 +395,22 @@ pub async fn write(local: &Settings, flags: &Flags, args: &WriteArgs) -> Result<
     Ok(if state == ShardState::Done { 0 } else { 1 })
 }
 
+/// Record in the shard's record that the shard failed as a whole, and why (a record that
+/// cannot be written is warned about: the error itself is what the task reports).
+async fn record_failure(recorder: &mut Recorder, shard: usize, e: &anyhow::Error) {
+    if let Err(w) = recorder.fail(tilecube::anyhow_chain(e)).await {
+        eprintln!(
+            "warning: shard {shard}'s progress record: {}",
+            tilecube::error_chain(&w)
+        );
+    }
+}
+
 pub async fn merge(local: &Settings, flags: &Flags, args: &MergeArgs) -> Result<i32> {
     let (_, plan, settings) = load_plan(local, flags, &args.plan).await?;
     let stage = Place::parse(&args.stage).with_context(|| format!("--stage {}", args.stage))?;
     let cube = settings.open_cube().await?;
+    plan.check_cube(&cube)?;
     let started = std::time::Instant::now();
     let batch = settings
         .write_options(None, None, args.commit_refs)?

@@ -133,15 +133,30 @@ impl Settings {
         Ok(cube)
     }
 
-    /// Reader/encoder threads: the flag, else the config, else every core.
+    /// Reader/encoder threads: the flag, else the config, else every core; at most
+    /// [`max_threads`] (the pipeline is CPU-bound: more threads only cost memory).
     pub fn threads(&self, flag: Option<usize>) -> Result<usize> {
-        let threads = flag
-            .or(self.file.threads)
-            .unwrap_or_else(|| IngestOptions::default().threads);
+        let threads = self.threads_asked(flag);
         if threads == 0 {
             bail!("--threads must be at least 1");
         }
-        Ok(threads)
+        Ok(threads.min(max_threads()))
+    }
+
+    fn threads_asked(&self, flag: Option<usize>) -> usize {
+        flag.or(self.file.threads)
+            .unwrap_or_else(|| IngestOptions::default().threads)
+    }
+
+    /// What to tell the operator when the threads asked for were capped.
+    pub fn threads_note(&self, flag: Option<usize>) -> Option<String> {
+        let asked = self.threads_asked(flag);
+        let max = max_threads();
+        (asked > max).then(|| {
+            format!(
+                "warning: {asked} threads asked for; using {max} (4 per core: the write is CPU-bound, more threads only cost memory)"
+            )
+        })
     }
 
     /// Options of a headless write: checkpoints every `commit_every` tiles and whenever the
@@ -169,6 +184,11 @@ impl Settings {
             ..IngestOptions::default()
         })
     }
+}
+
+/// The most reader/encoder threads a write runs: four per core.
+pub fn max_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) * 4
 }
 
 /// The I/O runtime both faces run the engine on: two tokio workers (the CPU work has its

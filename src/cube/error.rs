@@ -17,6 +17,10 @@ pub enum CubeError {
         #[source]
         source: BoxError,
     },
+    #[error(
+        "repository {location} is not there (no such directory); check the path, or run `tilecube init`"
+    )]
+    NoRepository { location: String },
     #[error("no tilecube cube in repository {location}; run `tilecube init` first")]
     NotACube { location: String },
     #[error(
@@ -31,6 +35,18 @@ pub enum CubeError {
     },
     #[error("cube layout: {0}")]
     Layout(String),
+    /// The storage refused a write in a way every write would meet (permission denied, a
+    /// read-only or full file system, a denied bucket).
+    #[error("{what}")]
+    StorageRefused {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error(
+        "another merge of plan {plan} landed as {commit} while this one ran; this merge landed nothing (run `tilecube merge` again to add what is left)"
+    )]
+    MergedConcurrently { plan: String, commit: String },
     #[error("snapshot {0:?} not found")]
     UnknownSnapshot(String),
     #[error("{0}")]
@@ -50,5 +66,11 @@ impl CubeError {
     /// (I/O error kinds, HTTP errors of the object store), never from the text.
     pub fn is_transient(&self) -> bool {
         crate::source::remote::transient_cause(self).unwrap_or(false)
+    }
+
+    /// Whether the storage refused the write for reasons that hold for every write alike
+    /// (told from the typed causes: I/O error kinds, the object store's denials).
+    pub fn is_storage_refusal(&self) -> bool {
+        crate::source::remote::refusal_cause(self)
     }
 }

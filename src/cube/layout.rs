@@ -42,6 +42,11 @@ pub struct Layout {
     /// before overviews existed; `tilecube overviews` adds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overviews: Option<Overviews>,
+    /// This cube's identity: made anew by every `init` (`--force` too), so state kept
+    /// outside the repository (runs, the failure journal, plans) is tied to the cube, not
+    /// to its path. Empty for cubes laid out before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cube_id: String,
 }
 
 /// How a cube's overview levels are made.
@@ -82,6 +87,7 @@ impl Layout {
             variable_attributes: preset.variable.attributes.clone(),
             attributes: preset.attributes.clone(),
             overviews: Overviews::of_preset(preset),
+            cube_id: String::new(),
         }
     }
 

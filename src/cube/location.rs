@@ -123,12 +123,18 @@ impl RepoLocation {
         }
     }
 
-    /// Build the Icechunk storage for this location.
-    pub async fn storage(&self) -> Result<Arc<dyn Storage + Send + Sync>, CubeError> {
+    /// Build the Icechunk storage for this location. A local directory is made only when
+    /// `create` (by `init`): opening a path that is not there creates nothing.
+    pub async fn storage(&self, create: bool) -> Result<Arc<dyn Storage + Send + Sync>, CubeError> {
         match self {
             Self::Local(path) => {
                 if path.exists() && !path.is_dir() {
                     return Err(self.error("exists and is not a directory"));
+                }
+                if !create && !path.exists() {
+                    return Err(CubeError::NoRepository {
+                        location: self.to_string(),
+                    });
                 }
                 std::fs::create_dir_all(path).map_err(|e| self.error(e))?;
                 icechunk::new_local_filesystem_storage(path)

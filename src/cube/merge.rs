@@ -34,12 +34,16 @@ pub struct Merger {
     commit: Option<String>,
     /// Commits made (a batch that could not amend makes a new one).
     commits: usize,
+    /// The plan merged: no commit of this merger lands over another merge of it.
+    plan: Option<String>,
 }
 
 impl Cube {
-    /// Start merging staged parts into the branch head; `resume` is an earlier merge commit
-    /// of the same plan that later batches may amend (if it is still the branch's tip).
-    pub async fn merger(&self, resume: Option<String>) -> Result<Merger, CubeError> {
+    /// Start merging staged parts of plan `plan` into the branch head; `resume` is an
+    /// earlier merge commit of the same plan that later batches may amend (if it is still the
+    /// branch's tip). No commit of the merger lands over a merge of the plan made by another
+    /// process meanwhile ([`CubeError::MergedConcurrently`]).
+    pub async fn merger(&self, plan: &str, resume: Option<String>) -> Result<Merger, CubeError> {
         Ok(Merger {
             cube: self.clone(),
             session: self.writable_session().await?,
@@ -47,6 +51,7 @@ impl Cube {
             pending: 0,
             commit: resume,
             commits: 0,
+            plan: Some(plan.to_string()),
         })
     }
 }
@@ -105,12 +110,13 @@ impl Merger {
             super::repo::amend(&self.cube, &mut self.session, message, props).await?
         } else {
             self.commits += 1;
-            super::overviews::commit_refreshing(
+            super::overviews::commit_guarded(
                 &self.cube,
                 &mut self.session,
                 since_last,
                 message,
                 props,
+                self.plan.as_deref(),
             )
             .await?
         }

@@ -100,14 +100,44 @@ pub(crate) async fn commit_refreshing(
     message: &str,
     properties: SnapshotProperties,
 ) -> Result<SnapshotId, CubeError> {
-    let coarse = cube.layout.levels().iter().any(|l| l.is_coarse());
-    if !coarse || tiles.is_empty() {
+    commit_guarded(cube, session, tiles, message, properties, None).await
+}
+
+/// [`commit_refreshing`], and with `merge_of` (a plan's id) the commit never lands over
+/// another merge commit of that plan: when the branch moved since the session's snapshot,
+/// the commits since are read first, and a merge of the plan among them stops this commit
+/// ([`CubeError::MergedConcurrently`]). The check and the landing are one step: the commit
+/// is made without rebase (conditional on the branch tip) and tried again after a check
+/// when the branch moved.
+pub(crate) async fn commit_guarded(
+    cube: &Cube,
+    session: &mut Session,
+    tiles: &WrittenTiles,
+    message: &str,
+    properties: SnapshotProperties,
+    merge_of: Option<&str>,
+) -> Result<SnapshotId, CubeError> {
+    let coarse = cube.layout.levels().iter().any(|l| l.is_coarse()) && !tiles.is_empty();
+    if !coarse && merge_of.is_none() {
         return super::repo::commit(cube, session, message, properties).await;
     }
     let _lock = RefLock::acquire(&cube.location).await?;
     let solver = BasicConflictSolver::default();
     for _ in 0..ATTEMPTS {
-        if cube.head().await? != *session.snapshot_id() {
+        let base = session.snapshot_id().to_string();
+        if cube.head().await?.to_string() != base {
+            if let Some(plan) = merge_of {
+                let newer = cube.history_until(&base).await?;
+                if let Some(c) = newer
+                    .iter()
+                    .find(|c| c.plan.as_ref().is_some_and(|p| p.merged && p.id == plan))
+                {
+                    return Err(CubeError::MergedConcurrently {
+                        plan: plan.to_string(),
+                        commit: c.id.clone(),
+                    });
+                }
+            }
             // Behind the branch: move onto its tip first (a coarse chunk written by an
             // earlier attempt is ours, and is computed again below).
             session
@@ -115,7 +145,9 @@ pub(crate) async fn commit_refreshing(
                 .await
                 .map_err(|e| CubeError::icechunk("rebasing over a concurrent commit", e))?;
         }
-        refresh_coarse(session, &cube.layout, tiles).await?;
+        if coarse {
+            refresh_coarse(session, &cube.layout, tiles).await?;
+        }
         match session
             .commit(message)
             .properties(properties.clone())

@@ -180,7 +180,9 @@ impl Cube {
         layout: Layout,
         options: &InitOptions,
     ) -> Result<Self, CubeError> {
-        let (storage, exists) = storage_and_existence(&location).await?;
+        let (storage, exists) = storage_and_existence(&location, true).await?;
+        let mut layout = layout;
+        layout.cube_id = crate::scaleout::plan::new_id();
 
         let config = repo_config(&layout);
         let repo = if exists {
@@ -220,6 +222,7 @@ impl Cube {
             repo.save_config().await.map_err(|e| location.error(e))?;
             repo
         };
+        ensure_branch(&repo, &options.branch, &location).await?;
         let cube = Self {
             coverage_cache: CoverageCache::for_repository(&location.key()),
             location,
@@ -252,7 +255,7 @@ impl Cube {
 
     /// Open an existing cube on a branch; its layout is read from the branch head.
     pub async fn open(location: RepoLocation, branch: &str) -> Result<Self, CubeError> {
-        let (storage, exists) = storage_and_existence(&location).await?;
+        let (storage, exists) = storage_and_existence(&location, false).await?;
 
         if !exists {
             return Err(CubeError::NotACube {
@@ -322,17 +325,56 @@ impl Cube {
             .map_err(|e| CubeError::icechunk(format!("tagging {snapshot} as {name}"), e))
     }
 
+    /// The key that names this cube in state kept outside the repository (runs, the failure
+    /// journal): its identity, made by `init`, so a repository deleted and made again at the
+    /// same path (or `init --force`) starts afresh, and a moved one keeps its journal. Cubes
+    /// laid out before the identity existed are named by their location.
+    pub fn key(&self) -> String {
+        if self.layout.cube_id.is_empty() {
+            self.location.key()
+        } else {
+            format!("cube:{}", self.layout.cube_id)
+        }
+    }
+
     /// Refresh the repository handle (to see commits by other processes).
     pub async fn reopen(&self) -> Result<Self, CubeError> {
         Self::open(self.location.clone(), &self.branch).await
     }
 }
 
+/// Make `branch` if the repository has none of that name, at the tip of `main` (where a new
+/// repository's first snapshot is), so `init --branch B` lays the cube out on B.
+async fn ensure_branch(
+    repo: &Repository,
+    branch: &str,
+    location: &RepoLocation,
+) -> Result<(), CubeError> {
+    let branches = repo
+        .list_branches()
+        .await
+        .map_err(|e| CubeError::icechunk("listing the branches", e))?;
+    if branches.contains(branch) {
+        return Ok(());
+    }
+    let base = repo.lookup_branch("main").await.map_err(|e| {
+        CubeError::icechunk(
+            format!("making branch {branch} of {location}: reading branch main"),
+            e,
+        )
+    })?;
+    let _lock = RefLock::acquire(location).await?;
+    repo.create_branch(branch, &base)
+        .await
+        .map_err(|e| CubeError::icechunk(format!("making branch {branch} of {location}"), e))
+}
+
 /// The storage of a location, and whether it holds a repository.
 async fn storage_and_existence(
     location: &RepoLocation,
+    create: bool,
 ) -> Result<(Arc<dyn icechunk::Storage + Send + Sync>, bool), CubeError> {
-    let storage = location.storage().await?;
+    let storage = location.storage(create).await?;
     let exists = Repository::exists(Arc::clone(&storage), None)
         .await
         .map_err(|e| location.error(e))?;

@@ -1,77 +1,256 @@
-//! The cross-check against stored objects: every chunk the branch head references must be
-//! in storage. `status` reads what snapshots record (references), never the objects; an
-//! object deleted behind Icechunk's back shows only here.
+//! The cross-check against stored objects: every manifest the branch head's snapshot lists,
+//! and every chunk those manifests reference, in every array of the cube (the data variable
+//! and each overview level), must be in storage. `status` reads what snapshots record
+//! (references), never the objects; an object deleted behind Icechunk's back shows here, named
+//! by the level and tile (and year) it belongs to.
 //!
-//! Invariant: costs one listing of the chunk objects and one pass over the head's manifests
-//! (O(chunks)): it is an explicit command, never run on open or refresh.
+//! Invariants: costs one listing of the chunk objects, one of the manifests, and one pass over
+//! the head's manifests (O(chunks)): it is an explicit command, never run on open or refresh.
+//! A manifest that is gone is reported with the tiles it held and its chunks are not read (they
+//! cannot be); the other manifests are still checked. [`Cube::lost_manifests`] is the cheap
+//! part alone (O(manifests)), for `status`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use futures::TryStreamExt;
 use icechunk::format::manifest::ChunkPayload;
+use icechunk::format::snapshot::NodeData;
+use icechunk::format::{IcechunkFormatErrorKind, Path, SnapshotId};
 use serde::Serialize;
 
-use super::{Cube, CubeError, TileKey};
+use super::{Cube, CubeError, Layout};
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Verification {
-    /// Chunk references of the data variable checked against storage.
+    /// Chunk references checked against storage, in every array.
     pub references: u64,
     /// Chunk objects in storage.
     pub objects: u64,
-    /// Tiles with referenced chunk objects that are not in storage, and how many.
+    /// Manifests of the snapshot checked.
+    pub manifests: u64,
+    /// Referenced chunk objects that are not in storage, by where they belong ("2000/20S_060W"
+    /// for the cube itself, "2000/20S_060W ×4" for a level written with the tile, "2000 ×128
+    /// chunk 0,1" for a coarse level), and how many.
     pub missing: BTreeMap<String, u64>,
+    /// Manifests the snapshot lists that are not in storage.
+    pub lost_manifests: Vec<LostManifest>,
+}
+
+/// A manifest the snapshot lists that storage no longer has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LostManifest {
+    /// The manifest's id (its object is `manifests/{id}`).
+    pub manifest: String,
+    /// The array it belongs to (`/lclu`, `/overviews/4/lclu`).
+    pub array: String,
+    /// The level's factor (1: the cube itself).
+    pub factor: u64,
+    /// The chunk references it held.
+    pub chunks: u64,
+    /// Where its chunks belong ("2000/20S_060W", or "2000 ×128 chunk 0,1" on a coarse level).
+    pub tiles: Vec<String>,
+    /// The (year, tile) pairs of level 0 it held (empty for a level).
+    #[serde(skip)]
+    pub level0_tiles: Vec<(i32, crate::grid::TileName)>,
 }
 
 impl Verification {
     pub fn is_ok(&self) -> bool {
-        self.missing.is_empty()
+        self.missing.is_empty() && self.lost_manifests.is_empty()
     }
 }
 
-fn key_name((year, tile): TileKey) -> String {
-    format!("{year}/{tile}")
+/// Where a chunk of level `k` belongs, for people: its tile and year (and the level's factor
+/// beyond level 0), or on a coarse level its year and chunk.
+pub(super) fn chunk_label(layout: &Layout, k: usize, coords: &[u32]) -> String {
+    let levels = layout.levels();
+    let Some(level) = k.checked_sub(1).and_then(|i| levels.get(i)) else {
+        return layout
+            .tile_of_chunk(coords)
+            .map(|(y, t)| format!("{y}/{t}"))
+            .unwrap_or_else(|| format!("chunk {coords:?}"));
+    };
+    let year = coords
+        .first()
+        .and_then(|i| layout.years.get(*i as usize))
+        .map(|y| y.to_string())
+        .unwrap_or_else(|| "?".into());
+    match (level.tile_pixels, coords) {
+        (Some(_), [yi, r, c]) => {
+            // The level-0 chunk at the same place names the tile.
+            let per = layout.chunk_pixels;
+            let (y0, x0) = (
+                u64::from(*r) * level.chunk * level.factor,
+                u64::from(*c) * level.chunk * level.factor,
+            );
+            let chunk0 = [*yi, (y0 / per) as u32, (x0 / per) as u32];
+            match layout.tile_of_chunk(&chunk0) {
+                Some((y, t)) => format!("{y}/{t} ×{}", level.factor),
+                None => format!("{year} ×{} chunk {r},{c}", level.factor),
+            }
+        }
+        (_, [_, r, c]) => format!("{year} ×{} chunk {r},{c}", level.factor),
+        _ => format!("×{} chunk {coords:?}", level.factor),
+    }
+}
+
+/// The ids of the objects stored under `prefix` (`chunks`, `manifests`).
+pub(super) async fn stored_ids(cube: &Cube, prefix: &str) -> Result<HashSet<String>, CubeError> {
+    let storage = cube.repo.storage();
+    let ctx = cube.repo.storage_context();
+    let listing = |e| CubeError::icechunk(format!("listing the {prefix} objects"), e);
+    let mut stored = HashSet::new();
+    let mut objects = storage.list_objects(&ctx, prefix).await.map_err(listing)?;
+    while let Some(info) = objects.try_next().await.map_err(listing)? {
+        let id = info.id.rsplit('/').next().unwrap_or(&info.id).to_string();
+        stored.insert(id);
+    }
+    Ok(stored)
+}
+
+/// One manifest of one array of a snapshot.
+pub(super) struct ManifestOf {
+    pub(super) k: usize,
+    pub(super) array: String,
+    pub(super) node: icechunk::format::NodeId,
+    pub(super) id: icechunk::format::ManifestId,
+    pub(super) size: u64,
+    pub(super) chunks: u64,
+    pub(super) first: Vec<u32>,
+    pub(super) last: Vec<u32>,
 }
 
 impl Cube {
-    /// Check every chunk the branch head references against the objects in storage.
-    pub async fn verify(&self) -> Result<Verification, CubeError> {
-        let storage = self.repo.storage();
-        let ctx = self.repo.storage_context();
-        let listing = |e| CubeError::icechunk("listing the chunk objects", e);
-        let mut stored = HashSet::new();
-        let mut objects = storage
-            .list_objects(&ctx, "chunks")
+    /// Every manifest of every array of the cube in snapshot `id`.
+    pub(super) async fn manifests_of(&self, id: &SnapshotId) -> Result<Vec<ManifestOf>, CubeError> {
+        let snapshot = self
+            .repo
+            .asset_manager()
+            .fetch_snapshot(id)
             .await
-            .map_err(listing)?;
-        while let Some(info) = objects.try_next().await.map_err(listing)? {
-            let id = info.id.rsplit('/').next().unwrap_or(&info.id).to_string();
-            stored.insert(id);
-        }
-        let session = self.head_session().await?;
-        let variable = self.layout.variable_path();
-        let reading = |e| CubeError::icechunk("reading the chunk references", e);
-        let mut out = Verification {
-            objects: stored.len() as u64,
-            ..Verification::default()
-        };
-        let mut chunks = Box::pin(session.all_chunks().await.map_err(reading)?);
-        while let Some((path, info)) = chunks.try_next().await.map_err(reading)? {
-            if path.to_string() != variable {
-                continue;
-            }
-            let ChunkPayload::Ref(r) = info.payload else {
+            .map_err(|e| CubeError::icechunk(format!("reading snapshot {id}"), e))?;
+        let mut out = Vec::new();
+        for k in 0..=self.layout.levels().len() {
+            let array = self.layout.level_path(k);
+            let path = Path::new(&array).map_err(|e| CubeError::Layout(format!("{array}: {e}")))?;
+            let node = match snapshot.get_node(&path) {
+                Ok(node) => node,
+                Err(e) if matches!(e.kind(), IcechunkFormatErrorKind::NodeNotFound { .. }) => {
+                    continue;
+                }
+                Err(e) => return Err(CubeError::icechunk(format!("reading {array}"), e)),
+            };
+            let NodeData::Array { manifests, .. } = &node.node_data else {
                 continue;
             };
-            out.references += 1;
-            if !stored.contains(&r.id.to_string()) {
-                let tile = self
-                    .layout
-                    .tile_of_chunk(&info.coord.0)
-                    .map(key_name)
-                    .unwrap_or_else(|| format!("chunk {:?}", info.coord.0));
-                *out.missing.entry(tile).or_default() += 1;
+            for mref in manifests {
+                let info = snapshot
+                    .manifest_info(&mref.object_id)
+                    .map_err(|e| CubeError::icechunk("reading the manifest list", e))?;
+                out.push(ManifestOf {
+                    k,
+                    array: array.clone(),
+                    node: node.id.clone(),
+                    id: mref.object_id.clone(),
+                    size: info.as_ref().map_or(0, |i| i.size_bytes),
+                    chunks: info.as_ref().map_or(0, |i| u64::from(i.num_chunk_refs)),
+                    first: mref.extents.iter().map(|r| r.start).collect(),
+                    last: mref
+                        .extents
+                        .iter()
+                        .map(|r| r.end.saturating_sub(1))
+                        .collect(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a lost manifest held, by its extent.
+    pub(super) fn lost(&self, m: &ManifestOf) -> LostManifest {
+        let mut tiles = BTreeSet::new();
+        let mut level0 = Vec::new();
+        let (a, b) = (
+            chunk_label(&self.layout, m.k, &m.first),
+            chunk_label(&self.layout, m.k, &m.last),
+        );
+        tiles.insert(a.clone());
+        if b != a {
+            tiles.insert(format!("… {b}"));
+        }
+        if m.k == 0
+            && let Some(key) = self.layout.tile_of_chunk(&m.first)
+            && self.layout.tile_of_chunk(&m.last) == Some(key)
+        {
+            level0.push(key);
+        }
+        LostManifest {
+            manifest: m.id.to_string(),
+            array: m.array.clone(),
+            factor: m
+                .k
+                .checked_sub(1)
+                .and_then(|i| self.layout.levels().get(i).map(|l| l.factor))
+                .unwrap_or(1),
+            chunks: m.chunks,
+            tiles: tiles.into_iter().collect(),
+            level0_tiles: level0,
+        }
+    }
+
+    /// The manifests snapshot `id` lists that storage no longer has, with what they held:
+    /// one listing of the manifests and one snapshot read (O(manifests), never O(chunks)).
+    pub async fn lost_manifests(&self, id: &SnapshotId) -> Result<Vec<LostManifest>, CubeError> {
+        let stored = stored_ids(self, "manifests").await?;
+        Ok(self
+            .manifests_of(id)
+            .await?
+            .iter()
+            .filter(|m| !stored.contains(&m.id.to_string()))
+            .map(|m| self.lost(m))
+            .collect())
+    }
+
+    /// Check every manifest and chunk the branch head references against storage.
+    pub async fn verify(&self) -> Result<Verification, CubeError> {
+        let chunks = stored_ids(self, "chunks").await?;
+        let manifests = stored_ids(self, "manifests").await?;
+        let head = self.head().await?;
+        let mut out = Verification {
+            objects: chunks.len() as u64,
+            ..Verification::default()
+        };
+        for m in self.manifests_of(&head).await? {
+            out.manifests += 1;
+            if !manifests.contains(&m.id.to_string()) {
+                out.lost_manifests.push(self.lost(&m));
+                continue;
+            }
+            let reading =
+                |e| CubeError::icechunk(format!("reading manifest {} of {}", m.id, m.array), e);
+            let manifest = self
+                .repo
+                .asset_manager()
+                .fetch_manifest(&m.array, &m.id, m.size)
+                .await
+                .map_err(reading)?;
+            let refs = manifest.iter(m.node.clone()).map_err(|e| {
+                CubeError::icechunk(format!("reading manifest {} of {}", m.id, m.array), e)
+            })?;
+            for r in refs {
+                let (coord, payload) = r.map_err(|e| {
+                    CubeError::icechunk(format!("reading manifest {} of {}", m.id, m.array), e)
+                })?;
+                let ChunkPayload::Ref(r) = payload else {
+                    continue;
+                };
+                out.references += 1;
+                if !chunks.contains(&r.id.to_string()) {
+                    *out.missing
+                        .entry(chunk_label(&self.layout, m.k, &coord.0))
+                        .or_default() += 1;
+                }
             }
         }
         Ok(out)

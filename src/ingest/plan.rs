@@ -39,6 +39,8 @@ pub struct Plan {
     /// Years left out because the source has no list for them (year, where the list would
     /// be), when the years were not named: a dataset need not have every year.
     pub missing_lists: Vec<(i32, String)>,
+    /// Tiles the lists read named (`All` and `Missing`), before the coverage filter.
+    pub listed: usize,
 }
 
 /// Plan the writes of `selection` for `years` (all the cube's years when empty).
@@ -97,6 +99,7 @@ pub async fn plan(
                 };
                 out.list_problems
                     .extend(list.problems.into_iter().map(|p| (year, p)));
+                out.listed += list.tiles.len();
                 list.tiles
                     .into_iter()
                     .filter(|t| {

@@ -50,6 +50,7 @@ pub async fn build_plan(
         .map(|j| PlanJob {
             year: j.year,
             tile: j.tile,
+            // Absolute already: a local source root is resolved when the source is made.
             path: j.path.clone(),
         })
         .collect();
@@ -70,9 +71,10 @@ pub async fn build_plan(
         id: new_id(),
         created: Utc::now(),
         repo: absolute(settings.repo.as_deref().unwrap_or_default()),
+        cube: cube.key(),
         branch: settings.branch.clone(),
         s3: settings.file.s3.clone(),
-        source: absolute(settings.source.as_deref().unwrap_or_default()),
+        source: source_address(&source),
         gcs_endpoint: settings.file.gcs.endpoint.clone(),
         preset: preset_text(settings)?,
         tile_pixels: settings.tile_pixels,
@@ -80,11 +82,21 @@ pub async fn build_plan(
         selection: selection_name.into(),
         years,
         shards: split(jobs, shards),
-    };
+        sum: String::new(),
+    }
+    .sealed();
     Ok(Built {
         plan: Some(plan),
         found,
     })
+}
+
+/// The source's root as the plan names it: the absolute directory, or the URL.
+fn source_address(source: &crate::source::Source) -> String {
+    match &source.root {
+        crate::source::SourceRoot::Local(dir) => dir.display().to_string(),
+        crate::source::SourceRoot::Remote(url) => url.clone(),
+    }
 }
 
 /// The preset's TOML as the settings chose it.

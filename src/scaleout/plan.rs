@@ -18,12 +18,14 @@ use super::{Place, ScaleError};
 use crate::cube::{Layout, S3Settings};
 use crate::grid::TileName;
 use crate::ingest::TileJob;
+use crate::source::Source;
 
 /// The plan's object in its place.
 pub const PLAN_FILE: &str = "plan.json";
 
-/// This format's number; a plan of another is refused by name.
-pub const PLAN_FORMAT: u32 = 1;
+/// This format's number; a plan of another is refused by name. Format 2 added the jobs'
+/// checksum and absolute tile paths.
+pub const PLAN_FORMAT: u32 = 2;
 
 /// One (year, tile) of a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +44,10 @@ pub struct ShardPlan {
     pub created: DateTime<Utc>,
     /// The repository's address (a path or `s3://` / `gs://` URL).
     pub repo: String,
+    /// The cube's key ([`crate::cube::Cube::key`]) when the plan was made: a task refuses a
+    /// repository that was made again at the same address since.
+    #[serde(default)]
+    pub cube: String,
     pub branch: String,
     /// Non-secret S3 settings of the repository (endpoint, region, addressing).
     #[serde(default)]
@@ -61,6 +67,10 @@ pub struct ShardPlan {
     pub years: Vec<i32>,
     /// The jobs of each shard.
     pub shards: Vec<Vec<PlanJob>>,
+    /// A checksum of everything above ([`ShardPlan::checksum`]): a plan edited by hand after
+    /// it was made is refused by tasks and by `merge`.
+    #[serde(default)]
+    pub sum: String,
 }
 
 /// A new plan id: 12 hex digits, random.
@@ -101,8 +111,61 @@ impl ShardPlan {
             .collect()
     }
 
-    /// Shard `shard`'s jobs as the ingest takes them.
-    pub fn tile_jobs(&self, shard: usize, layout: &Layout) -> Result<Vec<TileJob>, ScaleError> {
+    /// The checksum of the plan's content (every field but `sum`): FNV-1a (64 bits) of its
+    /// JSON, as 16 hex digits. It guards against edits and copy mistakes, not an attacker.
+    pub fn checksum(&self) -> String {
+        let mut bare = self.clone();
+        bare.sum = String::new();
+        let text = serde_json::to_vec(&bare).unwrap_or_default();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
+    /// Seal the plan: set its checksum (done once, when it is made).
+    pub fn sealed(mut self) -> Self {
+        self.sum = self.checksum();
+        self
+    }
+
+    /// Why the plan cannot be run as it is: its checksum does not match (edited by hand), or
+    /// a (year, tile) is in it twice.
+    fn check(&self, address: &str) -> Result<(), ScaleError> {
+        if self.sum != self.checksum() {
+            return Err(ScaleError::bad(
+                address,
+                "the plan was changed after it was made (its checksum does not match its jobs); \
+                 make a new plan with `tilecube plan` instead of editing one",
+            ));
+        }
+        let mut seen = HashMap::new();
+        for (i, jobs) in self.shards.iter().enumerate() {
+            for j in jobs {
+                if let Some(first) = seen.insert((j.year, j.tile), i) {
+                    return Err(ScaleError::bad(
+                        address,
+                        format!(
+                            "{}/{} is in shard {first} and in shard {i}: a tile is written by one shard only",
+                            j.year, j.tile
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Shard `shard`'s jobs as the ingest takes them. A job whose path does not lie under
+    /// the plan's `source` is refused by name: a task never reads a tile from elsewhere.
+    pub fn tile_jobs(
+        &self,
+        shard: usize,
+        layout: &Layout,
+        source: &Source,
+    ) -> Result<Vec<TileJob>, ScaleError> {
         let jobs = self.shards.get(shard).ok_or(ScaleError::OutOfRange {
             index: shard,
             origin: "the plan".into(),
@@ -110,6 +173,16 @@ impl ShardPlan {
         })?;
         jobs.iter()
             .map(|j| {
+                if !source.holds(&j.path) {
+                    return Err(ScaleError::bad(
+                        format!("plan {}: {}/{}", self.id, j.year, j.tile),
+                        format!(
+                            "its path {:?} does not lie under the plan's source {}; \
+                             a plan's paths are absolute (make the plan again)",
+                            j.path, self.source
+                        ),
+                    ));
+                }
                 let year_index = layout.year_index(j.year).ok_or_else(|| {
                     ScaleError::bad(
                         format!("plan {}: {}/{}", self.id, j.year, j.tile),
@@ -127,6 +200,21 @@ impl ShardPlan {
                 })
             })
             .collect()
+    }
+
+    /// Whether `cube` is the cube this plan was made for (a plan that names none predates
+    /// the check).
+    pub fn check_cube(&self, cube: &crate::cube::Cube) -> Result<(), ScaleError> {
+        if self.cube.is_empty() || self.cube == cube.key() {
+            return Ok(());
+        }
+        Err(ScaleError::bad(
+            format!("plan {}", self.id),
+            format!(
+                "the repository {} is not the cube the plan was made for (it was made again since); make a new plan",
+                self.repo
+            ),
+        ))
     }
 
     /// What commits of this plan record beside their tiles.
@@ -161,6 +249,19 @@ impl ShardPlan {
         let bytes = place.get(PLAN_FILE).await?.ok_or_else(|| {
             ScaleError::bad(&address, "no plan there; make one with `tilecube plan`")
         })?;
+        let format = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("format").and_then(Value::as_u64));
+        if let Some(f) = format
+            && f != u64::from(PLAN_FORMAT)
+        {
+            return Err(ScaleError::bad(
+                &address,
+                format!(
+                    "plan format {f} (this tilecube reads format {PLAN_FORMAT}); make the plan again"
+                ),
+            ));
+        }
         let plan: Self = serde_json::from_slice(&bytes)
             .map_err(|e| ScaleError::bad(&address, format!("not a tilecube plan: {e}")))?;
         if plan.format != PLAN_FORMAT {
@@ -172,6 +273,7 @@ impl ShardPlan {
                 ),
             ));
         }
+        plan.check(&address)?;
         Ok(plan)
     }
 }
@@ -216,6 +318,7 @@ mod tests {
             id: new_id(),
             created: Utc::now(),
             repo: "s3://bucket/cube".into(),
+            cube: "cube:0123".into(),
             branch: "main".into(),
             s3: S3Settings::default(),
             source: "gs://glad/tiles".into(),
@@ -226,7 +329,9 @@ mod tests {
             selection: "all".into(),
             years: vec![2000],
             shards: split(jobs(9), 2),
-        };
+            sum: String::new(),
+        }
+        .sealed();
         assert_eq!(plan.id.len(), 12);
         plan.save(&place, false).await.unwrap();
         assert_eq!(ShardPlan::load(&place).await.unwrap(), plan);
@@ -237,6 +342,17 @@ mod tests {
         );
         plan.save(&place, true).await.unwrap();
         assert_eq!(plan.shard_of().len(), 9);
+        // An edited plan is refused, and so is a job in two shards.
+        let mut edited = plan.clone();
+        let first = edited.shards[0][0].clone();
+        edited.shards[1].push(first);
+        edited.save(&place, true).await.unwrap();
+        let e = ShardPlan::load(&place).await.unwrap_err().to_string();
+        assert!(e.contains("changed after it was made"), "{e}");
+        edited = edited.sealed();
+        edited.save(&place, true).await.unwrap();
+        let e = ShardPlan::load(&place).await.unwrap_err().to_string();
+        assert!(e.contains("in shard 0 and in shard 1"), "{e}");
         let empty = Place::parse(&dir.path().join("none").display().to_string()).unwrap();
         let e = ShardPlan::load(&empty).await.unwrap_err().to_string();
         assert!(e.contains("no plan there"), "{e}");

@@ -116,6 +116,9 @@ pub struct ShardRecord {
     /// Commits (or staged parts) this attempt made.
     #[serde(default)]
     pub commits: usize,
+    /// What stopped the shard, when it failed as a whole (not a tile of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A tile being written: its chunks done and in all.
@@ -310,6 +313,12 @@ impl Recorder {
         self.last_write = Some(Instant::now());
         self.dirty = false;
         Ok(())
+    }
+
+    /// Record that the shard failed as a whole, and why.
+    pub async fn fail(&mut self, reason: String) -> Result<(), ScaleError> {
+        self.record.error = Some(reason);
+        self.finish(ShardState::Failed).await
     }
 
     /// Write the record's final state.

@@ -226,6 +226,64 @@ fn batch_tiles(cube: &Cube, refs: usize) -> usize {
 /// The merge lands in batches of about a checkpoint's references, each amending the
 /// merge's commit (see [`crate::cube::Merger`]), so its memory is bounded; a merge that was
 /// interrupted is resumed by running it again (the shards its commit records are skipped).
+/// Refuse a merge whose stages hold a tile twice (in two shards, or already merged by an
+/// earlier batch of the merge), or a tile the plan does not give to the shard that staged
+/// it: each is named, and nothing is merged.
+fn check_staged_once(
+    plan: &ShardPlan,
+    taken: &[StageManifest],
+    merged: Option<&WrittenTiles>,
+) -> Result<(), ScaleError> {
+    let owner = plan.shard_of();
+    let mut seen: std::collections::HashMap<(i32, crate::grid::TileName), usize> =
+        std::collections::HashMap::new();
+    let mut problems = vec![];
+    for m in taken {
+        for p in &m.parts {
+            for (year, tiles) in &p.written {
+                for tile in tiles.keys() {
+                    let key = (*year, *tile);
+                    if owner.get(&key) != Some(&m.shard) {
+                        problems.push(format!(
+                            "shard {}: staged {year}/{tile}, which the plan {}",
+                            m.shard,
+                            match owner.get(&key) {
+                                Some(o) => format!("gives to shard {o}"),
+                                None => "does not hold".into(),
+                            }
+                        ));
+                    }
+                    if merged.is_some_and(|w| w.get(year).is_some_and(|t| t.contains_key(tile))) {
+                        problems.push(format!(
+                            "shard {}: {year}/{tile} is staged again, and was merged already",
+                            m.shard
+                        ));
+                    }
+                    if let Some(first) = seen.insert(key, m.shard)
+                        && first != m.shard
+                    {
+                        problems.push(format!(
+                            "{year}/{tile} is staged twice: by shard {first} and by shard {}",
+                            m.shard
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ScaleError::bad(
+            format!("merge of plan {}", plan.id),
+            format!(
+                "{}; nothing was merged (make a new plan, and write its shards again)",
+                problems.join("; ")
+            ),
+        ))
+    }
+}
+
 pub async fn merge(
     cube: &Cube,
     plan: &ShardPlan,
@@ -324,7 +382,8 @@ pub async fn merge(
     if !problems.is_empty() && !partial {
         return Err(ScaleError::Refused(problems));
     }
-    let mut merger = cube.merger(earlier.map(|c| c.id.clone())).await?;
+    check_staged_once(plan, &taken, earlier.map(|c| &c.written))?;
+    let mut merger = cube.merger(&plan.id, earlier.map(|c| c.id.clone())).await?;
     // Every tile of the merge (the resumed commit's too), and those since its last commit.
     let mut written = earlier.map(|c| c.written.clone()).unwrap_or_default();
     let mut since_last = WrittenTiles::new();

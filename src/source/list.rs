@@ -30,8 +30,10 @@ pub struct TileList {
 }
 
 impl TileList {
-    /// Parse a list's text against a grid.
+    /// Parse a list's text against a grid. A UTF-8 byte-order mark (as some editors save)
+    /// is not part of the first line.
     pub fn parse(text: &str, grid: &Grid) -> Self {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut seen = BTreeSet::new();
         let mut out = Self::default();
         for (i, raw) in text.lines().enumerate() {
@@ -104,5 +106,13 @@ mod tests {
         assert!(list.problems[1].reason.contains(".tif"));
         assert!(list.problems[2].reason.contains("75N_180W"));
         assert!(list.problems[3].reason.contains("notatile"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_cost_the_first_tile() {
+        let grid = Grid::from_preset(&Preset::glad(), None).unwrap();
+        let list = TileList::parse("\u{feff}2000/70N_180W.tif\r\n2000/00N_010E.tif\r\n", &grid);
+        assert_eq!(list.tiles.len(), 2, "{:?}", list.problems);
+        assert!(list.problems.is_empty());
     }
 }

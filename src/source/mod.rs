@@ -74,7 +74,9 @@ impl Source {
         } else if root.contains("://") || root.is_empty() {
             return Err(SourceError::Location(root.to_string()));
         } else {
-            SourceRoot::Local(PathBuf::from(root))
+            // Resolved once, against the directory this process started in: every path
+            // made from it (plans, runs, tasks started elsewhere) is absolute.
+            SourceRoot::Local(std::path::absolute(root).unwrap_or_else(|_| PathBuf::from(root)))
         };
         Ok(Self {
             root,
@@ -103,6 +105,22 @@ impl Source {
     /// The path GDAL opens for a tile.
     pub fn gdal_path(&self, year: i32, tile: TileName) -> String {
         gdal_path(&self.tile_location(year, tile))
+    }
+
+    /// Whether `path` (a path GDAL opens, as [`Source::gdal_path`] makes them) lies under
+    /// this source's root: absolute, below the root, with no `..` step out of it.
+    pub fn holds(&self, path: &str) -> bool {
+        let root = match &self.root {
+            SourceRoot::Local(dir) => dir.display().to_string(),
+            SourceRoot::Remote(url) => gdal_path(url),
+        };
+        let root = root.trim_end_matches('/');
+        path.strip_prefix(root)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|rest| {
+                !rest.is_empty() && rest.split('/').all(|c| !c.is_empty() && c != "..")
+            })
+            && (path.starts_with('/'))
     }
 
     /// Where a year's tile list is.
@@ -194,11 +212,30 @@ mod tests {
         );
         let s = Source::new("/data/glad", &spec).unwrap();
         assert_eq!(s.gdal_path(2020, t), "/data/glad/2020/70N_180W.tif");
+        assert!(s.holds("/data/glad/2020/70N_180W.tif"));
+        for outside in [
+            "s4/2000/80N_160W.tif",
+            "/data/glad2/2020/70N_180W.tif",
+            "/data/glad/../etc/x.tif",
+            "/data/glad/",
+            "/vsicurl/https://host/x/2020/70N_180W.tif",
+        ] {
+            assert!(!s.holds(outside), "{outside}");
+        }
+        let rel = Source::new("rel/glad", &spec).unwrap();
+        let p = rel.gdal_path(2020, t);
+        assert!(
+            p.starts_with('/') && p.ends_with("/rel/glad/2020/70N_180W.tif"),
+            "{p}"
+        );
+        assert!(rel.holds(&p));
         let s = Source::new("https://host/x", &spec).unwrap();
         assert_eq!(
             s.gdal_path(2020, t),
             "/vsicurl/https://host/x/2020/70N_180W.tif"
         );
+        assert!(s.holds("/vsicurl/https://host/x/2020/70N_180W.tif"));
+        assert!(!s.holds("/vsicurl/https://host/xy/2020/70N_180W.tif"));
         assert_eq!(gdal_path("s3://b/k.tif"), "/vsis3/b/k.tif");
         assert!(Source::new("ftp://x", &spec).is_err());
     }

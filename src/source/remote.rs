@@ -326,6 +326,35 @@ pub fn transient_cause(e: &(dyn std::error::Error + 'static)) -> Option<bool> {
     None
 }
 
+/// Whether an error's chain holds a refusal that every write to the same storage would
+/// meet: permission denied, a read-only or full file system or quota (I/O error kinds), or
+/// an object store's denial of the credentials.
+pub fn refusal_cause(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as K;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                K::PermissionDenied | K::ReadOnlyFilesystem | K::StorageFull | K::QuotaExceeded
+            )
+        {
+            return true;
+        }
+        if let Some(o) = c.downcast_ref::<object_store::Error>()
+            && matches!(
+                o,
+                object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+            )
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// The location a GDAL virtual path reads, as a URL.
 pub fn url_of_gdal_path(path: &str) -> Option<String> {
     if let Some(rest) = path.strip_prefix("/vsicurl/") {

@@ -35,7 +35,7 @@ use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::crossterm::{cursor, execute, terminal};
 use tokio::sync::mpsc;
 
-use state::{App, Browse, Exit, Failure};
+use state::{App, Browse, Exit};
 use tilecube::config::{Settings, io_runtime};
 use tilecube::cube::{Cube, Layout};
 use tilecube::error_chain;
@@ -119,16 +119,6 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
     if app.source.is_none() {
         app.status_line = "no source configured: pass --source to list and write tiles".into();
     }
-    let journal = Journal::load_or_report(&location.key(), |w| app.status_line = w);
-    for e in journal.failed {
-        app.failed.insert(
-            (e.year, e.tile),
-            Failure {
-                error: e.reason,
-                attempts: e.attempts,
-            },
-        );
-    }
     app.show_logs = true;
     if let Some(p) = &plan {
         app.plan = Some(state::PlanView {
@@ -158,7 +148,7 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
     let opening = settings.clone();
     tokio::spawn(async move {
         let r = opening.open_cube().await;
-        let _ = open_tx.send(r.map_err(|e| format!("{e:#}")));
+        let _ = open_tx.send(r.map_err(|e| tilecube::anyhow_chain(&e)));
     });
     if let Some(source) = app.source.clone() {
         let (years, grid, tx) = (app.years.clone(), app.grid.clone(), done_tx);
@@ -207,7 +197,7 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
         }
         Ok(Ok(None)) => app.exit.unwrap_or(Exit::Quit),
         Ok(Err(e)) => {
-            log::error!("console: {e:#}");
+            log::error!("console: {}", tilecube::anyhow_chain(&e));
             Exit::TerminalLost
         }
         Err(_) => Exit::Signal(libc::SIGABRT),
@@ -280,8 +270,12 @@ async fn event_loop(
                 match opened {
                     Ok(Ok(cube)) => {
                         let (grid, years) = (cube.layout.grid(), cube.layout.years.clone());
+                        // The failure journal is the cube's (by its key), read once it is open.
+                        let mut warning = None;
+                        let journal = Journal::load_or_report(&cube.key(), |w| warning = Some(w));
                         rt.cube = Some(Arc::new(cube));
-                        (Some(Msg::Done(Done::Opened { grid, years })), true)
+                        let opened = Done::Opened { grid, years, failed: journal.failed, warning };
+                        (Some(Msg::Done(opened)), true)
                     }
                     Ok(Err(e)) => return Ok(Some(e)),
                     Err(_) => return Ok(Some("opening the repository stopped".into())),
@@ -323,8 +317,9 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
         Action::Quit => return,
         Action::ScanRuns => {
             let repo = rt.runs_repo.clone();
+            let cube = rt.cube.as_ref().map(|c| c.key()).unwrap_or_default();
             tokio::task::spawn_blocking(move || {
-                let _ = tx.send(Done::Runs(runs::for_repo(&repo)));
+                let _ = tx.send(Done::Runs(runs::for_repo(&repo, &cube)));
             });
             return;
         }
@@ -367,7 +362,7 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             let settings = Arc::clone(&rt.settings);
             tokio::spawn(async move {
                 let r = launch(&settings, tiles).await;
-                let _ = tx.send(Done::Launched(r.map_err(|e| format!("{e:#}"))));
+                let _ = tx.send(Done::Launched(r.map_err(|e| tilecube::anyhow_chain(&e))));
             });
         }
         Action::Browse { snapshot, message } => {

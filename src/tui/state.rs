@@ -485,8 +485,9 @@ impl App {
         let now = chrono::Utc::now();
         for run in &self.runs {
             let Some(record) = &run.record else { continue };
-            // A dead run's written tiles past its last checkpoint are lost, not pending.
-            if run.state != "dead" {
+            // Only a run going has tiles pending its next checkpoint: a finished run's tiles
+            // show from the head (a dead run's past its last checkpoint are lost).
+            if run.is_active() {
                 self.uncommitted.extend(
                     record
                         .written_tiles
@@ -560,6 +561,7 @@ pub mod fixtures {
             info: RunInfo {
                 id: id.into(),
                 repo: "/data/cube".into(),
+                cube: String::new(),
                 pid: 4242,
                 pid_start: 1,
                 started,

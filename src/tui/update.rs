@@ -13,7 +13,7 @@ use tilecube::cube::{Commit, Coverage, LevelImage};
 use tilecube::runs::Run;
 
 use super::keys::{self, Command, Scope};
-use super::state::{App, Browse, CellState, Exit, Focus, MapKey, Popup};
+use super::state::{App, Browse, CellState, Exit, Failure, Focus, MapKey, Popup};
 use tilecube::grid::{Cell, Grid, TileName};
 
 /// Everything that can happen to the console.
@@ -40,6 +40,9 @@ pub enum Done {
     Opened {
         grid: Grid,
         years: Vec<i32>,
+        /// The cube's failure journal, and what was wrong reading it.
+        failed: Vec<tilecube::ingest::JournalEntry>,
+        warning: Option<String>,
     },
     /// A year's tile list was read from the source (or could not be).
     Listed {
@@ -173,7 +176,24 @@ fn stop(app: &mut App, exit: Exit) -> Vec<Action> {
 
 fn on_done(app: &mut App, done: Done) -> Vec<Action> {
     match done {
-        Done::Opened { grid, years } => {
+        Done::Opened {
+            grid,
+            years,
+            failed,
+            warning,
+        } => {
+            for e in failed {
+                app.failed.insert(
+                    (e.year, e.tile),
+                    Failure {
+                        error: e.reason,
+                        attempts: e.attempts,
+                    },
+                );
+            }
+            if let Some(w) = warning {
+                app.status_line = w;
+            }
             if grid != app.grid {
                 app.cursor = Cell { col: 0, row: 0 };
             }
@@ -573,7 +593,6 @@ fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::state::Failure;
     use crate::tui::state::fixtures::run;
     use ratatui::crossterm::event::KeyModifiers;
     use tilecube::grid::Grid;
@@ -627,6 +646,8 @@ mod tests {
             Msg::Done(Done::Opened {
                 grid,
                 years: vec![2000, 2005, 2010],
+                failed: vec![],
+                warning: None,
             }),
         );
         assert_eq!(actions, vec![Action::Refresh, Action::ScanRuns]);

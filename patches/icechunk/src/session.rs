@@ -533,6 +533,9 @@ pub struct Session {
     snapshot_id: SnapshotId,
     change_set: ChangeSet,
     default_commit_metadata: SnapshotProperties,
+    /// tilecube patch: manifests whose object is lost, left out of the next commit.
+    #[serde(default, skip)]
+    forgotten_manifests: HashSet<ManifestId>,
 }
 
 impl Session {
@@ -558,6 +561,7 @@ impl Session {
             snapshot_id,
             change_set: ChangeSet::for_edits(),
             default_commit_metadata: SnapshotProperties::default(),
+            forgotten_manifests: HashSet::new(),
         }
     }
 
@@ -591,6 +595,7 @@ impl Session {
             snapshot_id,
             change_set: ChangeSet::for_edits(),
             default_commit_metadata,
+            forgotten_manifests: HashSet::new(),
         }
     }
 
@@ -619,6 +624,7 @@ impl Session {
             snapshot_id,
             change_set: ChangeSet::for_rearranging(),
             default_commit_metadata,
+            forgotten_manifests: HashSet::new(),
         }
     }
 
@@ -654,6 +660,15 @@ impl Session {
 
     pub fn snapshot_id(&self) -> &SnapshotId {
         &self.snapshot_id
+    }
+
+    /// tilecube patch: leave these manifests out of the next commit, whose objects are lost
+    /// from storage (a repair): the arrays that list them are written without them, as if
+    /// their chunks had never been written; their chunks are not read (they cannot be).
+    /// Only the manifests are dropped: the arrays must have another change in the session
+    /// (an `update_array` with their own metadata will do) for the commit to be made.
+    pub fn forget_manifests<I: IntoIterator<Item = ManifestId>>(&mut self, ids: I) {
+        self.forgotten_manifests.extend(ids);
     }
 
     pub fn has_uncommitted_changes(&self) -> bool {
@@ -1735,12 +1750,13 @@ impl Session {
 
         let properties = self.resolve_properties(properties);
 
-        let flush_data = FlushProcess::new(
+        let mut flush_data = FlushProcess::new(
             Arc::clone(&self.asset_manager),
             &self.change_set,
             self.snapshot_id(),
             self.config.manifest(),
         );
+        flush_data.forgotten = self.forgotten_manifests.clone();
         let new_snap = do_flush(
             flush_data,
             message,
@@ -2653,6 +2669,8 @@ struct FlushProcess<'a> {
     manifest_config: &'a ManifestConfig,
     manifest_refs: HashMap<NodeId, Vec<ManifestRef>>,
     manifest_files: HashSet<ManifestFileInfo>,
+    /// tilecube patch: manifests left out of the commit (`Session::forget_manifests`).
+    forgotten: HashSet<ManifestId>,
 }
 
 impl<'a> FlushProcess<'a> {
@@ -2669,6 +2687,7 @@ impl<'a> FlushProcess<'a> {
             manifest_config,
             manifest_refs: Default::default(),
             manifest_files: Default::default(),
+            forgotten: Default::default(),
         }
     }
 }
@@ -2790,8 +2809,13 @@ async fn flush_existing_node(
     split_config: &ManifestSplittingConfig,
     rewrite_manifests: bool,
     node: NodeSnapshot,
+    forgotten: &HashSet<ManifestId>,
 ) -> SessionResult<Option<NodeFlushResult>> {
     let node_id = &node.id;
+    // tilecube patch: a node listing a forgotten manifest is written without it.
+    let forgets = !forgotten.is_empty()
+        && matches!(&node.node_data, NodeData::Array { manifests, .. }
+            if manifests.iter().any(|m| forgotten.contains(&m.object_id)));
 
     if change_set.array_is_deleted(&(node.path.clone(), node_id.clone())) {
         trace!(path=%node.path, "Node deleted, not writing a manifest");
@@ -2799,6 +2823,7 @@ async fn flush_existing_node(
     }
 
     if rewrite_manifests
+        || forgets
         || change_set.is_updated_array(node_id)
         || change_set.has_chunk_changes(node_id)
     {
@@ -2808,6 +2833,8 @@ async fn flush_existing_node(
 
         if let NodeData::Array { manifests, shape, dimension_names } = new_node.node_data
         {
+            let manifests: Vec<ManifestRef> =
+                manifests.into_iter().filter(|m| !forgotten.contains(&m.object_id)).collect();
             let splits =
                 split_config.get_split_sizes(&new_node.path, &shape, &dimension_names);
 
@@ -3107,6 +3134,8 @@ async fn do_flush(
     let change_set = flush_data.change_set;
     let manifest_config = flush_data.manifest_config;
     let parent_id = flush_data.parent_id;
+    let forgotten = flush_data.forgotten.clone();
+    let forgotten = &forgotten;
 
     let array_nodes: Vec<NodeSnapshot> = old_snapshot
         .iter()
@@ -3128,6 +3157,7 @@ async fn do_flush(
                     split_config,
                     rewrite_manifests,
                     node,
+                    forgotten,
                 )
                 .await
             }

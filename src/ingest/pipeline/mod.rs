@@ -197,10 +197,28 @@ pub async fn ingest_into(
         .spawn(move || reader.run())
         .map_err(|e| CubeError::Layout(format!("cannot start the reader thread: {e}")))?;
 
-    let uploader = upload::Uploader::new(Arc::clone(session), jobs, options, events.clone(), &grid);
-    let mut report = uploader.run(rx).await?;
+    let uploader = upload::Uploader::new(
+        Arc::clone(session),
+        jobs,
+        options,
+        events.clone(),
+        &grid,
+        Arc::clone(&cancel),
+    );
+    let (mut report, refused) = uploader.run(rx).await?;
     if driver.join().is_err() {
         return Err(CubeError::Layout("the reader thread panicked".into()));
+    }
+    if let Some(refused) = refused {
+        // The tiles recorded before the refusal land if the storage still takes a commit
+        // (a full disk may not); the refusal is the ingest's outcome either way.
+        if options.commit
+            && options.final_commit
+            && let Ok(Some(c)) = session.commit(None).await
+        {
+            events.send(Event::committed(&c));
+        }
+        return Err(refused);
     }
     if cancel.load(Ordering::SeqCst) {
         report.cancelled = true;

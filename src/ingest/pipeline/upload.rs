@@ -6,10 +6,13 @@
 //! Invariants: at most `max_uploads` uploads run at once, and no message is taken from the
 //! reader while that many run (so the bounded channel holds the reader back); a tile is
 //! recorded only when its reader ended it and none of its uploads is still running or
-//! failed; a failed or retried attempt's uploaded chunks are referenced by nothing.
+//! failed; a failed or retried attempt's uploaded chunks are referenced by nothing; a write
+//! the storage refuses for every tile alike (permission, read-only, full) stops the ingest at
+//! the first one instead of failing every tile in turn.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -56,6 +59,10 @@ pub(super) struct Uploader {
     report: IngestReport,
     uncommitted: usize,
     last_commit: Instant,
+    /// Set to stop the reader (the ingest's cancel flag).
+    cancel: Arc<AtomicBool>,
+    /// The storage's refusal that stopped the ingest.
+    refused: Option<CubeError>,
 }
 
 impl Uploader {
@@ -65,6 +72,7 @@ impl Uploader {
         options: &IngestOptions,
         events: EventSink,
         grid: &Grid,
+        cancel: Arc<AtomicBool>,
     ) -> Self {
         Self {
             session,
@@ -78,11 +86,17 @@ impl Uploader {
             report: IngestReport::default(),
             uncommitted: 0,
             last_commit: Instant::now(),
+            cancel,
+            refused: None,
         }
     }
 
     /// Take the reader's messages until it closes the channel and every upload is done.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>) -> Result<IngestReport, CubeError> {
+    /// Returns the report, and the storage's refusal if one stopped the ingest.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Msg>,
+    ) -> Result<(IngestReport, Option<CubeError>), CubeError> {
         let mut uploads: FuturesUnordered<tokio::task::JoinHandle<Uploaded>> =
             FuturesUnordered::new();
         let max_uploads = self.options.max_uploads.max(1);
@@ -122,7 +136,7 @@ impl Uploader {
                 self.finish_if_ready(key).await?;
             }
         }
-        Ok(self.report)
+        Ok((self.report, self.refused))
     }
 
     /// Note one finished upload and report the tile's progress (in level-0 chunks; the
@@ -152,6 +166,23 @@ impl Uploader {
                         bytes: t.chunks.bytes,
                     });
                 }
+            }
+            Err(e) if e.is_storage_refusal() && self.refused.is_none() => {
+                // Every other tile would meet the same refusal: stop the reader, keep the
+                // cause for the ingest's error, and fail this tile with its text.
+                let j = &self.jobs[key.0];
+                t.upload_error.get_or_insert(CubeError::icechunk(
+                    format!("writing the chunks of {}/{}", j.year, j.tile),
+                    crate::error_chain(&e),
+                ));
+                self.cancel.store(true, Ordering::SeqCst);
+                self.refused = Some(CubeError::StorageRefused {
+                    what: format!(
+                        "the repository's storage refused a chunk of {}/{}; the write stopped",
+                        j.year, j.tile
+                    ),
+                    source: Box::new(e),
+                });
             }
             Err(e) => {
                 t.upload_error.get_or_insert(e);
