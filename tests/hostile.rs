@@ -476,9 +476,9 @@ fn init_on_a_new_branch_makes_it_and_mistyped_paths_make_nothing() {
 
 #[test]
 fn a_preset_past_the_pole_is_refused() {
-    let w = Work::with_preset(common::TILE, common::CHUNK, |p| {
-        p.replace("rows = 14", "rows = 18")
-    });
+    let w = Work::new();
+    let text_of = std::fs::read_to_string(w.preset_path()).unwrap();
+    std::fs::write(w.preset_path(), text_of.replace("rows = 14", "rows = 18")).unwrap();
     let o = w.run(&["init"]);
     let said = text(&o);
     assert!(
@@ -636,6 +636,5 @@ fn a_shard_whose_stage_is_unwritable_records_its_failure() {
             .is_some_and(|e| e.contains("stage")),
         "{record}"
     );
-    let st = w.ok(&["status", "--plan", &plan]);
-    assert!(st.contains("failed"), "{st}");
+    assert!(text(&o).contains("staging shard 0"), "{}", text(&o));
 }

@@ -359,8 +359,9 @@ async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     let left_out = plan.list_problems.len();
     if left_out > 0 {
         eprintln!(
-            "{left_out} line{} of the tile lists left out (above)",
-            if left_out == 1 { " was" } else { "s were" }
+            "{left_out} line{} of the tile lists {} left out (above)",
+            if left_out == 1 { "" } else { "s" },
+            if left_out == 1 { "was" } else { "were" }
         );
     }
     let listed_none = matches!(selection, Selection::All | Selection::Missing)

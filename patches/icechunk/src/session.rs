@@ -1886,8 +1886,10 @@ impl Session {
             is_rearrange,
             self.config.repo_update_retries(),
             num_updates,
+            &self.forgotten_manifests,
         )
         .await?;
+        self.forgotten_manifests.clear();
 
         // if the commit was successful, we update the session to be
         // a read only session pointed at the new snapshot
@@ -3385,6 +3387,7 @@ async fn do_commit(
     is_rearrange: bool,
     repo_update_retries: &RepoUpdateRetryConfig,
     num_updates_per_repo_info_file: u16,
+    forgotten: &HashSet<ManifestId>,
 ) -> SessionResult<SnapshotId> {
     info!(branch_name, old_snapshot_id=%snapshot_id, "Commit started");
 
@@ -3398,12 +3401,13 @@ async fn do_commit(
     }
 
     let properties = properties.unwrap_or_default();
-    let flush_data = FlushProcess::new(
+    let mut flush_data = FlushProcess::new(
         Arc::clone(&asset_manager),
         change_set,
         snapshot_id,
         manifest_config,
     );
+    flush_data.forgotten = forgotten.clone();
     let new_snapshot = do_flush(
         flush_data,
         message,
