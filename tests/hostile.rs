@@ -432,7 +432,7 @@ fn demo_refuses_a_directory_it_did_not_make() {
     let o = w.run(&["demo", "--dir", &d.display().to_string(), "--pixels", "100"]);
     let said = text(&o);
     assert!(
-        !o.status.success() && said.contains("which the demo did not make"),
+        !o.status.success() && said.contains("is not the demo's"),
         "{said}"
     );
     assert_eq!(
@@ -637,4 +637,124 @@ fn a_shard_whose_stage_is_unwritable_records_its_failure() {
         "{record}"
     );
     assert!(text(&o).contains("staging shard 0"), "{}", text(&o));
+}
+
+#[test]
+fn config_paths_are_the_files_and_bad_branch_names_and_years_are_refused() {
+    let w = Work::new();
+    w.listed_tiles(2000, &tile_names(1));
+    // A config file with relative paths, used from another directory.
+    let cfg_dir = w.dir.path().join("cfg");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    std::fs::copy(w.preset_path(), cfg_dir.join("preset.toml")).unwrap();
+    std::fs::write(
+        cfg_dir.join("c.toml"),
+        format!(
+            "preset = \"preset.toml\"\nrepo = \"./cube\"\nsource = \"../source\"\ntile_pixels = {}\n",
+            common::TILE
+        ),
+    )
+    .unwrap();
+    let elsewhere = w.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    ok_in(&w, &elsewhere, &["--config", "../cfg/c.toml", "init"]);
+    assert!(
+        cfg_dir.join("cube").is_dir(),
+        "the repository is next to the config file"
+    );
+    assert!(!elsewhere.join("cube").exists());
+    let out = ok_in(
+        &w,
+        &elsewhere,
+        &[
+            "--config",
+            "../cfg/c.toml",
+            "write",
+            "--all",
+            "--year",
+            "2000",
+        ],
+    );
+    assert!(out.contains("1 tiles written"), "{out}");
+
+    for bad in ["", "../../evil", "a b", ".hidden"] {
+        let o = w.run(&["--branch", bad, "status"]);
+        let said = text(&o);
+        assert!(
+            !o.status.success() && said.contains("a branch name is"),
+            "{bad:?}: {said}"
+        );
+    }
+    w.ok(&["init"]);
+    let o = w.run(&["status", "--year", "1999"]);
+    let said = text(&o);
+    assert!(
+        !o.status.success() && said.contains("year 1999 is not in the cube"),
+        "{said}"
+    );
+    let o = w.run(&["--branch", "dev", "status"]);
+    let said = text(&o);
+    assert!(
+        !o.status.success() && said.contains("has no branch \"dev\"") && said.contains("main"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_stage_holding_another_plans_shard_is_not_replaced() {
+    let w = Work::new();
+    w.listed_tiles(2000, &tile_names(2));
+    w.ok(&["init"]);
+    let (p1, p2) = (w.dir.path().join("p1"), w.dir.path().join("p2"));
+    let stage = w.dir.path().join("stage").display().to_string();
+    w.ok(&[
+        "plan",
+        "--all",
+        "--shards",
+        "1",
+        "--out",
+        &p1.display().to_string(),
+    ]);
+    w.ok(&[
+        "plan",
+        "--all",
+        "--shards",
+        "1",
+        "--out",
+        &p2.display().to_string(),
+    ]);
+    w.ok(&[
+        "write",
+        "--plan",
+        &p1.display().to_string(),
+        "--shard",
+        "0",
+        "--stage",
+        &stage,
+    ]);
+    let o = w.run(&[
+        "write",
+        "--plan",
+        &p2.display().to_string(),
+        "--shard",
+        "0",
+        "--stage",
+        &stage,
+    ]);
+    let said = text(&o);
+    assert!(
+        !o.status.success() && said.contains("a stage is one plan's"),
+        "{said}"
+    );
+    let out = w.ok(&[
+        "merge",
+        "--plan",
+        &p1.display().to_string(),
+        "--stage",
+        &stage,
+    ]);
+    assert!(
+        out.contains("merged 2 tiles"),
+        "the first plan's stage is intact: {out}"
+    );
 }

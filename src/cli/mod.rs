@@ -527,6 +527,12 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
     let coverage: Coverage = cube.coverage_of(&head_id).await?;
     let grid = cube.layout.grid();
     let source = settings.source().ok();
+    if let Some(y) = years.iter().find(|y| !cube.layout.years.contains(y)) {
+        bail!(
+            "--year {y}: year {y} is not in the cube (years: {:?})",
+            cube.layout.years
+        );
+    }
     let years: Vec<i32> = if years.is_empty() {
         cube.layout.years.clone()
     } else {
@@ -780,23 +786,27 @@ async fn log(settings: &Settings, as_json: bool) -> Result<i32> {
 /// The mark the demo leaves in the source it made.
 const DEMO_MARK: &str = ".tilecube-demo";
 
-/// Make sure the demo writes only where it owns everything: `root` is new or empty, or holds
-/// only what an earlier demo made (`source/` with the demo's mark, and `cube/`). Anything
-/// else is refused by name, so an operator's tiles and lists are never overwritten; then the
-/// source is marked as the demo's.
+/// Make sure the demo writes only what it owns: it writes `root/source` (tiles and lists) and
+/// `root/cube`, so each must be new, empty, or an earlier demo's (its source carries the
+/// demo's mark, or is exactly what an earlier demo wrote). Anything else there is refused by
+/// name, so an operator's tiles, lists and cube are never overwritten; other files in `root`
+/// are not the demo's business. Then the source is marked as the demo's.
 fn claim_demo_dir(root: &std::path::Path, grid: &Grid, years: &[i32]) -> Result<()> {
     let source = root.join("source");
+    let cube = root.join("cube");
+    let holds_anything =
+        |dir: &std::path::Path| std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
     let ours =
         source.join(DEMO_MARK).exists() || tilecube::demo::looks_made_by_demo(&source, grid, years);
-    if let Ok(entries) = std::fs::read_dir(root) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            let made_by_demo = (name == "source" || name == "cube") && ours;
-            if !made_by_demo {
+    if !ours {
+        for dir in [&source, &cube] {
+            if dir.exists() && (!dir.is_dir() || holds_anything(dir)) {
                 bail!(
-                    "demo: {} holds {} which the demo did not make; the demo writes tiles, lists and a cube there                      and would overwrite them: choose a new or empty --dir",
-                    root.display(),
-                    entry.path().display()
+                    "demo: {} is not the demo's (no earlier demo made it): the demo writes its tiles, lists and cube \
+                     at {} and {}, and would overwrite what is there; choose a new or empty --dir",
+                    dir.display(),
+                    source.display(),
+                    cube.display()
                 );
             }
         }

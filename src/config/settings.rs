@@ -75,6 +75,26 @@ pub struct Settings {
 impl Settings {
     pub fn resolve(g: &Flags) -> Result<Self> {
         let (mut file, config_path) = ConfigFile::load(g.config.as_deref())?;
+        // Paths in a config file are the file's: a relative one is taken from the file's
+        // directory, wherever the command runs (flags stay relative to the command's).
+        if let Some(dir) = config_path.as_deref().and_then(std::path::Path::parent) {
+            let anchor = |v: &mut Option<String>| {
+                if let Some(p) = v.as_mut()
+                    && !p.contains("://")
+                    && !p.is_empty()
+                    && std::path::Path::new(p.as_str()).is_relative()
+                {
+                    *p = dir.join(p.as_str()).display().to_string();
+                }
+            };
+            anchor(&mut file.repo);
+            anchor(&mut file.source);
+            if let Some(p) = file.preset.as_mut()
+                && p.is_relative()
+            {
+                *p = dir.join(&*p);
+            }
+        }
         let s3 = &mut file.s3;
         s3.endpoint_url = g.s3_endpoint.clone().or(s3.endpoint_url.take());
         s3.region = g.s3_region.clone().or(s3.region.take());
@@ -89,6 +109,12 @@ impl Settings {
             Some(p) => Preset::load(p)?,
             None => Preset::glad(),
         };
+        let branch = g
+            .branch
+            .clone()
+            .or_else(|| file.branch.clone())
+            .unwrap_or_else(|| "main".into());
+        check_branch_name(&branch)?;
         let spec = g.spec_version.or(file.spec_version).unwrap_or(2);
         let spec_version = SpecVersion::from_number(spec)
             .with_context(|| format!("setting spec_version: {spec} is not 1 or 2"))?;
@@ -96,11 +122,7 @@ impl Settings {
             repo: g.repo.clone().or_else(|| file.repo.clone()),
             source: g.source.clone().or_else(|| file.source.clone()),
             tile_pixels: g.tile_pixels.or(file.tile_pixels),
-            branch: g
-                .branch
-                .clone()
-                .or_else(|| file.branch.clone())
-                .unwrap_or_else(|| "main".into()),
+            branch,
             spec_version,
             preset,
             file,
@@ -184,6 +206,26 @@ impl Settings {
             ..IngestOptions::default()
         })
     }
+}
+
+/// Refuse a branch name that Icechunk's references or a shell would trip on: it must be
+/// non-empty, of letters, digits, `.`, `_` and `-`, not start with `.` or `-`, and not hold
+/// `..`.
+pub fn check_branch_name(name: &str) -> Result<()> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if name.is_empty()
+        || !ok_chars
+        || name.starts_with(['.', '-'])
+        || name.contains("..")
+        || name.len() > 100
+    {
+        bail!(
+            "branch {name:?}: a branch name is 1–100 letters, digits, '.', '_' or '-', not starting with '.' or '-' and without '..'"
+        );
+    }
+    Ok(())
 }
 
 /// The most reader/encoder threads a write runs: four per core.

@@ -21,6 +21,14 @@ pub enum CubeError {
         "repository {location} is not there (no such directory); check the path, or run `tilecube init`"
     )]
     NoRepository { location: String },
+    #[error(
+        "repository {location} has no branch {branch:?} (its branches: {branches}); pass --branch"
+    )]
+    NoBranch {
+        location: String,
+        branch: String,
+        branches: String,
+    },
     #[error("no tilecube cube in repository {location}; run `tilecube init` first")]
     NotACube { location: String },
     #[error(
@@ -44,7 +52,7 @@ pub enum CubeError {
         source: BoxError,
     },
     #[error(
-        "another merge of plan {plan} landed as {commit} while this one ran; this merge landed nothing (run `tilecube merge` again to add what is left)"
+        "another merge of plan {plan} landed as {commit} while this one ran; this merge landed nothing (`tilecube status --plan` shows whether any shard is left to merge)"
     )]
     MergedConcurrently { plan: String, commit: String },
     #[error("snapshot {0:?} not found")]

@@ -267,10 +267,24 @@ impl Cube {
             .execute()
             .await
             .map_err(|e| location.error(e))?;
-        let session = repo
+        let session = match repo
             .readonly_session(&VersionInfo::BranchTipRef(branch.to_string()))
             .await
-            .map_err(|e| CubeError::icechunk(format!("opening branch {branch}"), e))?;
+        {
+            Ok(s) => s,
+            Err(e) => {
+                if let Ok(branches) = repo.list_branches().await
+                    && !branches.contains(branch)
+                {
+                    return Err(CubeError::NoBranch {
+                        location: location.to_string(),
+                        branch: branch.to_string(),
+                        branches: branches.into_iter().collect::<Vec<_>>().join(", "),
+                    });
+                }
+                return Err(CubeError::icechunk(format!("opening branch {branch}"), e));
+            }
+        };
         let layout = read_layout(session)
             .await?
             .ok_or_else(|| CubeError::NotACube {
@@ -424,7 +438,9 @@ async fn read_layout(session: Session) -> Result<Option<Layout>, CubeError> {
     let store = Arc::new(AsyncIcechunkStore::new(session));
     let group = match Group::async_open(store, "/").await {
         Ok(g) => g,
-        Err(_) => return Ok(None),
+        Err(zarrs::group::GroupCreateError::MissingMetadata) => return Ok(None),
+        // The snapshot or its objects could not be read: say so, not "no cube".
+        Err(e) => return Err(CubeError::icechunk("reading the cube's root group", e)),
     };
     Layout::from_root_attributes(group.attributes())
 }

@@ -89,6 +89,22 @@ impl StageWriter {
         shard: usize,
         attempt: &str,
     ) -> Result<Arc<Self>, ScaleError> {
+        // A stage is one plan's: another plan's shard staged there is never replaced (its
+        // parts would be lost to its own merge).
+        if let Some(other) = StageManifest::load(&place, shard).await?
+            && other.plan != plan
+        {
+            return Err(ScaleError::bad(
+                place.address(&manifest_name(shard)),
+                format!(
+                    "the stage holds shard {shard} of plan {} ({} tiles staged, {}); a stage is one plan's: \
+                     choose another --stage for plan {plan}",
+                    other.plan,
+                    other.tiles(),
+                    other.state.name()
+                ),
+            ));
+        }
         let manifest = StageManifest {
             plan: plan.to_string(),
             shard,
@@ -477,4 +493,92 @@ pub async fn merge(
         commits: merger.commits(),
         omitted: problems,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::TileName;
+    use crate::scaleout::plan::{PLAN_FORMAT, PlanJob};
+
+    fn t(s: &str) -> TileName {
+        s.parse().expect("tile")
+    }
+
+    fn plan(shards: Vec<Vec<&str>>) -> ShardPlan {
+        ShardPlan {
+            format: PLAN_FORMAT,
+            id: "p".into(),
+            created: Utc::now(),
+            repo: "/r".into(),
+            cube: String::new(),
+            branch: "main".into(),
+            s3: Default::default(),
+            source: "/s".into(),
+            gcs_endpoint: None,
+            preset: String::new(),
+            tile_pixels: None,
+            base: "B".into(),
+            selection: "all".into(),
+            years: vec![2000],
+            shards: shards
+                .into_iter()
+                .map(|jobs| {
+                    jobs.into_iter()
+                        .map(|n| PlanJob {
+                            year: 2000,
+                            tile: t(n),
+                            path: format!("/s/2000/{n}.tif"),
+                        })
+                        .collect()
+                })
+                .collect(),
+            sum: String::new(),
+        }
+    }
+
+    fn staged(shard: usize, tiles: &[&str]) -> StageManifest {
+        let mut written = WrittenTiles::new();
+        for n in tiles {
+            written.entry(2000).or_default().insert(t(n), 16);
+        }
+        StageManifest {
+            plan: "p".into(),
+            shard,
+            attempt: "a".into(),
+            state: ShardState::Done,
+            updated: Utc::now(),
+            parts: vec![StagePart {
+                name: format!("part-{shard}"),
+                written,
+            }],
+            failed: vec![],
+        }
+    }
+
+    #[test]
+    fn a_tile_staged_twice_or_by_the_wrong_shard_is_refused_by_name() {
+        let p = plan(vec![vec!["00N_000E"], vec!["00N_010E"]]);
+        let good = [staged(0, &["00N_000E"]), staged(1, &["00N_010E"])];
+        assert!(check_staged_once(&p, &good, None).is_ok());
+        let twice = [
+            staged(0, &["00N_000E"]),
+            staged(1, &["00N_010E", "00N_000E"]),
+        ];
+        let e = check_staged_once(&p, &twice, None).unwrap_err().to_string();
+        assert!(
+            e.contains("2000/00N_000E is staged twice: by shard 0 and by shard 1")
+                && e.contains("shard 1: staged 2000/00N_000E, which the plan gives to shard 0"),
+            "{e}"
+        );
+        let mut merged = WrittenTiles::new();
+        merged.entry(2000).or_default().insert(t("00N_010E"), 16);
+        let e = check_staged_once(&p, &good[1..], Some(&merged))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("00N_010E is staged again, and was merged already"),
+            "{e}"
+        );
+    }
 }

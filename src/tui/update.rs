@@ -830,6 +830,21 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_runs_tiles_show_from_the_head_not_from_its_record() {
+        // A run of an earlier cube at this path, done: its record says it wrote the tile,
+        // the head (a new cube) holds nothing.
+        let mut a = app();
+        a.apply_runs(vec![run("R0", "done", record(&["80N_180W"], 1))]);
+        assert_ne!(
+            a.cell_state(2000, t("80N_180W")),
+            CellState::Uncommitted,
+            "a finished run has nothing pending"
+        );
+        a.apply_runs(vec![run("R1", "running", record(&["80N_170W"], 0))]);
+        assert_eq!(a.cell_state(2000, t("80N_170W")), CellState::Uncommitted);
+    }
+
+    #[test]
     fn a_run_that_lands_or_ends_has_the_head_read_again_and_says_how_it_ended() {
         let mut a = app();
         update(
