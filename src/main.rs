@@ -4,6 +4,7 @@
 //! Invariant: these modules only call the library; the library never calls them (it cannot:
 //! they are not part of it).
 
+#[cfg(feature = "bench")]
 mod bench;
 mod cli;
 mod progress;

@@ -25,6 +25,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::scaleout::{Place, ShardPlan, ShardRecord, ShardState};
 
+/// The runs kept in one directory (one per machine and user: the user data dir's `runs/`).
+#[derive(Debug, Clone)]
+pub struct Runs {
+    dir: PathBuf,
+}
+
 /// What a run's directory says about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -122,84 +128,86 @@ impl Worker {
 /// worker in a session of its own (the launching terminal's hang-up never reaches it) with
 /// its output in the run's log, and record its pid. The worker is not waited for: it
 /// outlives the launcher and is reaped by init.
-pub async fn launch(plan: &ShardPlan, worker: &Worker) -> Result<RunInfo, RunError> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    let id = crate::scaleout::plan::new_id();
-    let dir = run_dir(&id);
-    let io = |path: &Path, source| RunError::Io {
-        id: id.clone(),
-        path: path.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    plan.save(&Place::Local(plan_dir(&id)), false)
-        .await
-        .map_err(|source| RunError::Plan {
+impl Runs {
+    /// The runs kept in `dir` (the faces use `runs/` under the user data dir).
+    pub fn at(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    pub async fn launch(&self, plan: &ShardPlan, worker: &Worker) -> Result<RunInfo, RunError> {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let id = crate::scaleout::plan::new_id();
+        let dir = self.run_dir(&id);
+        let io = |path: &Path, source| RunError::Io {
             id: id.clone(),
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        plan.save(&Place::Local(self.plan_dir(&id)), false)
+            .await
+            .map_err(|source| RunError::Plan {
+                id: id.clone(),
+                source,
+            })?;
+        let log_file = self.log_path(&id);
+        let log = std::fs::File::create(&log_file).map_err(|e| io(&log_file, e))?;
+        let log2 = log.try_clone().map_err(|e| io(&log_file, e))?;
+        let mut cmd = Command::new(&worker.exe);
+        if let Some(c) = &worker.config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.arg("write")
+            .arg("--plan")
+            .arg(self.plan_dir(&id))
+            .args(["--shard", "0"]);
+        for (flag, value) in &worker.flags {
+            cmd.arg(flag).arg(value);
+        }
+        cmd.stdin(Stdio::null()).stdout(log2).stderr(log);
+        // SAFETY: setsid is async-signal-safe; between fork and exec it only detaches the child
+        // into a session (and process group) of its own, away from the launcher's terminal.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|source| RunError::Spawn {
+            id: id.clone(),
+            exe: worker.exe.display().to_string(),
             source,
         })?;
-    let log_file = log_path(&id);
-    let log = std::fs::File::create(&log_file).map_err(|e| io(&log_file, e))?;
-    let log2 = log.try_clone().map_err(|e| io(&log_file, e))?;
-    let mut cmd = Command::new(&worker.exe);
-    if let Some(c) = &worker.config {
-        cmd.arg("--config").arg(c);
+        let pid = child.id();
+        let info = RunInfo {
+            id: id.clone(),
+            repo: plan.repo.clone(),
+            cube: plan.cube.clone(),
+            pid,
+            pid_start: process_start(pid).unwrap_or(0),
+            started: Utc::now(),
+        };
+        info.save(&dir)?;
+        // Not waited for: the worker outlives this process.
+        std::mem::forget(child);
+        Ok(info)
     }
-    cmd.arg("write")
-        .arg("--plan")
-        .arg(plan_dir(&id))
-        .args(["--shard", "0"]);
-    for (flag, value) in &worker.flags {
-        cmd.arg(flag).arg(value);
+
+    /// A run's directory.
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
     }
-    cmd.stdin(Stdio::null()).stdout(log2).stderr(log);
-    // SAFETY: setsid is async-signal-safe; between fork and exec it only detaches the child
-    // into a session (and process group) of its own, away from the launcher's terminal.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
+
+    /// The plan directory of a run.
+    pub fn plan_dir(&self, id: &str) -> PathBuf {
+        self.run_dir(id).join("plan")
     }
-    let child = cmd.spawn().map_err(|source| RunError::Spawn {
-        id: id.clone(),
-        exe: worker.exe.display().to_string(),
-        source,
-    })?;
-    let pid = child.id();
-    let info = RunInfo {
-        id: id.clone(),
-        repo: plan.repo.clone(),
-        cube: plan.cube.clone(),
-        pid,
-        pid_start: process_start(pid).unwrap_or(0),
-        started: Utc::now(),
-    };
-    info.save()?;
-    // Not waited for: the worker outlives this process.
-    std::mem::forget(child);
-    Ok(info)
-}
 
-/// Where runs live: `runs/` under the user data dir.
-pub fn runs_dir() -> PathBuf {
-    crate::config::data_dir().join("runs")
-}
-
-/// A run's directory.
-pub fn run_dir(id: &str) -> PathBuf {
-    runs_dir().join(id)
-}
-
-/// The plan directory of a run.
-pub fn plan_dir(id: &str) -> PathBuf {
-    run_dir(id).join("plan")
-}
-
-/// The log of a run.
-pub fn log_path(id: &str) -> PathBuf {
-    run_dir(id).join("log.txt")
+    /// The log of a run.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.run_dir(id).join("log.txt")
+    }
 }
 
 /// A process's start time in clock ticks since boot, if it exists.
@@ -221,9 +229,9 @@ pub fn worker_alive(info: &RunInfo) -> bool {
 }
 
 impl RunInfo {
-    /// Record a run's worker in its directory.
-    pub fn save(&self) -> Result<(), RunError> {
-        let path = run_dir(&self.id).join("run.json");
+    /// Record a run's worker in its directory `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), RunError> {
+        let path = dir.join("run.json");
         let io = |source| RunError::Io {
             id: self.id.clone(),
             path: path.display().to_string(),
@@ -254,38 +262,42 @@ impl RunInfo {
     }
 }
 
-/// One run, as it stands now.
-pub fn load(id: &str) -> Result<Run, RunError> {
-    let dir = run_dir(id);
-    if !dir.join("run.json").exists() {
-        return Err(RunError::Unknown(id.to_string()));
+impl Runs {
+    /// One run, as it stands now.
+    pub fn load(&self, id: &str) -> Result<Run, RunError> {
+        let dir = self.run_dir(id);
+        if !dir.join("run.json").exists() {
+            return Err(RunError::Unknown(id.to_string()));
+        }
+        let info = RunInfo::load(&dir)?;
+        let record_path = self
+            .plan_dir(id)
+            .join(crate::scaleout::record::record_name(0));
+        let record: Option<ShardRecord> = std::fs::read(&record_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let alive = worker_alive(&info);
+        let state = match &record {
+            None if alive => "starting".to_string(),
+            None => "dead".to_string(),
+            Some(r) if r.state == ShardState::Running && !alive => "dead".to_string(),
+            Some(r) => r.state.name().to_string(),
+        };
+        let (tiles_done, tiles_total, failed) = record
+            .as_ref()
+            .map(|r| (r.skipped + r.landed, r.jobs, r.failed.len()))
+            .unwrap_or((0, 0, 0));
+        Ok(Run {
+            info,
+            state,
+            tiles_done,
+            tiles_total,
+            failed,
+            plan: self.plan_dir(id),
+            log: self.log_path(id),
+            record,
+        })
     }
-    let info = RunInfo::load(&dir)?;
-    let record_path = plan_dir(id).join(crate::scaleout::record::record_name(0));
-    let record: Option<ShardRecord> = std::fs::read(&record_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let alive = worker_alive(&info);
-    let state = match &record {
-        None if alive => "starting".to_string(),
-        None => "dead".to_string(),
-        Some(r) if r.state == ShardState::Running && !alive => "dead".to_string(),
-        Some(r) => r.state.name().to_string(),
-    };
-    let (tiles_done, tiles_total, failed) = record
-        .as_ref()
-        .map(|r| (r.skipped + r.landed, r.jobs, r.failed.len()))
-        .unwrap_or((0, 0, 0));
-    Ok(Run {
-        info,
-        state,
-        tiles_done,
-        tiles_total,
-        failed,
-        plan: plan_dir(id),
-        log: log_path(id),
-        record,
-    })
 }
 
 impl Run {
@@ -295,50 +307,52 @@ impl Run {
     }
 }
 
-/// The runs of one cube: at its repository (as a plan names it: an absolute path or a URL)
-/// and of its key ([`crate::cube::Cube::key`]; runs that recorded none match by repository
-/// alone), newest first.
-pub fn for_repo(repo: &str, cube: &str) -> Vec<Run> {
-    let repo = repo.trim_end_matches('/');
-    list()
-        .into_iter()
-        .filter(|r| r.info.repo.trim_end_matches('/') == repo)
-        .filter(|r| r.info.cube.is_empty() || r.info.cube == cube)
-        .collect()
-}
-
-/// Every run, newest first; directories that are not runs are skipped.
-pub fn list() -> Vec<Run> {
-    let Ok(entries) = std::fs::read_dir(runs_dir()) else {
-        return vec![];
-    };
-    let mut runs: Vec<Run> = entries
-        .flatten()
-        .filter_map(|e| load(&e.file_name().to_string_lossy()).ok())
-        .collect();
-    runs.sort_by_key(|r| std::cmp::Reverse(r.info.started));
-    runs
-}
-
-/// Stop a run's worker: SIGTERM, so it stops at its next strip and commits its finished
-/// tiles; waits up to `wait` for it to leave.
-pub fn cancel(id: &str, wait: Duration) -> Result<Run, RunError> {
-    let run = load(id)?;
-    if !worker_alive(&run.info) {
-        return Err(RunError::NotRunning(id.to_string()));
+impl Runs {
+    /// The runs of one cube: at its repository (as a plan names it: an absolute path or a URL)
+    /// and of its key ([`crate::cube::Cube::key`]; runs that recorded none match by repository
+    /// alone), newest first.
+    pub fn for_repo(&self, repo: &str, cube: &str) -> Vec<Run> {
+        let repo = repo.trim_end_matches('/');
+        self.list()
+            .into_iter()
+            .filter(|r| r.info.repo.trim_end_matches('/') == repo)
+            .filter(|r| r.info.cube.is_empty() || r.info.cube == cube)
+            .collect()
     }
-    // SAFETY: signalling a process we checked is the run's worker (pid and start time).
-    unsafe {
-        libc::kill(run.info.pid as libc::pid_t, libc::SIGTERM);
+
+    /// Every run, newest first; directories that are not runs are skipped.
+    pub fn list(&self) -> Vec<Run> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return vec![];
+        };
+        let mut runs: Vec<Run> = entries
+            .flatten()
+            .filter_map(|e| self.load(&e.file_name().to_string_lossy()).ok())
+            .collect();
+        runs.sort_by_key(|r| std::cmp::Reverse(r.info.started));
+        runs
     }
-    let deadline = Instant::now() + wait;
-    while worker_alive(&run.info) {
-        if Instant::now() > deadline {
-            return Err(RunError::DidNotStop(id.to_string(), wait));
+
+    /// Stop a run's worker: SIGTERM, so it stops at its next strip and commits its finished
+    /// tiles; waits up to `wait` for it to leave.
+    pub fn cancel(&self, id: &str, wait: Duration) -> Result<Run, RunError> {
+        let run = self.load(id)?;
+        if !worker_alive(&run.info) {
+            return Err(RunError::NotRunning(id.to_string()));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // SAFETY: signalling a process we checked is the run's worker (pid and start time).
+        unsafe {
+            libc::kill(run.info.pid as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + wait;
+        while worker_alive(&run.info) {
+            if Instant::now() > deadline {
+                return Err(RunError::DidNotStop(id.to_string(), wait));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.load(id)
     }
-    load(id)
 }
 
 #[cfg(test)]

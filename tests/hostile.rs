@@ -557,7 +557,7 @@ async fn a_recreated_repository_starts_afresh_and_a_moved_one_keeps_its_journal(
     let cube = w.cube().await;
     let repo = w.repo().display().to_string();
     assert_eq!(
-        tilecube::runs::for_repo(&repo, &cube.key()).len(),
+        tilecube::config::runs().for_repo(&repo, &cube.key()).len(),
         1,
         "the cube's run"
     );
@@ -566,7 +566,10 @@ async fn a_recreated_repository_starts_afresh_and_a_moved_one_keeps_its_journal(
     w.ok(&["init"]);
     let again = w.cube().await;
     assert_ne!(again.key(), cube.key(), "every init makes a new cube");
-    assert_eq!(tilecube::runs::for_repo(&repo, &again.key()).len(), 0);
+    assert_eq!(
+        tilecube::config::runs().for_repo(&repo, &again.key()).len(),
+        0
+    );
     // `init --force` too.
     w.ok(&["init", "--force"]);
     let forced = w.cube().await;

@@ -79,6 +79,63 @@ async fn set_chunk_refs_records_what_set_chunk_ref_records() {
     }
     // And both commit: the batched session's references land like the others.
     one_by_one.commit("a").execute().await.expect("commit a");
+    let landed = batched.commit("b").execute().await;
+    assert!(
+        landed.is_err(),
+        "the batched session was opened on the same base: it conflicts, as a second session would"
+    );
+    let mut batched = repo.writable_session("main").await.expect("session");
+    batched
+        .set_chunk_refs(path.clone(), vec![(idx([1, 3, 3]), inline(9))])
+        .await
+        .expect("set many");
+    let id = batched.commit("b").execute().await.expect("commit b");
+    let read = repo
+        .readonly_session(&icechunk::repository::VersionInfo::SnapshotId(id))
+        .await
+        .expect("read the batched commit");
+    assert_eq!(
+        read.get_chunk_ref(&path, &idx([1, 3, 3]))
+            .await
+            .expect("get"),
+        inline(9)
+    );
+    assert_eq!(
+        read.get_chunk_ref(&path, &idx([0, 0, 0]))
+            .await
+            .expect("get"),
+        inline(4)
+    );
+}
+
+#[tokio::test]
+async fn a_refused_batch_leaves_no_partial_edit() {
+    let (repo, path) = repo_with_array().await;
+    let mut s = repo.writable_session("main").await.expect("session");
+    for bad in [
+        (idx([0, 9, 0]), inline(1)),
+        (idx([0, 1, 0]), Some(ChunkPayload::Inline(Bytes::new()))),
+    ] {
+        let refused = s
+            .set_chunk_refs(
+                path.clone(),
+                vec![
+                    (idx([0, 0, 0]), inline(1)),
+                    (idx([0, 1, 1]), inline(2)),
+                    bad,
+                ],
+            )
+            .await;
+        assert!(refused.is_err(), "the batch is refused");
+        for c in [[0, 0, 0], [0, 1, 1]] {
+            assert_eq!(
+                s.get_chunk_ref(&path, &idx(c)).await.expect("get"),
+                None,
+                "nothing of a refused batch is recorded"
+            );
+        }
+        assert!(!s.has_uncommitted_changes(), "the session is as it was");
+    }
 }
 
 #[tokio::test]

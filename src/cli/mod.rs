@@ -13,13 +13,14 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use tilecube::config::{Flags, Settings, data_dir, io_runtime};
+use tilecube::config::{Settings, data_dir, io_runtime, journal_dir};
 use tilecube::cube::{Coverage, Cube, InitOptions, Layout, TileState, WriteSession};
 use tilecube::grid::{Grid, TileName};
 use tilecube::ingest::{self, Event, EventSink, Journal, Selection};
 use tilecube::scaleout::record::Recorder;
 use tilecube::source::{ListProblem, TileList};
 
+mod flags;
 mod pyramid;
 mod runs;
 mod shard;
@@ -29,7 +30,7 @@ mod shard;
 #[command(name = "tilecube", version, about)]
 pub struct Cli {
     #[command(flatten)]
-    pub global: Flags,
+    pub global: flags::GlobalArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -100,7 +101,14 @@ pub enum Command {
         pixels: u64,
     },
     /// Measure ingest speed and memory against the hardware's floor (full-size tiles).
+    #[cfg(feature = "bench")]
     Bench(crate::bench::BenchArgs),
+    /// Print a completion script for a shell: `tilecube completions bash > /etc/bash_completion.d/tilecube`
+    /// (or `source <(tilecube completions bash)`; zsh and fish alike).
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// The operator console (also what `tilecube` alone opens on a terminal).
     Tui {
         /// Watch this scale-out plan's shards (its repository and branch are opened).
@@ -179,11 +187,18 @@ pub struct WriteArgs {
 
 /// Run the CLI; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    #[cfg(feature = "bench")]
     if let Some(Command::Bench(args)) = &cli.command {
         crate::bench::run(args)?;
         return Ok(0);
     }
-    let settings = Settings::resolve(&cli.global)?;
+    if let Some(Command::Completions { shell }) = &cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut cmd, "tilecube", &mut std::io::stdout());
+        return Ok(0);
+    }
+    let overrides = cli.global.overrides();
+    let settings = Settings::resolve(&overrides)?;
     if let Some(Command::Merge(_)) = &cli.command {
         tilecube::cube::limit_allocator_arenas();
     }
@@ -197,7 +212,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             Some(RunsAction::Log { id }) => runs::log(&id),
         },
         Some(Command::Write(args)) if args.plan.is_some() => {
-            rt.block_on(shard::write(&settings, &cli.global, &args))
+            rt.block_on(shard::write(&settings, &overrides, &args))
         }
         Some(Command::Write(args)) => rt.block_on(write(&settings, &args)),
         Some(Command::Status {
@@ -208,21 +223,23 @@ pub fn run(cli: Cli) -> Result<i32> {
         }) => rt.block_on(shard::status(&settings, &plan, stage.as_deref(), json)),
         Some(Command::Status { json, years, .. }) => rt.block_on(status(&settings, json, &years)),
         Some(Command::Plan(args)) => rt.block_on(shard::plan(&settings, &args)),
-        Some(Command::Merge(args)) => rt.block_on(shard::merge(&settings, &cli.global, &args)),
+        Some(Command::Merge(args)) => rt.block_on(shard::merge(&settings, &overrides, &args)),
         Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
         Some(Command::Verify { json }) => rt.block_on(verify(&settings, json)),
         Some(Command::Repair { json }) => rt.block_on(repair(&settings, json)),
         Some(Command::Overviews(args)) => rt.block_on(pyramid::overviews(&settings, &args)),
         Some(Command::Map(args)) => rt.block_on(pyramid::map(&settings, &args)),
         Some(Command::Demo { dir, pixels }) => rt.block_on(demo(&settings, dir, pixels)),
+        #[cfg(feature = "bench")]
         Some(Command::Bench(_)) => Ok(0),
+        Some(Command::Completions { .. }) => Ok(0),
         Some(Command::Tui { plan: None }) => {
             drop(rt);
             crate::tui::run(&settings)
         }
         Some(Command::Tui { plan: Some(at) }) => {
             let (place, plan, settings) =
-                rt.block_on(shard::load_plan(&settings, &cli.global, &at))?;
+                rt.block_on(shard::load_plan(&settings, &overrides, &at))?;
             drop(rt);
             crate::tui::run_watching(&settings, Arc::new((place, plan)))
         }
@@ -271,7 +288,8 @@ async fn init(settings: &Settings, force: bool) -> Result<i32> {
 
 pub(crate) fn selection(args: &Choice, repo_key: &str) -> Result<Selection> {
     if args.failed {
-        let journal = Journal::load_or_report(repo_key, |w| eprintln!("warning: {w}"));
+        let journal =
+            Journal::load_or_report(&journal_dir(), repo_key, |w| eprintln!("warning: {w}"));
         return Ok(Selection::Pairs(
             journal.failed.iter().map(|e| (e.year, e.tile)).collect(),
         ));
@@ -483,7 +501,7 @@ pub(crate) async fn run_ingest(
         })
     };
     // The failure journal is kept from the ingest's own events.
-    let events = EventSink::new(tx).journaled(&cube.key());
+    let events = EventSink::new(tx).journaled(journal_dir(), &cube.key());
     let report = ingest::ingest_into(&session, jobs, options, events, cancel).await;
     watcher.abort();
     let recorder = printer.await.ok().flatten();
@@ -563,7 +581,8 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
         .iter()
         .flat_map(|m| m.level0_tiles.iter().copied())
         .collect();
-    let journal = Journal::load_or_report(&cube.key(), |w| eprintln!("warning: {w}"));
+    let journal =
+        Journal::load_or_report(&journal_dir(), &cube.key(), |w| eprintln!("warning: {w}"));
     let failed: BTreeMap<(i32, TileName), &tilecube::ingest::JournalEntry> = journal
         .by_tile()
         .into_iter()

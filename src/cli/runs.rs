@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use super::WriteArgs;
 use super::shard::build_plan;
 use tilecube::config::Settings;
-use tilecube::runs::{self, Worker};
+use tilecube::runs::Worker;
 
 /// How long `runs cancel` waits for the worker to stop at its next strip and commit.
 const CANCEL_WAIT: Duration = Duration::from_secs(120);
@@ -32,13 +32,13 @@ pub async fn detach(settings: &Settings, args: &WriteArgs) -> Result<i32> {
             worker.flags.push((flag.to_string(), v.to_string()));
         }
     }
-    let info = runs::launch(&plan, &worker).await?;
+    let info = tilecube::config::runs().launch(&plan, &worker).await?;
     let id = &info.id;
     println!(
         "run {id}: {} tiles, worker pid {}, log {}",
         plan.job_count(),
         info.pid,
-        runs::log_path(id).display()
+        tilecube::config::runs().log_path(id).display()
     );
     println!("  watch: tilecube runs    stop: tilecube runs cancel {id}");
     Ok(0)
@@ -46,7 +46,7 @@ pub async fn detach(settings: &Settings, args: &WriteArgs) -> Result<i32> {
 
 /// `tilecube runs`: every run, newest first.
 pub fn list(as_json: bool) -> Result<i32> {
-    let all = runs::list();
+    let all = tilecube::config::runs().list();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(0);
@@ -82,7 +82,7 @@ pub fn list(as_json: bool) -> Result<i32> {
 
 /// `tilecube runs cancel ID`.
 pub fn cancel(id: &str) -> Result<i32> {
-    let run = runs::cancel(id, CANCEL_WAIT)?;
+    let run = tilecube::config::runs().cancel(id, CANCEL_WAIT)?;
     println!(
         "run {id}: {} ({}/{} tiles landed, {} failed)",
         run.state, run.tiles_done, run.tiles_total, run.failed
@@ -92,7 +92,7 @@ pub fn cancel(id: &str) -> Result<i32> {
 
 /// `tilecube runs log ID`.
 pub fn log(id: &str) -> Result<i32> {
-    let run = runs::load(id)?;
+    let run = tilecube::config::runs().load(id)?;
     let text = std::fs::read_to_string(&run.log)
         .with_context(|| format!("run {id}: reading {}", run.log.display()))?;
     print!("{text}");

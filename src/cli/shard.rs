@@ -14,7 +14,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{Choice, WriteArgs, print_report, report_plan_problems, run_ingest, selection};
-use tilecube::config::{Flags, Settings};
+use tilecube::config::{Overrides, Settings};
 use tilecube::cube::WriteSession;
 use tilecube::preset::Preset;
 use tilecube::scaleout::plan::{PLAN_FILE, new_id};
@@ -135,7 +135,7 @@ that shared file systems (NFS, Lustre) may not honour; use an s3:// or gs:// rep
 /// The settings of a task of `plan`: the plan's repository, branch, source and preset over
 /// this machine's settings (whose explicit flags may repeat the plan's but not contradict
 /// them); connection settings stay this machine's, the plan's fill their gaps.
-fn plan_settings(local: &Settings, flags: &Flags, plan: &ShardPlan) -> Result<Settings> {
+fn plan_settings(local: &Settings, flags: &Overrides, plan: &ShardPlan) -> Result<Settings> {
     for (name, given, planned) in [
         ("--repo", &flags.repo, &plan.repo),
         ("--source", &flags.source, &plan.source),
@@ -183,7 +183,7 @@ fn same_location(a: &str, b: &str) -> bool {
 /// Load a plan and the settings its tasks run with.
 pub(crate) async fn load_plan(
     local: &Settings,
-    flags: &Flags,
+    flags: &Overrides,
     at: &str,
 ) -> Result<(Place, ShardPlan, Settings)> {
     let place = Place::parse(at).with_context(|| format!("--plan {at}"))?;
@@ -192,7 +192,7 @@ pub(crate) async fn load_plan(
     Ok((place, plan, settings))
 }
 
-pub async fn write(local: &Settings, flags: &Flags, args: &WriteArgs) -> Result<i32> {
+pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Result<i32> {
     let at = args.plan.as_deref().unwrap_or_default();
     let (place, plan, settings) = load_plan(local, flags, at).await?;
     let task = TaskIndex::resolve(
@@ -406,7 +406,7 @@ async fn record_failure(recorder: &mut Recorder, shard: usize, e: &anyhow::Error
     }
 }
 
-pub async fn merge(local: &Settings, flags: &Flags, args: &MergeArgs) -> Result<i32> {
+pub async fn merge(local: &Settings, flags: &Overrides, args: &MergeArgs) -> Result<i32> {
     let (_, plan, settings) = load_plan(local, flags, &args.plan).await?;
     let stage = Place::parse(&args.stage).with_context(|| format!("--stage {}", args.stage))?;
     let cube = settings.open_cube().await?;
@@ -448,7 +448,7 @@ pub async fn merge(local: &Settings, flags: &Flags, args: &MergeArgs) -> Result<
 }
 
 pub async fn status(local: &Settings, at: &str, stage: Option<&str>, as_json: bool) -> Result<i32> {
-    let flags = Flags::default();
+    let flags = Overrides::default();
     let (place, plan, settings) = load_plan(local, &flags, at).await?;
     let stage = stage
         .map(|s| Place::parse(s).with_context(|| format!("--stage {s}")))

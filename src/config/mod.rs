@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::cube::S3Settings;
 
-pub use settings::{Flags, Settings, io_runtime};
+pub use settings::{Overrides, Settings, io_runtime, max_threads};
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +83,17 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("tilecube-cache"))
 }
 
-/// The user's data directory for tilecube (demo cube, failure journal).
+/// Where detached runs are kept: `runs/` under the user data dir.
+pub fn runs() -> crate::runs::Runs {
+    crate::runs::Runs::at(data_dir().join("runs"))
+}
+
+/// Where failure journals are kept: `journal/` under the user data dir.
+pub fn journal_dir() -> PathBuf {
+    data_dir().join("journal")
+}
+
+/// The user's data directory for tilecube (demo cube, failure journal, runs).
 pub fn data_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("TILECUBE_DATA_DIR") {
         return PathBuf::from(dir);

@@ -1,5 +1,5 @@
-//! Settings: the command-line flags every face takes, resolved over the config file and the
-//! defaults into what the engine needs — the repository, the source, the ingest options and
+//! Settings: what a face sets ([`Overrides`], the command-line flags), resolved over the
+//! config file and the defaults into what the engine needs — the repository, the source, the ingest options and
 //! the I/O runtime.
 //!
 //! Invariants: flags override the config file, which overrides the defaults; both faces build
@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
 
 use super::ConfigFile;
 use crate::cube::{Cube, RepoLocation, SpecVersion};
@@ -19,42 +18,32 @@ use crate::ingest::{
 use crate::preset::Preset;
 use crate::source::Source;
 
-/// Settings every command takes; they override the config file.
-#[derive(Debug, Clone, Args, Default)]
-pub struct Flags {
+/// What a face sets over the config file (its command-line flags, say); `None` leaves the
+/// config file's value or the default.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
     /// Config file (default: config.toml in the user config dir, if present).
-    #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// Repository: a local directory, s3://bucket/prefix or gs://bucket/prefix.
-    #[arg(long, global = true)]
     pub repo: Option<String>,
     /// Source root: a directory, gs://, s3:// or https:// URL.
-    #[arg(long, global = true)]
     pub source: Option<String>,
     /// Tile side in pixels (tiles keep their size in degrees).
-    #[arg(long, global = true)]
     pub tile_pixels: Option<u64>,
     /// Icechunk format for new repositories: 1 or 2.
-    #[arg(long, global = true, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub spec_version: Option<u8>,
     /// Branch to read and write.
-    #[arg(long, global = true)]
     pub branch: Option<String>,
     /// S3 endpoint URL for s3:// repositories (default: AWS_ENDPOINT_URL).
-    #[arg(long, global = true)]
     pub s3_endpoint: Option<String>,
     /// S3 region (default: AWS_REGION).
-    #[arg(long, global = true)]
     pub s3_region: Option<String>,
     /// Path-style S3 addressing (default: on with a custom endpoint).
-    #[arg(long, global = true)]
     pub s3_path_style: Option<bool>,
     /// Unsigned S3 access.
-    #[arg(long, global = true)]
     pub s3_anonymous: bool,
     /// Endpoint of gs:// sources (default: CPL_GS_ENDPOINT, else Google's); anonymous
     /// reads with GS_NO_SIGN_REQUEST=YES.
-    #[arg(long, global = true)]
     pub gcs_endpoint: Option<String>,
 }
 
@@ -73,7 +62,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn resolve(g: &Flags) -> Result<Self> {
+    pub fn resolve(g: &Overrides) -> Result<Self> {
         let (mut file, config_path) = ConfigFile::load(g.config.as_deref())?;
         // Paths in a config file are the file's: a relative one is taken from the file's
         // directory, wherever the command runs (flags stay relative to the command's).
@@ -150,7 +139,9 @@ impl Settings {
     }
 
     pub async fn open_cube(&self) -> Result<Cube> {
-        let cube = Cube::open(self.location()?, &self.branch).await?;
+        let cube = Cube::open(self.location()?, &self.branch)
+            .await?
+            .with_coverage_cache(super::cache_dir());
         cube.layout.check_tile_pixels(self.tile_pixels)?;
         Ok(cube)
     }

@@ -48,11 +48,6 @@ fn fnv1a(s: &str) -> u64 {
 }
 
 impl CoverageCache {
-    /// The cache of the repository named `repo_key`, under the user cache dir.
-    pub fn for_repository(repo_key: &str) -> Self {
-        Self::at(crate::config::cache_dir(), repo_key)
-    }
-
     /// The cache of a repository under `root`.
     pub fn at(root: PathBuf, repo_key: &str) -> Self {
         Self {

@@ -43,6 +43,26 @@ pub enum CubeError {
     },
     #[error("cube layout: {0}")]
     Layout(String),
+    /// A thread of the pipeline could not be started.
+    #[error("starting the {what} thread")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread of the pipeline panicked (a bug): what it was doing.
+    #[error("the {0} thread panicked")]
+    Panicked(&'static str),
+    /// A task on the I/O runtime ended without its result (panicked or cancelled).
+    #[error("{what}: the task did not finish")]
+    Task {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// Other processes kept committing to the branch: every attempt to land found it moved.
+    #[error("the branch {branch} kept moving: {attempts} attempts at committing failed")]
+    BranchKeptMoving { branch: String, attempts: u16 },
     /// The storage refused a write in a way every write would meet (permission denied, a
     /// read-only or full file system, a denied bucket).
     #[error("{what}")]

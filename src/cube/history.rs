@@ -13,7 +13,7 @@ use icechunk::repository::VersionInfo;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::repo::props_key;
+use super::layout::props_key;
 use super::{Cube, CubeError};
 use crate::grid::TileName;
 

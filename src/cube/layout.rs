@@ -15,6 +15,11 @@ use super::CubeError;
 
 /// Root attribute key holding the serialized layout.
 pub const LAYOUT_ATTR: &str = "tilecube";
+
+/// The key of tilecube's own snapshot properties (the tiles a commit wrote, a layout).
+pub(crate) fn props_key() -> &'static str {
+    LAYOUT_ATTR
+}
 /// Name of the scalar coordinate carrying the CRS.
 pub const SPATIAL_REF_ATTRS_KEY: &str = "spatial_ref";
 

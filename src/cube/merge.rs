@@ -107,10 +107,10 @@ impl Merger {
         let id = if amend {
             super::overviews::refresh_coarse(&mut self.session, &self.cube.layout, since_last)
                 .await?;
-            super::repo::amend(&self.cube, &mut self.session, message, props).await?
+            super::commit::amend(&self.cube, &mut self.session, message, props).await?
         } else {
             self.commits += 1;
-            super::overviews::commit_guarded(
+            super::commit::commit_guarded(
                 &self.cube,
                 &mut self.session,
                 since_last,

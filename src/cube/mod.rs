@@ -6,10 +6,13 @@
 //! every commit that writes tiles records them in its snapshot properties, and the chunks
 //! present in a snapshot say which regions hold data.
 
+mod commit;
 mod coverage;
 mod coverage_cache;
+mod dataset;
 mod error;
 mod history;
+mod init;
 mod layout;
 mod location;
 mod lock;

@@ -11,159 +11,23 @@
 //! - the levels a tile maps to whole chunks of are written with the tile, in its session
 //!   (`ingest`); the coarse levels (one chunk spanning several tiles) are refreshed here, from
 //!   the level above, for the chunks of the tiles a commit records, right before that commit
-//!   lands and after any rebase ([`commit_refreshing`]), so at every snapshot each level is
+//!   lands and after any rebase (`commit::commit_refreshing`), so at every snapshot each level is
 //!   the 2×2 reduction of the level above;
 //! - a refresh reads and writes only the chunks of the tiles committed: its cost follows the
 //!   commit, not the cube.
 
 use std::collections::BTreeSet;
 
-use icechunk::conflicts::basic_solver::BasicConflictSolver;
-use icechunk::format::snapshot::SnapshotProperties;
 use icechunk::format::{ByteRange, ChunkIndices, Path, SnapshotId};
-use icechunk::session::{Session, SessionErrorKind};
-use serde_json::{Value, json};
+use icechunk::session::Session;
 
 use super::history::WrittenTiles;
-use super::lock::RefLock;
 use super::writer::ChunkEncoder;
 use super::{Cube, CubeError, Layout};
 use crate::overview::reduce;
 
-/// The multiscales convention's identity, as the convention asks readers to find it.
-const MULTISCALES_UUID: &str = "d35379db-88df-4056-af3a-620245f8e347";
-
 /// Chunk reads in flight at once when a region is read.
 const READS_IN_FLIGHT: usize = 32;
-
-/// Attempts at landing a commit whose coarse levels are refreshed after each rebase.
-const ATTEMPTS: u16 = 50;
-
-/// The root group's `zarr_conventions` and `multiscales` attributes for a cube's pyramid
-/// (nothing when it has none).
-pub(crate) fn multiscales_attrs(layout: &Layout) -> Vec<(String, Value)> {
-    let levels = layout.levels();
-    let Some(o) = layout.overviews.filter(|_| !levels.is_empty()) else {
-        return Vec::new();
-    };
-    let method = o.resampling.name();
-    let asset = |k: usize| layout.level_path(k).trim_start_matches('/').to_string();
-    let mut layout_entries = vec![json!({
-        "asset": asset(0),
-        "transform": { "scale": [1.0, 1.0, 1.0], "translation": [0.0, 0.0, 0.0] },
-        "proj:transform": layout_geotransform(layout, 1),
-        "proj:shape": [layout.shape()[1], layout.shape()[2]],
-    })];
-    for (i, l) in levels.iter().enumerate() {
-        layout_entries.push(json!({
-            "asset": asset(i + 1),
-            "derived_from": asset(i),
-            "transform": { "scale": [1.0, 2.0, 2.0], "translation": [0.0, 0.5, 0.5] },
-            "resampling_method": method,
-            "proj:transform": layout_geotransform(layout, l.factor),
-            "proj:shape": [l.height, l.width],
-        }));
-    }
-    vec![
-        (
-            "zarr_conventions".into(),
-            json!([{
-                "uuid": MULTISCALES_UUID,
-                "name": "multiscales",
-                "schema_url": "https://raw.githubusercontent.com/zarr-conventions/multiscales/refs/tags/v1/schema.json",
-                "spec_url": "https://github.com/zarr-conventions/multiscales/blob/v1/README.md",
-                "description": "Multiscale layout of zarr datasets",
-            }]),
-        ),
-        (
-            "multiscales".into(),
-            json!({ "layout": layout_entries, "resampling_method": method }),
-        ),
-    ]
-}
-
-/// The GDAL geotransform of a level `factor` times coarser than the cube.
-fn layout_geotransform(layout: &Layout, factor: u64) -> [f64; 6] {
-    let g = layout.grid().geotransform();
-    let f = factor as f64;
-    [g[0], g[1] * f, g[2], g[3], g[4], g[5] * f]
-}
-
-/// Commit a session that records `tiles`: the coarse levels of those tiles are refreshed
-/// first, and again after every rebase over concurrent commits, so the commit that lands
-/// holds coarse chunks computed from everything the branch holds. Without coarse levels (or
-/// tiles) this is a plain commit.
-pub(crate) async fn commit_refreshing(
-    cube: &Cube,
-    session: &mut Session,
-    tiles: &WrittenTiles,
-    message: &str,
-    properties: SnapshotProperties,
-) -> Result<SnapshotId, CubeError> {
-    commit_guarded(cube, session, tiles, message, properties, None).await
-}
-
-/// [`commit_refreshing`], and with `merge_of` (a plan's id) the commit never lands over
-/// another merge commit of that plan: when the branch moved since the session's snapshot,
-/// the commits since are read first, and a merge of the plan among them stops this commit
-/// ([`CubeError::MergedConcurrently`]). The check and the landing are one step: the commit
-/// is made without rebase (conditional on the branch tip) and tried again after a check
-/// when the branch moved.
-pub(crate) async fn commit_guarded(
-    cube: &Cube,
-    session: &mut Session,
-    tiles: &WrittenTiles,
-    message: &str,
-    properties: SnapshotProperties,
-    merge_of: Option<&str>,
-) -> Result<SnapshotId, CubeError> {
-    let coarse = cube.layout.levels().iter().any(|l| l.is_coarse()) && !tiles.is_empty();
-    if !coarse && merge_of.is_none() {
-        return super::repo::commit(cube, session, message, properties).await;
-    }
-    let _lock = RefLock::acquire(&cube.location).await?;
-    let solver = BasicConflictSolver::default();
-    for _ in 0..ATTEMPTS {
-        let base = session.snapshot_id().to_string();
-        if cube.head().await?.to_string() != base {
-            if let Some(plan) = merge_of {
-                let newer = cube.history_until(&base).await?;
-                if let Some(c) = newer
-                    .iter()
-                    .find(|c| c.plan.as_ref().is_some_and(|p| p.merged && p.id == plan))
-                {
-                    return Err(CubeError::MergedConcurrently {
-                        plan: plan.to_string(),
-                        commit: c.id.clone(),
-                    });
-                }
-            }
-            // Behind the branch: move onto its tip first (a coarse chunk written by an
-            // earlier attempt is ours, and is computed again below).
-            session
-                .rebase(&solver)
-                .await
-                .map_err(|e| CubeError::icechunk("rebasing over a concurrent commit", e))?;
-        }
-        if coarse {
-            refresh_coarse(session, &cube.layout, tiles).await?;
-        }
-        match session
-            .commit(message)
-            .properties(properties.clone())
-            .execute()
-            .await
-        {
-            Ok(id) => return Ok(id),
-            Err(e) if matches!(e.kind(), SessionErrorKind::Conflict { .. }) => continue,
-            Err(e) => return Err(CubeError::icechunk("committing", e)),
-        }
-    }
-    Err(CubeError::Layout(format!(
-        "the branch {} kept moving: {ATTEMPTS} attempts at committing failed",
-        cube.branch
-    )))
-}
 
 /// The chunks of level `k` (1-based; its factor `factor`, `height` rows, chunk `chunk`) that
 /// the tiles cover, even in part.

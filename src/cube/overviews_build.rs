@@ -19,9 +19,10 @@ use serde::Serialize;
 use serde_json::json;
 use zarrs_icechunk::AsyncIcechunkStore;
 
+use super::commit::commit_refreshing;
 use super::history::WrittenTiles;
 use super::layout::{LAYOUT_ATTR, Overviews};
-use super::overviews::{commit_refreshing, read_region};
+use super::overviews::read_region;
 use super::writer::{ChunkEncoder, TileChunks};
 use super::{Cube, CubeError, TileKey, TileState};
 use crate::grid::TileName;
@@ -139,8 +140,8 @@ impl Cube {
         self.repo = Arc::new(repo);
         let session = self.writable_session().await?;
         let store = Arc::new(AsyncIcechunkStore::new(session));
-        super::repo::write_root_group(&store, &layout).await?;
-        super::repo::write_levels(&store, &layout).await?;
+        super::dataset::write_root_group(&store, &layout).await?;
+        super::dataset::write_levels(&store, &layout).await?;
         let session = store.session();
         let mut session = session.write().await;
         let mut props = SnapshotProperties::new();
@@ -148,7 +149,7 @@ impl Cube {
             LAYOUT_ATTR.into(),
             json!({ "overviews": { "levels": layout.levels().len() } }),
         );
-        let id = super::repo::commit(self, &mut session, "lay out overviews", props).await?;
+        let id = super::commit::commit(self, &mut session, "lay out overviews", props).await?;
         self.layout = layout;
         Ok(id.to_string())
     }

@@ -127,7 +127,7 @@ impl Cube {
             report.manifests.len(),
             report.chunks.values().sum::<u64>()
         );
-        let id = super::repo::commit(self, &mut session, &message, props).await?;
+        let id = super::commit::commit(self, &mut session, &message, props).await?;
         report.snapshot = Some(id.to_string());
         Ok(report)
     }

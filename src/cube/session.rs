@@ -213,7 +213,7 @@ impl WriteSession {
             },
             None => {
                 let props = written_properties_with(&written, &self.tags);
-                super::overviews::commit_refreshing(&self.cube, &mut s, &written, &message, props)
+                super::commit::commit_refreshing(&self.cube, &mut s, &written, &message, props)
                     .await
                     .map(|id| id.to_string())
             }

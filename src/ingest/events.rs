@@ -4,11 +4,12 @@
 //! away simply stops receiving.
 
 use serde::Serialize;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::journal::JournalSink;
+use super::journal::Journal;
 
 use crate::grid::TileName;
 
@@ -111,9 +112,10 @@ impl EventSink {
         Self::default()
     }
 
-    /// This sink, also keeping the failure journal of a repository (its key).
-    pub fn journaled(mut self, repo_key: &str) -> Self {
-        self.journal = Some(Arc::new(JournalSink::new(repo_key)));
+    /// This sink, also keeping the failure journal of a cube (its key) in the journal
+    /// directory `dir`.
+    pub fn journaled(mut self, dir: PathBuf, repo_key: &str) -> Self {
+        self.journal = Some(Arc::new(JournalSink::new(dir, repo_key)));
         self
     }
 
@@ -127,5 +129,55 @@ impl EventSink {
         if let Some(tx) = &self.tx {
             let _ = tx.send(event);
         }
+    }
+}
+
+/// Keeps a repository's journal from the ingest's events: a failed tile is entered, a
+/// written one cleared. Each change is applied to the file as it is now (another process
+/// may keep the same journal), under a lock within this process.
+#[derive(Debug)]
+pub struct JournalSink {
+    dir: PathBuf,
+    repo_key: String,
+    lock: std::sync::Mutex<()>,
+}
+
+impl JournalSink {
+    /// The sink of the journal of the cube `repo_key` in the journal directory `dir`.
+    pub fn new(dir: PathBuf, repo_key: &str) -> Self {
+        Self {
+            dir,
+            repo_key: repo_key.to_string(),
+            lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Apply one event; returns what went wrong, if anything, for the caller to report.
+    pub fn record(&self, event: &Event) -> Option<String> {
+        let change = match event {
+            Event::TileFailed {
+                year,
+                tile,
+                error,
+                attempts,
+                ..
+            } => (*year, *tile, Some((error.as_str(), *attempts))),
+            Event::TileWritten { year, tile, .. } => (*year, *tile, None),
+            _ => return None,
+        };
+        let _guard = self.lock.lock().ok()?;
+        let mut warning = None;
+        let mut journal = Journal::load_or_report(&self.dir, &self.repo_key, |w| warning = Some(w));
+        let changed = match change {
+            (year, tile, Some((reason, attempts))) => {
+                journal.fail(year, tile, reason, attempts);
+                true
+            }
+            (year, tile, None) => journal.clear(year, tile),
+        };
+        if changed && let Err(e) = journal.save(&self.dir) {
+            warning = Some(crate::error_chain(&e));
+        }
+        warning
     }
 }

@@ -1,18 +1,18 @@
-//! The failure journal: failed tiles (name, year, reason, attempts, time) kept under the user
-//! data dir, one file per repository, so failures survive restarts until the tile is written.
+//! The failure journal: failed tiles (name, year, reason, attempts, time) kept in a directory
+//! the face names (the user data dir's `journal/`), one file per cube (its key), so failures
+//! survive restarts until the tile is written.
 //!
-//! Invariants: the journal is fed by the ingest's own events ([`JournalSink`], attached to an
+//! Invariants: the journal is fed by the ingest's own events (`JournalSink`, attached to an
 //! [`super::EventSink`]), so both faces keep it the same way; it is saved atomically (write,
 //! then rename) and only when an entry changes; a file that cannot be parsed is never
 //! overwritten: it is moved aside (`….corrupt-<time>.json`) and reported.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::events::Event;
 use crate::grid::TileName;
 
 /// One failed tile.
@@ -50,8 +50,8 @@ pub enum JournalError {
     },
 }
 
-/// The journal file of a repository.
-pub fn journal_path(repo_key: &str) -> PathBuf {
+/// The journal file of a cube (its key) in the journal directory `dir`.
+pub fn journal_path(dir: &Path, repo_key: &str) -> PathBuf {
     let safe: String = repo_key
         .chars()
         .map(|c| {
@@ -62,9 +62,7 @@ pub fn journal_path(repo_key: &str) -> PathBuf {
             }
         })
         .collect();
-    crate::config::data_dir()
-        .join("journal")
-        .join(format!("{safe}.json"))
+    dir.join(format!("{safe}.json"))
 }
 
 /// A name for an unreadable journal next to it that no earlier one holds.
@@ -89,8 +87,8 @@ impl Journal {
 
     /// The journal of a repository (empty if none was kept). A file that cannot be parsed
     /// is moved aside and reported; the journal then starts empty.
-    pub fn load(repo_key: &str) -> Result<Self, JournalError> {
-        let path = journal_path(repo_key);
+    pub fn load(dir: &Path, repo_key: &str) -> Result<Self, JournalError> {
+        let path = journal_path(dir, repo_key);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -121,8 +119,8 @@ impl Journal {
     }
 
     /// [`Journal::load`], reporting trouble through `warn` and going on with what there is.
-    pub fn load_or_report(repo_key: &str, warn: impl FnOnce(String)) -> Self {
-        match Self::load(repo_key) {
+    pub fn load_or_report(dir: &Path, repo_key: &str, warn: impl FnOnce(String)) -> Self {
+        match Self::load(dir, repo_key) {
             Ok(j) => j,
             Err(e) => {
                 warn(crate::error_chain(&e));
@@ -131,9 +129,9 @@ impl Journal {
         }
     }
 
-    /// Save atomically (write then rename).
-    pub fn save(&self) -> Result<(), JournalError> {
-        let path = journal_path(&self.repo);
+    /// Save atomically (write then rename) in the journal directory `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), JournalError> {
+        let path = journal_path(dir, &self.repo);
         let io = |source| JournalError::Io {
             path: path.display().to_string(),
             source,
@@ -178,53 +176,6 @@ impl Journal {
     }
 }
 
-/// Keeps a repository's journal from the ingest's events: a failed tile is entered, a
-/// written one cleared. Each change is applied to the file as it is now (another process
-/// may keep the same journal), under a lock within this process.
-#[derive(Debug)]
-pub struct JournalSink {
-    repo_key: String,
-    lock: std::sync::Mutex<()>,
-}
-
-impl JournalSink {
-    pub fn new(repo_key: &str) -> Self {
-        Self {
-            repo_key: repo_key.to_string(),
-            lock: std::sync::Mutex::new(()),
-        }
-    }
-
-    /// Apply one event; returns what went wrong, if anything, for the caller to report.
-    pub fn record(&self, event: &Event) -> Option<String> {
-        let change = match event {
-            Event::TileFailed {
-                year,
-                tile,
-                error,
-                attempts,
-                ..
-            } => (*year, *tile, Some((error.as_str(), *attempts))),
-            Event::TileWritten { year, tile, .. } => (*year, *tile, None),
-            _ => return None,
-        };
-        let _guard = self.lock.lock().ok()?;
-        let mut warning = None;
-        let mut journal = Journal::load_or_report(&self.repo_key, |w| warning = Some(w));
-        let changed = match change {
-            (year, tile, Some((reason, attempts))) => {
-                journal.fail(year, tile, reason, attempts);
-                true
-            }
-            (year, tile, None) => journal.clear(year, tile),
-        };
-        if changed && let Err(e) = journal.save() {
-            warning = Some(crate::error_chain(&e));
-        }
-        warning
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,21 +197,17 @@ mod tests {
         assert!(!j.clear(2000, t), "nothing left to clear");
     }
 
-    /// The data dir comes from the environment: tests that touch it run one at a time.
-    static DATA_DIR: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
     #[test]
     fn a_corrupt_journal_is_reported_and_kept_aside_never_overwritten() {
-        let _g = DATA_DIR.lock().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        // SAFETY: tests touching the data dir hold DATA_DIR; no other thread reads it.
-        unsafe { std::env::set_var("TILECUBE_DATA_DIR", dir.path()) };
+        use crate::ingest::events::{Event, JournalSink};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
         let key = "file:///some/repo";
-        let path = journal_path(key);
+        let path = journal_path(&dir, key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, b"{ this is not json").unwrap();
 
-        let err = Journal::load(key).unwrap_err();
+        let err = Journal::load(&dir, key).unwrap_err();
         let JournalError::Corrupt { kept, .. } = &err else {
             panic!("expected a corrupt journal, got {err}");
         };
@@ -277,7 +224,7 @@ mod tests {
 
         // The sink reports it too, and then keeps a fresh journal.
         std::fs::write(&path, b"[1, 2").unwrap();
-        let sink = JournalSink::new(key);
+        let sink = JournalSink::new(dir.clone(), key);
         let t: TileName = "10N_010E".parse().unwrap();
         let warning = sink.record(&Event::TileFailed {
             year: 2000,
@@ -296,9 +243,8 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
             .collect();
         assert_eq!(set_aside.len(), 2, "both unreadable files kept");
-        let j = Journal::load(key).unwrap();
+        let j = Journal::load(&dir, key).unwrap();
         assert_eq!(j.failed.len(), 1);
         assert_eq!(j.failed[0].tile, t);
-        unsafe { std::env::remove_var("TILECUBE_DATA_DIR") };
     }
 }

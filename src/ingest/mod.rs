@@ -10,8 +10,9 @@ mod journal;
 mod pipeline;
 mod plan;
 
+pub use events::JournalSink;
 pub use events::{Event, EventSink};
-pub use journal::{Journal, JournalEntry, JournalError, JournalSink, journal_path};
+pub use journal::{Journal, JournalEntry, JournalError, journal_path};
 pub use pipeline::{
     DEFAULT_COMMIT_INTERVAL, DEFAULT_COMMIT_REFS, DEFAULT_READ_AHEAD, DEFAULT_READ_AHEAD_BYTES,
     IngestOptions, IngestReport, TileFailure, ingest, ingest_into,

@@ -272,7 +272,7 @@ async fn event_loop(
                         let (grid, years) = (cube.layout.grid(), cube.layout.years.clone());
                         // The failure journal is the cube's (by its key), read once it is open.
                         let mut warning = None;
-                        let journal = Journal::load_or_report(&cube.key(), |w| warning = Some(w));
+                        let journal = Journal::load_or_report(&tilecube::config::journal_dir(), &cube.key(), |w| warning = Some(w));
                         rt.cube = Some(Arc::new(cube));
                         let opened = Done::Opened { grid, years, failed: journal.failed, warning };
                         (Some(Msg::Done(opened)), true)
@@ -319,13 +319,16 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             let repo = rt.runs_repo.clone();
             let cube = rt.cube.as_ref().map(|c| c.key()).unwrap_or_default();
             tokio::task::spawn_blocking(move || {
-                let _ = tx.send(Done::Runs(runs::for_repo(&repo, &cube)));
+                let _ = tx.send(Done::Runs(tilecube::config::runs().for_repo(&repo, &cube)));
             });
             return;
         }
         Action::WatchRuns(ids) => {
             tokio::task::spawn_blocking(move || {
-                let read = ids.iter().filter_map(|id| runs::load(id).ok()).collect();
+                let read = ids
+                    .iter()
+                    .filter_map(|id| tilecube::config::runs().load(id).ok())
+                    .collect();
                 let _ = tx.send(Done::Runs(read));
             });
             return;
@@ -335,7 +338,7 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
                 let r = ids
                     .iter()
                     .map(|id| {
-                        runs::cancel(id, CANCEL_WAIT).map(|run| {
+                        tilecube::config::runs().cancel(id, CANCEL_WAIT).map(|run| {
                             format!(
                                 "run {id}: {} ({}/{} tiles landed, {} failed)",
                                 run.state, run.tiles_done, run.tiles_total, run.failed
@@ -467,5 +470,5 @@ async fn launch(
         .context("nothing to write: every tile chosen is already written")?;
     let worker = runs::Worker::this_binary(settings.config_path.clone())
         .context("locating the tilecube binary")?;
-    Ok(runs::launch(&plan, &worker).await?.id)
+    Ok(tilecube::config::runs().launch(&plan, &worker).await?.id)
 }

@@ -1169,6 +1169,27 @@ impl Session {
         I: IntoIterator<Item = (ChunkIndices, Option<ChunkPayload>)>,
     {
         let node_snapshot = self.get_array(&path).await?;
+        // tilecube patch: the whole batch is checked before any of it is recorded, with the
+        // checks `set_node_chunk_ref` makes (a read-only session, an index past the shape, a
+        // zero-length payload), so a refused batch leaves the session as it was.
+        let refs: Vec<(ChunkIndices, Option<ChunkPayload>)> = refs.into_iter().collect();
+        self.change_set_mut()?;
+        if let NodeData::Array { ref shape, .. } = node_snapshot.node_data {
+            for (coord, data) in &refs {
+                if data.as_ref().is_some_and(|payload| payload.length() == 0) {
+                    return Err(SessionError::capture(SessionErrorKind::ZeroLengthChunk {
+                        coords: coord.clone(),
+                        path: node_snapshot.path.clone(),
+                    }));
+                }
+                if !shape.valid_chunk_coord(coord) {
+                    return Err(SessionError::capture(SessionErrorKind::InvalidIndex {
+                        coords: coord.clone(),
+                        path: node_snapshot.path.clone(),
+                    }));
+                }
+            }
+        }
         for (coord, data) in refs {
             self.set_node_chunk_ref(&node_snapshot, coord, data).await?;
         }

@@ -195,7 +195,10 @@ pub async fn ingest_into(
     let driver = std::thread::Builder::new()
         .name("tilecube-driver".into())
         .spawn(move || reader.run())
-        .map_err(|e| CubeError::Layout(format!("cannot start the reader thread: {e}")))?;
+        .map_err(|source| CubeError::Thread {
+            what: "reader",
+            source,
+        })?;
 
     let uploader = upload::Uploader::new(
         Arc::clone(session),
@@ -207,7 +210,7 @@ pub async fn ingest_into(
     );
     let (mut report, refused) = uploader.run(rx).await?;
     if driver.join().is_err() {
-        return Err(CubeError::Layout("the reader thread panicked".into()));
+        return Err(CubeError::Panicked("reader"));
     }
     if let Some(refused) = refused {
         // The tiles recorded before the refusal land if the storage still takes a commit

@@ -127,7 +127,7 @@ impl Uploader {
                 },
                 Some(joined) = uploads.next(), if !uploads.is_empty() => {
                     let (key, coords, result) = joined
-                        .map_err(|e| CubeError::Layout(format!("an upload task failed: {e}")))?;
+                        .map_err(|source| CubeError::Task { what: "uploading a chunk", source })?;
                     self.uploaded(key, coords, result);
                     Some(key)
                 }

@@ -1,0 +1,146 @@
+//! Landing commits: the one path every commit of the cube takes — a write's checkpoints,
+//! `overviews`, a merge's batches, a repair, the layout of `init`.
+//!
+//! Invariants:
+//! - every branch update is made under the reference lock ([`RefLock`]: a local repository's
+//!   file lock; object stores' conditional writes): a commit never overwrites another's;
+//! - a commit that records tiles lands with the coarse overview levels of those tiles
+//!   computed from everything the branch holds: they are refreshed before the commit and
+//!   again after every rebase over another writer's commit;
+//! - a merge's commit never lands over another merge of the same plan (checked and landed in
+//!   one conditional step);
+//! - an amend replaces the branch's tip only if it is still the commit the session opened
+//!   on;
+//! - after [`ATTEMPTS`] tries against a branch that kept moving, the commit gives up with
+//!   [`CubeError::BranchKeptMoving`].
+
+use icechunk::conflicts::basic_solver::BasicConflictSolver;
+use icechunk::format::SnapshotId;
+use icechunk::format::snapshot::SnapshotProperties;
+use icechunk::session::{Session, SessionErrorKind};
+
+use super::history::WrittenTiles;
+use super::lock::RefLock;
+use super::overviews::refresh_coarse;
+use super::{Cube, CubeError};
+
+/// Number of attempts to rebase a plain commit over concurrent commits to the branch.
+const REBASE_ATTEMPTS: u16 = 50;
+
+/// Attempts at landing a commit whose coarse levels are refreshed after each rebase.
+pub(crate) const ATTEMPTS: u16 = 50;
+
+/// Commit a session that records `tiles`: the coarse levels of those tiles are refreshed
+/// first, and again after every rebase over concurrent commits, so the commit that lands
+/// holds coarse chunks computed from everything the branch holds. Without coarse levels (or
+/// tiles) this is a plain commit.
+pub(crate) async fn commit_refreshing(
+    cube: &Cube,
+    session: &mut Session,
+    tiles: &WrittenTiles,
+    message: &str,
+    properties: SnapshotProperties,
+) -> Result<SnapshotId, CubeError> {
+    commit_guarded(cube, session, tiles, message, properties, None).await
+}
+
+/// [`commit_refreshing`], and with `merge_of` (a plan's id) the commit never lands over
+/// another merge commit of that plan: when the branch moved since the session's snapshot,
+/// the commits since are read first, and a merge of the plan among them stops this commit
+/// ([`CubeError::MergedConcurrently`]). The check and the landing are one step: the commit
+/// is made without rebase (conditional on the branch tip) and tried again after a check
+/// when the branch moved.
+pub(crate) async fn commit_guarded(
+    cube: &Cube,
+    session: &mut Session,
+    tiles: &WrittenTiles,
+    message: &str,
+    properties: SnapshotProperties,
+    merge_of: Option<&str>,
+) -> Result<SnapshotId, CubeError> {
+    let coarse = cube.layout.levels().iter().any(|l| l.is_coarse()) && !tiles.is_empty();
+    if !coarse && merge_of.is_none() {
+        return commit(cube, session, message, properties).await;
+    }
+    let _lock = RefLock::acquire(&cube.location).await?;
+    let solver = BasicConflictSolver::default();
+    for _ in 0..ATTEMPTS {
+        let base = session.snapshot_id().to_string();
+        if cube.head().await?.to_string() != base {
+            if let Some(plan) = merge_of {
+                let newer = cube.history_until(&base).await?;
+                if let Some(c) = newer
+                    .iter()
+                    .find(|c| c.plan.as_ref().is_some_and(|p| p.merged && p.id == plan))
+                {
+                    return Err(CubeError::MergedConcurrently {
+                        plan: plan.to_string(),
+                        commit: c.id.clone(),
+                    });
+                }
+            }
+            // Behind the branch: move onto its tip first (a coarse chunk written by an
+            // earlier attempt is ours, and is computed again below).
+            session
+                .rebase(&solver)
+                .await
+                .map_err(|e| CubeError::icechunk("rebasing over a concurrent commit", e))?;
+        }
+        if coarse {
+            refresh_coarse(session, &cube.layout, tiles).await?;
+        }
+        match session
+            .commit(message)
+            .properties(properties.clone())
+            .execute()
+            .await
+        {
+            Ok(id) => return Ok(id),
+            Err(e) if matches!(e.kind(), SessionErrorKind::Conflict { .. }) => continue,
+            Err(e) => return Err(CubeError::icechunk("committing", e)),
+        }
+    }
+    Err(CubeError::BranchKeptMoving {
+        branch: cube.branch.clone(),
+        attempts: ATTEMPTS,
+    })
+}
+
+/// Commit a session to the cube's branch, rebasing over concurrent commits when they
+/// touched other chunks. The reference lock is held throughout, so commits from other
+/// processes are seen and rebased over, never overwritten.
+pub(crate) async fn commit(
+    cube: &Cube,
+    session: &mut Session,
+    message: &str,
+    properties: SnapshotProperties,
+) -> Result<SnapshotId, CubeError> {
+    let _lock = RefLock::acquire(&cube.location).await?;
+    let solver = BasicConflictSolver::default();
+    session
+        .commit(message)
+        .properties(properties)
+        .rebase(&solver, REBASE_ATTEMPTS)
+        .execute()
+        .await
+        .map_err(|e| CubeError::icechunk("committing", e))
+}
+
+/// Amend the branch's tip commit with a session opened on it: the tip is replaced by one
+/// holding its changes and the session's, so the branch gains no commit. Needs spec 2.
+/// Under the reference lock; fails if the tip moved since the session opened.
+pub(crate) async fn amend(
+    cube: &Cube,
+    session: &mut Session,
+    message: &str,
+    properties: SnapshotProperties,
+) -> Result<SnapshotId, CubeError> {
+    let _lock = RefLock::acquire(&cube.location).await?;
+    session
+        .commit(message)
+        .properties(properties)
+        .amend()
+        .execute()
+        .await
+        .map_err(|e| CubeError::icechunk("amending the merge commit", e))
+}
