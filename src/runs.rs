@@ -54,9 +54,7 @@ pub struct RunInfo {
 pub struct Run {
     #[serde(flatten)]
     pub info: RunInfo,
-    /// "running", "done", "failed", "cancelled", or "dead" (the worker is gone while the
-    /// record says running), "starting" (no record yet).
-    pub state: String,
+    pub state: RunState,
     pub tiles_done: usize,
     pub tiles_total: usize,
     pub failed: usize,
@@ -65,6 +63,59 @@ pub struct Run {
     pub log: PathBuf,
     /// The worker's record, once it wrote one.
     pub record: Option<ShardRecord>,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// The worker is alive and has written no record yet.
+    Starting,
+    Running,
+    /// Every tile written and landed.
+    Done,
+    /// Ended with tiles that failed.
+    Failed,
+    /// Stopped by a signal (`runs cancel`, the console's `x`); finished tiles landed.
+    Cancelled,
+    /// The worker is gone while its record says it runs (killed -9, the machine rebooted).
+    Dead,
+}
+
+impl RunState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// Whether the run is still going (its worker alive, starting or writing).
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Starting | Self::Running)
+    }
+
+    /// The state a run's record says (`None`: no record yet), its worker alive or not.
+    pub fn of(record: Option<ShardState>, alive: bool) -> Self {
+        match (record, alive) {
+            (None, true) => Self::Starting,
+            (None, false) | (Some(ShardState::Running), false) => Self::Dead,
+            (Some(ShardState::Running), true) => Self::Running,
+            (Some(ShardState::Done), _) => Self::Done,
+            (Some(ShardState::Failed), _) => Self::Failed,
+            (Some(ShardState::Cancelled), _) => Self::Cancelled,
+        }
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Errors about runs.
@@ -277,12 +328,7 @@ impl Runs {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         let alive = worker_alive(&info);
-        let state = match &record {
-            None if alive => "starting".to_string(),
-            None => "dead".to_string(),
-            Some(r) if r.state == ShardState::Running && !alive => "dead".to_string(),
-            Some(r) => r.state.name().to_string(),
-        };
+        let state = RunState::of(record.as_ref().map(|r| r.state), alive);
         let (tiles_done, tiles_total, failed) = record
             .as_ref()
             .map(|r| (r.skipped + r.landed, r.jobs, r.failed.len()))
@@ -303,7 +349,7 @@ impl Runs {
 impl Run {
     /// Whether the run is still going (its worker alive, starting or writing).
     pub fn is_active(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "starting")
+        self.state.is_active()
     }
 }
 

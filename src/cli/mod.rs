@@ -695,11 +695,7 @@ async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32
     for m in &lost {
         writeln!(
             out,
-            "lost manifest: {} of {} is not in storage: {} chunk references of {} cannot be read",
-            m.manifest,
-            m.array,
-            m.chunks,
-            m.tiles.join(" ")
+            "lost manifest: {m} is not in storage: its chunks cannot be read"
         )?;
     }
     if !lost.is_empty() {
@@ -724,13 +720,7 @@ async fn repair(settings: &Settings, as_json: bool) -> Result<i32> {
         return Ok(0);
     };
     for m in &report.manifests {
-        println!(
-            "dropped lost manifest {} of {} ({} chunk references of {})",
-            m.manifest,
-            m.array,
-            m.chunks,
-            m.tiles.join(" ")
-        );
+        println!("dropped lost manifest {m}");
     }
     for (at, n) in &report.chunks {
         println!("dropped {n} references to lost chunk objects of {at}");
@@ -758,13 +748,7 @@ async fn verify(settings: &Settings, as_json: bool) -> Result<i32> {
             v.manifests, v.references, cube.location, cube.branch, v.objects
         );
         for m in &v.lost_manifests {
-            println!(
-                "lost manifest: {} of {} ({} chunk references of {}) is not in storage",
-                m.manifest,
-                m.array,
-                m.chunks,
-                m.tiles.join(" ")
-            );
+            println!("lost manifest: {m} is not in storage");
         }
         for (tile, n) in &v.missing {
             println!("missing: {tile}: {n} chunk objects are not in storage");

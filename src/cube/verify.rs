@@ -55,6 +55,20 @@ pub struct LostManifest {
     pub level0_tiles: Vec<(i32, crate::grid::TileName)>,
 }
 
+impl std::fmt::Display for LostManifest {
+    /// "ID of /lclu (1600 chunk references of 2000/20S_060W)".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} ({} chunk references of {})",
+            self.manifest,
+            self.array,
+            self.chunks,
+            self.tiles.join(" ")
+        )
+    }
+}
+
 impl Verification {
     pub fn is_ok(&self) -> bool {
         self.missing.is_empty() && self.lost_manifests.is_empty()

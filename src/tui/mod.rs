@@ -283,7 +283,7 @@ async fn event_loop(
             }
             Some(msg) = key_rx.recv() => (Some(msg), true),
             Some(done) = done_rx.recv() => (Some(Msg::Done(done)), false),
-            _ = tick.tick() => (None, true),
+            _ = tick.tick() => (Some(Msg::Tick(chrono::Utc::now())), true),
             _ = poll.tick() => (Some(Msg::Poll), false),
             _ = watch.tick() => (Some(Msg::Watch), false),
             _ = sigterm.recv() => (Some(Msg::Signal(libc::SIGTERM)), false),
@@ -354,9 +354,12 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
     }
     // Everything else acts on the repository; `update` asks for none of it while loading.
     let Some(cube) = rt.cube.clone() else {
-        app.launching.clear();
-        app.derive_from_runs();
-        app.status_line = "the repository is not open yet".into();
+        // The answer goes through `update` like every other: the runtime sets no state.
+        let message = "the repository is not open yet".to_string();
+        let _ = tx.send(match action {
+            Action::Launch(_) => Done::Launched(Err(message)),
+            _ => Done::Error(message),
+        });
         return;
     };
     match action {

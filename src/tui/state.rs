@@ -6,11 +6,11 @@
 //! the same thing, and a console reopened on a run shows what the first one did.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tilecube::cube::{Commit, Coverage, LevelImage, TileState};
 use tilecube::grid::{Cell, Grid, TileName};
-use tilecube::runs::Run;
+use tilecube::runs::{Run, RunState};
 use tilecube::scaleout::record::parse_tile_key;
 
 /// What one tile of one year is, as the grid shows it.
@@ -145,7 +145,8 @@ pub struct Failure {
 /// Live figures of the write in progress.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
-    pub started: Option<Instant>,
+    /// When the earliest run going started (its record's word).
+    pub started: Option<chrono::DateTime<chrono::Utc>>,
     pub tiles_total: usize,
     pub tiles_done: usize,
     pub pixel_bytes_done: u64,
@@ -155,20 +156,24 @@ pub struct Progress {
 
 impl Progress {
     /// Throughput in MB/s of source pixels.
-    pub fn mb_per_s(&self, now: Instant) -> f64 {
+    pub fn mb_per_s(&self, now: chrono::DateTime<chrono::Utc>) -> f64 {
         match self.started {
-            Some(t) if now > t => self.pixel_bytes_done as f64 / 1e6 / (now - t).as_secs_f64(),
+            Some(t) if now > t => {
+                let secs = (now - t).to_std().unwrap_or_default().as_secs_f64();
+                self.pixel_bytes_done as f64 / 1e6 / secs
+            }
             _ => 0.0,
         }
     }
 
     /// Estimated time left.
-    pub fn eta(&self, now: Instant) -> Option<Duration> {
+    pub fn eta(&self, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
         let started = self.started?;
         if self.tiles_done == 0 {
             return None;
         }
-        let per_tile = (now - started).as_secs_f64() / self.tiles_done as f64;
+        let elapsed = (now - started).to_std().unwrap_or_default();
+        let per_tile = elapsed.as_secs_f64() / self.tiles_done as f64;
         let left = self.tiles_total.saturating_sub(self.tiles_done) as f64;
         Some(Duration::from_secs_f64(per_tile * left))
     }
@@ -236,6 +241,8 @@ pub struct App {
     pub reading_runs: bool,
     /// Tiles of a launch not answered yet: queued until the run is there to say more.
     pub launching: BTreeSet<(i32, TileName)>,
+    /// The time now, as the last tick said (the model reads no clock).
+    pub now: chrono::DateTime<chrono::Utc>,
     /// The world map is shown in place of the grid (`m`).
     pub show_map: bool,
     /// The map as last read (or why it could not be), and what it shows.
@@ -291,6 +298,7 @@ impl App {
             runs: Vec::new(),
             reading_runs: false,
             launching: BTreeSet::new(),
+            now: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
             show_map: false,
             map: None,
             map_reading: None,
@@ -482,7 +490,6 @@ impl App {
         self.queued.clear();
         self.uncommitted.clear();
         let mut p = Progress::default();
-        let now = chrono::Utc::now();
         for run in &self.runs {
             let Some(record) = &run.record else { continue };
             // Only a run going has tiles pending its next checkpoint: a finished run's tiles
@@ -505,12 +512,7 @@ impl App {
             }
             self.queued
                 .extend(record.queued.iter().filter_map(|k| parse_tile_key(k)));
-            let since = (now - record.started).to_std().unwrap_or_default();
-            let started = Instant::now().checked_sub(since);
-            p.started = match (p.started, started) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            p.started = Some(p.started.map_or(record.started, |a| a.min(record.started)));
             p.tiles_total += record.jobs - record.skipped.min(record.jobs);
             p.tiles_done += record.written + record.failed.len();
             p.pixel_bytes_done += record.pixel_bytes;
@@ -528,8 +530,8 @@ pub fn run_outcome(run: &Run) -> String {
     let Some(r) = &run.record else {
         return format!("run {}: {}", run.info.id, run.state);
     };
-    match run.state.as_str() {
-        "dead" => format!(
+    match run.state {
+        RunState::Dead => format!(
             "run {} is dead (its worker is gone): {} tiles landed; w on the tiles resumes",
             run.info.id, r.landed
         ),
@@ -537,7 +539,7 @@ pub fn run_outcome(run: &Run) -> String {
             "write finished: {} written, {} failed{} (run {}, {} commits)",
             r.written,
             r.failed.len(),
-            if state == "cancelled" {
+            if state == RunState::Cancelled {
                 ", cancelled"
             } else {
                 ""
@@ -551,11 +553,19 @@ pub fn run_outcome(run: &Run) -> String {
 /// Runs as the console's tests build them.
 #[cfg(test)]
 pub mod fixtures {
-    use tilecube::runs::{Run, RunInfo};
+    use tilecube::runs::{Run, RunInfo, RunState};
     use tilecube::scaleout::ShardRecord;
 
     /// A run of `repo` in `state` with this record (tiles and failures counted from it).
     pub fn run(id: &str, state: &str, record: ShardRecord) -> Run {
+        let state = match state {
+            "starting" => RunState::Starting,
+            "running" => RunState::Running,
+            "done" => RunState::Done,
+            "failed" => RunState::Failed,
+            "cancelled" => RunState::Cancelled,
+            _ => RunState::Dead,
+        };
         let started = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
         Run {
             info: RunInfo {
@@ -566,7 +576,7 @@ pub mod fixtures {
                 pid_start: 1,
                 started,
             },
-            state: state.into(),
+            state,
             tiles_done: record.skipped + record.landed,
             tiles_total: record.jobs,
             failed: record.failed.len(),

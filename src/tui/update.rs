@@ -31,6 +31,9 @@ pub enum Msg {
     Poll,
     /// Time to read the progress of the runs going (a few times a second).
     Watch,
+    /// The clock, at every frame: what the progress line's rates and time left are
+    /// measured against.
+    Tick(chrono::DateTime<chrono::Utc>),
 }
 
 /// The results of background work.
@@ -138,6 +141,10 @@ fn apply(app: &mut App, msg: Msg) -> Vec<Action> {
         Msg::Done(d) => on_done(app, d),
         Msg::Signal(n) => stop(app, Exit::Signal(n)),
         Msg::TerminalLost => stop(app, Exit::TerminalLost),
+        Msg::Tick(now) => {
+            app.now = now;
+            Vec::new()
+        }
         Msg::Poll => {
             let mut actions = Vec::new();
             if app.loading.is_some() || app.exit.is_some() {

@@ -5,8 +5,6 @@
 //! grid's cells to the room there is and add a legend panel. The world map (`m`) is drawn in
 //! the grid's place, on the same cells, so the cursor and marks sit where the grid's would.
 
-use std::time::Instant;
-
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -18,9 +16,11 @@ use super::state::{App, CellState, Focus, Popup};
 use super::widgets::quicklook_lines;
 use tilecube::grid::Cell;
 
-/// The grid's width: row labels and two columns a cell (the header's last label, `170E`,
-/// reaches two columns further: the grid panel is `GRID_WIDTH + 3` wide).
-const GRID_WIDTH: u16 = 4 + 36 * 2;
+/// The grid's width at two columns a cell: row labels and the cells (the header's last label,
+/// `170E`, reaches two columns further: the grid panel is this + 3 wide).
+fn grid_width(app: &App) -> u16 {
+    4 + app.grid.columns as u16 * 2
+}
 
 fn color_of(state: CellState) -> Color {
     match state {
@@ -47,7 +47,7 @@ fn style(app: &App, color: Color) -> Style {
 /// Draw the whole screen.
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
-    let wide = area.width >= GRID_WIDTH + 40 && area.height >= 24;
+    let wide = area.width >= grid_width(app) + 40 && area.height >= 24;
     let cell = cell_size(area, app);
     let rows = Layout::default()
         .direction(Direction::Vertical)
@@ -200,7 +200,7 @@ fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
 /// Characters a tile takes across and down: 2×1 at 80×24, growing with the room beside the
 /// panels on a large terminal (3×3 at 160×48).
 fn cell_size(area: Rect, app: &App) -> (u16, u16) {
-    let wide = area.width >= GRID_WIDTH + 40 && area.height >= 24;
+    let wide = area.width >= grid_width(app) + 40 && area.height >= 24;
     if !wide {
         return (2, 1);
     }
@@ -380,7 +380,7 @@ fn draw_map(
 }
 
 fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
-    let now = Instant::now();
+    let now = app.now;
     let text = if app.writing {
         let p = &app.progress;
         let eta = p
