@@ -249,7 +249,8 @@ async fn status_makes_a_bounded_number_of_requests_whatever_the_tiles() {
         "main",
     )
     .await
-    .expect("open");
+    .expect("open")
+    .with_coverage_cache(cache.path().to_path_buf());
     let history = cube.history().await.expect("history");
     let (newest, oldest) = (&history[0].id, &history[history.len() - 1].id);
     let first = cube.diff(oldest, newest).await.expect("diff");

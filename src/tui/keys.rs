@@ -36,6 +36,14 @@ pub enum Command {
     Plan,
     Help,
     Quit,
+    /// In a dialog that only shows (help, quick-look, the plan): close it.
+    Close,
+    /// In a confirmation: go ahead (in the leave dialog: leave the runs going).
+    Yes,
+    /// In a confirmation: do not (in the leave dialog: stay).
+    No,
+    /// In the leave dialog: cancel the runs going, then leave.
+    CancelAndLeave,
 }
 
 impl Command {
@@ -58,6 +66,12 @@ pub enum Scope {
     Grid,
     /// The history panel.
     History,
+    /// A dialog that only shows: help, quick-look, the plan.
+    Dialog,
+    /// A yes/no confirmation (the write's).
+    Confirm,
+    /// The dialog on leaving with runs going.
+    Leave,
 }
 
 /// Which footer line shows a key.
@@ -326,8 +340,61 @@ pub const BINDINGS: &[Binding] = &[
             (Footer::Browse, "quit"),
         ],
     },
+    Binding {
+        command: Command::Close,
+        scope: Scope::Dialog,
+        keys: Keys::Codes(&[Esc, Enter, Char('q'), Char('?'), Char('p'), Char('S')]),
+        label: "Esc",
+        short: "Esc",
+        help: "",
+        footer: &[],
+    },
+    Binding {
+        command: Command::Yes,
+        scope: Scope::Confirm,
+        keys: Keys::Codes(&[Enter, Char('y'), Char('Y')]),
+        label: "Enter / y",
+        short: "Enter",
+        help: "",
+        footer: &[],
+    },
+    Binding {
+        command: Command::No,
+        scope: Scope::Confirm,
+        keys: Keys::Codes(&[Esc, Char('n'), Char('N')]),
+        label: "Esc / n",
+        short: "Esc",
+        help: "",
+        footer: &[],
+    },
+    Binding {
+        command: Command::Yes,
+        scope: Scope::Leave,
+        keys: Keys::Codes(&[Enter, Char('y'), Char('Y'), Char('l')]),
+        label: "Enter",
+        short: "Enter",
+        help: "",
+        footer: &[],
+    },
+    Binding {
+        command: Command::CancelAndLeave,
+        scope: Scope::Leave,
+        keys: Keys::Codes(&[Char('c'), Char('x')]),
+        label: "c",
+        short: "c",
+        help: "",
+        footer: &[],
+    },
+    Binding {
+        command: Command::No,
+        scope: Scope::Leave,
+        keys: Keys::Codes(&[Esc, Char('n'), Char('N')]),
+        label: "Esc",
+        short: "Esc",
+        help: "",
+        footer: &[],
+    },
 ];
-
 impl Binding {
     /// The keys as the help names them, for a cube of `years` years.
     pub fn label(&self, years: usize) -> String {
@@ -345,8 +412,11 @@ impl Binding {
         }
     }
 
+    /// Whether the binding holds in `scope`: the keys of `Any` hold in the panels, never in
+    /// a dialog, whose keys are its own.
     fn applies(&self, scope: Scope) -> bool {
-        self.scope == Scope::Any || self.scope == scope
+        let dialog = matches!(scope, Scope::Dialog | Scope::Confirm | Scope::Leave);
+        self.scope == scope || (self.scope == Scope::Any && !dialog)
     }
 }
 

@@ -239,6 +239,9 @@ pub struct App {
     pub runs: Vec<Run>,
     /// A read of the runs is under way (polls do not pile up behind a slow disk).
     pub reading_runs: bool,
+    /// Runs seen ending here whose last tiles the head read since may not hold yet: their
+    /// written tiles stay `+` until the next head read lands (not a run's record alone).
+    pub ended_unread: BTreeSet<String>,
     /// Tiles of a launch not answered yet: queued until the run is there to say more.
     pub launching: BTreeSet<(i32, TileName)>,
     /// The time now, as the last tick said (the model reads no clock).
@@ -297,6 +300,7 @@ impl App {
             plan: None,
             runs: Vec::new(),
             reading_runs: false,
+            ended_unread: BTreeSet::new(),
             launching: BTreeSet::new(),
             now: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
             show_map: false,
@@ -472,6 +476,9 @@ impl App {
             }
         }
         let ended = previous.is_some_and(Run::is_active) && !run.is_active();
+        if ended && run.state != RunState::Dead {
+            self.ended_unread.insert(run.info.id.clone());
+        }
         if ended {
             self.status_line = run_outcome(run);
             log::info!("{}", self.status_line);
@@ -492,9 +499,10 @@ impl App {
         let mut p = Progress::default();
         for run in &self.runs {
             let Some(record) = &run.record else { continue };
-            // Only a run going has tiles pending its next checkpoint: a finished run's tiles
-            // show from the head (a dead run's past its last checkpoint are lost).
-            if run.is_active() {
+            // Only a run going has tiles pending its next checkpoint, and one that ended here
+            // until the head is read again: a finished run's tiles show from the head (a dead
+            // run's past its last checkpoint are lost).
+            if run.is_active() || self.ended_unread.contains(&run.info.id) {
                 self.uncommitted.extend(
                     record
                         .written_tiles

@@ -269,6 +269,8 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
         } => {
             app.loading = None;
             app.coverage = coverage;
+            app.ended_unread.clear();
+            app.derive_from_runs();
             app.history = history;
             app.history_index = app.history_index.min(app.history.len().saturating_sub(1));
             app.head = head;
@@ -513,20 +515,6 @@ fn ask_quit(app: &mut App) -> Vec<Action> {
     vec![Action::Quit]
 }
 
-fn is_yes(key: &KeyEvent) -> bool {
-    matches!(
-        key.code,
-        KeyCode::Enter | KeyCode::Char('y') | KeyCode::Char('Y')
-    )
-}
-
-fn is_no(key: &KeyEvent) -> bool {
-    matches!(
-        key.code,
-        KeyCode::Esc | KeyCode::Char('n') | KeyCode::Char('N')
-    )
-}
-
 fn edit(text: &mut String, key: &KeyEvent) {
     match key.code {
         KeyCode::Char(c) => text.push(c),
@@ -538,22 +526,16 @@ fn edit(text: &mut String, key: &KeyEvent) {
 }
 
 fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
+    let years = app.years.len();
+    let in_scope = |scope| keys::command(scope, &key, years);
     match popup {
         Popup::Help | Popup::QuickLook { .. } | Popup::Plan => {
-            if matches!(
-                key.code,
-                KeyCode::Esc
-                    | KeyCode::Enter
-                    | KeyCode::Char('q')
-                    | KeyCode::Char('?')
-                    | KeyCode::Char('p')
-                    | KeyCode::Char('S')
-            ) {
+            if in_scope(Scope::Dialog) == Some(Command::Close) {
                 app.popup = None;
             }
         }
-        Popup::ConfirmWrite { .. } => {
-            if is_yes(&key) {
+        Popup::ConfirmWrite { .. } => match in_scope(Scope::Confirm) {
+            Some(Command::Yes) => {
                 app.popup = None;
                 let tiles: Vec<_> = std::mem::take(&mut app.selected).into_iter().collect();
                 for t in &tiles {
@@ -563,10 +545,11 @@ fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
                 app.derive_from_runs();
                 app.status_line = format!("launching a run of {} tiles", tiles.len());
                 return vec![Action::Launch(tiles)];
-            } else if is_no(&key) {
-                app.popup = None;
             }
-        }
+            Some(Command::No) => app.popup = None,
+            _ => {}
+        },
+        // A text field: every key edits, Enter and Esc as in a confirmation.
         Popup::TagPrompt { snapshot, mut name } => match key.code {
             KeyCode::Enter if !name.trim().is_empty() => {
                 app.popup = None;
@@ -578,21 +561,22 @@ fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
                 app.popup = Some(Popup::TagPrompt { snapshot, name });
             }
         },
-        Popup::Leave => {
-            if is_yes(&key) || key.code == KeyCode::Char('l') {
+        Popup::Leave => match in_scope(Scope::Leave) {
+            Some(Command::Yes) => {
                 app.popup = None;
                 app.exit = Some(Exit::Quit);
                 return vec![Action::Quit];
-            } else if matches!(key.code, KeyCode::Char('c') | KeyCode::Char('x')) {
+            }
+            Some(Command::CancelAndLeave) => {
                 app.popup = None;
                 app.exit = Some(Exit::Quit);
                 let going: Vec<String> = app.active_runs().map(|r| r.info.id.clone()).collect();
                 app.status_line = "cancelling the runs, then leaving".into();
                 return vec![Action::CancelRuns(going), Action::Quit];
-            } else if is_no(&key) {
-                app.popup = None;
             }
-        }
+            Some(Command::No) => app.popup = None,
+            _ => {}
+        },
     }
     Vec::new()
 }

@@ -195,9 +195,14 @@ impl Work {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The workspace's cube, keeping coverage where the binary keeps it for this workspace
+    /// (`TILECUBE_DATA_DIR/cache`).
     pub async fn cube(&self) -> Cube {
         let loc = RepoLocation::Local(self.repo());
-        Cube::open(loc, "main").await.expect("open cube")
+        Cube::open(loc, "main")
+            .await
+            .expect("open cube")
+            .with_coverage_cache(self.dir.path().join("data").join("cache"))
     }
 }
 

@@ -1,0 +1,101 @@
+//! Child processes of the bench: the tilecube binary run as an operator would, its wall
+//! time, CPU and peak memory, and the scratch places its repositories go.
+
+use super::*;
+
+pub(super) fn cpu_thread() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A child process's wall time, CPU time and peak RSS.
+pub(super) struct ChildRun {
+    pub(super) wall: Duration,
+    pub(super) cpu: Duration,
+    pub(super) max_rss_mb: f64,
+    pub(super) ok: bool,
+    pub(super) stderr: String,
+}
+
+pub(super) fn run_child(args: &[&str]) -> Result<ChildRun> {
+    run_child_env(args, &[])
+}
+
+/// [`run_child`] with extra environment.
+pub(super) fn run_child_env(args: &[&str], env: &[(&str, String)]) -> Result<ChildRun> {
+    let exe = std::env::current_exe().context("locating the tilecube binary")?;
+    let errfile = tempfile_path("bench-stderr");
+    let err = std::fs::File::create(&errfile)?;
+    let start = Instant::now();
+    let child = Command::new(exe)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .context("starting tilecube")?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: waiting for our own child, which std will not wait for (we never call wait).
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    if r != pid {
+        bail!("waiting for tilecube failed");
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let stderr = std::fs::read_to_string(&errfile).unwrap_or_default();
+    let _ = std::fs::remove_file(&errfile);
+    Ok(ChildRun {
+        wall,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        stderr,
+    })
+}
+
+/// The arguments of a `tilecube write` of the bench tiles.
+pub(super) fn write_args<'a>(
+    repo: &'a str,
+    source: &'a str,
+    pixels: &'a str,
+    tiles: &'a str,
+    threads: Option<&'a str>,
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "--repo",
+        repo,
+        "--source",
+        source,
+        "--tile-pixels",
+        pixels,
+        "write",
+        "--year",
+        "2000",
+        "--tiles",
+        tiles,
+    ];
+    if let Some(t) = threads {
+        args.extend(["--threads", t]);
+    }
+    args
+}
+
+pub(super) fn tempfile_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("tilecube-{name}-{}", std::process::id()))
+}
+
+pub(super) fn scratch(name: &str) -> Result<PathBuf> {
+    let p = tempfile_path(name);
+    if p.exists() {
+        std::fs::remove_dir_all(&p)?;
+    }
+    Ok(p)
+}

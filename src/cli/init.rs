@@ -1,0 +1,34 @@
+//! `tilecube init`: the repository made and the cube laid out in one commit.
+
+use anyhow::Result;
+
+use tilecube::config::Settings;
+use tilecube::cube::{Cube, InitOptions, Layout};
+use tilecube::grid::Grid;
+
+pub(crate) async fn init(settings: &Settings, force: bool) -> Result<i32> {
+    let grid = Grid::from_preset(&settings.preset, settings.tile_pixels)?;
+    let layout = Layout::new(&settings.preset, &grid);
+    let location = settings.location()?;
+    let started = std::time::Instant::now();
+    let cube = Cube::init(
+        location,
+        layout,
+        &InitOptions {
+            spec_version: settings.spec_version,
+            force,
+            branch: settings.branch.clone(),
+        },
+    )
+    .await?;
+    let [t, h, w] = cube.layout.shape();
+    println!(
+        "initialized {} ({}): {}(year={t}, y={h}, x={w}) chunks {:?}, in {:.2} s",
+        cube.location,
+        cube.head().await?,
+        cube.layout.variable,
+        cube.layout.chunk_shape(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}

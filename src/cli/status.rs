@@ -1,0 +1,205 @@
+//! `tilecube status`: per year, the grid of tile states read from the repository (its
+//! snapshot's records and manifest list, one listing of the manifests), the source's lists
+//! and the failure journal.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use tilecube::config::{Settings, journal_dir};
+use tilecube::cube::{Coverage, TileState};
+use tilecube::grid::TileName;
+use tilecube::ingest::Journal;
+use tilecube::source::{ListProblem, TileList};
+
+use super::REPAIR_HINT;
+
+/// The state of one tile for display.
+fn tile_state_name(state: Option<&TileState>, listed: Option<bool>) -> &'static str {
+    match (state, listed) {
+        (Some(TileState::Written { .. }), _) => "written",
+        (Some(TileState::Incomplete { .. }), _) => "incomplete",
+        (Some(TileState::Unrecorded { .. }), _) => "unrecorded",
+        (None, Some(true)) => "listed",
+        (None, Some(false)) => "not_listed",
+        (None, None) => "not_written",
+    }
+}
+
+/// The grid's glyph of a state, as the console draws it (one table for both faces).
+fn glyph(name: &str) -> char {
+    use crate::tui::state::CellState;
+    match name {
+        "written" => CellState::Written,
+        "incomplete" | "unrecorded" | "lost_manifest" => CellState::Inconsistent,
+        "listed" => CellState::Listed,
+        "failed" => CellState::Failed,
+        _ => CellState::NoTile,
+    }
+    .glyph()
+}
+
+pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32> {
+    let cube = settings.open_cube().await?;
+    let head_id = cube.head().await?;
+    let coverage: Coverage = cube.coverage_of(&head_id).await?;
+    let grid = cube.layout.grid();
+    let source = settings.source().ok();
+    if let Some(y) = years.iter().find(|y| !cube.layout.years.contains(y)) {
+        bail!(
+            "--year {y}: year {y} is not in the cube (years: {:?})",
+            cube.layout.years
+        );
+    }
+    let years: Vec<i32> = if years.is_empty() {
+        cube.layout.years.clone()
+    } else {
+        years.to_vec()
+    };
+    let mut lists: BTreeMap<i32, TileList> = BTreeMap::new();
+    let mut problems: Vec<(i32, ListProblem)> = Vec::new();
+    // Years whose list is not there: shown as "no list".
+    let mut no_list: BTreeMap<i32, String> = BTreeMap::new();
+    if let Some(src) = &source {
+        for &y in &years {
+            match src.tile_list(y, &grid).await {
+                Ok(l) => {
+                    problems.extend(l.problems.iter().cloned().map(|p| (y, p)));
+                    lists.insert(y, l);
+                }
+                Err(tilecube::source::SourceError::NoList { path, .. }) => {
+                    no_list.insert(y, path);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let head = head_id.to_string();
+    // Manifests lost from storage: their tiles show as `?` (one listing, O(manifests)).
+    let lost = cube.lost_manifests(&head_id).await?;
+    let lost_tiles: std::collections::BTreeSet<(i32, TileName)> = lost
+        .iter()
+        .flat_map(|m| m.level0_tiles.iter().copied())
+        .collect();
+    let journal =
+        Journal::load_or_report(&journal_dir(), &cube.key(), |w| eprintln!("warning: {w}"));
+    let failed: BTreeMap<(i32, TileName), &tilecube::ingest::JournalEntry> = journal
+        .by_tile()
+        .into_iter()
+        .filter(|((y, t), _)| years.contains(y) && !coverage.is_written(*y, *t))
+        .collect();
+    if as_json {
+        let mut out = serde_json::Map::new();
+        for &y in &years {
+            let list = lists.get(&y);
+            let mut tiles = serde_json::Map::new();
+            for t in grid.tiles() {
+                let mut name = tile_state_name(coverage.state(y, t), list.map(|l| l.contains(t)));
+                if failed.contains_key(&(y, t)) {
+                    name = "failed";
+                }
+                if lost_tiles.contains(&(y, t)) {
+                    name = "lost_manifest";
+                }
+                if name != "not_listed" && name != "not_written" {
+                    tiles.insert(t.to_string(), json!(name));
+                }
+            }
+            out.insert(
+                y.to_string(),
+                json!({
+                    "listed": list.map(|l| l.tiles.len()),
+                    "no_list": no_list.get(&y),
+                    "written": coverage.written_count(y),
+                    "tiles": tiles,
+                }),
+            );
+        }
+        let doc = json!({
+            "repo": cube.location.to_string(),
+            "branch": cube.branch,
+            "head": head,
+            "years": out,
+            "list_problems": problems.iter()
+                .map(|(y, p)| json!({"year": y, "line": p.line, "text": p.text, "reason": p.reason}))
+                .collect::<Vec<_>>(),
+            "failed": failed.values().collect::<Vec<_>>(),
+            "lost_manifests": lost,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(if lost.is_empty() { 0 } else { 1 });
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} @ {} ({head})  legend: # written  o listed  . no tile  ! failed  ? inconsistent",
+        cube.location, cube.branch
+    )?;
+    for &y in &years {
+        let list = lists.get(&y);
+        let listed = match (list, no_list.get(&y)) {
+            (Some(l), _) => format!("{} listed", l.tiles.len()),
+            (None, Some(path)) => format!("no list ({path})"),
+            (None, None) => "? listed".into(),
+        };
+        writeln!(
+            out,
+            "\n{y}: {} written / {listed}",
+            coverage.written_count(y)
+        )?;
+        // Column labels every 6 columns.
+        let mut header = String::from("     ");
+        for c in 0..grid.columns {
+            if c % 6 == 0 {
+                let t = grid.tile_at(tilecube::grid::Cell { col: c, row: 0 });
+                let lon = t.to_string();
+                let label = &lon[4..];
+                header.push_str(&format!("{label:<6}"));
+            }
+        }
+        writeln!(out, "{}", header.trim_end())?;
+        for r in 0..grid.rows {
+            let row_tile = grid.tile_at(tilecube::grid::Cell { col: 0, row: r });
+            let lat = &row_tile.to_string()[..3];
+            let mut line = format!("{lat}  ");
+            for c in 0..grid.columns {
+                let t = grid.tile_at(tilecube::grid::Cell { col: c, row: r });
+                line.push(glyph(if lost_tiles.contains(&(y, t)) {
+                    "lost_manifest"
+                } else if failed.contains_key(&(y, t)) {
+                    "failed"
+                } else {
+                    tile_state_name(coverage.state(y, t), list.map(|l| l.contains(t)))
+                }));
+            }
+            writeln!(out, "{line}")?;
+        }
+    }
+    for (y, p) in &problems {
+        writeln!(out, "warning: tile list {y}: {p}")?;
+    }
+    for e in failed.values() {
+        writeln!(
+            out,
+            "failed: {}/{}: {} ({} attempts, {})",
+            e.year,
+            e.tile,
+            e.reason,
+            e.attempts,
+            e.time.format("%Y-%m-%d %H:%M:%S UTC")
+        )?;
+    }
+    for m in &lost {
+        writeln!(
+            out,
+            "lost manifest: {m} is not in storage: its chunks cannot be read"
+        )?;
+    }
+    if !lost.is_empty() {
+        writeln!(out, "{REPAIR_HINT}")?;
+        return Ok(1);
+    }
+    Ok(0)
+}

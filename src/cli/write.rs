@@ -1,0 +1,248 @@
+//! `tilecube write` and what every write of the command line shares: the tiles chosen,
+//! the ingest run with its progress on stderr and its signals, the report.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use tilecube::config::{Settings, journal_dir};
+use tilecube::cube::{Cube, WriteSession};
+use tilecube::grid::TileName;
+use tilecube::ingest::{self, Event, EventSink, Journal, Selection};
+use tilecube::scaleout::record::Recorder;
+
+use super::{Choice, REPAIR_HINT, WriteArgs};
+
+pub(crate) fn selection(args: &Choice, repo_key: &str) -> Result<Selection> {
+    if args.failed {
+        let journal =
+            Journal::load_or_report(&journal_dir(), repo_key, |w| eprintln!("warning: {w}"));
+        return Ok(Selection::Pairs(
+            journal.failed.iter().map(|e| (e.year, e.tile)).collect(),
+        ));
+    }
+    if !args.tiles.is_empty() {
+        let tiles = args
+            .tiles
+            .iter()
+            .map(|t| t.trim().parse::<TileName>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Selection::Tiles(tiles))
+    } else if args.all {
+        Ok(Selection::All)
+    } else if args.missing {
+        Ok(Selection::Missing)
+    } else {
+        bail!("say which tiles to write: --tiles A,B, --all, --missing or --failed")
+    }
+}
+
+/// Refuse to write over a head whose manifests are lost from storage: no commit could land.
+pub(crate) async fn refuse_lost_manifests(cube: &Cube) -> Result<()> {
+    let lost = cube.lost_manifests(&cube.head().await?).await?;
+    if let Some(m) = lost.first() {
+        bail!(
+            "{} manifest{} of {} @ {} {} lost from storage (first: {} of {}, holding {}): no commit can land over it; {REPAIR_HINT}",
+            lost.len(),
+            if lost.len() == 1 { "" } else { "s" },
+            cube.location,
+            cube.branch,
+            if lost.len() == 1 { "is" } else { "are" },
+            m.manifest,
+            m.array,
+            m.tiles.join(" ")
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
+    let cube = settings.open_cube().await?;
+    refuse_lost_manifests(&cube).await?;
+    let selection = selection(&args.choice, &cube.key())?;
+    let source = settings.source()?;
+    let coverage = match selection {
+        Selection::Missing => Some(cube.coverage().await?),
+        _ => None,
+    };
+    let plan = ingest::plan(
+        &cube,
+        &source,
+        &args.choice.years,
+        &selection,
+        coverage.as_ref(),
+    )
+    .await?;
+    report_plan_problems(&plan, &source);
+    if let Some(note) = settings.threads_note(args.threads) {
+        eprintln!("{note}");
+    }
+    let mut options = settings.write_options(args.threads, args.commit_every, args.commit_refs)?;
+    if let Some(n) = args.read_ahead {
+        options.read_ahead = n;
+    }
+    let session = WriteSession::open(&cube).await?;
+    let run = run_ingest(&cube, session, plan.jobs.clone(), &options, args.json, None).await?;
+    let report = &run.report?;
+    if args.json {
+        let out = json!({
+            "written": report.written,
+            "failed": report.failed,
+            "commits": report.commits,
+            "rejected": plan.rejected,
+            "list_problems": plan.list_problems.iter()
+                .map(|(y, p)| json!({"year": y, "line": p.line, "text": p.text, "reason": p.reason}))
+                .collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_report(report);
+    }
+    if run.signal != 0 {
+        return Ok(128 + run.signal);
+    }
+    let left_out = plan.list_problems.len();
+    if left_out > 0 {
+        eprintln!(
+            "{left_out} line{} of the tile lists {} left out (above)",
+            if left_out == 1 { "" } else { "s" },
+            if left_out == 1 { "was" } else { "were" }
+        );
+    }
+    let listed_none = matches!(selection, Selection::All | Selection::Missing)
+        && plan.listed == 0
+        && plan.missing_lists.len() < cube.layout.years.len();
+    let nothing = plan.jobs.is_empty() && (left_out > 0 || listed_none);
+    if nothing {
+        eprintln!(
+            "error: nothing was written: {}",
+            if left_out > 0 {
+                "the tile lists' lines were left out (above); fix the lists"
+            } else {
+                "the tile lists name no tile"
+            }
+        );
+    }
+    let bad = !report.failed.is_empty() || !plan.rejected.is_empty() || report.cancelled || nothing;
+    Ok(if bad { 1 } else { 0 })
+}
+
+/// What was wrong with the inputs that chose the tiles, on stderr.
+pub(crate) fn report_plan_problems(plan: &ingest::Plan, source: &tilecube::source::Source) {
+    for (year, path) in &plan.missing_lists {
+        eprintln!("warning: no tile list for {year} ({path}): the year is left out");
+    }
+    for (year, p) in &plan.list_problems {
+        eprintln!("warning: tile list {}: {p}", source.list_location(*year));
+    }
+    for r in &plan.rejected {
+        eprintln!("error: {r}");
+    }
+}
+
+/// The report of a write, for people.
+pub(crate) fn print_report(report: &ingest::IngestReport) {
+    println!(
+        "{} tiles written, {} failed, {} commits{}",
+        report.written_count(),
+        report.failed.len(),
+        report.commits.len(),
+        report
+            .commits
+            .last()
+            .map(|c| format!(" (head {c})"))
+            .unwrap_or_default()
+    );
+    for f in &report.failed {
+        eprintln!("failed: {f}");
+    }
+}
+
+/// An ingest run from the command line, and the signal that stopped it (0 if none).
+pub(crate) struct IngestRun {
+    /// The ingest's report, or what stopped it as a whole.
+    pub report: Result<ingest::IngestReport, tilecube::cube::CubeError>,
+    pub signal: i32,
+    /// The shard's record keeper, handed back for its final word.
+    pub recorder: Option<Recorder>,
+}
+
+/// Run an ingest on `session` with progress on stderr: one live line on a terminal, a line
+/// per tile on a pipe, in a log or with `json`. SIGINT, SIGTERM and SIGHUP (a dropped SSH
+/// session, `scancel`) stop new strips from starting; tiles that finished are committed (or
+/// staged). A shard's `recorder` keeps its progress record from the same events.
+pub(crate) async fn run_ingest(
+    cube: &Cube,
+    session: Arc<WriteSession>,
+    jobs: Vec<ingest::TileJob>,
+    options: &ingest::IngestOptions,
+    json: bool,
+    recorder: Option<Recorder>,
+) -> Result<IngestRun> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let live = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let printer = tokio::spawn(async move {
+        let mut recorder = recorder;
+        let mut line = crate::progress::Line::default();
+        // Often enough that a record changed since its last write goes out within its
+        // interval (flush writes only when due).
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            let urgent = tokio::select! {
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { break };
+                    if live {
+                        line.on_event(&ev, &mut std::io::stderr().lock());
+                    } else {
+                        print_event(&ev);
+                    }
+                    recorder.as_mut().map(|r| r.on_event(&ev)).unwrap_or(false)
+                }
+                _ = tick.tick() => false,
+            };
+            if let Some(r) = recorder.as_mut()
+                && let Err(e) = r.flush(urgent).await
+            {
+                eprintln!("warning: shard record: {}", tilecube::error_chain(&e));
+            }
+        }
+        recorder
+    });
+    let cancel = Arc::new(AtomicBool::new(false));
+    let signalled = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let watcher = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (cancel, signalled) = (Arc::clone(&cancel), Arc::clone(&signalled));
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            let n = tokio::select! {
+                _ = int.recv() => libc::SIGINT,
+                _ = term.recv() => libc::SIGTERM,
+                _ = hup.recv() => libc::SIGHUP,
+            };
+            eprintln!("signal {n}: stopping; tiles that finish are committed");
+            signalled.store(n, std::sync::atomic::Ordering::SeqCst);
+            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    // The failure journal is kept from the ingest's own events.
+    let events = EventSink::new(tx).journaled(journal_dir(), &cube.key());
+    let report = ingest::ingest_into(&session, jobs, options, events, cancel).await;
+    watcher.abort();
+    let recorder = printer.await.ok().flatten();
+    Ok(IngestRun {
+        report,
+        signal: signalled.load(std::sync::atomic::Ordering::SeqCst),
+        recorder,
+    })
+}
+
+fn print_event(ev: &Event) {
+    if let Some(line) = crate::progress::event_line(ev) {
+        eprintln!("{line}");
+    }
+}
