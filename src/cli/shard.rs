@@ -70,7 +70,16 @@ pub(crate) async fn build_plan(
 ) -> Result<Option<ShardPlan>> {
     let cube = settings.open_cube().await?;
     let chosen = selection(choice, &cube.key())?;
-    let built = tilecube::scaleout::build_plan(settings, &choice.years, &chosen, shards).await?;
+    let source = settings.source()?;
+    let built = tilecube::scaleout::build_plan(
+        &cube,
+        &source,
+        settings.plan_origin()?,
+        &choice.years,
+        &chosen,
+        shards,
+    )
+    .await?;
     report_plan_problems(&built.found, &settings.source()?);
     if !built.found.rejected.is_empty() {
         bail!("the plan names tiles that are not in the cube (above); nothing was saved");

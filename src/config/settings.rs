@@ -146,6 +146,23 @@ impl Settings {
         Ok(cube)
     }
 
+    /// What a plan made with these settings records of how its tasks reach things: the
+    /// repository's absolute address, non-secret connection settings, the preset's text.
+    pub fn plan_origin(&self) -> Result<crate::scaleout::PlanOrigin> {
+        let preset = match &self.file.preset {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("setting preset: reading {}", path.display()))?,
+            None => crate::preset::GLAD_TOML.to_string(),
+        };
+        Ok(crate::scaleout::PlanOrigin {
+            repo: crate::scaleout::build::absolute(self.repo.as_deref().unwrap_or_default()),
+            s3: self.file.s3.clone(),
+            gcs_endpoint: self.file.gcs.endpoint.clone(),
+            preset,
+            tile_pixels: self.tile_pixels,
+        })
+    }
+
     /// Reader/encoder threads: the flag, else the config, else every core; at most
     /// [`max_threads`] (the pipeline is CPU-bound: more threads only cost memory).
     pub fn threads(&self, flag: Option<usize>) -> Result<usize> {

@@ -2,20 +2,34 @@
 //! head, fixed with everything a task needs to run them anywhere (the repository and source
 //! as absolute addresses, the preset's text, the base snapshot).
 //!
-//! Invariants: a plan never holds a credential (connection settings only); paths are made
-//! absolute here, because tasks start in other directories; a plan with no job is not made
-//! (the caller is told there is nothing to write).
+//! Invariants: a plan never holds a credential (connection settings only, in
+//! [`PlanOrigin`]); paths are absolute (the source's root is resolved when the source is
+//! made, the repository's address by the face), because tasks start in other directories; a
+//! plan with no job is not made (the caller is told there is nothing to write). The engine
+//! takes the cube and the source it plans for, never the face's settings.
 
 use std::collections::BTreeSet;
 
-use anyhow::{Context, Result};
 use chrono::Utc;
 
 use super::plan::{PLAN_FORMAT, new_id, split};
-use super::{PlanJob, ShardPlan};
-use crate::config::Settings;
+use super::{PlanJob, ScaleError, ShardPlan};
+use crate::cube::{Cube, S3Settings};
 use crate::ingest::{self, Selection};
-use crate::preset::GLAD_TOML;
+use crate::source::{Source, SourceRoot};
+
+/// What a plan records of how its tasks reach things, beside the cube and the source: the
+/// repository's address as every task sees it, and non-secret connection settings.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOrigin {
+    /// The repository: an absolute path or a URL.
+    pub repo: String,
+    pub s3: S3Settings,
+    pub gcs_endpoint: Option<String>,
+    /// The preset's TOML, so tasks need no preset file of their own.
+    pub preset: String,
+    pub tile_pixels: Option<u64>,
+}
 
 /// A plan made, and what planning found on the way (list problems, rejected requests).
 pub struct Built {
@@ -25,22 +39,22 @@ pub struct Built {
 }
 
 /// Plan the writes of `chosen` for `years` (every year of the cube when empty) as `shards`
-/// shards. A plan is not made when a request names no tile of the cube
-/// ([`ingest::Plan::rejected`] says which).
+/// shards of `cube`, from `source`. A plan is not made when a request names no tile of the
+/// cube ([`ingest::Plan::rejected`] says which).
 pub async fn build_plan(
-    settings: &Settings,
+    cube: &Cube,
+    source: &Source,
+    origin: PlanOrigin,
     years: &[i32],
     chosen: &Selection,
     shards: usize,
-) -> Result<Built> {
-    let cube = settings.open_cube().await?;
-    let source = settings.source()?;
+) -> Result<Built, ScaleError> {
     let coverage = match chosen {
         Selection::Missing => Some(cube.coverage().await?),
         _ => None,
     };
     let base = cube.head().await?.to_string();
-    let found = ingest::plan(&cube, &source, years, chosen, coverage.as_ref()).await?;
+    let found = ingest::plan(cube, source, years, chosen, coverage.as_ref()).await?;
     if !found.rejected.is_empty() || found.jobs.is_empty() {
         return Ok(Built { plan: None, found });
     }
@@ -70,14 +84,14 @@ pub async fn build_plan(
         format: PLAN_FORMAT,
         id: new_id(),
         created: Utc::now(),
-        repo: absolute(settings.repo.as_deref().unwrap_or_default()),
+        repo: origin.repo,
         cube: cube.key(),
-        branch: settings.branch.clone(),
-        s3: settings.file.s3.clone(),
-        source: source_address(&source),
-        gcs_endpoint: settings.file.gcs.endpoint.clone(),
-        preset: preset_text(settings)?,
-        tile_pixels: settings.tile_pixels,
+        branch: cube.branch.clone(),
+        s3: origin.s3,
+        source: source_address(source),
+        gcs_endpoint: origin.gcs_endpoint,
+        preset: origin.preset,
+        tile_pixels: origin.tile_pixels,
         base,
         selection: selection_name.into(),
         years,
@@ -92,19 +106,10 @@ pub async fn build_plan(
 }
 
 /// The source's root as the plan names it: the absolute directory, or the URL.
-fn source_address(source: &crate::source::Source) -> String {
+fn source_address(source: &Source) -> String {
     match &source.root {
-        crate::source::SourceRoot::Local(dir) => dir.display().to_string(),
-        crate::source::SourceRoot::Remote(url) => url.clone(),
-    }
-}
-
-/// The preset's TOML as the settings chose it.
-fn preset_text(settings: &Settings) -> Result<String> {
-    match &settings.file.preset {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("setting preset: reading {}", path.display())),
-        None => Ok(GLAD_TOML.to_string()),
+        SourceRoot::Local(dir) => dir.display().to_string(),
+        SourceRoot::Remote(url) => url.clone(),
     }
 }
 

@@ -23,7 +23,7 @@ pub mod stage;
 pub mod task_index;
 pub mod watch;
 
-pub use build::{Built, build_plan};
+pub use build::{Built, PlanOrigin, build_plan};
 pub use place::Place;
 pub use plan::{PlanJob, ShardPlan};
 pub use record::{ShardRecord, ShardState};

@@ -464,7 +464,17 @@ async fn launch(
     tiles: Vec<(i32, tilecube::grid::TileName)>,
 ) -> anyhow::Result<String> {
     use anyhow::Context;
-    let built = tilecube::scaleout::build_plan(settings, &[], &Selection::Pairs(tiles), 1).await?;
+    let cube = settings.open_cube().await?;
+    let source = settings.source()?;
+    let built = tilecube::scaleout::build_plan(
+        &cube,
+        &source,
+        settings.plan_origin()?,
+        &[],
+        &Selection::Pairs(tiles),
+        1,
+    )
+    .await?;
     if !built.found.rejected.is_empty() {
         anyhow::bail!("{}", built.found.rejected.join("; "));
     }

@@ -237,12 +237,11 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
                 return vec![Action::Refresh];
             }
         }
+        // The runs' own records say how they ended (the watch puts it on the status line,
+        // whichever of the two answers comes first); the cancel's word goes to the log.
         Done::Cancelled(Ok(said)) => {
             for line in &said {
                 log::info!("{line}");
-            }
-            if let Some(last) = said.last() {
-                app.status_line = last.clone();
             }
         }
         Done::Plan(r) => {
