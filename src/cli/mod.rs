@@ -160,7 +160,7 @@ pub struct WriteArgs {
     pub choice: Choice,
     /// Write one shard of a plan made by `tilecube plan` (a directory or s3:// / gs://
     /// location) instead of choosing tiles.
-    #[arg(long, conflicts_with_all = ["tiles", "all", "missing", "failed", "year"])]
+    #[arg(long, conflicts_with_all = ["tiles", "all", "missing", "failed", "years"])]
     pub plan: Option<String>,
     /// The plan's shard to write: its number, or `auto` (the default) from the scheduler's
     /// array task variables (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX, …).
