@@ -11,14 +11,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use icechunk::format::manifest::ChunkPayload;
 use icechunk::format::snapshot::{NodeData, SnapshotProperties};
 use icechunk::format::{ChunkIndices, Path};
 use serde::Serialize;
 use serde_json::json;
 
 use super::layout::LAYOUT_ATTR;
-use super::verify::stored_ids;
 use super::{Cube, CubeError, LostManifest};
 
 /// What `repair` did.
@@ -35,10 +33,7 @@ pub struct RepairReport {
 impl Cube {
     /// Drop the branch head's references to lost manifests and chunk objects in one commit.
     pub async fn repair(&self) -> Result<RepairReport, CubeError> {
-        let chunks = stored_ids(self, "chunks").await?;
-        let manifests = stored_ids(self, "manifests").await?;
         let head = self.head().await?;
-        let mut report = RepairReport::default();
         let mut session = self.writable_session().await?;
         if *session.snapshot_id() != head {
             return Err(CubeError::Layout(format!(
@@ -46,39 +41,22 @@ impl Cube {
                 self.branch
             )));
         }
-        let mut forgotten = Vec::new();
-        let mut touched: BTreeSet<String> = BTreeSet::new();
         let mut dropped: BTreeMap<String, Vec<ChunkIndices>> = BTreeMap::new();
-        for m in self.manifests_of(&head).await? {
-            if !manifests.contains(&m.id.to_string()) {
-                report.manifests.push(self.lost(&m));
-                forgotten.push(m.id.clone());
-                touched.insert(m.array.clone());
-                continue;
-            }
-            let what = format!("reading manifest {} of {}", m.id, m.array);
-            let manifest = self
-                .repo
-                .asset_manager()
-                .fetch_manifest(&m.array, &m.id, m.size)
-                .await
-                .map_err(|e| CubeError::icechunk(what.clone(), e))?;
-            let refs = manifest
-                .iter(m.node.clone())
-                .map_err(|e| CubeError::icechunk(what.clone(), e))?;
-            for r in refs {
-                let (coord, payload) = r.map_err(|e| CubeError::icechunk(what.clone(), e))?;
-                if let ChunkPayload::Ref(r) = payload
-                    && !chunks.contains(&r.id.to_string())
-                {
-                    *report
-                        .chunks
-                        .entry(super::verify::chunk_label(&self.layout, m.k, &coord.0))
-                        .or_default() += 1;
-                    dropped.entry(m.array.clone()).or_default().push(coord);
-                }
-            }
-        }
+        let (found, forgotten) = self
+            .scan(&head, |array, coord| {
+                dropped.entry(array.to_string()).or_default().push(coord)
+            })
+            .await?;
+        let touched: BTreeSet<String> = found
+            .lost_manifests
+            .iter()
+            .map(|m| m.array.clone())
+            .collect();
+        let mut report = RepairReport {
+            manifests: found.lost_manifests,
+            chunks: found.missing,
+            snapshot: None,
+        };
         if forgotten.is_empty() && dropped.is_empty() {
             return Ok(report);
         }

@@ -228,34 +228,44 @@ impl Cube {
 
     /// Check every manifest and chunk the branch head references against storage.
     pub async fn verify(&self) -> Result<Verification, CubeError> {
+        let head = self.head().await?;
+        Ok(self.scan(&head, |_, _| {}).await?.0)
+    }
+
+    /// The cross-check of snapshot `head` against storage: what [`Cube::verify`] reports,
+    /// the ids of the lost manifests, and each reference to a lost chunk object handed to
+    /// `missing` with its array (the one walk `verify` and `repair` share).
+    pub(super) async fn scan(
+        &self,
+        head: &SnapshotId,
+        mut missing: impl FnMut(&str, icechunk::format::ChunkIndices),
+    ) -> Result<(Verification, Vec<icechunk::format::ManifestId>), CubeError> {
         let chunks = stored_ids(self, "chunks").await?;
         let manifests = stored_ids(self, "manifests").await?;
-        let head = self.head().await?;
         let mut out = Verification {
             objects: chunks.len() as u64,
             ..Verification::default()
         };
-        for m in self.manifests_of(&head).await? {
+        let mut lost = Vec::new();
+        for m in self.manifests_of(head).await? {
             out.manifests += 1;
             if !manifests.contains(&m.id.to_string()) {
                 out.lost_manifests.push(self.lost(&m));
+                lost.push(m.id.clone());
                 continue;
             }
-            let reading =
-                |e| CubeError::icechunk(format!("reading manifest {} of {}", m.id, m.array), e);
+            let what = format!("reading manifest {} of {}", m.id, m.array);
             let manifest = self
                 .repo
                 .asset_manager()
                 .fetch_manifest(&m.array, &m.id, m.size)
                 .await
-                .map_err(reading)?;
-            let refs = manifest.iter(m.node.clone()).map_err(|e| {
-                CubeError::icechunk(format!("reading manifest {} of {}", m.id, m.array), e)
-            })?;
+                .map_err(|e| CubeError::icechunk(what.clone(), e))?;
+            let refs = manifest
+                .iter(m.node.clone())
+                .map_err(|e| CubeError::icechunk(what.clone(), e))?;
             for r in refs {
-                let (coord, payload) = r.map_err(|e| {
-                    CubeError::icechunk(format!("reading manifest {} of {}", m.id, m.array), e)
-                })?;
+                let (coord, payload) = r.map_err(|e| CubeError::icechunk(what.clone(), e))?;
                 let ChunkPayload::Ref(r) = payload else {
                     continue;
                 };
@@ -264,9 +274,10 @@ impl Cube {
                     *out.missing
                         .entry(chunk_label(&self.layout, m.k, &coord.0))
                         .or_default() += 1;
+                    missing(&m.array, coord);
                 }
             }
         }
-        Ok(out)
+        Ok((out, lost))
     }
 }
