@@ -12,6 +12,7 @@
 pub mod config;
 pub mod cube;
 pub mod demo;
+pub mod fault;
 pub mod grid;
 pub mod ingest;
 pub mod legend;

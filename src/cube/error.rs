@@ -93,12 +93,12 @@ impl CubeError {
     /// Whether trying again could succeed: decided from the typed causes in the chain
     /// (I/O error kinds, HTTP errors of the object store), never from the text.
     pub fn is_transient(&self) -> bool {
-        crate::source::remote::transient_cause(self).unwrap_or(false)
+        crate::fault::transient_cause(self).unwrap_or(false)
     }
 
     /// Whether the storage refused the write for reasons that hold for every write alike
     /// (told from the typed causes: I/O error kinds, the object store's denials).
     pub fn is_storage_refusal(&self) -> bool {
-        crate::source::remote::refusal_cause(self)
+        crate::fault::refusal_cause(self)
     }
 }

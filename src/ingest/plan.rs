@@ -24,8 +24,8 @@ pub struct TileJob {
     pub year: i32,
     pub year_index: usize,
     pub tile: TileName,
-    /// Path GDAL opens.
-    pub path: String,
+    /// Where the tile is.
+    pub location: crate::source::TileLocation,
 }
 
 /// The tiles to write, and what was wrong with the inputs that chose them.
@@ -113,7 +113,7 @@ pub async fn plan(
             year,
             year_index,
             tile,
-            path: source.gdal_path(year, tile),
+            location: source.tile(year, tile),
         }));
     }
     if !named

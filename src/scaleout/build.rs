@@ -65,7 +65,7 @@ pub async fn build_plan(
             year: j.year,
             tile: j.tile,
             // Absolute already: a local source root is resolved when the source is made.
-            path: j.path.clone(),
+            path: j.location.gdal_path(),
         })
         .collect();
     let years: Vec<i32> = jobs

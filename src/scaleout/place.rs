@@ -16,7 +16,8 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::ScaleError;
-use crate::source::remote::{classify_store_error, store_for};
+use crate::fault::classify_store_error;
+use crate::source::remote::store_for;
 
 /// A directory or object-store prefix holding named objects.
 pub enum Place {

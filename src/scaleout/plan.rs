@@ -173,7 +173,7 @@ impl ShardPlan {
         })?;
         jobs.iter()
             .map(|j| {
-                if !source.holds(&j.path) {
+                let Some(location) = source.locate(&j.path) else {
                     return Err(ScaleError::bad(
                         format!("plan {}: {}/{}", self.id, j.year, j.tile),
                         format!(
@@ -182,7 +182,7 @@ impl ShardPlan {
                             j.path, self.source
                         ),
                     ));
-                }
+                };
                 let year_index = layout.year_index(j.year).ok_or_else(|| {
                     ScaleError::bad(
                         format!("plan {}: {}/{}", self.id, j.year, j.tile),
@@ -196,7 +196,7 @@ impl ShardPlan {
                     year: j.year,
                     year_index,
                     tile: j.tile,
-                    path: j.path.clone(),
+                    location,
                 })
             })
             .collect()

@@ -9,13 +9,17 @@
 pub mod fetch;
 mod gdal;
 mod list;
+mod location;
+mod open;
 pub mod remote;
 mod tile;
 
 use std::path::PathBuf;
 
-pub use gdal::{clear_recent_errors, gdal_s3_options_from_env, gdal_setup};
+pub use gdal::{gdal_s3_options_from_env, gdal_setup};
 pub use list::{ListProblem, TileList};
+pub use location::{Store, TileLocation};
+pub use open::{OpenTile, ReadAheadOptions};
 pub use remote::RemoteError;
 pub use tile::{TileError, TileReader, crs_wkt};
 
@@ -102,25 +106,46 @@ impl Source {
         }
     }
 
-    /// The path GDAL opens for a tile.
-    pub fn gdal_path(&self, year: i32, tile: TileName) -> String {
-        gdal_path(&self.tile_location(year, tile))
+    /// Where a tile is, typed: what a plan records and the reader opens.
+    pub fn tile(&self, year: i32, tile: TileName) -> TileLocation {
+        let rel = Self::fill(&self.tile_template, year, Some(tile));
+        match &self.root {
+            SourceRoot::Local(dir) => TileLocation::Local(dir.join(rel)),
+            SourceRoot::Remote(url) => TileLocation::Object {
+                // A remote root's scheme was checked when the source was made.
+                store: Store::of_url(url).unwrap_or(Store::Http),
+                url: format!("{url}/{rel}"),
+            },
+        }
     }
 
-    /// Whether `path` (a path GDAL opens, as [`Source::gdal_path`] makes them) lies under
-    /// this source's root: absolute, below the root, with no `..` step out of it.
-    pub fn holds(&self, path: &str) -> bool {
-        let root = match &self.root {
-            SourceRoot::Local(dir) => dir.display().to_string(),
-            SourceRoot::Remote(url) => gdal_path(url),
+    /// The path GDAL opens for a tile.
+    pub fn gdal_path(&self, year: i32, tile: TileName) -> String {
+        self.tile(year, tile).gdal_path()
+    }
+
+    /// Whether `location` lies under this source's root: below the root, with no empty or
+    /// `..` step out of it.
+    pub fn holds(&self, location: &TileLocation) -> bool {
+        let (root, path) = match (&self.root, location) {
+            (SourceRoot::Local(dir), TileLocation::Local(p)) => {
+                (dir.display().to_string(), p.display().to_string())
+            }
+            (SourceRoot::Remote(root), TileLocation::Object { url, .. }) => {
+                (root.clone(), url.clone())
+            }
+            _ => return false,
         };
-        let root = root.trim_end_matches('/');
-        path.strip_prefix(root)
+        path.strip_prefix(root.trim_end_matches('/'))
             .and_then(|rest| rest.strip_prefix('/'))
             .is_some_and(|rest| {
                 !rest.is_empty() && rest.split('/').all(|c| !c.is_empty() && c != "..")
             })
-            && (path.starts_with('/'))
+    }
+
+    /// The location a plan recorded (the path GDAL opens), if it lies under this source.
+    pub fn locate(&self, recorded: &str) -> Option<TileLocation> {
+        TileLocation::from_gdal_path(recorded).filter(|l| self.holds(l))
     }
 
     /// Where a year's tile list is.
@@ -179,19 +204,6 @@ impl Source {
     }
 }
 
-/// GDAL's virtual file system path for a location.
-pub fn gdal_path(location: &str) -> String {
-    if let Some(rest) = location.strip_prefix("gs://") {
-        format!("/vsigs/{rest}")
-    } else if let Some(rest) = location.strip_prefix("s3://") {
-        format!("/vsis3/{rest}")
-    } else if location.starts_with("http://") || location.starts_with("https://") {
-        format!("/vsicurl/{location}")
-    } else {
-        location.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,7 +224,7 @@ mod tests {
         );
         let s = Source::new("/data/glad", &spec).unwrap();
         assert_eq!(s.gdal_path(2020, t), "/data/glad/2020/70N_180W.tif");
-        assert!(s.holds("/data/glad/2020/70N_180W.tif"));
+        assert!(s.locate("/data/glad/2020/70N_180W.tif").is_some());
         for outside in [
             "s4/2000/80N_160W.tif",
             "/data/glad2/2020/70N_180W.tif",
@@ -220,7 +232,7 @@ mod tests {
             "/data/glad/",
             "/vsicurl/https://host/x/2020/70N_180W.tif",
         ] {
-            assert!(!s.holds(outside), "{outside}");
+            assert!(s.locate(outside).is_none(), "{outside}");
         }
         let rel = Source::new("rel/glad", &spec).unwrap();
         let p = rel.gdal_path(2020, t);
@@ -228,15 +240,21 @@ mod tests {
             p.starts_with('/') && p.ends_with("/rel/glad/2020/70N_180W.tif"),
             "{p}"
         );
-        assert!(rel.holds(&p));
+        assert!(rel.locate(&p).is_some());
         let s = Source::new("https://host/x", &spec).unwrap();
         assert_eq!(
             s.gdal_path(2020, t),
             "/vsicurl/https://host/x/2020/70N_180W.tif"
         );
-        assert!(s.holds("/vsicurl/https://host/x/2020/70N_180W.tif"));
-        assert!(!s.holds("/vsicurl/https://host/xy/2020/70N_180W.tif"));
-        assert_eq!(gdal_path("s3://b/k.tif"), "/vsis3/b/k.tif");
+        assert!(
+            s.locate("/vsicurl/https://host/x/2020/70N_180W.tif")
+                .is_some()
+        );
+        assert!(
+            s.locate("/vsicurl/https://host/xy/2020/70N_180W.tif")
+                .is_none()
+        );
+        assert!(s.locate("/vsis3/host/x/2020/70N_180W.tif").is_none());
         assert!(Source::new("ftp://x", &spec).is_err());
     }
 }

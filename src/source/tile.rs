@@ -184,7 +184,9 @@ impl TileReader {
             Ok(ds) => ds,
             Err(e) => {
                 let reason = e.to_string();
-                match super::remote::url_of_gdal_path(path) {
+                match super::TileLocation::from_gdal_path(path)
+                    .and_then(|l| l.url().map(str::to_string))
+                {
                     Some(url) => open_remote_again(path, &url, reason)?,
                     None => return Err(local_open_error(path, reason)),
                 }
@@ -335,6 +337,7 @@ impl TileReader {
         mut put: impl FnMut(usize, usize, usize, usize, &[u8], usize),
     ) -> Result<(), String> {
         let band = self.dataset.rasterband(1).map_err(|e| e.to_string())?;
+        super::gdal::clear_recent_errors();
         let (bw, bh) = self.block;
         let (width, height) = (self.width, self.height);
         BLOCK.with_borrow_mut(|block| {

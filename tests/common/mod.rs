@@ -304,9 +304,11 @@ pub async fn race_writers(
                 year,
                 year_index,
                 tile: t(name),
-                path: demo::tile_path(&w.source(), year, t(name))
-                    .display()
-                    .to_string(),
+                location: tilecube::source::TileLocation::Local(demo::tile_path(
+                    &w.source(),
+                    year,
+                    t(name),
+                )),
             })
             .collect();
         let options = options.clone();

@@ -299,9 +299,9 @@ mod tests {
                 year: 2000,
                 year_index: 0,
                 tile: *t,
-                path: crate::demo::tile_path(&source, 2000, *t)
-                    .display()
-                    .to_string(),
+                location: crate::source::TileLocation::Local(crate::demo::tile_path(
+                    &source, 2000, *t,
+                )),
             })
             .collect();
         // SAFETY: reading this (the test's main) thread's own nice value.

@@ -8,8 +8,8 @@
 //! strips, so no block is decoded twice. A tiled source's blocks are decoded one by one
 //! straight into the strips their rows belong to (each strip behind its own lock).
 //!
-//! Workers take a tile's windows in row order. A remote tile is read through its read-ahead
-//! ([`crate::source::fetch`]): the bytes of the windows after those being decoded are fetched
+//! Workers take a tile's windows in row order. A tile is opened by one call
+//! ([`crate::source::OpenTile`]); a remote one is read through its read-ahead: the bytes of the windows after those being decoded are fetched
 //! meanwhile, and the next remote tile is opened (its header, block offsets and first
 //! windows fetched) on a thread of its own while this one is decoded, so the workers wait for
 //! the network only when it is slower than they are.
@@ -38,8 +38,7 @@ use crate::grid::Grid;
 use crate::ingest::events::{Event, EventSink};
 use crate::ingest::plan::TileJob;
 use crate::overview::{LevelChunk, Resampling, TileLevel, TilePyramid};
-use crate::source::fetch::{ReadAhead, RemoteFile};
-use crate::source::{RemoteError, TileError, TileReader};
+use crate::source::{OpenTile, ReadAheadOptions, TileError, TileReader};
 
 /// Everything the reader needs, moved onto its thread.
 pub(super) struct Reader {
@@ -121,7 +120,7 @@ impl Reader {
             let opened = match next_open.take() {
                 Some((j, handle)) if j == i => handle
                     .join()
-                    .unwrap_or_else(|_| Err(open_panicked(&job.path))),
+                    .unwrap_or_else(|_| Err(open_panicked(&job.location))),
                 other => {
                     *next_open = other;
                     self.open_tile(job)
@@ -130,7 +129,7 @@ impl Reader {
             if next_open.is_none()
                 && self.options.read_ahead > 0
                 && let Some(next) = self.jobs.get(i + 1)
-                && crate::source::remote::url_of_gdal_path(&next.path).is_some()
+                && next.location.is_remote()
             {
                 *next_open = Some((i + 1, scope.spawn(move || self.open_tile(next))));
             }
@@ -159,48 +158,21 @@ impl Reader {
                 break;
             }
             std::thread::sleep(backoff(self.options.retry_delay, attempt));
-            TileReader::forget_cached(&job.path);
+            OpenTile::forget_cached(&job.location);
         }
     }
 
-    /// Open a tile and check it: through its read-ahead file when it is remote and
-    /// read-ahead is on, whose first windows start arriving at once.
+    /// Open a tile and check it; a remote one's first windows start arriving at once.
     fn open_tile(&self, job: &TileJob) -> Opening {
-        let grid = &self.grid;
-        let fetched = match crate::source::remote::url_of_gdal_path(&job.path) {
-            Some(url) if self.options.read_ahead > 0 => {
-                Some(RemoteFile::open(&url).map_err(|source| match source {
-                    RemoteError::NotFound { url } => TileError::Missing { path: url },
-                    source => TileError::Remote { path: url, source },
-                })?)
-            }
-            _ => None,
-        };
-        let (reader, cell) = match &fetched {
-            Some(file) => TileReader::open_fetched(file, grid, job.tile)?,
-            None => TileReader::open(&job.path, grid, job.tile)?,
-        };
-        let tile_rows = grid.tile_pixels as usize;
-        let window = window_rows(grid.chunk_pixels as usize, reader.block_rows());
-        let windows = tile_rows.div_ceil(window);
-        let ahead = fetched.as_ref().and_then(|file| {
-            let ranges = (0..windows)
-                .map(|w| reader.block_ranges(w * window, window.min(tile_rows - w * window)))
-                .collect::<Option<Vec<_>>>()?;
-            Some(ReadAhead::new(
-                (*file).clone(),
-                ranges,
-                self.options.read_ahead * self.threads,
-                self.options.read_ahead_bytes,
-            ))
-        });
-        Ok(Opened {
-            fetched,
-            reader,
-            cell,
-            window,
-            ahead,
-        })
+        OpenTile::open(
+            &job.location,
+            &self.grid,
+            job.tile,
+            ReadAheadOptions {
+                windows: self.options.read_ahead * self.threads,
+                bytes: self.options.read_ahead_bytes,
+            },
+        )
     }
 
     /// One attempt at one tile: validate, then windows in parallel, taken in row order.
@@ -212,16 +184,10 @@ impl Reader {
         attempt: u32,
         job: &TileJob,
         strips: &StripBuffers,
-        opened: Opened,
+        tile: OpenTile,
     ) -> Result<(), TileError> {
         let grid = &self.grid;
-        let Opened {
-            fetched,
-            reader,
-            cell,
-            window,
-            ahead,
-        } = opened;
+        let (cell, window, windows) = (tile.cell(), tile.window_rows(), tile.windows());
         self.events.send(Event::TileStarted {
             year: job.year,
             tile: job.tile,
@@ -233,14 +199,8 @@ impl Reader {
         let (cy0, cx0) = grid.first_chunk(cell);
         let year = job.year_index as u64;
         let tile_rows = grid.tile_pixels as usize;
-        let windows = tile_rows.div_ceil(window);
         // GDAL handles of this tile: a worker holds one only while it decodes a window, so
         // there are never more than there are workers.
-        let readers = std::sync::Mutex::new(vec![reader]);
-        let reopen = || match &fetched {
-            Some(file) => TileReader::reopen_fetched(file),
-            None => TileReader::reopen(&job.path),
-        };
         let assembly = Assembly::default();
         // The tile's overview levels, made from its strips as they are sent.
         let pyramid = self
@@ -249,16 +209,10 @@ impl Reader {
             .map(|o| TilePyramid::new(width, side, o.levels.clone(), o.fill, o.how));
         let cell_at = (cy0 / per_side, cx0 / per_side);
         let one = |w: usize| -> Result<(), TileError> {
-            let reader = readers.lock().ok().and_then(|mut r| r.pop());
-            let reader = match reader {
-                Some(r) => r,
-                None => reopen()?,
-            };
+            let reader = tile.handle()?;
             let y0 = w * window;
             let rows = window.min(tile_rows - y0);
-            if let Some(a) = &ahead {
-                a.start(w);
-            }
+            tile.started(w);
             let place = |sy: u64, strip: &[u8]| {
                 self.send_strip(job_index, attempt, [year, cy0 + sy, cx0], strip, per_side)?;
                 match &pyramid {
@@ -275,12 +229,8 @@ impl Reader {
                 // their rows belong to; the worker that completes a strip sends it.
                 let result =
                     self.read_into_strips(&reader, &assembly, strips, (y0, rows), (first, last));
-                if let Some(a) = &ahead {
-                    a.done(w);
-                }
-                if let Ok(mut r) = readers.lock() {
-                    r.push(reader);
-                }
+                tile.finished(w);
+                tile.give_back(reader);
                 return result?.into_iter().try_for_each(|(sy, strip)| {
                     let r = place(sy as u64, &strip);
                     strips.give(strip);
@@ -289,12 +239,8 @@ impl Reader {
             }
             let mut buf = strips.take(rows * width);
             let read = reader.read_rows(y0, rows, &mut buf);
-            if let Some(a) = &ahead {
-                a.done(w);
-            }
-            if let Ok(mut r) = readers.lock() {
-                r.push(reader);
-            }
+            tile.finished(w);
+            tile.give_back(reader);
             if let Err(e) = read {
                 strips.give(buf);
                 return Err(e);
@@ -364,7 +310,6 @@ impl Reader {
             .map(|sy| assembly.slot(sy, side * width, strips).map(|s| (sy, s)))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| reader.read_error(y0, rows, "a strip's lock was poisoned".into()))?;
-        crate::source::clear_recent_errors();
         reader
             .read_blocks(y0, rows, |r0, h, x0, w, block, bw| {
                 for (sy, slot) in &slots {
@@ -486,33 +431,12 @@ impl TileOverviews {
     }
 }
 
-/// A tile opened and checked, ready to be read.
-pub(super) struct Opened {
-    /// Its read-ahead file, when it is read through one (kept reachable while it is read).
-    fetched: Option<crate::source::fetch::Registered>,
-    reader: TileReader,
-    cell: crate::grid::Cell,
-    /// Rows of a read window.
-    window: usize,
-    ahead: Option<ReadAhead>,
-}
+type Opening = Result<OpenTile, TileError>;
 
-type Opening = Result<Opened, TileError>;
-
-fn open_panicked(path: &str) -> TileError {
+fn open_panicked(location: &crate::source::TileLocation) -> TileError {
     TileError::Unreadable {
-        path: path.to_string(),
+        path: location.to_string(),
         reason: "opening it panicked".into(),
-    }
-}
-
-/// Rows of a read window: the chunk side when the source's blocks divide it (or are too tall
-/// to follow), else whole blocks: as many as fit in a chunk side, at least one.
-fn window_rows(chunk: usize, block: usize) -> usize {
-    if chunk.is_multiple_of(block) || block > 4 * chunk {
-        chunk
-    } else {
-        (chunk / block).max(1) * block
     }
 }
 
@@ -636,21 +560,6 @@ thread_local! {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn windows_follow_the_source_blocks() {
-        // Strips whose rows divide the chunk side: a window is a chunk strip.
-        assert_eq!(window_rows(1000, 1), 1000);
-        assert_eq!(window_rows(1000, 8), 1000);
-        assert_eq!(window_rows(1000, 1000), 1000);
-        // 512-row COG tiles under 1000-row chunks: one block row a window.
-        assert_eq!(window_rows(1000, 512), 512);
-        assert_eq!(window_rows(1000, 256), 768);
-        assert_eq!(window_rows(100, 64), 64);
-        // Blocks taller than a chunk: one block a window, unless far taller.
-        assert_eq!(window_rows(1000, 1024), 1024);
-        assert_eq!(window_rows(1000, 40_000), 1000);
-    }
 
     #[test]
     fn strips_are_assembled_from_the_windows_that_hold_their_rows() {

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::remote::RemoteError;
+use crate::fault::RemoteError;
 
 mod vsi;
 
@@ -161,7 +161,7 @@ impl RemoteFile {
             runtime().block_on(async move { store.head(&key).await })
         };
         let size = head
-            .map_err(|e| super::remote::classify_store_error(url, e))?
+            .map_err(|e| crate::fault::classify_store_error(url, e))?
             .size;
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -279,14 +279,14 @@ impl RemoteFile {
                 }
                 Ok(b) => PartState::Failed(RemoteError::Network {
                     url: file.url.clone(),
-                    kind: super::remote::NetworkKind::Interrupted,
+                    kind: crate::fault::NetworkKind::Interrupted,
                     message: format!(
                         "bytes {start}..{end}: got {} bytes, expected {}",
                         b.len(),
                         end - start
                     ),
                 }),
-                Err(e) => PartState::Failed(super::remote::classify_store_error(&file.url, e)),
+                Err(e) => PartState::Failed(crate::fault::classify_store_error(&file.url, e)),
             };
             part.settle(state);
         });
