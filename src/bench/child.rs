@@ -20,6 +20,7 @@ pub(super) struct ChildRun {
     pub(super) max_rss_mb: f64,
     pub(super) ok: bool,
     pub(super) stderr: String,
+    pub(super) stdout: String,
 }
 
 pub(super) fn run_child(args: &[&str]) -> Result<ChildRun> {
@@ -29,16 +30,27 @@ pub(super) fn run_child(args: &[&str]) -> Result<ChildRun> {
 /// [`run_child`] with extra environment.
 pub(super) fn run_child_env(args: &[&str], env: &[(&str, String)]) -> Result<ChildRun> {
     let exe = std::env::current_exe().context("locating the tilecube binary")?;
+    run_program(&exe, args, env)
+}
+
+/// Run `program` with `args` and measure it as [`run_child`] does; its output is kept.
+pub(super) fn run_program(
+    program: &Path,
+    args: &[impl AsRef<std::ffi::OsStr>],
+    env: &[(&str, String)],
+) -> Result<ChildRun> {
     let errfile = tempfile_path("bench-stderr");
+    let outfile = tempfile_path("bench-stdout");
     let err = std::fs::File::create(&errfile)?;
+    let out = std::fs::File::create(&outfile)?;
     let start = Instant::now();
-    let child = Command::new(exe)
+    let child = Command::new(program)
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(std::process::Stdio::null())
+        .stdout(out)
         .stderr(err)
         .spawn()
-        .context("starting tilecube")?;
+        .with_context(|| format!("starting {}", program.display()))?;
     let mut status = 0;
     // SAFETY: rusage is plain data that wait4 fills in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -51,13 +63,16 @@ pub(super) fn run_child_env(args: &[&str], env: &[(&str, String)]) -> Result<Chi
     }
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     let stderr = std::fs::read_to_string(&errfile).unwrap_or_default();
+    let stdout = std::fs::read_to_string(&outfile).unwrap_or_default();
     let _ = std::fs::remove_file(&errfile);
+    let _ = std::fs::remove_file(&outfile);
     Ok(ChildRun {
         wall,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
         max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
         ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         stderr,
+        stdout,
     })
 }
 

@@ -23,7 +23,9 @@ use tilecube::source::TileReader;
 mod child;
 mod commit_cost;
 mod console;
+mod reduction;
 mod remote_source;
+mod rivals;
 mod scale;
 mod scaleout;
 mod tiles;
@@ -45,6 +47,10 @@ pub struct BenchArgs {
     /// Tile side in pixels.
     #[arg(long, default_value_t = 40_000)]
     pub pixels: u64,
+    /// The tiles' pixels: `glad` (patches of class groups whose pixels vary, like GLAD's) or
+    /// `blocky` (smooth blocks of one class, the first benchmarks' tiles).
+    #[arg(long, default_value = "glad")]
+    pub texture: tilecube::demo::Texture,
     /// Thread counts to run `write` with.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub threads: Vec<usize>,
@@ -64,7 +70,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub cog: bool,
     /// Also compare, at the highest thread count and side by side, the write with overviews
-    /// (the preset's pyramid, every level of each tile from its decoded strips) and without.
+    /// (the preset's pyramid, every level of each tile from its decoded strips) and without,
+    /// the seed's method (xarray + rioxarray + Dask, as many workers as threads) and GDAL's
+    /// `gdal_translate` to Zarr on the same tiles.
     #[arg(long)]
     pub overviews: bool,
     /// Also write the tiles from an HTTP source (nginx on loopback behind a proxy adding
@@ -117,7 +125,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         tilecube::config::project_dirs()
             .map(|d| d.cache_dir().to_path_buf())
             .unwrap_or_else(std::env::temp_dir)
-            .join(format!("bench-{}", args.pixels))
+            .join(format!("bench-{}-{}", args.pixels, args.texture))
     });
     let year = 2000;
     let tiles: Vec<TileName> = tilecube::demo::land_tiles(&grid)
@@ -129,30 +137,65 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .unwrap_or(1);
     let tile_mb = (args.pixels * args.pixels) as f64 / 1e6;
     println!(
-        "tilecube bench: {} tiles of {}x{} px uint8 ({tile_mb:.0} MB each, LZW, striped), {cores} cores",
+        "tilecube bench: {} {} tiles of {}x{} px uint8 ({tile_mb:.0} MB each, LZW, striped), {cores} cores",
         tiles.len(),
+        args.texture,
         args.pixels,
         args.pixels
     );
-    generate(&cache, &grid, year, &tiles)?;
+    generate(&cache, &grid, year, &tiles, args.texture)?;
 
     // The floor: single-threaded decode, then single-threaded encode, of the same tiles.
     let layout = Layout::new(&preset, &grid);
-    let encoder = ChunkEncoder::new(&layout)?;
-    let (mut decode, mut encode) = (Duration::ZERO, Duration::ZERO);
+    let mut floor = TileFloor::default();
+    let mut file_bytes = 0;
     for &t in &tiles {
         let path = tilecube::demo::tile_path(&cache, year, t);
-        let (d, e) = floor_tile(&path.display().to_string(), &grid, t, &encoder)?;
-        decode += d;
-        encode += e;
+        file_bytes += std::fs::metadata(&path)?.len();
+        let f = floor_tile(&path.display().to_string(), &grid, t, &layout, 2)?;
+        floor.decode += f.decode;
+        floor.encode += f.encode;
+        floor.pyramid += f.pyramid;
+        floor.level_encode += f.level_encode;
+        floor.level_bytes += f.level_bytes;
+        floor.raw_bytes += f.raw_bytes;
+        floor.chunk_bytes += f.chunk_bytes;
+        floor.uniform_blocks += f.uniform_blocks;
+        floor.blocks += f.blocks;
+        floor.sample.extend(f.sample);
     }
     let n = tiles.len() as f64;
-    let floor_cpu = (decode + encode).as_secs_f64() / n;
+    println!(
+        "tiles: {:.0} % of 2x2 blocks of one value, LZW ratio {:.2} (files), zstd ratio {:.2} (chunks)",
+        floor.uniform_blocks as f64 * 100.0 / floor.blocks.max(1) as f64,
+        floor.raw_bytes as f64 / file_bytes.max(1) as f64,
+        floor.raw_bytes as f64 / floor.chunk_bytes.max(1) as f64
+    );
+    let floor_cpu = (floor.decode + floor.encode).as_secs_f64() / n;
     println!(
         "floor, per tile (1 thread): decode {:.2} s CPU + encode {:.2} s CPU = {floor_cpu:.2} s CPU",
-        decode.as_secs_f64() / n,
-        encode.as_secs_f64() / n
+        floor.decode.as_secs_f64() / n,
+        floor.encode.as_secs_f64() / n,
     );
+    println!(
+        "overview levels, per tile (1 thread): reduce and cut {:.2} s CPU + encode {:.2} s CPU ({:.0} % of level 0's encoded bytes)",
+        floor.pyramid.as_secs_f64() / n,
+        floor.level_encode.as_secs_f64() / n,
+        floor.level_bytes as f64 * 100.0 / floor.chunk_bytes.max(1) as f64
+    );
+    let side = grid.chunk_pixels as usize;
+    let (now, before) = reduction::reduction_ns(
+        &floor.sample,
+        grid.tile_pixels as usize,
+        side,
+        layout.fill_value,
+    )?;
+    println!(
+        "2x2 mode reduction, 1 core, {} chunk strips of the tiles: {now:.2} ns per output pixel (the sorting loop it replaced: {before:.2} ns, {:.1}x)",
+        floor.sample.len(),
+        before / now
+    );
+    drop(floor.sample);
 
     let names: Vec<String> = tiles.iter().map(|t| t.to_string()).collect();
     let tiles_arg = names.join(",");
@@ -269,13 +312,35 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let peak = |v: &[(f64, f64)]| v.iter().map(|r| r.1).fold(0.0, f64::max);
         let levels = Layout::new(&preset, &grid).levels().len();
         println!(
-            "overviews ({levels} levels) vs none, {threads} thread(s): {:.2} vs {:.2} s wall/tile (best of 2 each; +{:.0} %), peak RSS {:.0} vs {:.0} MB",
+            "overviews ({levels} levels) vs none, {threads} thread(s): {:.2} vs {:.2} s wall/tile (best of 2 each; {:.2}x, target <= 1.25x), peak RSS {:.0} vs {:.0} MB",
             best(&with),
             best(&without),
-            (best(&with) / best(&without) - 1.0) * 100.0,
+            best(&with) / best(&without),
             peak(&with),
             peak(&without)
         );
+        let seed = rivals::seed_method(&cache, &tiles, year, threads);
+        let gdal = rivals::gdal_zarr(&cache, &tiles, year, threads);
+        let with_overviews = best(&with);
+        match &seed {
+            Ok((run, writes)) => println!(
+                "the seed's method (xarray + rioxarray + Dask, {threads} workers, no overviews): {:.2} s wall/tile writing ({:.2} with its start), peak RSS {:.0} MB; tilecube with overviews / seed = {:.2}x (target <= 0.35x)",
+                writes / n,
+                run.wall.as_secs_f64() / n,
+                run.max_rss_mb,
+                with_overviews / (writes / n)
+            ),
+            Err(e) => println!("the seed's method: not measured ({e:#})"),
+        }
+        match &gdal {
+            Ok(run) => println!(
+                "gdalbuildvrt + gdal_translate to Zarr (zstd 3, 1000x1000 blocks, {threads} threads, no overviews): {:.2} s wall/tile, peak RSS {:.0} MB; tilecube with overviews / GDAL = {:.2}x (target <= 0.6x)",
+                run.wall.as_secs_f64() / n,
+                run.max_rss_mb,
+                with_overviews / (run.wall.as_secs_f64() / n)
+            ),
+            Err(e) => println!("gdal_translate to Zarr: not measured ({e:#})"),
+        }
     }
 
     if args.remote_source {

@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 
 use tilecube::config::{Settings, data_dir};
 use tilecube::cube::Cube;
+use tilecube::demo::Texture;
 use tilecube::grid::Grid;
 
 use super::{Choice, WriteArgs, init, status, write};
@@ -19,7 +20,15 @@ const DEMO_MARK: &str = ".tilecube-demo";
 /// demo's mark, or is exactly what an earlier demo wrote). Anything else there is refused by
 /// name, so an operator's tiles, lists and cube are never overwritten; other files in `root`
 /// are not the demo's business. Then the source is marked as the demo's.
-fn claim_demo_dir(root: &std::path::Path, grid: &Grid, years: &[i32]) -> Result<()> {
+///
+/// The mark names the texture the tiles were made with; a source made with another one is
+/// refused by name rather than mixed (a mark without one is an earlier demo's: blocky).
+fn claim_demo_dir(
+    root: &std::path::Path,
+    grid: &Grid,
+    years: &[i32],
+    texture: Texture,
+) -> Result<()> {
     let source = root.join("source");
     let cube = root.join("cube");
     let holds_anything =
@@ -39,27 +48,57 @@ fn claim_demo_dir(root: &std::path::Path, grid: &Grid, years: &[i32]) -> Result<
             }
         }
     }
+    if ours
+        && source
+            .read_dir()
+            .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_dir())))
+    {
+        let mark = std::fs::read_to_string(source.join(DEMO_MARK)).unwrap_or_default();
+        let made = mark
+            .lines()
+            .find_map(|l| l.strip_prefix("texture = "))
+            .unwrap_or("blocky")
+            .trim()
+            .to_string();
+        if made != texture.name() {
+            bail!(
+                "demo: the tiles in {} were made with --texture {made}; run the demo with \
+                 --texture {made}, or choose a new --dir for {} tiles",
+                source.display(),
+                texture.name()
+            );
+        }
+    }
     std::fs::create_dir_all(&source)
         .map_err(|e| anyhow::anyhow!("demo: making {}: {e}", source.display()))?;
     std::fs::write(
         source.join(DEMO_MARK),
-        "made by `tilecube demo`: its tiles and lists are synthetic\n",
+        format!(
+            "made by `tilecube demo`: its tiles and lists are synthetic\ntexture = {}\n",
+            texture.name()
+        ),
     )
     .map_err(|e| anyhow::anyhow!("demo: marking {}: {e}", source.display()))?;
     Ok(())
 }
 
-pub(crate) async fn demo(settings: &Settings, dir: Option<PathBuf>, pixels: u64) -> Result<i32> {
+pub(crate) async fn demo(
+    settings: &Settings,
+    dir: Option<PathBuf>,
+    pixels: u64,
+    texture: Texture,
+) -> Result<i32> {
     let root = dir.unwrap_or_else(|| data_dir().join("demo"));
     let source_dir = root.join("source");
     let repo_dir = root.join("cube");
     let grid = Grid::from_preset(&settings.preset, Some(pixels))?;
     let years = settings.preset.years.all();
-    claim_demo_dir(&root, &grid, &years)?;
+    claim_demo_dir(&root, &grid, &years, texture)?;
     eprintln!("making a GLAD-like source in {} ...", source_dir.display());
     let per_year = {
         let (s, g, y) = (source_dir.clone(), grid.clone(), years.clone());
-        tokio::task::spawn_blocking(move || tilecube::demo::make_source(&s, &g, &y)).await??
+        tokio::task::spawn_blocking(move || tilecube::demo::make_source(&s, &g, &y, texture))
+            .await??
     };
     eprintln!("{per_year} land tiles per year, {} years", years.len());
     let mut demo_settings = settings.clone();

@@ -107,6 +107,10 @@ pub enum Command {
         /// Tile side in pixels of the demo tiles.
         #[arg(long, default_value_t = 400)]
         pixels: u64,
+        /// The tiles' pixels: `glad` (patches of class groups whose pixels vary, like
+        /// GLAD's) or `blocky` (smooth blocks of one class).
+        #[arg(long, default_value = "glad")]
+        texture: tilecube::demo::Texture,
     },
     /// Measure ingest speed and memory against the hardware's floor (full-size tiles).
     #[cfg(feature = "bench")]
@@ -237,7 +241,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Repair { json }) => rt.block_on(repair(&settings, json)),
         Some(Command::Overviews(args)) => rt.block_on(pyramid::overviews(&settings, &args)),
         Some(Command::Map(args)) => rt.block_on(pyramid::map(&settings, &args)),
-        Some(Command::Demo { dir, pixels }) => rt.block_on(demo(&settings, dir, pixels)),
+        Some(Command::Demo {
+            dir,
+            pixels,
+            texture,
+        }) => rt.block_on(demo(&settings, dir, pixels, texture)),
         #[cfg(feature = "bench")]
         Some(Command::Bench(_)) => Ok(0),
         Some(Command::Completions { .. }) => Ok(0),

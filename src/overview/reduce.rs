@@ -49,33 +49,17 @@ pub fn reduce(src: &[u8], w: usize, h: usize, fill: u8, how: Resampling) -> Vec<
         let rows = if y0 + 1 < h { 2 } else { 1 };
         let mut ox = 0;
         if rows == 2 {
-            // Whole 2×2 blocks; a block of one value (land cover's usual case) is that value.
+            // Whole 2×2 blocks, many at a time.
             let (top, bottom) = (&src[y0 * w..(y0 + 1) * w], &src[(y0 + 1) * w..(y0 + 2) * w]);
-            let out_row = &mut out[oy * ow..(oy + 1) * ow];
-            for (o, (t, b)) in out_row
-                .iter_mut()
-                .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
-            {
-                let (a, b2, c, d) = (t[0], t[1], b[0], b[1]);
-                *o = if a == b2 && a == c && a == d {
-                    a
-                } else {
-                    let mut n = 0;
-                    for v in [a, b2, c, d] {
-                        if v != fill {
-                            block[n] = v;
-                            n += 1;
-                        }
-                    }
-                    match (n, how) {
-                        (0, _) => fill,
-                        (_, Resampling::Mode) => mode(&mut block[..n]),
-                        (_, Resampling::Average) => average(&block[..n]),
-                    }
-                };
+            let whole = w / 2;
+            let out_row = &mut out[oy * ow..oy * ow + whole];
+            match how {
+                Resampling::Mode => mode_row(top, bottom, fill, out_row),
+                Resampling::Average => average_row(top, bottom, fill, out_row),
             }
-            ox = w / 2;
+            ox = whole;
         }
+        // A cut block at the right or bottom edge: only the pixels present.
         for ox in ox..ow {
             let x0 = 2 * ox;
             let cols = if x0 + 1 < w { 2 } else { 1 };
@@ -99,6 +83,105 @@ pub fn reduce(src: &[u8], w: usize, h: usize, fill: u8, how: Resampling) -> Vec<
         }
     }
     out
+}
+
+/// Output pixels taken at once: the equal-block test runs over this many blocks, and the
+/// compare network over this many lanes, which the compiler keeps in vector registers.
+const LANES: usize = 32;
+
+/// The mode of each whole 2×2 block of a row pair: `out[i]` from `top[2i..2i + 2]` and
+/// `bottom[2i..2i + 2]`.
+fn mode_row(top: &[u8], bottom: &[u8], fill: u8, out: &mut [u8]) {
+    let n = out.len();
+    let full = n - n % LANES;
+    for ((o, t), b) in out[..full]
+        .chunks_exact_mut(LANES)
+        .zip(top.chunks_exact(2 * LANES))
+        .zip(bottom.chunks_exact(2 * LANES))
+    {
+        let (o, t, b): (&mut [u8; LANES], &[u8; 2 * LANES], &[u8; 2 * LANES]) = (
+            o.try_into().expect("LANES"),
+            t.try_into().expect("2 LANES"),
+            b.try_into().expect("2 LANES"),
+        );
+        if uniform(t, b) {
+            // Every block of one value (most land cover): that value.
+            for (k, o) in o.iter_mut().enumerate() {
+                *o = t[2 * k];
+            }
+        } else {
+            mode_lanes(t, b, fill, o);
+        }
+    }
+    for (k, o) in out.iter_mut().enumerate().skip(full) {
+        *o = mode4(
+            top[2 * k],
+            top[2 * k + 1],
+            bottom[2 * k],
+            bottom[2 * k + 1],
+            fill,
+        );
+    }
+}
+
+/// Whether each of the `LANES` blocks is of one value, tested over all of them at once.
+#[inline(always)]
+fn uniform(t: &[u8; 2 * LANES], b: &[u8; 2 * LANES]) -> bool {
+    let mut differ = 0u8;
+    for k in 0..LANES {
+        let a = t[2 * k];
+        differ |= (a ^ t[2 * k + 1]) | (a ^ b[2 * k]) | (a ^ b[2 * k + 1]);
+    }
+    differ == 0
+}
+
+/// The compare network over `LANES` blocks: their four values split into four lanes, each
+/// block's mode computed with no branch.
+#[inline(always)]
+fn mode_lanes(t: &[u8; 2 * LANES], b: &[u8; 2 * LANES], fill: u8, o: &mut [u8; LANES]) {
+    let (mut p, mut q, mut r, mut s) = ([0u8; LANES], [0u8; LANES], [0u8; LANES], [0u8; LANES]);
+    for k in 0..LANES {
+        p[k] = t[2 * k];
+        q[k] = t[2 * k + 1];
+        r[k] = b[2 * k];
+        s[k] = b[2 * k + 1];
+    }
+    for k in 0..LANES {
+        o[k] = mode4(p[k], q[k], r[k], s[k], fill);
+    }
+}
+
+/// The mode of four values, fill ignored, ties to the smallest, with no branch: each value's
+/// key is its count among the four (0 for fill) above its complement, and the largest key
+/// wins; all fill gives fill.
+#[inline(always)]
+fn mode4(a: u8, b: u8, c: u8, d: u8, fill: u8) -> u8 {
+    let e = |x: u8, y: u8| (x == y) as i16;
+    let (ab, ac, ad, bc, bd, cd) = (e(a, b), e(a, c), e(a, d), e(b, c), e(b, d), e(c, d));
+    let key = |v: u8, count: i16| ((count * (v != fill) as i16) << 8) | (255 - v) as i16;
+    let ka = key(a, 1 + ab + ac + ad);
+    let kb = key(b, 1 + ab + bc + bd);
+    let kc = key(c, 1 + ac + bc + cd);
+    let kd = key(d, 1 + ad + bd + cd);
+    255 - (ka.max(kb).max(kc.max(kd)) & 0xff) as u8
+}
+
+/// The mean of each whole 2×2 block's non-fill values, rounded half up (fill when all are).
+fn average_row(top: &[u8], bottom: &[u8], fill: u8, out: &mut [u8]) {
+    for (k, o) in out.iter_mut().enumerate() {
+        let v = [top[2 * k], top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1]];
+        let (mut n, mut sum) = (0u32, 0u32);
+        for x in v {
+            let present = (x != fill) as u32;
+            n += present;
+            sum += present * x as u32;
+        }
+        *o = if n == 0 {
+            fill
+        } else {
+            ((2 * sum + n) / (2 * n)) as u8
+        };
+    }
 }
 
 /// The most frequent of up to four values, the smallest on a tie.
@@ -139,19 +222,23 @@ mod tests {
     /// The reduction as the definition says it, one output pixel at a time, with no
     /// shortcut: the reference the fast loop is held to.
     fn reference(src: &[u8], w: usize, h: usize, how: Resampling) -> Vec<u8> {
+        reference_with(src, w, h, FILL, how)
+    }
+
+    fn reference_with(src: &[u8], w: usize, h: usize, fill: u8, how: Resampling) -> Vec<u8> {
         let mut out = Vec::new();
         for oy in 0..h.div_ceil(2) {
             for ox in 0..w.div_ceil(2) {
                 let mut present = Vec::new();
                 for y in 2 * oy..(2 * oy + 2).min(h) {
                     for x in 2 * ox..(2 * ox + 2).min(w) {
-                        if src[y * w + x] != FILL {
+                        if src[y * w + x] != fill {
                             present.push(src[y * w + x]);
                         }
                     }
                 }
                 out.push(if present.is_empty() {
-                    FILL
+                    fill
                 } else {
                     match how {
                         Resampling::Mode => {
@@ -166,7 +253,7 @@ mod tests {
                                 .iter()
                                 .find(|(_, c)| **c == top)
                                 .map(|(v, _)| *v)
-                                .unwrap_or(FILL)
+                                .unwrap_or(fill)
                         }
                         Resampling::Average => {
                             let sum: f64 = present.iter().map(|&v| v as f64).sum();
@@ -237,5 +324,68 @@ mod tests {
             vec![2],
             "1.5 rounds half up; fill is not averaged in"
         );
+    }
+
+    use proptest::prelude::*;
+
+    /// A raster of `w`×`h` values drawn from `alphabet` (small alphabets make ties and
+    /// uniform blocks common; the fill is among them or not).
+    fn rasters() -> impl Strategy<Value = (usize, usize, Vec<u8>, u8)> {
+        (
+            1usize..200,
+            1usize..12,
+            1usize..=256,
+            any::<u8>(),
+            any::<u64>(),
+        )
+            .prop_map(|(w, h, alphabet, fill, seed)| {
+                let mut x = seed | 1;
+                let px = (0..w * h)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // Runs of one value, as land cover has, now and then.
+                        if x % 5 < 2 {
+                            (seed % alphabet as u64) as u8
+                        } else {
+                            ((x >> 8) % alphabet as u64) as u8
+                        }
+                    })
+                    .collect();
+                (w, h, px, fill)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn the_fast_loops_equal_the_definition_on_random_rasters(
+            (w, h, src, fill) in rasters()
+        ) {
+            for how in [Resampling::Mode, Resampling::Average] {
+                prop_assert_eq!(
+                    reduce(&src, w, h, fill, how),
+                    reference_with(&src, w, h, fill, how),
+                    "{}x{} fill {} {:?}", w, h, fill, how
+                );
+            }
+        }
+
+        #[test]
+        fn the_compare_network_is_the_mode_of_any_four_values(
+            v in any::<[u8; 4]>(), fill in any::<u8>(), pick in 0usize..5
+        ) {
+            // Fill in any of the places, or none.
+            let mut v = v;
+            if pick < 4 {
+                v[pick] = fill;
+            }
+            prop_assert_eq!(
+                reduce(&v, 2, 2, fill, Resampling::Mode),
+                reference_with(&v, 2, 2, fill, Resampling::Mode)
+            );
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! GLAD-like sources made with GDAL: the demo cube, and the tiles tests and benchmarks use.
 //!
-//! Tiles are real GeoTIFFs: LZW-compressed, striped, EPSG:4326, on the grid, with blocky
-//! land-cover-like classes that change a little from year to year. A coarse land mask leaves
+//! Tiles are real GeoTIFFs: LZW-compressed, striped, EPSG:4326, on the grid, with land-cover
+//! classes that change a little from year to year, in one of two textures ([`Texture`]):
+//! GLAD-like (patches of class groups with per-pixel quantities, the default of `demo` and
+//! `bench`) or blocky (smooth; what tests check pixel by pixel). A coarse land mask leaves
 //! ocean cells without a tile, as GLAD does.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +13,10 @@ use gdal::raster::{Buffer, GdalType, RasterCreationOptions};
 use gdal::spatial_ref::SpatialRef;
 
 use crate::grid::{Grid, TileName};
+
+mod texture;
+
+pub use texture::Texture;
 
 /// Errors making synthetic tiles.
 #[derive(Debug, thiserror::Error)]
@@ -78,57 +84,28 @@ pub fn land_tiles(grid: &Grid) -> Vec<TileName> {
     grid.tiles().filter(|t| is_land(*t)).collect()
 }
 
-fn mix(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
-/// The class of a pixel of a synthetic tile: blocky classes 0..=40 with speckle, some water
-/// (255), a few blocks changing each year.
+/// The class of a pixel of a blocky synthetic tile (the tiles tests check pixel by pixel):
+/// blocky classes 0..=40 with speckle, some fill (255), a few blocks changing each year.
 pub fn pixel(tile: TileName, year: i32, x: usize, y: usize) -> u8 {
     let mut one = [0u8; 1];
-    fill_row(tile, year, y, x, &mut one);
+    Texture::Blocky.fill_row(tile, year, y, x, &mut one);
     one[0]
 }
 
-/// Fill `out` with the pixels of row `y` from column `x0` on (the fast path of [`pixel`]).
-pub fn fill_row(tile: TileName, year: i32, y: usize, x0: usize, out: &mut [u8]) {
-    let seed = ((tile.lat + 90) as u64) << 32 | (tile.lon + 180) as u64;
-    let epoch = ((year - 2000).max(0) / 5) as u64;
-    let by = (y / 29) as u64;
-    let mut x = x0;
-    let mut i = 0;
-    while i < out.len() {
-        let bx = (x / 37) as u64;
-        let run = (37 - x % 37).min(out.len() - i);
-        let h = mix(seed ^ (bx << 16) ^ (by << 40));
-        let class = if h.is_multiple_of(11) {
-            255
-        } else if mix(h ^ epoch).is_multiple_of(13) {
-            (mix(h ^ (epoch << 7)) % 41) as u8
-        } else {
-            ((h >> 8) % 41) as u8
-        };
-        for (k, p) in out[i..i + run].iter_mut().enumerate() {
-            let xx = (x + k) as u64;
-            let speckle = (xx.wrapping_mul(2_654_435_761) ^ (y as u64).wrapping_mul(40_503)) >> 13;
-            *p = if class != 255 && speckle & 7 == 0 {
-                (class + 1 + (speckle >> 3) as u8 % 3) % 41
-            } else {
-                class
-            };
-        }
-        x += run;
-        i += run;
-    }
+/// Write one blocky synthetic tile as a striped, LZW-compressed GeoTIFF, strip by strip.
+pub fn write_tile(path: &Path, grid: &Grid, tile: TileName, year: i32) -> Result<(), DemoError> {
+    write_tile_with(path, grid, tile, year, Flaw::None, Texture::Blocky)
 }
 
-/// Write one synthetic tile as a striped, LZW-compressed GeoTIFF, strip by strip.
-pub fn write_tile(path: &Path, grid: &Grid, tile: TileName, year: i32) -> Result<(), DemoError> {
-    write_tile_with(path, grid, tile, year, Flaw::None)
+/// Write one synthetic tile of a texture as a striped, LZW-compressed GeoTIFF.
+pub fn write_textured_tile(
+    path: &Path,
+    grid: &Grid,
+    tile: TileName,
+    year: i32,
+    texture: Texture,
+) -> Result<(), DemoError> {
+    write_tile_with(path, grid, tile, year, Flaw::None, texture)
 }
 
 /// Write one synthetic tile with a flaw (for tests of bad input).
@@ -140,7 +117,7 @@ pub fn write_flawed_tile(
     year: i32,
     flaw: Flaw,
 ) -> Result<(), DemoError> {
-    write_tile_with(path, grid, tile, year, flaw)
+    write_tile_with(path, grid, tile, year, flaw, Texture::Blocky)
 }
 
 fn write_tile_with(
@@ -149,6 +126,7 @@ fn write_tile_with(
     tile: TileName,
     year: i32,
     flaw: Flaw,
+    texture: Texture,
 ) -> Result<(), DemoError> {
     let err = |e: &dyn std::fmt::Display| DemoError::Write {
         path: path.display().to_string(),
@@ -187,7 +165,7 @@ fn write_tile_with(
                 if all_fill {
                     row.fill(255);
                 } else {
-                    fill_row(tile, year, y, 0, row);
+                    texture.fill_row(tile, year, y, 0, row);
                 }
             })
             .map_err(|e| err(&e))?;
@@ -310,7 +288,12 @@ pub fn looks_made_by_demo(root: &Path, grid: &Grid, years: &[i32]) -> bool {
 
 /// Make a whole GLAD-like source under `root`: every land tile for every year, and the lists.
 /// Tiles already present are kept. Returns the number of tiles per year.
-pub fn make_source(root: &Path, grid: &Grid, years: &[i32]) -> Result<usize, DemoError> {
+pub fn make_source(
+    root: &Path,
+    grid: &Grid,
+    years: &[i32],
+    texture: Texture,
+) -> Result<usize, DemoError> {
     use rayon::prelude::*;
     crate::source::gdal_setup();
     let tiles = land_tiles(grid);
@@ -321,7 +304,7 @@ pub fn make_source(root: &Path, grid: &Grid, years: &[i32]) -> Result<usize, Dem
                 return Ok(());
             }
             let tmp = path.with_extension("tif.part");
-            write_tile(&tmp, grid, t, year)?;
+            write_textured_tile(&tmp, grid, t, year, texture)?;
             std::fs::rename(&tmp, &path).map_err(|e| DemoError::Write {
                 path: path.display().to_string(),
                 reason: e.to_string(),
