@@ -121,17 +121,34 @@ pub(super) fn floor_tile(
         let t0 = cpu_thread();
         reader.read_rows(sy * side, side, &mut strip)?;
         let t1 = cpu_thread();
+        // As the write does: the first level reduced chunk by chunk while each is in cache.
+        let half = side / 2;
+        let mut first = vec![0u8; half * (width / 2)];
+        let mut reducing = Duration::ZERO;
         for sx in 0..grid.chunks_per_side() as usize {
             chunk.clear();
             for row in strip.chunks_exact(width) {
                 chunk.extend_from_slice(&row[sx * side..(sx + 1) * side]);
+            }
+            if pyramid.takes_first_level() {
+                let r0 = cpu_thread();
+                let piece = pyramid.reduce_chunk(&chunk, side);
+                for (r, line) in piece.chunks_exact(half).enumerate() {
+                    let at = r * (width / 2) + sx * half;
+                    first[at..at + half].copy_from_slice(line);
+                }
+                reducing += cpu_thread() - r0;
             }
             if let Some(bytes) = encoder.encode(&chunk)? {
                 f.chunk_bytes += bytes.len() as u64;
             }
         }
         let t2 = cpu_thread();
-        let level_chunks = pyramid.add_strip(sy, &strip);
+        let level_chunks = if pyramid.takes_first_level() {
+            pyramid.add_first_level(sy, first)
+        } else {
+            pyramid.add_strip(sy, &strip)
+        };
         let t3 = cpu_thread();
         for c in level_chunks {
             if let Some(bytes) = level_encoders[c.level - 1].encode(&c.pixels)? {
@@ -140,8 +157,8 @@ pub(super) fn floor_tile(
         }
         let t4 = cpu_thread();
         f.decode += t1 - t0;
-        f.encode += t2 - t1;
-        f.pyramid += t3 - t2;
+        f.encode += t2 - t1 - reducing;
+        f.pyramid += t3 - t2 + reducing;
         f.level_encode += t4 - t3;
         f.raw_bytes += strip.len() as u64;
         for pair in strip.chunks_exact(2 * width) {

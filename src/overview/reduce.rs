@@ -85,35 +85,15 @@ pub fn reduce(src: &[u8], w: usize, h: usize, fill: u8, how: Resampling) -> Vec<
     out
 }
 
-/// Output pixels taken at once: the equal-block test runs over this many blocks, and the
-/// compare network over this many lanes, which the compiler keeps in vector registers.
-const LANES: usize = 32;
-
 /// The mode of each whole 2×2 block of a row pair: `out[i]` from `top[2i..2i + 2]` and
-/// `bottom[2i..2i + 2]`.
+/// `bottom[2i..2i + 2]`. Sixteen blocks at a time in SSE2 registers on x86-64 (every x86-64
+/// has it), the rest one by one through the same compare network.
 fn mode_row(top: &[u8], bottom: &[u8], fill: u8, out: &mut [u8]) {
-    let n = out.len();
-    let full = n - n % LANES;
-    for ((o, t), b) in out[..full]
-        .chunks_exact_mut(LANES)
-        .zip(top.chunks_exact(2 * LANES))
-        .zip(bottom.chunks_exact(2 * LANES))
-    {
-        let (o, t, b): (&mut [u8; LANES], &[u8; 2 * LANES], &[u8; 2 * LANES]) = (
-            o.try_into().expect("LANES"),
-            t.try_into().expect("2 LANES"),
-            b.try_into().expect("2 LANES"),
-        );
-        if uniform(t, b) {
-            // Every block of one value (most land cover): that value.
-            for (k, o) in o.iter_mut().enumerate() {
-                *o = t[2 * k];
-            }
-        } else {
-            mode_lanes(t, b, fill, o);
-        }
-    }
-    for (k, o) in out.iter_mut().enumerate().skip(full) {
+    #[cfg(target_arch = "x86_64")]
+    let done = sse2::mode_row(top, bottom, fill, out);
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for (k, o) in out.iter_mut().enumerate().skip(done) {
         *o = mode4(
             top[2 * k],
             top[2 * k + 1],
@@ -124,30 +104,93 @@ fn mode_row(top: &[u8], bottom: &[u8], fill: u8, out: &mut [u8]) {
     }
 }
 
-/// Whether each of the `LANES` blocks is of one value, tested over all of them at once.
-#[inline(always)]
-fn uniform(t: &[u8; 2 * LANES], b: &[u8; 2 * LANES]) -> bool {
-    let mut differ = 0u8;
-    for k in 0..LANES {
-        let a = t[2 * k];
-        differ |= (a ^ t[2 * k + 1]) | (a ^ b[2 * k]) | (a ^ b[2 * k + 1]);
-    }
-    differ == 0
-}
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    //! The compare network on sixteen blocks at once. A block's four values are split into four
+    //! registers (its top-left, top-right, bottom-left and bottom-right pixels); each value's
+    //! count among the four is one minus its equality masks, zero for fill; the running best
+    //! is replaced by a value with a higher count, or the same count and a smaller value. When
+    //! all sixteen blocks are of one value, that value is the answer with no more work.
 
-/// The compare network over `LANES` blocks: their four values split into four lanes, each
-/// block's mode computed with no branch.
-#[inline(always)]
-fn mode_lanes(t: &[u8; 2 * LANES], b: &[u8; 2 * LANES], fill: u8, o: &mut [u8; LANES]) {
-    let (mut p, mut q, mut r, mut s) = ([0u8; LANES], [0u8; LANES], [0u8; LANES], [0u8; LANES]);
-    for k in 0..LANES {
-        p[k] = t[2 * k];
-        q[k] = t[2 * k + 1];
-        r[k] = b[2 * k];
-        s[k] = b[2 * k + 1];
+    use std::arch::x86_64::*;
+
+    /// Reduce the first blocks of a row pair, sixteen at a time; returns how many were done
+    /// (a multiple of 16, the rest left to the caller).
+    pub(super) fn mode_row(top: &[u8], bottom: &[u8], fill: u8, out: &mut [u8]) -> usize {
+        let n = out.len() / 16 * 16;
+        assert!(
+            top.len() >= 2 * n && bottom.len() >= 2 * n,
+            "mode_row: short rows"
+        );
+        let mut k = 0;
+        while k < n {
+            // SAFETY: SSE2 is part of the x86-64 baseline; the loads read 32 bytes of each row
+            // from 2k, and 2k + 32 <= 2n <= the rows' length (asserted above); the store writes
+            // 16 bytes from k, and k + 16 <= n <= out's length.
+            unsafe {
+                let r = sixteen(top.as_ptr().add(2 * k), bottom.as_ptr().add(2 * k), fill);
+                _mm_storeu_si128(out.as_mut_ptr().add(k) as *mut __m128i, r);
+            }
+            k += 16;
+        }
+        n
     }
-    for k in 0..LANES {
-        o[k] = mode4(p[k], q[k], r[k], s[k], fill);
+
+    /// The modes of the sixteen blocks whose rows start at `top` and `bottom` (32 bytes each).
+    ///
+    /// # Safety
+    /// `top` and `bottom` must each be readable for 32 bytes.
+    #[inline(always)]
+    unsafe fn sixteen(top: *const u8, bottom: *const u8, fill: u8) -> __m128i {
+        // SAFETY: the caller guarantees 32 readable bytes behind each pointer; the rest are
+        // register operations of SSE2.
+        unsafe {
+            let low = _mm_set1_epi16(0x00ff);
+            let t0 = _mm_loadu_si128(top as *const __m128i);
+            let t1 = _mm_loadu_si128(top.add(16) as *const __m128i);
+            let b0 = _mm_loadu_si128(bottom as *const __m128i);
+            let b1 = _mm_loadu_si128(bottom.add(16) as *const __m128i);
+            let even = |x: __m128i, y: __m128i| {
+                _mm_packus_epi16(_mm_and_si128(x, low), _mm_and_si128(y, low))
+            };
+            let odd = |x: __m128i, y: __m128i| {
+                _mm_packus_epi16(_mm_srli_epi16(x, 8), _mm_srli_epi16(y, 8))
+            };
+            let (a, b, c, d) = (even(t0, t1), odd(t0, t1), even(b0, b1), odd(b0, b1));
+            let (ab, ac, ad) = (
+                _mm_cmpeq_epi8(a, b),
+                _mm_cmpeq_epi8(a, c),
+                _mm_cmpeq_epi8(a, d),
+            );
+            if _mm_movemask_epi8(_mm_and_si128(_mm_and_si128(ab, ac), ad)) == 0xffff {
+                return a;
+            }
+            let (bc, bd, cd) = (
+                _mm_cmpeq_epi8(b, c),
+                _mm_cmpeq_epi8(b, d),
+                _mm_cmpeq_epi8(c, d),
+            );
+            let f = _mm_set1_epi8(fill as i8);
+            let one = _mm_set1_epi8(1);
+            // Equality masks are -1: one minus three of them is the count; fill counts zero.
+            let count = |v: __m128i, e1: __m128i, e2: __m128i, e3: __m128i| {
+                let n = _mm_sub_epi8(_mm_sub_epi8(_mm_sub_epi8(one, e1), e2), e3);
+                _mm_andnot_si128(_mm_cmpeq_epi8(v, f), n)
+            };
+            let (mut best, mut best_n) = (a, count(a, ab, ac, ad));
+            for (v, n) in [
+                (b, count(b, ab, bc, bd)),
+                (c, count(c, ac, bc, cd)),
+                (d, count(d, ad, bd, cd)),
+            ] {
+                let more = _mm_cmpgt_epi8(n, best_n);
+                let smaller = _mm_cmpeq_epi8(_mm_min_epu8(v, best), v);
+                let take = _mm_or_si128(more, _mm_and_si128(_mm_cmpeq_epi8(n, best_n), smaller));
+                best = _mm_or_si128(_mm_and_si128(take, v), _mm_andnot_si128(take, best));
+                best_n = _mm_max_epu8(n, best_n);
+            }
+            best
+        }
     }
 }
 
@@ -319,6 +362,16 @@ mod tests {
                 "{block:?}"
             );
         }
+        // The same cases side by side in a row pair of 32 blocks: the vector path.
+        let blocks: Vec<([u8; 4], u8)> = cases.iter().cycle().take(32).copied().collect();
+        let (mut top, mut bottom) = (vec![], vec![]);
+        for (b, _) in &blocks {
+            top.extend([b[0], b[1]]);
+            bottom.extend([b[2], b[3]]);
+        }
+        let src = [top, bottom].concat();
+        let want: Vec<u8> = blocks.iter().map(|(_, w)| *w).collect();
+        assert_eq!(reduce(&src, 64, 2, FILL, Resampling::Mode), want);
         assert_eq!(
             reduce(&[1, 2, FILL, FILL], 2, 2, FILL, Resampling::Average),
             vec![2],

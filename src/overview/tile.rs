@@ -114,12 +114,42 @@ impl TilePyramid {
         self.levels.is_empty()
     }
 
+    /// Whether a strip's first level can be given instead of the strip
+    /// ([`TilePyramid::add_first_level`]): the strip's rows pair up, and so do a chunk's.
+    pub fn takes_first_level(&self) -> bool {
+        self.independent >= 1 && self.width.is_multiple_of(self.side)
+    }
+
+    /// The 2×2 reduction of one `side`×`side` chunk of a strip: its piece of the strip's first
+    /// level (chunks of an even side reduce exactly as the strip they are cut from).
+    pub fn reduce_chunk(&self, chunk: &[u8], side: usize) -> Vec<u8> {
+        reduce(chunk, side, side, self.fill, self.how)
+    }
+
     /// Take strip `sy` (rows `sy * side ..`) of level 0; returns the chunks it completes.
     pub fn add_strip(&self, sy: usize, strip: &[u8]) -> Vec<LevelChunk> {
+        if self.independent == 0 {
+            return self.add_levels(sy, Vec::new(), strip);
+        }
+        let first = reduce(strip, self.width, self.side, self.fill, self.how);
+        self.add_levels(sy, vec![first], strip)
+    }
+
+    /// Take strip `sy`'s first overview level (`side / 2` rows of the level's width), reduced
+    /// already (see [`TilePyramid::takes_first_level`]); returns the chunks it completes.
+    pub fn add_first_level(&self, sy: usize, first: Vec<u8>) -> Vec<LevelChunk> {
+        self.add_levels(sy, vec![first], &[])
+    }
+
+    /// The levels of strip `sy` from `own` (its first levels, reduced already) on; `strip` is
+    /// the strip itself, used only when it has no level of its own.
+    fn add_levels(&self, sy: usize, mut own: Vec<Vec<u8>>, strip: &[u8]) -> Vec<LevelChunk> {
         // Each strip on its own, outside the lock, as far as its rows pair up.
-        let mut own = Vec::with_capacity(self.independent);
         let (mut w, mut h) = (self.width, self.side);
-        for _ in 0..self.independent {
+        for _ in 0..own.len() {
+            (w, h) = (w.div_ceil(2), h.div_ceil(2));
+        }
+        while own.len() < self.independent {
             let src: &[u8] = own.last().map(Vec::as_slice).unwrap_or(strip);
             let reduced = reduce(src, w, h, self.fill, self.how);
             (w, h) = (w.div_ceil(2), h.div_ceil(2));
@@ -300,6 +330,47 @@ mod tests {
             }
             assert_eq!(sorted(got), want, "strips in order {order:?}");
         }
+    }
+
+    #[test]
+    fn first_levels_reduced_chunk_by_chunk_give_the_same_chunks() {
+        let (w, side) = (400, 100);
+        let levels = vec![
+            TileLevel {
+                tile: 200,
+                chunk: 100,
+            },
+            TileLevel {
+                tile: 100,
+                chunk: 50,
+            },
+            TileLevel {
+                tile: 50,
+                chunk: 50,
+            },
+        ];
+        let tile = raster(w, w);
+        let p = TilePyramid::new(w, side, levels.clone(), FILL, Resampling::Mode);
+        assert!(p.takes_first_level());
+        let mut got = Vec::new();
+        for sy in [2, 0, 3, 1] {
+            let strip = &tile[sy * side * w..(sy + 1) * side * w];
+            // Each chunk reduced on its own, the pieces put side by side.
+            let mut first = vec![0u8; side / 2 * w / 2];
+            for sx in 0..w / side {
+                let chunk: Vec<u8> = strip
+                    .chunks_exact(w)
+                    .flat_map(|row| row[sx * side..(sx + 1) * side].to_vec())
+                    .collect();
+                let piece = p.reduce_chunk(&chunk, side);
+                for (r, line) in piece.chunks_exact(side / 2).enumerate() {
+                    let at = r * w / 2 + sx * side / 2;
+                    first[at..at + side / 2].copy_from_slice(line);
+                }
+            }
+            got.extend(p.add_first_level(sy, first));
+        }
+        assert_eq!(sorted(got), sorted(reference(&tile, w, &levels)));
     }
 
     #[test]

@@ -214,14 +214,23 @@ impl Reader {
             let rows = window.min(tile_rows - y0);
             tile.started(w);
             let place = |sy: u64, strip: &[u8]| {
-                self.send_strip(job_index, attempt, [year, cy0 + sy, cx0], strip, per_side)?;
-                match &pyramid {
-                    Some(p) => {
-                        let chunks = p.add_strip(sy as usize, strip);
-                        self.send_level_chunks(job_index, attempt, year, cell_at, chunks)
-                    }
-                    None => Ok(()),
-                }
+                // The first overview level is reduced chunk by chunk as the strip is cut,
+                // while each chunk is in cache, when the pyramid can start from it.
+                let reduce_first = pyramid.as_ref().filter(|p| p.takes_first_level());
+                let first_level = self.send_strip(
+                    job_index,
+                    attempt,
+                    [year, cy0 + sy, cx0],
+                    strip,
+                    per_side,
+                    reduce_first,
+                )?;
+                let chunks = match (&pyramid, first_level) {
+                    (Some(p), Some(rows)) => p.add_first_level(sy as usize, rows),
+                    (Some(p), None) => p.add_strip(sy as usize, strip),
+                    (None, _) => return Ok(()),
+                };
+                self.send_level_chunks(job_index, attempt, year, cell_at, chunks)
             };
             let (first, last) = (y0 / side, (y0 + rows - 1) / side);
             if window != side && reader.reads_blocks(y0, rows) {
@@ -370,7 +379,9 @@ impl Reader {
     }
 
     /// Cut a chunk strip (`side` rows of the tile) into chunks, encode them in parallel and
-    /// send them; `first` is the chunk index of the strip's first chunk.
+    /// send them; `first` is the chunk index of the strip's first chunk. With `pyramid`, each
+    /// chunk is also reduced 2×2 while it is in cache, and the strip's first overview level
+    /// (`side / 2` rows of half the tile's width) is returned.
     fn send_strip(
         &self,
         job_index: usize,
@@ -378,29 +389,49 @@ impl Reader {
         first: [u64; 3],
         strip: &[u8],
         per_side: u64,
-    ) -> Result<(), TileError> {
+        pyramid: Option<&TilePyramid>,
+    ) -> Result<Option<Vec<u8>>, TileError> {
         let side = self.grid.chunk_pixels as usize;
         let width = self.grid.tile_pixels as usize;
-        (0..per_side).into_par_iter().try_for_each(|sx| {
-            let x0 = sx as usize * side;
-            let data = CHUNK.with_borrow_mut(|chunk| {
-                chunk.clear();
-                for row in strip.chunks_exact(width) {
-                    chunk.extend_from_slice(&row[x0..x0 + side]);
-                }
-                self.encoder.encode(chunk)
-            });
-            let data = data.map_err(|e| TileError::write(&e))?;
-            self.tx
-                .blocking_send(Msg::Chunk {
-                    job: job_index,
-                    attempt,
-                    level: 0,
-                    coords: [first[0], first[1], first[2] + sx],
-                    data,
-                })
-                .map_err(|_| TileError::Cancelled)
-        })
+        let pieces = (0..per_side)
+            .into_par_iter()
+            .map(|sx| {
+                let x0 = sx as usize * side;
+                let (data, piece) = CHUNK.with_borrow_mut(|chunk| {
+                    chunk.clear();
+                    for row in strip.chunks_exact(width) {
+                        chunk.extend_from_slice(&row[x0..x0 + side]);
+                    }
+                    let piece = pyramid.map(|p| p.reduce_chunk(chunk, side));
+                    (self.encoder.encode(chunk), piece)
+                });
+                let data = data.map_err(|e| TileError::write(&e))?;
+                self.tx
+                    .blocking_send(Msg::Chunk {
+                        job: job_index,
+                        attempt,
+                        level: 0,
+                        coords: [first[0], first[1], first[2] + sx],
+                        data,
+                    })
+                    .map_err(|_| TileError::Cancelled)?;
+                Ok(piece)
+            })
+            .collect::<Result<Vec<_>, TileError>>()?;
+        if pyramid.is_none() {
+            return Ok(None);
+        }
+        // The pieces side by side: the strip's first level.
+        let half = side / 2;
+        let mut rows = vec![0u8; half * (width / 2)];
+        for (sx, piece) in pieces.into_iter().enumerate() {
+            let Some(piece) = piece else { continue };
+            for (r, line) in piece.chunks_exact(half).enumerate() {
+                let at = r * (width / 2) + sx * half;
+                rows[at..at + half].copy_from_slice(line);
+            }
+        }
+        Ok(Some(rows))
     }
 }
 
