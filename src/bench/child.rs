@@ -14,6 +14,10 @@ pub(super) fn cpu_thread() -> Duration {
 }
 
 /// A child process's wall time, CPU time and peak RSS.
+///
+/// The peak is read from `/proc` while the child runs (its `VmHWM`, and the sum of its
+/// process tree's `VmRSS` for children that start workers), not from `wait4`: a child's
+/// `ru_maxrss` starts from the bench's own peak when it is spawned, which would hide it.
 pub(super) struct ChildRun {
     pub(super) wall: Duration,
     pub(super) cpu: Duration,
@@ -55,9 +59,25 @@ pub(super) fn run_program(
     // SAFETY: rusage is plain data that wait4 fills in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = child.id() as libc::pid_t;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak_kb = 0u64;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                peak_kb = peak_kb
+                    .max(status_kb(pid as u32, "VmHWM:"))
+                    .max(tree_rss_kb(pid as u32));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak_kb
+        })
+    };
     // SAFETY: waiting for our own child, which std will not wait for (we never call wait).
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let peak_kb = watcher.join().unwrap_or(0);
     if r != pid {
         bail!("waiting for tilecube failed");
     }
@@ -69,11 +89,53 @@ pub(super) fn run_program(
     Ok(ChildRun {
         wall,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        max_rss_mb: peak_kb as f64 / 1024.0,
         ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         stderr,
         stdout,
     })
+}
+
+/// A `kB` field of `/proc/{pid}/status` (0 once the process is gone).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The resident memory of `pid` and every process below it, now.
+fn tree_rss_kb(pid: u32) -> u64 {
+    let mut parents: Vec<(u32, u32)> = vec![];
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            // The parent is the field after the command's closing parenthesis.
+            let parent = std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+                });
+            if let Some(parent) = parent {
+                parents.push((p, parent));
+            }
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree.iter().map(|&p| status_kb(p, "VmRSS:")).sum()
 }
 
 /// The arguments of a `tilecube write` of the bench tiles.
