@@ -19,6 +19,8 @@ pub mod legend;
 #[cfg(feature = "test-support")]
 pub mod netem;
 #[cfg(feature = "test-support")]
+pub mod netfault;
+#[cfg(feature = "test-support")]
 pub mod nginx;
 pub mod overview;
 pub mod preset;
