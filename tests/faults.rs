@@ -1,6 +1,6 @@
 //! Repository faults, proven: tilecube writing to a real S3-compatible server (moto) through a
 //! proxy that answers a seeded share of connections `503 SlowDown` or `500`, and resets others
-//! in the middle of a request, an upload or a download (`tilecube::netfault`). Every tile lands
+//! in the middle of a request, an upload or a download, or stalls them (`tilecube::netfault`). Every tile lands
 //! in one run, the exit status says so, and the cube reads back pixel for pixel from the server
 //! itself; the fault counts are printed so a failing seed can be replayed.
 
@@ -42,6 +42,8 @@ async fn a_write_through_slowdowns_errors_and_resets_lands_every_tile_in_one_run
             slow_down: 0.07,
             server_error: 0.05,
             reset: 0.07,
+            stall: 0.03,
+            stall_for: std::time::Duration::from_secs(2),
             seed,
             ..Faults::default()
         },
@@ -80,7 +82,7 @@ async fn a_write_through_slowdowns_errors_and_resets_lands_every_tile_in_one_run
     );
     // Faults happened, of every kind asked for.
     assert!(
-        counts.slow_down > 0 && counts.server_error > 0 && counts.reset > 0,
+        counts.slow_down > 0 && counts.server_error > 0 && counts.reset > 0 && counts.stall > 0,
         "{counts}"
     );
 
