@@ -10,6 +10,8 @@
 //! - a relayed byte is forwarded unchanged and in order; a reset connection forwards exactly
 //!   the bytes before its cut, then closes both sides with a TCP reset;
 //! - every connection is counted once under the fault it got ([`FaultCounts`]);
+//! - while [`FaultProxy::hold`] is on, no byte moves on any connection, open or new (a network
+//!   gone silent); bytes held are forwarded, in order, once it is off;
 //! - it listens on 127.0.0.1 only and stops when dropped.
 
 use std::net::SocketAddr;
@@ -85,6 +87,7 @@ struct Counters {
     reset: AtomicU64,
     stall: AtomicU64,
     relayed: AtomicU64,
+    hold: std::sync::atomic::AtomicBool,
 }
 
 /// The fault one connection gets.
@@ -165,7 +168,7 @@ impl FaultProxy {
                         Fault::None => &c.relayed,
                     };
                     counter.fetch_add(1, Ordering::SeqCst);
-                    serve(client, upstream, fault, faults.stall_for).await;
+                    serve(client, upstream, fault, faults.stall_for, &c).await;
                 });
             }
         });
@@ -184,6 +187,11 @@ impl FaultProxy {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Stop (`true`) or resume every byte on every connection.
+    pub fn hold(&self, on: bool) {
+        self.counters.hold.store(on, Ordering::SeqCst);
     }
 
     /// What it did so far.
@@ -207,7 +215,13 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn serve(mut client: TcpStream, upstream: SocketAddr, fault: Fault, stall_for: Duration) {
+async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    fault: Fault,
+    stall_for: Duration,
+    c: &Counters,
+) {
     let _ = client.set_nodelay(true);
     match fault {
         Fault::SlowDown => {
@@ -255,13 +269,13 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, fault: Fault, stall_
                     let _ = client.set_linger(Some(Duration::ZERO));
                     let _ = server.set_linger(Some(Duration::ZERO));
                 }
-                relay(client, server, Some((up, after))).await;
+                relay(client, server, Some((up, after)), c).await;
             }
         }
         Fault::None => {
             if let Ok(server) = TcpStream::connect(upstream).await {
                 let _ = server.set_nodelay(true);
-                relay(client, server, None).await;
+                relay(client, server, None, c).await;
             }
         }
     }
@@ -290,7 +304,7 @@ async fn answer(client: &mut TcpStream, status: &str, code: &str, message: &str)
 
 /// Relay both ways; with `cut`, stop after that many bytes one way (`true`: from the client)
 /// and drop both sockets (reset, their linger being zero).
-async fn relay(client: TcpStream, server: TcpStream, cut: Option<(bool, u64)>) {
+async fn relay(client: TcpStream, server: TcpStream, cut: Option<(bool, u64)>, c: &Counters) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let (mut up, mut down) = (0u64, 0u64);
@@ -304,12 +318,14 @@ async fn relay(client: TcpStream, server: TcpStream, cut: Option<(bool, u64)>) {
                     let _ = sw.shutdown().await;
                     // Carry on until the server is done too.
                     while let Ok(m) = sr.read(&mut b).await {
+                        held(c).await;
                         if m == 0 || send(&mut cw, &b[..m], &mut down, cut.filter(|c| !c.0)).await {
                             return;
                         }
                     }
                     return;
                 }
+                held(c).await;
                 if send(&mut sw, &a[..n], &mut up, cut.filter(|c| c.0)).await {
                     return;
                 }
@@ -320,11 +336,19 @@ async fn relay(client: TcpStream, server: TcpStream, cut: Option<(bool, u64)>) {
                     let _ = cw.shutdown().await;
                     return;
                 }
+                held(c).await;
                 if send(&mut cw, &b[..n], &mut down, cut.filter(|c| !c.0)).await {
                     return;
                 }
             }
         }
+    }
+}
+
+/// Wait while the proxy holds every byte.
+async fn held(c: &Counters) {
+    while c.hold.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -1010,3 +1010,111 @@ async fn the_world_map_shows_the_data_follows_the_cursor_and_a_new_tile_appears(
         "the grid's written glyph: {s}"
     );
 }
+
+#[test]
+fn the_console_keeps_answering_while_its_repository_fails_and_goes_silent() {
+    // A cube on the test S3 server behind the fault proxy: a fifth of the connections are
+    // answered 503 or 500, a tenth reset mid-stream. Then the network goes silent (no byte
+    // moves on any connection) while the operator presses keys; then it comes back and a
+    // tile another process wrote meanwhile shows at a later poll.
+    use tilecube::netfault::{FaultProxy, Faults};
+    let moto = common::s3::Moto::start();
+    moto.create_bucket("cubes");
+    let w = Work::new();
+    let names = ["80N_180W", "80N_170W", "80N_160W"];
+    for t in names {
+        w.tile(2000, t, Flaw::None);
+    }
+    w.list(2000, &names, "");
+    let env = moto.env();
+    let repo = "s3://cubes/faulty";
+    for args in [
+        vec!["--repo", repo, "init"],
+        vec![
+            "--repo",
+            repo,
+            "write",
+            "--year",
+            "2000",
+            "--tiles",
+            "80N_180W,80N_170W",
+        ],
+    ] {
+        let out = w.run_with(&args, &env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let upstream = moto.endpoint.trim_start_matches("http://").parse().unwrap();
+    let proxy = rt
+        .block_on(FaultProxy::start(
+            upstream,
+            Faults {
+                slow_down: 0.1,
+                server_error: 0.1,
+                reset: 0.1,
+                seed: 31,
+                ..Faults::default()
+            },
+        ))
+        .expect("proxy");
+    let exports: String = env
+        .iter()
+        .filter(|(k, _)| *k != "AWS_ENDPOINT_URL")
+        .map(|(k, v)| format!("{k}={v} "))
+        .collect();
+    let cmd = format!(
+        "{exports}AWS_ENDPOINT_URL={} TILECUBE_DATA_DIR={} {} --config {} --repo {repo} tui; echo CONSOLE-EXITED $?; sleep 60",
+        proxy.url(),
+        w.dir.path().join("data").display(),
+        env!("CARGO_BIN_EXE_tilecube"),
+        w.dir.path().join("config.toml").display()
+    );
+    let tmux = Tmux::start(&cmd);
+    let s = tmux.wait_for("1:2000 2/3");
+    assert!(s.contains("s3://cubes/faulty @ main"), "{s}");
+
+    // Silence: keys are still answered at once.
+    proxy.hold(true);
+    let pressed = Instant::now();
+    tmux.keys(&["?"]);
+    let s = tmux.wait_for(" keys ");
+    let answered = pressed.elapsed();
+    assert!(
+        answered < Duration::from_secs(3),
+        "help took {answered:?}:\n{s}"
+    );
+    tmux.keys(&["Escape"]);
+    std::thread::sleep(Duration::from_secs(6)); // a poll falls in the silence
+    let s = tmux.screen();
+    assert!(!s.contains("CONSOLE-EXITED"), "the console left:\n{s}");
+    assert!(s.contains("1:2000 2/3"), "the grid stays as it was:\n{s}");
+
+    // Another process writes the third tile straight to the server; the network comes back
+    // and a later poll, retried through the faults, shows it.
+    let out = w.run_with(
+        &[
+            "--repo", repo, "write", "--year", "2000", "--tiles", "80N_160W",
+        ],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    proxy.hold(false);
+    let s = tmux.wait_for("1:2000 3/3");
+    eprintln!("{}", proxy.counts());
+    assert!(
+        proxy.counts().slow_down + proxy.counts().server_error > 0,
+        "{}",
+        proxy.counts()
+    );
+    assert!(s.contains("80N # # #"), "{s}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("CONSOLE-EXITED 0");
+}
