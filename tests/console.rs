@@ -91,6 +91,22 @@ impl Tmux {
     }
 }
 
+/// The shell command that runs the console on an S3 cube, its requests sent to `endpoint`
+/// (a proxy in front of the test's server), and reports its exit status.
+fn s3_console_cmd(w: &Work, env: &[(&str, String)], endpoint: &str, repo: &str) -> String {
+    let exports: String = env
+        .iter()
+        .filter(|(k, _)| *k != "AWS_ENDPOINT_URL")
+        .map(|(k, v)| format!("{k}={v} "))
+        .collect();
+    format!(
+        "{exports}AWS_ENDPOINT_URL={endpoint} TILECUBE_DATA_DIR={} {} --config {} --repo {repo} tui; echo CONSOLE-EXITED $?; sleep 60",
+        w.dir.path().join("data").display(),
+        env!("CARGO_BIN_EXE_tilecube"),
+        w.dir.path().join("config.toml").display()
+    )
+}
+
 /// After the console: TTY-SANE when the terminal is out of raw mode (canonical input and
 /// echo back on), TTY-RAW otherwise.
 const TTY_CHECK: &str = "if stty -a | grep -Eq '(^|[ ;])icanon([ ;]|$)' && stty -a | grep -Eq '(^|[ ;])echo([ ;]|$)'; then echo TTY-SANE; else echo TTY-RAW; fi";
@@ -866,18 +882,7 @@ fn the_console_draws_at_once_and_shows_loading_until_the_coverage_arrives() {
             Duration::from_millis(400),
         ))
         .expect("proxy");
-    let exports: String = env
-        .iter()
-        .filter(|(k, _)| *k != "AWS_ENDPOINT_URL")
-        .map(|(k, v)| format!("{k}={v} "))
-        .collect();
-    let cmd = format!(
-        "{exports}AWS_ENDPOINT_URL={} TILECUBE_DATA_DIR={} {} --config {} --repo s3://cubes/far tui; echo CONSOLE-EXITED $?; sleep 60",
-        proxy.url(),
-        w.dir.path().join("data").display(),
-        env!("CARGO_BIN_EXE_tilecube"),
-        w.dir.path().join("config.toml").display()
-    );
+    let cmd = s3_console_cmd(&w, &env, &proxy.url(), "s3://cubes/far");
     let start = Instant::now();
     let tmux = Tmux::start(&cmd);
     let mut loading_seen = None;
@@ -1061,18 +1066,7 @@ fn the_console_keeps_answering_while_its_repository_fails_and_goes_silent() {
             },
         ))
         .expect("proxy");
-    let exports: String = env
-        .iter()
-        .filter(|(k, _)| *k != "AWS_ENDPOINT_URL")
-        .map(|(k, v)| format!("{k}={v} "))
-        .collect();
-    let cmd = format!(
-        "{exports}AWS_ENDPOINT_URL={} TILECUBE_DATA_DIR={} {} --config {} --repo {repo} tui; echo CONSOLE-EXITED $?; sleep 60",
-        proxy.url(),
-        w.dir.path().join("data").display(),
-        env!("CARGO_BIN_EXE_tilecube"),
-        w.dir.path().join("config.toml").display()
-    );
+    let cmd = s3_console_cmd(&w, &env, &proxy.url(), repo);
     let tmux = Tmux::start(&cmd);
     let s = tmux.wait_for("1:2000 2/3");
     assert!(s.contains("s3://cubes/faulty @ main"), "{s}");

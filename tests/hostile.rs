@@ -761,3 +761,46 @@ fn a_stage_holding_another_plans_shard_is_not_replaced() {
         "the first plan's stage is intact: {out}"
     );
 }
+
+#[test]
+fn a_plan_made_with_dot_dot_paths_runs_after_its_directory_is_gone() {
+    let w = Work::new();
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    let p = preset_args(&w);
+    ok_in(&w, w.dir.path(), &with(&p, &["--repo", "repo", "init"]));
+    let wd = w.dir.path().join("a/wd");
+    std::fs::create_dir_all(&wd).unwrap();
+    ok_in(
+        &w,
+        &wd,
+        &with(
+            &p,
+            &[
+                "--repo",
+                "../../repo",
+                "--source",
+                "../../source",
+                "plan",
+                "--all",
+                "--shards",
+                "1",
+                "--out",
+                "../../plan",
+            ],
+        ),
+    );
+    let plan_text = std::fs::read_to_string(w.dir.path().join("plan/plan.json")).unwrap();
+    assert!(
+        !plan_text.contains("/./") && !plan_text.contains("/../"),
+        "a plan records no . or .. step: {plan_text}"
+    );
+    // The directory the plan was made from goes; the task runs from the workspace.
+    std::fs::remove_dir_all(w.dir.path().join("a")).unwrap();
+    let out = ok_in(
+        &w,
+        w.dir.path(),
+        &["write", "--plan", "plan", "--shard", "0"],
+    );
+    assert!(out.contains("2 tiles written"), "{out}");
+}

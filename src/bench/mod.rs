@@ -38,7 +38,8 @@ use tiles::*;
 /// What to measure.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Where the generated tiles are cached (default: the user cache dir).
+    /// Where the generated tiles are cached, the tiles of each texture in a directory of its
+    /// own under it (default: the user cache dir).
     #[arg(long)]
     pub cache: Option<PathBuf>,
     /// Number of tiles.
@@ -121,12 +122,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let preset = Preset::glad();
     let grid = Grid::from_preset(&preset, Some(args.pixels))?;
-    let cache = args.cache.clone().unwrap_or_else(|| {
-        tilecube::config::project_dirs()
-            .map(|d| d.cache_dir().to_path_buf())
-            .unwrap_or_else(std::env::temp_dir)
-            .join(format!("bench-{}-{}", args.pixels, args.texture))
-    });
+    if args.tiles == 0 {
+        bail!("--tiles 0: the bench needs at least one tile");
+    }
+    // Tiles of each size and texture apart, so a run never measures another's tiles.
+    let cache = args
+        .cache
+        .clone()
+        .unwrap_or_else(|| {
+            tilecube::config::project_dirs()
+                .map(|d| d.cache_dir().to_path_buf())
+                .unwrap_or_else(std::env::temp_dir)
+        })
+        .join(format!("bench-{}-{}", args.pixels, args.texture));
     let year = 2000;
     let tiles: Vec<TileName> = tilecube::demo::land_tiles(&grid)
         .into_iter()

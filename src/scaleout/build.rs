@@ -119,9 +119,9 @@ pub fn absolute(location: &str) -> String {
     if location.contains("://") || location.is_empty() {
         return location.to_string();
     }
-    std::path::absolute(location)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| location.to_string())
+    crate::source::absolute_path(std::path::Path::new(location))
+        .display()
+        .to_string()
 }
 
 #[cfg(test)]

@@ -58,10 +58,7 @@ impl TileLocation {
         if location.contains("://") || location.is_empty() {
             return None;
         }
-        let path = Path::new(location);
-        Some(Self::Local(
-            std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
-        ))
+        Some(Self::Local(absolute_path(Path::new(location))))
     }
 
     /// A location from the path GDAL opens (as plans record it). A relative local path is
@@ -109,6 +106,28 @@ impl TileLocation {
     }
 }
 
+/// `path` made absolute against the working directory, with its `.` and `..` steps taken
+/// out by name (as `filepath.Clean` does): what is recorded for other processes, started in
+/// other directories, must not depend on the directory it was made from.
+pub fn absolute_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push(c);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    // `pop` never removes the root, so an absolute path stays absolute.
+    out
+}
+
 impl fmt::Display for TileLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.gdal_path())
@@ -133,6 +152,12 @@ mod tests {
             assert_eq!(TileLocation::from_gdal_path(gdal), Some(l.clone()));
             assert_eq!(l.is_remote(), l.url().is_some());
         }
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(
+            absolute_path(Path::new("a/./b/../../c/t.tif")),
+            here.join("c/t.tif")
+        );
+        assert_eq!(absolute_path(Path::new("/x/../../y")), PathBuf::from("/y"));
         let rel = TileLocation::parse("rel/t.tif").unwrap();
         assert!(rel.gdal_path().starts_with('/') && rel.gdal_path().ends_with("/rel/t.tif"));
         for refused in ["rel/t.tif", "/vsizip/a.zip", "/vsicurl/ftp://h/t.tif", ""] {

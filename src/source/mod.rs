@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 pub use gdal::{gdal_s3_options_from_env, gdal_setup};
 pub use list::{ListProblem, TileList};
-pub use location::{Store, TileLocation};
+pub use location::{Store, TileLocation, absolute_path};
 pub use open::{OpenTile, ReadAheadOptions};
 pub use remote::RemoteError;
 pub use tile::{TileError, TileReader, crs_wkt};
@@ -80,7 +80,7 @@ impl Source {
         } else {
             // Resolved once, against the directory this process started in: every path
             // made from it (plans, runs, tasks started elsewhere) is absolute.
-            SourceRoot::Local(std::path::absolute(root).unwrap_or_else(|_| PathBuf::from(root)))
+            SourceRoot::Local(location::absolute_path(std::path::Path::new(root)))
         };
         Ok(Self {
             root,
