@@ -116,10 +116,9 @@ pub fn absolute_path(path: &Path) -> PathBuf {
     for c in abs.components() {
         match c {
             Component::CurDir => {}
+            // Above the root is the root, as the file system has it.
             Component::ParentDir => {
-                if !out.pop() {
-                    out.push(c);
-                }
+                out.pop();
             }
             other => out.push(other),
         }
