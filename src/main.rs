@@ -18,6 +18,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    tilecube::cube::steps::arm_from_env();
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(code) => std::process::exit(code),

@@ -89,6 +89,7 @@ pub(crate) async fn commit_guarded(
         if coarse {
             refresh_coarse(session, &cube.layout, tiles).await?;
         }
+        super::steps::reached("chunks-uploaded");
         match session
             .commit(message)
             .properties(properties.clone())
@@ -117,6 +118,7 @@ pub(crate) async fn commit(
 ) -> Result<SnapshotId, CubeError> {
     let _lock = RefLock::acquire(&cube.location).await?;
     let solver = BasicConflictSolver::default();
+    super::steps::reached("chunks-uploaded");
     session
         .commit(message)
         .properties(properties)
@@ -136,6 +138,7 @@ pub(crate) async fn amend(
     properties: SnapshotProperties,
 ) -> Result<SnapshotId, CubeError> {
     let _lock = RefLock::acquire(&cube.location).await?;
+    super::steps::reached("chunks-uploaded");
     session
         .commit(message)
         .properties(properties)

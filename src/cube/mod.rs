@@ -23,6 +23,7 @@ mod repair;
 mod repo;
 mod session;
 mod snapshots;
+pub mod steps;
 mod verify;
 mod writer;
 

@@ -3113,6 +3113,19 @@ pub enum CommitMethod {
     Amend,
 }
 
+/// tilecube patch: a function called at each step of a commit with the step's name —
+/// `manifests-written` (the new manifests stored, the snapshot not yet), `snapshot-written`
+/// (snapshot and transaction log stored, the branch not moved yet), `branch-updated` (the
+/// branch moved). Unset (the default), a step costs one atomic load. tilecube's tests set it
+/// to stop a process at a named step, as `kill -9` would there.
+pub static COMMIT_STEP_HOOK: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
+
+fn commit_step(step: &str) {
+    if let Some(hook) = COMMIT_STEP_HOOK.get() {
+        hook(step);
+    }
+}
+
 async fn do_flush(
     mut flush_data: FlushProcess<'_>,
     message: &str,
@@ -3329,6 +3342,7 @@ async fn do_flush(
         ));
     }
 
+    commit_step("manifests-written");
     let new_snapshot = Arc::new(new_snapshot);
     let new_snapshot_c = Arc::clone(&new_snapshot);
     let asset_manager = Arc::clone(&flush_data.asset_manager);
@@ -3440,6 +3454,7 @@ async fn do_commit(
     )
     .await?;
     let new_snapshot_id = new_snapshot.id();
+    commit_step("snapshot-written");
 
     let res = match asset_manager.spec_version() {
         SpecVersionBin::V1 => {
@@ -3469,6 +3484,7 @@ async fn do_commit(
 
     match res {
         Ok(new_version) => {
+            commit_step("branch-updated");
             info!(
                 branch_name,
                 new_commit_object_version=?new_version,
