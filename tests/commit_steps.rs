@@ -84,3 +84,70 @@ async fn a_writer_killed_at_each_step_of_a_commit_leaves_the_old_or_the_new_head
         );
     }
 }
+
+#[test]
+fn a_merge_killed_at_each_step_of_its_first_or_second_batch_resumes_to_one_commit() {
+    for step in STEPS {
+        for nth in [1, 2] {
+            let w = Work::new();
+            let names = tile_names(6);
+            w.listed_tiles(2000, &names);
+            w.ok(&["--spec-version", "2", "init"]);
+            let p = w.dir.path().join("plan").display().to_string();
+            let stage = w.dir.path().join("stage").display().to_string();
+            w.ok(&["plan", "--all", "--shards", "3", "--out", &p]);
+            for shard in 0..3 {
+                w.ok(&[
+                    "write",
+                    "--plan",
+                    &p,
+                    "--shard",
+                    &shard.to_string(),
+                    "--stage",
+                    &stage,
+                    "--threads",
+                    "1",
+                ]);
+            }
+            let commits = |w: &Work| {
+                json(&w.ok(&["log", "--json"]))
+                    .as_array()
+                    .map_or(0, Vec::len)
+            };
+            let before = commits(&w);
+            // Two tiles' references a batch: three batches, each amending the first's commit.
+            let merge = [
+                "merge",
+                "--plan",
+                &p,
+                "--stage",
+                &stage,
+                "--commit-refs",
+                "32",
+            ];
+            let o = w.run_with(
+                &merge,
+                &[("TILECUBE_TEST_STOP_AT", format!("{step}#{nth}"))],
+            );
+            let said = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(
+                o.status.signal(),
+                Some(9),
+                "{step}#{nth}: not killed there: {said}"
+            );
+            let out = w.ok(&merge);
+            assert_eq!(commits(&w), before + 1, "{step}#{nth}: one commit: {out}");
+            let status = json(&w.ok(&["status", "--json"]));
+            assert_eq!(
+                status["years"]["2000"]["written"], 6,
+                "{step}#{nth}: {status}"
+            );
+            let log = json(&w.ok(&["log", "--json"]));
+            assert_eq!(log[0]["plan"]["merged"], true, "{step}#{nth}: {log}");
+            assert!(w.ok(&["verify"]).contains("ok"), "{step}#{nth}");
+            eprintln!(
+                "merge stopped at {step} of batch {nth}: resumed to one commit, 6 tiles, verify ok"
+            );
+        }
+    }
+}
