@@ -103,3 +103,90 @@ async fn a_write_through_slowdowns_errors_and_resets_lands_every_tile_in_one_run
         text(&verify)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_merge_through_the_faults_lands_its_one_commit() {
+    let moto = Moto::start();
+    moto.create_bucket("cubes");
+    let upstream: std::net::SocketAddr = moto
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("moto address");
+    let proxy = FaultProxy::start(
+        upstream,
+        Faults {
+            slow_down: 0.07,
+            server_error: 0.05,
+            reset: 0.07,
+            seed: 4,
+            ..Faults::default()
+        },
+    )
+    .await
+    .expect("proxy");
+    let w = Work::new();
+    let names = tile_names(6);
+    w.listed_tiles(2000, &names);
+    let mut env = moto.env();
+    for (k, v) in env.iter_mut() {
+        if *k == "AWS_ENDPOINT_URL" {
+            *v = proxy.url();
+        }
+    }
+    let repo = "s3://cubes/merged";
+    let run = |args: &[&str]| {
+        let o = w.run_with(args, &env);
+        assert!(
+            o.status.success(),
+            "{args:?} ({}): {}",
+            proxy.counts(),
+            text(&o)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    run(&["--repo", repo, "--spec-version", "2", "init"]);
+    let plan = w.dir.path().join("plan").display().to_string();
+    let stage = w.dir.path().join("stage").display().to_string();
+    run(&[
+        "--repo", repo, "plan", "--all", "--shards", "3", "--out", &plan,
+    ]);
+    for shard in ["0", "1", "2"] {
+        run(&[
+            "--repo", repo, "write", "--plan", &plan, "--shard", shard, "--stage", &stage,
+        ]);
+    }
+    let commits = |w: &Work, env: &[(&str, String)]| {
+        let o = w.run_with(&["--repo", repo, "log", "--json"], env);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .ok()
+            .and_then(|v| v.as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
+    let before = commits(&w, &moto.env());
+    let out = run(&[
+        "--repo",
+        repo,
+        "merge",
+        "--plan",
+        &plan,
+        "--stage",
+        &stage,
+        "--commit-refs",
+        "32",
+    ]);
+    eprintln!("merge through the faults: {}", proxy.counts());
+    assert_eq!(commits(&w, &moto.env()), before + 1, "one commit: {out}");
+    assert!(proxy.counts().slow_down + proxy.counts().server_error + proxy.counts().reset > 0);
+    moto.export();
+    let cube = Cube::open(s3_cube(repo), "main").await.expect("open");
+    for n in &names {
+        let local = tilecube::demo::tile_path(&w.source(), 2000, t(n));
+        assert!(
+            cube_pixels(&cube, 2000, t(n)).await == gdal_pixels(&local),
+            "{n} differs"
+        );
+    }
+    let verify = w.run_with(&["--repo", repo, "verify"], &moto.env());
+    assert!(verify.status.success(), "verify: {}", text(&verify));
+}
