@@ -23,8 +23,9 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_through_slowdowns_errors_and_resets_lands_every_tile_in_one_run() {
+/// A moto server with a `cubes` bucket, the fault proxy in front of it, and the environment
+/// that sends every process's requests through the proxy.
+async fn behind_proxy(faults: Faults) -> (Moto, FaultProxy, Vec<(&'static str, String)>) {
     let moto = Moto::start();
     moto.create_bucket("cubes");
     let upstream: std::net::SocketAddr = moto
@@ -32,34 +33,35 @@ async fn a_write_through_slowdowns_errors_and_resets_lands_every_tile_in_one_run
         .trim_start_matches("http://")
         .parse()
         .expect("moto address");
-    let seed = std::env::var("TILECUBE_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(27);
-    let proxy = FaultProxy::start(
-        upstream,
-        Faults {
-            slow_down: 0.07,
-            server_error: 0.05,
-            reset: 0.07,
-            stall: 0.03,
-            stall_for: std::time::Duration::from_secs(2),
-            seed,
-            ..Faults::default()
-        },
-    )
-    .await
-    .expect("proxy");
-    let w = Work::new();
-    let names = tile_names(12);
-    w.listed_tiles(2000, &names);
-    // Every process talks to the repository through the proxy.
+    let proxy = FaultProxy::start(upstream, faults).await.expect("proxy");
     let mut env = moto.env();
     for (k, v) in env.iter_mut() {
         if *k == "AWS_ENDPOINT_URL" {
             *v = proxy.url();
         }
     }
+    (moto, proxy, env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_slowdowns_errors_and_resets_lands_every_tile_in_one_run() {
+    let seed = std::env::var("TILECUBE_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(27);
+    let (moto, proxy, env) = behind_proxy(Faults {
+        slow_down: 0.07,
+        server_error: 0.05,
+        reset: 0.07,
+        stall: 0.03,
+        stall_for: std::time::Duration::from_secs(2),
+        seed,
+        ..Faults::default()
+    })
+    .await;
+    let w = Work::new();
+    let names = tile_names(12);
+    w.listed_tiles(2000, &names);
     let repo = "s3://cubes/faults";
     let init = w.run_with(&["--repo", repo, "init"], &env);
     assert!(init.status.success(), "init: {}", text(&init));
@@ -106,34 +108,17 @@ async fn a_write_through_slowdowns_errors_and_resets_lands_every_tile_in_one_run
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_staged_merge_through_the_faults_lands_its_one_commit() {
-    let moto = Moto::start();
-    moto.create_bucket("cubes");
-    let upstream: std::net::SocketAddr = moto
-        .endpoint
-        .trim_start_matches("http://")
-        .parse()
-        .expect("moto address");
-    let proxy = FaultProxy::start(
-        upstream,
-        Faults {
-            slow_down: 0.07,
-            server_error: 0.05,
-            reset: 0.07,
-            seed: 4,
-            ..Faults::default()
-        },
-    )
-    .await
-    .expect("proxy");
+    let (moto, proxy, env) = behind_proxy(Faults {
+        slow_down: 0.07,
+        server_error: 0.05,
+        reset: 0.07,
+        seed: 4,
+        ..Faults::default()
+    })
+    .await;
     let w = Work::new();
     let names = tile_names(6);
     w.listed_tiles(2000, &names);
-    let mut env = moto.env();
-    for (k, v) in env.iter_mut() {
-        if *k == "AWS_ENDPOINT_URL" {
-            *v = proxy.url();
-        }
-    }
     let repo = "s3://cubes/merged";
     let run = |args: &[&str]| {
         let o = w.run_with(args, &env);
