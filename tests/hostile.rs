@@ -804,3 +804,41 @@ fn a_plan_made_with_dot_dot_paths_runs_after_its_directory_is_gone() {
     );
     assert!(out.contains("2 tiles written"), "{out}");
 }
+
+#[test]
+fn map_names_a_missing_directory_refuses_another_format_and_says_when_it_is_blank() {
+    let w = Work::new();
+    let names = tile_names(1);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    w.ok(&["write", "--all", "--year", "2000"]);
+    let out = w.dir.path().join("nodir/world.png").display().to_string();
+    let o = w.run(&["map", "--year", "2000", "--out", &out]);
+    let said = text(&o);
+    assert!(
+        !o.status.success() && said.contains("is not there") && said.contains("nodir"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("NULL pointer") && !said.contains("ERROR 4"),
+        "{said}"
+    );
+    let jpg = w.dir.path().join("world.jpg").display().to_string();
+    let o = w.run(&["map", "--year", "2000", "--out", &jpg]);
+    assert!(
+        !o.status.success() && text(&o).contains("writes a PNG"),
+        "{}",
+        text(&o)
+    );
+    assert!(!w.dir.path().join("world.jpg").exists());
+    // A year with no tile: the picture is made, and the operator is told it is blank.
+    let png = w.dir.path().join("empty.png").display().to_string();
+    let o = w.run(&["map", "--year", "2005", "--out", &png]);
+    let said = text(&o);
+    assert!(
+        o.status.success() && said.contains("the picture is blank"),
+        "{said}"
+    );
+    let o = w.run(&["map", "--year", "2000", "--out", &png]);
+    assert!(!text(&o).contains("blank"), "{}", text(&o));
+}

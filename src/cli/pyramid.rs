@@ -69,6 +69,25 @@ pub async fn overviews(settings: &Settings, args: &OverviewsArgs) -> Result<i32>
 }
 
 pub async fn map(settings: &Settings, args: &MapArgs) -> Result<i32> {
+    // The picture's path is checked before any read: a mistyped one costs nothing.
+    if let Some(ext) = args.out.extension()
+        && !ext.eq_ignore_ascii_case("png")
+    {
+        anyhow::bail!(
+            "--out {}: map writes a PNG picture; name the file .png",
+            args.out.display()
+        );
+    }
+    if let Some(dir) = args.out.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.is_dir()
+    {
+        anyhow::bail!(
+            "--out {}: the directory {} is not there",
+            args.out.display(),
+            dir.display()
+        );
+    }
     let cube = settings.open_cube().await?;
     let sizes = cube.level_sizes();
     let k = match args.factor {
@@ -139,5 +158,11 @@ pub async fn map(settings: &Settings, args: &MapArgs) -> Result<i32> {
         image.height,
         args.year
     );
+    if image.pixels.iter().all(|&p| p == cube.layout.fill_value) {
+        eprintln!(
+            "note: {} holds no data there at this level: the picture is blank (`status --year {}` shows what is written)",
+            args.year, args.year
+        );
+    }
     Ok(0)
 }
