@@ -856,9 +856,9 @@ fn the_console_draws_at_once_and_shows_loading_until_the_coverage_arrives() {
     }
     w.list(2000, &names, "");
     let env = moto.env();
-    for args in [
-        vec!["--repo", "s3://cubes/far", "init"],
-        vec![
+    w.ok_with(&["--repo", "s3://cubes/far", "init"], &env);
+    w.ok_with(
+        &[
             "--repo",
             "s3://cubes/far",
             "write",
@@ -866,14 +866,8 @@ fn the_console_draws_at_once_and_shows_loading_until_the_coverage_arrives() {
             "--year",
             "2000",
         ],
-    ] {
-        let out = w.run_with(&args, &env);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+        &env,
+    );
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let upstream = moto.endpoint.trim_start_matches("http://").parse().unwrap();
     let proxy = rt
@@ -1033,9 +1027,9 @@ fn the_console_keeps_answering_while_its_repository_fails_and_goes_silent() {
     w.list(2000, &names, "");
     let env = moto.env();
     let repo = "s3://cubes/faulty";
-    for args in [
-        vec!["--repo", repo, "init"],
-        vec![
+    w.ok_with(&["--repo", repo, "init"], &env);
+    w.ok_with(
+        &[
             "--repo",
             repo,
             "write",
@@ -1044,14 +1038,8 @@ fn the_console_keeps_answering_while_its_repository_fails_and_goes_silent() {
             "--tiles",
             "80N_180W,80N_170W",
         ],
-    ] {
-        let out = w.run_with(&args, &env);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+        &env,
+    );
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let upstream = moto.endpoint.trim_start_matches("http://").parse().unwrap();
     let proxy = rt

@@ -43,6 +43,26 @@ async fn behind_proxy(faults: Faults) -> (Moto, FaultProxy, Vec<(&'static str, S
     (moto, proxy, env)
 }
 
+/// Read the cube back from the server itself, past the proxy: every tile of 2000 pixel for
+/// pixel, and `verify` clean.
+async fn read_back_from_the_server(moto: &Moto, w: &Work, repo: &str, names: &[String]) {
+    moto.export();
+    let cube = Cube::open(s3_cube(repo), "main").await.expect("open");
+    for n in names {
+        let local = tilecube::demo::tile_path(&w.source(), 2000, t(n));
+        assert!(
+            cube_pixels(&cube, 2000, t(n)).await == gdal_pixels(&local),
+            "{n} differs"
+        );
+    }
+    let verify = w.run_with(&["--repo", repo, "verify"], &moto.env());
+    assert!(
+        verify.status.success() && text(&verify).contains("ok"),
+        "verify: {}",
+        text(&verify)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_slowdowns_errors_and_resets_lands_every_tile_in_one_run() {
     let seed = std::env::var("TILECUBE_FAULT_SEED")
@@ -88,22 +108,7 @@ async fn a_write_through_slowdowns_errors_and_resets_lands_every_tile_in_one_run
         "{counts}"
     );
 
-    // Read back from the server itself: every tile pixel for pixel, and verify clean.
-    moto.export();
-    let cube = Cube::open(s3_cube(repo), "main").await.expect("open");
-    for n in &names {
-        let local = tilecube::demo::tile_path(&w.source(), 2000, t(n));
-        assert!(
-            cube_pixels(&cube, 2000, t(n)).await == gdal_pixels(&local),
-            "{n} differs"
-        );
-    }
-    let verify = w.run_with(&["--repo", repo, "verify"], &moto.env());
-    assert!(
-        verify.status.success() && text(&verify).contains("ok"),
-        "verify: {}",
-        text(&verify)
-    );
+    read_back_from_the_server(&moto, &w, repo, &names).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,15 +168,5 @@ async fn a_staged_merge_through_the_faults_lands_its_one_commit() {
     eprintln!("merge through the faults: {}", proxy.counts());
     assert_eq!(commits(&w, &moto.env()), before + 1, "one commit: {out}");
     assert!(proxy.counts().slow_down + proxy.counts().server_error + proxy.counts().reset > 0);
-    moto.export();
-    let cube = Cube::open(s3_cube(repo), "main").await.expect("open");
-    for n in &names {
-        let local = tilecube::demo::tile_path(&w.source(), 2000, t(n));
-        assert!(
-            cube_pixels(&cube, 2000, t(n)).await == gdal_pixels(&local),
-            "{n} differs"
-        );
-    }
-    let verify = w.run_with(&["--repo", repo, "verify"], &moto.env());
-    assert!(verify.status.success(), "verify: {}", text(&verify));
+    read_back_from_the_server(&moto, &w, repo, &names).await;
 }

@@ -122,8 +122,7 @@ pub(super) fn floor_tile(
         reader.read_rows(sy * side, side, &mut strip)?;
         let t1 = cpu_thread();
         // As the write does: the first level reduced chunk by chunk while each is in cache.
-        let half = side / 2;
-        let mut first = vec![0u8; half * (width / 2)];
+        let mut pieces = Vec::new();
         let mut reducing = Duration::ZERO;
         for sx in 0..grid.chunks_per_side() as usize {
             chunk.clear();
@@ -132,11 +131,7 @@ pub(super) fn floor_tile(
             }
             if pyramid.takes_first_level() {
                 let r0 = cpu_thread();
-                let piece = pyramid.reduce_chunk(&chunk, side);
-                for (r, line) in piece.chunks_exact(half).enumerate() {
-                    let at = r * (width / 2) + sx * half;
-                    first[at..at + half].copy_from_slice(line);
-                }
+                pieces.push(pyramid.reduce_chunk(&chunk, side));
                 reducing += cpu_thread() - r0;
             }
             if let Some(bytes) = encoder.encode(&chunk)? {
@@ -145,7 +140,7 @@ pub(super) fn floor_tile(
         }
         let t2 = cpu_thread();
         let level_chunks = if pyramid.takes_first_level() {
-            pyramid.add_first_level(sy, first)
+            pyramid.add_first_level(sy, pyramid.join_first_level(pieces))
         } else {
             pyramid.add_strip(sy, &strip)
         };

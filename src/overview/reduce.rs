@@ -43,7 +43,6 @@ pub fn reduce(src: &[u8], w: usize, h: usize, fill: u8, how: Resampling) -> Vec<
     assert_eq!(src.len(), w * h, "reduce: the raster is not {w}×{h}");
     let (ow, oh) = reduced_size(w, h);
     let mut out = vec![fill; ow * oh];
-    let mut block = [0u8; 4];
     for oy in 0..oh {
         let y0 = 2 * oy;
         let rows = if y0 + 1 < h { 2 } else { 1 };
@@ -59,27 +58,23 @@ pub fn reduce(src: &[u8], w: usize, h: usize, fill: u8, how: Resampling) -> Vec<
             }
             ox = whole;
         }
-        // A cut block at the right or bottom edge: only the pixels present.
+        // A cut block at the right or bottom edge: the pixels not there count as fill, which
+        // the network and the mean leave out, so only the pixels present decide.
         for ox in ox..ow {
             let x0 = 2 * ox;
-            let cols = if x0 + 1 < w { 2 } else { 1 };
-            let mut n = 0;
-            for dy in 0..rows {
-                let row = (y0 + dy) * w;
-                for dx in 0..cols {
-                    let v = src[row + x0 + dx];
-                    if v != fill {
-                        block[n] = v;
-                        n += 1;
-                    }
-                }
-            }
-            if n > 0 {
-                out[oy * ow + ox] = match how {
-                    Resampling::Mode => mode(&mut block[..n]),
-                    Resampling::Average => average(&block[..n]),
-                };
-            }
+            let at = |y: usize, x: usize| {
+                if y < h && x < w { src[y * w + x] } else { fill }
+            };
+            let (a, b, c, d) = (
+                at(y0, x0),
+                at(y0, x0 + 1),
+                at(y0 + 1, x0),
+                at(y0 + 1, x0 + 1),
+            );
+            out[oy * ow + ox] = match how {
+                Resampling::Mode => mode4(a, b, c, d, fill),
+                Resampling::Average => average4(a, b, c, d, fill),
+            };
         }
     }
     out
@@ -212,47 +207,29 @@ fn mode4(a: u8, b: u8, c: u8, d: u8, fill: u8) -> u8 {
 /// The mean of each whole 2×2 block's non-fill values, rounded half up (fill when all are).
 fn average_row(top: &[u8], bottom: &[u8], fill: u8, out: &mut [u8]) {
     for (k, o) in out.iter_mut().enumerate() {
-        let v = [top[2 * k], top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1]];
-        let (mut n, mut sum) = (0u32, 0u32);
-        for x in v {
-            let present = (x != fill) as u32;
-            n += present;
-            sum += present * x as u32;
-        }
-        *o = if n == 0 {
-            fill
-        } else {
-            ((2 * sum + n) / (2 * n)) as u8
-        };
+        *o = average4(
+            top[2 * k],
+            top[2 * k + 1],
+            bottom[2 * k],
+            bottom[2 * k + 1],
+            fill,
+        );
     }
 }
 
-/// The most frequent of up to four values, the smallest on a tie.
-fn mode(values: &mut [u8]) -> u8 {
-    values.sort_unstable();
-    let (mut best, mut best_n) = (values[0], 0);
-    let mut i = 0;
-    while i < values.len() {
-        let mut j = i;
-        while j < values.len() && values[j] == values[i] {
-            j += 1;
-        }
-        // Sorted ascending: a later run must be strictly longer to win, so ties keep the
-        // smallest value.
-        if j - i > best_n {
-            best = values[i];
-            best_n = j - i;
-        }
-        i = j;
+/// The mean of four values' non-fill ones, rounded half up; fill when all four are.
+fn average4(a: u8, b: u8, c: u8, d: u8, fill: u8) -> u8 {
+    let (mut n, mut sum) = (0u32, 0u32);
+    for x in [a, b, c, d] {
+        let present = (x != fill) as u32;
+        n += present;
+        sum += present * x as u32;
     }
-    best
-}
-
-/// The mean of up to four values, rounded half up.
-fn average(values: &[u8]) -> u8 {
-    let n = values.len() as u32;
-    let sum: u32 = values.iter().map(|&v| v as u32).sum();
-    ((2 * sum + n) / (2 * n)) as u8
+    if n == 0 {
+        fill
+    } else {
+        ((2 * sum + n) / (2 * n)) as u8
+    }
 }
 
 #[cfg(test)]

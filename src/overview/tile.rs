@@ -126,6 +126,20 @@ impl TilePyramid {
         reduce(chunk, side, side, self.fill, self.how)
     }
 
+    /// A strip's first level from the reductions of its chunks, left to right
+    /// ([`TilePyramid::reduce_chunk`]): the pieces side by side.
+    pub fn join_first_level(&self, pieces: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
+        let (half, width) = (self.side / 2, self.width / 2);
+        let mut rows = vec![self.fill; half * width];
+        for (sx, piece) in pieces.into_iter().enumerate() {
+            for (r, line) in piece.chunks_exact(half).enumerate() {
+                let at = r * width + sx * half;
+                rows[at..at + half].copy_from_slice(line);
+            }
+        }
+        rows
+    }
+
     /// Take strip `sy` (rows `sy * side ..`) of level 0; returns the chunks it completes.
     pub fn add_strip(&self, sy: usize, strip: &[u8]) -> Vec<LevelChunk> {
         if self.independent == 0 {
@@ -356,18 +370,14 @@ mod tests {
         for sy in [2, 0, 3, 1] {
             let strip = &tile[sy * side * w..(sy + 1) * side * w];
             // Each chunk reduced on its own, the pieces put side by side.
-            let mut first = vec![0u8; side / 2 * w / 2];
-            for sx in 0..w / side {
+            let pieces = (0..w / side).map(|sx| {
                 let chunk: Vec<u8> = strip
                     .chunks_exact(w)
                     .flat_map(|row| row[sx * side..(sx + 1) * side].to_vec())
                     .collect();
-                let piece = p.reduce_chunk(&chunk, side);
-                for (r, line) in piece.chunks_exact(side / 2).enumerate() {
-                    let at = r * w / 2 + sx * side / 2;
-                    first[at..at + side / 2].copy_from_slice(line);
-                }
-            }
+                p.reduce_chunk(&chunk, side)
+            });
+            let first = p.join_first_level(pieces);
             got.extend(p.add_first_level(sy, first));
         }
         assert_eq!(sorted(got), sorted(reference(&tile, w, &levels)));

@@ -185,7 +185,12 @@ impl Work {
 
     /// Run and require success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
+        self.ok_with(args, &[])
+    }
+
+    /// Run with extra environment and require success; returns stdout.
+    pub fn ok_with(&self, args: &[&str], env: &[(&str, String)]) -> String {
+        let out = self.run_with(args, env);
         assert!(
             out.status.success(),
             "tilecube {args:?} failed: {}\n{}",

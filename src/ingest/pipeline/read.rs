@@ -418,20 +418,7 @@ impl Reader {
                 Ok(piece)
             })
             .collect::<Result<Vec<_>, TileError>>()?;
-        if pyramid.is_none() {
-            return Ok(None);
-        }
-        // The pieces side by side: the strip's first level.
-        let half = side / 2;
-        let mut rows = vec![0u8; half * (width / 2)];
-        for (sx, piece) in pieces.into_iter().enumerate() {
-            let Some(piece) = piece else { continue };
-            for (r, line) in piece.chunks_exact(half).enumerate() {
-                let at = r * (width / 2) + sx * half;
-                rows[at..at + half].copy_from_slice(line);
-            }
-        }
-        Ok(Some(rows))
+        Ok(pyramid.map(|p| p.join_first_level(pieces.into_iter().flatten())))
     }
 }
 
