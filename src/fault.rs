@@ -4,9 +4,10 @@
 //! ([`RemoteError`]) that sources and repositories share.
 //!
 //! Invariants: decisions are made from typed causes (HTTP statuses, `object_store` variants
-//! and HTTP error kinds, I/O error kinds), never from text, except for the status of an
-//! S3/GCS error that `object_store` reports only in its message; no error carries a
-//! credential: URLs are the objects' own addresses.
+//! and HTTP error kinds, the S3 SDK's connector errors and error codes, Icechunk's
+//! throttling kind, I/O error kinds), never from text, except for the status of an S3/GCS
+//! error that `object_store` reports only in its message; no error carries a credential:
+//! URLs are the objects' own addresses.
 
 use crate::error_chain;
 
@@ -168,9 +169,44 @@ pub fn network_kind(e: &(dyn std::error::Error + 'static)) -> Option<NetworkKind
         {
             return Some(kind);
         }
+        // The S3 SDK's failure to send a request or read its answer.
+        if let Some(e) = c.downcast_ref::<aws_smithy_runtime_api::client::result::ConnectorError>()
+        {
+            if e.is_timeout() {
+                return Some(NetworkKind::Timeout);
+            }
+            if e.is_io() {
+                return Some(NetworkKind::Interrupted);
+            }
+        }
         cause = c.source();
     }
     None
+}
+
+/// Whether an S3 error code (the SDK's error metadata) says trying again could help:
+/// throttling, internal errors and timeouts do; denials and missing buckets do not.
+/// `None` for a code that says neither.
+fn s3_code_is_transient(code: &str) -> Option<bool> {
+    match code {
+        "SlowDown"
+        | "InternalError"
+        | "ServiceUnavailable"
+        | "RequestTimeout"
+        | "Throttling"
+        | "ThrottlingException"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "OperationAborted" => Some(true),
+        "AccessDenied"
+        | "InvalidAccessKeyId"
+        | "SignatureDoesNotMatch"
+        | "NoSuchBucket"
+        | "AllAccessDisabled"
+        | "InvalidBucketName"
+        | "AccountProblem" => Some(false),
+        _ => None,
+    }
 }
 
 /// Network trouble told by an I/O error's kind.
@@ -206,6 +242,16 @@ pub fn transient_cause(e: &(dyn std::error::Error + 'static)) -> Option<bool> {
     while let Some(c) = cause {
         if let Some(r) = c.downcast_ref::<RemoteError>() {
             return Some(r.is_transient());
+        }
+        if let Some(meta) = c.downcast_ref::<aws_smithy_types::error::ErrorMetadata>()
+            && let Some(transient) = meta.code().and_then(s3_code_is_transient)
+        {
+            return Some(transient);
+        }
+        if let Some(s) = c.downcast_ref::<icechunk::storage::StorageError>()
+            && s.kind().is_throttled()
+        {
+            return Some(true);
         }
         if let Some(o) = c.downcast_ref::<object_store::Error>() {
             use object_store::Error as E;
@@ -284,6 +330,42 @@ mod tests {
             Some(NetworkKind::Interrupted)
         );
         assert_eq!(io_kind(std::io::ErrorKind::InvalidData), None);
+    }
+
+    /// An error whose cause is `inner`, as the S3 SDK chains a service error's metadata.
+    #[derive(Debug, thiserror::Error)]
+    #[error("committing")]
+    struct Outer(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+    #[test]
+    fn s3_error_codes_and_connector_errors_decide_transience() {
+        let code = |c: &str| {
+            let meta = aws_smithy_types::error::ErrorMetadata::builder()
+                .code(c)
+                .message("m")
+                .build();
+            transient_cause(&Outer(Box::new(meta)))
+        };
+        assert_eq!(code("SlowDown"), Some(true));
+        assert_eq!(code("InternalError"), Some(true));
+        assert_eq!(code("AccessDenied"), Some(false));
+        assert_eq!(code("NoSuchBucket"), Some(false));
+        assert_eq!(code("SomethingElse"), None);
+        let timeout =
+            aws_smithy_runtime_api::client::result::ConnectorError::timeout("no answer".into());
+        assert_eq!(transient_cause(&Outer(Box::new(timeout))), Some(true));
+        let io = aws_smithy_runtime_api::client::result::ConnectorError::io("reset".into());
+        assert_eq!(
+            network_kind(&Outer(Box::new(io))),
+            Some(NetworkKind::Interrupted)
+        );
+        let throttled = icechunk::storage::StorageError::capture(
+            icechunk::storage::StorageErrorKind::Throttled {
+                code: "SlowDown".into(),
+                message: "m".into(),
+            },
+        );
+        assert_eq!(transient_cause(&Outer(Box::new(throttled))), Some(true));
     }
 
     #[test]

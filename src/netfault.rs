@@ -88,6 +88,7 @@ struct Counters {
     stall: AtomicU64,
     relayed: AtomicU64,
     hold: std::sync::atomic::AtomicBool,
+    outage: std::sync::atomic::AtomicBool,
 }
 
 /// The fault one connection gets.
@@ -157,7 +158,11 @@ impl FaultProxy {
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let n = c.connections.fetch_add(1, Ordering::SeqCst);
-                let fault = faults.of(n);
+                let fault = if c.outage.load(Ordering::SeqCst) {
+                    Fault::SlowDown
+                } else {
+                    faults.of(n)
+                };
                 let c = Arc::clone(&c);
                 tokio::spawn(async move {
                     let counter = match fault {
@@ -192,6 +197,13 @@ impl FaultProxy {
     /// Stop (`true`) or resume every byte on every connection.
     pub fn hold(&self, on: bool) {
         self.counters.hold.store(on, Ordering::SeqCst);
+    }
+
+    /// Start (`true`) or end an outage: while it lasts every new connection is answered
+    /// `503 SlowDown` and a relayed connection is cut when its client sends more (counted as
+    /// a reset), so no request gets through, kept-alive connections included.
+    pub fn outage(&self, on: bool) {
+        self.counters.outage.store(on, Ordering::SeqCst);
     }
 
     /// What it did so far.
@@ -326,6 +338,10 @@ async fn relay(client: TcpStream, server: TcpStream, cut: Option<(bool, u64)>, c
                     return;
                 }
                 held(c).await;
+                if c.outage.load(Ordering::SeqCst) {
+                    c.reset.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
                 if send(&mut sw, &a[..n], &mut up, cut.filter(|c| c.0)).await {
                     return;
                 }

@@ -2,13 +2,14 @@
 //! manifests written, snapshot written with the branch not moved, the branch moved — by the
 //! test-only stop of `tilecube::cube::steps` (a `SIGKILL` at that very step, as `kill -9`
 //! would there, reached for sure rather than by timing) leaves a head that is the old
-//! snapshot or the new one, never a torn one: `status` opens it, `verify` is clean, and
-//! `write --missing` completes the cube pixel for pixel.
+//! snapshot or the new one, never a torn one: `status` and the console (in a real terminal)
+//! open it, `verify` is clean, and `write --missing` completes the cube pixel for pixel.
 
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
 
+use common::tmux::Tmux;
 use common::{Work, cube_pixels, gdal_pixels, t, tile_names};
 use tilecube::cube::steps::STEPS;
 
@@ -58,6 +59,16 @@ async fn a_writer_killed_at_each_step_of_a_commit_leaves_the_old_or_the_new_head
         );
         let verify = w.ok(&["verify"]);
         assert!(verify.contains("ok"), "{step}: {verify}");
+        // The console opens the same head, and leaves cleanly.
+        let console = Tmux::start(&format!(
+            "TILECUBE_DATA_DIR={} {} --config {} tui; echo CONSOLE-EXITED $?; sleep 60",
+            w.dir.path().join("data").display(),
+            env!("CARGO_BIN_EXE_tilecube"),
+            w.dir.path().join("config.toml").display()
+        ));
+        console.wait_for(&format!("1:2000 {}/3", if moved { 3 } else { 1 }));
+        console.keys(&["q"]);
+        console.wait_for("CONSOLE-EXITED 0");
 
         // The next write completes the cube.
         let out = w.ok(&["write", "--missing", "--year", "2000"]);
@@ -75,7 +86,7 @@ async fn a_writer_killed_at_each_step_of_a_commit_leaves_the_old_or_the_new_head
             );
         }
         eprintln!(
-            "stopped at {step}: the head had {after} commits ({}), status opened, verify ok, write --missing wrote {wrote}",
+            "stopped at {step}: the head had {after} commits ({}), status and the console opened, verify ok, write --missing wrote {wrote}",
             if moved {
                 "the new snapshot"
             } else {

@@ -7,89 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Work;
+use common::tmux::Tmux;
 use tilecube::demo::Flaw;
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(cmd: &str) -> Self {
-        // A socket of its own per session: a server being shut down never meets a new one.
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let socket = format!("tilecube-test-{}-{n}", std::process::id());
-        let tmux = Self { socket };
-        let ok = tmux
-            .cmd(&["new-session", "-d", "-s", "t", "-x", "80", "-y", "24", cmd])
-            .status
-            .success();
-        assert!(ok, "tmux new-session failed");
-        tmux.cmd(&["set-option", "-g", "escape-time", "0"]);
-        tmux
-    }
-
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux (installed by .ci/setup)")
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            self.cmd(&["send-keys", "-t", "t", k]);
-            std::thread::sleep(Duration::from_millis(60));
-        }
-    }
-
-    fn text(&self, text: &str) {
-        self.cmd(&["send-keys", "-t", "t", "-l", text]);
-    }
-
-    /// The RGB colours (`r;g;b`) the screen uses, from `capture-pane -e`'s escapes.
-    fn colours(&self) -> std::collections::BTreeSet<String> {
-        let raw =
-            String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-e", "-t", "t"]).stdout)
-                .into_owned();
-        let mut out = std::collections::BTreeSet::new();
-        for part in raw.split("\x1b[").skip(1) {
-            let params = part.split('m').next().unwrap_or("");
-            let p: Vec<&str> = params.split(';').collect();
-            let mut i = 0;
-            while i < p.len() {
-                if (p[i] == "38" || p[i] == "48") && p.get(i + 1) == Some(&"2") && i + 4 < p.len() {
-                    out.insert(format!("{};{};{}", p[i + 2], p[i + 3], p[i + 4]));
-                    i += 5;
-                } else {
-                    i += 1;
-                }
-            }
-        }
-        out
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
-    }
-
-    fn wait_for(&self, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let s = self.screen();
-            if s.contains(what) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what:?}; screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
 
 /// The shell command that runs the console on an S3 cube, its requests sent to `endpoint`
 /// (a proxy in front of the test's server), and reports its exit status.
@@ -120,34 +39,6 @@ fn console_cmd(w: &Work) -> String {
         env!("CARGO_BIN_EXE_tilecube"),
         w.dir.path().join("config.toml").display()
     )
-}
-
-impl Tmux {
-    /// The console's process id (the child of the pane's shell).
-    fn console_pid(&self) -> String {
-        let pane = String::from_utf8_lossy(
-            &self
-                .cmd(&["display", "-p", "-t", "t", "#{pane_pid}"])
-                .stdout,
-        )
-        .trim()
-        .to_string();
-        let out = Command::new("pgrep")
-            .args(["-P", &pane])
-            .output()
-            .expect("pgrep");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .expect("console process")
-            .to_string()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.cmd(&["kill-server"]);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1097,6 +988,69 @@ fn the_console_keeps_answering_while_its_repository_fails_and_goes_silent() {
         proxy.counts()
     );
     assert!(s.contains("80N # # #"), "{s}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("CONSOLE-EXITED 0");
+}
+
+#[test]
+fn a_failed_read_shows_on_the_status_line_and_the_next_poll_reads_again() {
+    // One try per request: the repository's outage fails the console's polls at once.
+    use tilecube::netfault::{FaultProxy, Faults};
+    let moto = common::s3::Moto::start();
+    moto.create_bucket("cubes");
+    let w = Work::new();
+    let names = ["80N_180W", "80N_170W"];
+    for t in names {
+        w.tile(2000, t, Flaw::None);
+    }
+    w.list(2000, &names, "");
+    let config = w.dir.path().join("config.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("\n[storage_retries]\ntries = 1\n");
+    std::fs::write(&config, text).expect("config");
+    let env = moto.env();
+    let repo = "s3://cubes/outage";
+    w.ok_with(&["--repo", repo, "init"], &env);
+    w.ok_with(
+        &[
+            "--repo", repo, "write", "--year", "2000", "--tiles", "80N_180W",
+        ],
+        &env,
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let upstream = moto.endpoint.trim_start_matches("http://").parse().unwrap();
+    let proxy = rt
+        .block_on(FaultProxy::start(upstream, Faults::default()))
+        .expect("proxy");
+    let tmux = Tmux::start(&s3_console_cmd(&w, &env, &proxy.url(), repo));
+    tmux.wait_for("1:2000 1/2");
+
+    // The repository fails every request: a poll says so on the status line; keys answer.
+    proxy.outage(true);
+    let s = tmux.wait_for("reading the repository failed");
+    assert!(s.contains("1:2000 1/2"), "the grid stays as it was:\n{s}");
+    tmux.keys(&["?"]);
+    tmux.wait_for(" keys ");
+    tmux.keys(&["Escape"]);
+
+    // Another process writes the second tile straight to the server; the repository comes
+    // back and the next poll reads the new head.
+    w.ok_with(
+        &[
+            "--repo", repo, "write", "--year", "2000", "--tiles", "80N_170W",
+        ],
+        &env,
+    );
+    proxy.outage(false);
+    let s = tmux.wait_for("1:2000 2/2");
+    let s = if s.contains("the repository answers again") {
+        s
+    } else {
+        tmux.wait_for("the repository answers again")
+    };
+    assert!(!s.contains("reading the repository failed"), "{s}");
+    eprintln!("{}", proxy.counts());
+    assert!(proxy.counts().slow_down > 0, "{}", proxy.counts());
     tmux.keys(&["q"]);
     tmux.wait_for("CONSOLE-EXITED 0");
 }

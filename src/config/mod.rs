@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cube::S3Settings;
+use crate::cube::{S3Settings, StorageRetries};
 
 pub use settings::{Overrides, Settings, io_runtime, max_threads};
 
@@ -48,6 +48,9 @@ pub struct ConfigFile {
     pub s3: S3Settings,
     #[serde(default)]
     pub gcs: GcsSettings,
+    /// How the repository's storage client retries a failed request.
+    #[serde(default)]
+    pub storage_retries: StorageRetries,
 }
 
 /// Settings of `gs://` sources.

@@ -124,7 +124,7 @@ impl Settings {
             .repo
             .as_deref()
             .context("no repository: pass --repo or set `repo` in the config file")?;
-        Ok(RepoLocation::parse(repo, &self.file.s3)?)
+        Ok(RepoLocation::parse(repo, &self.file.s3)?.with_retries(self.file.storage_retries))
     }
 
     pub fn source(&self) -> Result<Source> {

@@ -24,6 +24,26 @@ pub struct S3Settings {
     pub anonymous: Option<bool>,
 }
 
+/// How the storage client of a repository in an object store retries a failed request
+/// (Icechunk's storage settings, for S3 and GCS alike). Anything left `None` keeps
+/// Icechunk's default: 10 tries, the first back-off 100 ms, at most 3 minutes between tries.
+/// Set when the client is made (the first request), so it holds for the whole process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageRetries {
+    /// Tries of one request, the first included (at least 1).
+    pub tries: Option<std::num::NonZeroU16>,
+    pub initial_backoff_ms: Option<u32>,
+    pub max_backoff_ms: Option<u32>,
+}
+
+impl StorageRetries {
+    /// Whether every value is Icechunk's default.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// A repository location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepoLocation {
@@ -32,11 +52,13 @@ pub enum RepoLocation {
         bucket: String,
         prefix: String,
         settings: S3Settings,
+        retries: StorageRetries,
     },
     Gcs {
         bucket: String,
         prefix: String,
         anonymous: bool,
+        retries: StorageRetries,
     },
 }
 
@@ -70,6 +92,7 @@ impl RepoLocation {
                 bucket,
                 prefix,
                 settings: s3.clone(),
+                retries: StorageRetries::default(),
             });
         }
         if let Some(rest) = text.strip_prefix("gs://") {
@@ -82,6 +105,7 @@ impl RepoLocation {
                 bucket,
                 prefix,
                 anonymous,
+                retries: StorageRetries::default(),
             });
         }
         if text.contains("://") {
@@ -97,6 +121,33 @@ impl RepoLocation {
             });
         }
         Ok(Self::Local(PathBuf::from(text)))
+    }
+
+    /// The same location, its storage client retrying as `retries` says (a local
+    /// repository has no client: it is unchanged).
+    pub fn with_retries(mut self, retries: StorageRetries) -> Self {
+        match &mut self {
+            Self::Local(_) => {}
+            Self::S3 { retries: r, .. } | Self::Gcs { retries: r, .. } => *r = retries,
+        }
+        self
+    }
+
+    /// Icechunk's storage settings for this location: its retries, if any differ from
+    /// Icechunk's defaults.
+    pub fn storage_settings(&self) -> Option<icechunk::storage::Settings> {
+        let retries = match self {
+            Self::Local(_) => return None,
+            Self::S3 { retries, .. } | Self::Gcs { retries, .. } => retries,
+        };
+        (!retries.is_default()).then(|| icechunk::storage::Settings {
+            retries: Some(icechunk::storage::RetriesSettings {
+                max_tries: retries.tries,
+                initial_backoff_ms: retries.initial_backoff_ms,
+                max_backoff_ms: retries.max_backoff_ms,
+            }),
+            ..Default::default()
+        })
     }
 
     /// An error about this repository.
@@ -145,6 +196,7 @@ impl RepoLocation {
                 bucket,
                 prefix,
                 settings,
+                ..
             } => {
                 let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
                 let endpoint_url = settings
@@ -189,6 +241,7 @@ impl RepoLocation {
                 bucket,
                 prefix,
                 anonymous,
+                ..
             } => {
                 let credentials = anonymous.then_some(icechunk::config::GcsCredentials::Anonymous);
                 icechunk::storage::new_gcs_storage(

@@ -34,7 +34,7 @@ pub use history::{
     written_properties_with,
 };
 pub use layout::{Layout, Overviews, SPATIAL_REF_ATTRS_KEY};
-pub use location::{RepoLocation, S3Settings};
+pub use location::{RepoLocation, S3Settings, StorageRetries};
 pub use lock::LOCK_FILE;
 pub use merge::{Merger, limit_allocator_arenas};
 pub use overviews::{LevelImage, MAX_LEVEL_READ};

@@ -112,7 +112,7 @@ pub(crate) fn repo_config(layout: &Layout) -> RepositoryConfig {
         }),
         ..Default::default()
     }
-    .merge(open_config())
+    .merge(manifest_handling())
 }
 
 /// No manifest preloading. Icechunk preloads the manifests of coordinate-like arrays when a
@@ -134,9 +134,18 @@ fn no_preload() -> ManifestPreloadConfig {
 /// tiles' worth is plenty.
 const MANIFEST_CACHE_REFS: u64 = 100_000;
 
-/// What every open adds over the repository's stored config (cubes laid out before these
-/// settings included): no manifest preload, a manifest cache bounded by the machine.
-fn open_config() -> RepositoryConfig {
+/// What every open adds over the repository's stored config: the manifest handling (for
+/// cubes laid out before it) and the location's storage retries.
+fn open_config(location: &RepoLocation) -> RepositoryConfig {
+    RepositoryConfig {
+        storage: location.storage_settings(),
+        ..Default::default()
+    }
+    .merge(manifest_handling())
+}
+
+/// No manifest preload, a manifest cache bounded by the machine.
+fn manifest_handling() -> RepositoryConfig {
     RepositoryConfig {
         manifest: Some(ManifestConfig {
             preload: Some(no_preload()),
@@ -173,7 +182,7 @@ impl Cube {
             });
         }
         let repo = Repository::open(storage)
-            .config(open_config())
+            .config(open_config(&location))
             .execute()
             .await
             .map_err(|e| location.error(e))?;
@@ -284,7 +293,8 @@ pub(super) async fn storage_and_existence(
     create: bool,
 ) -> Result<(Arc<dyn icechunk::Storage + Send + Sync>, bool), CubeError> {
     let storage = location.storage(create).await?;
-    let exists = Repository::exists(Arc::clone(&storage), None)
+    // The first request makes the storage client, with these settings for good.
+    let exists = Repository::exists(Arc::clone(&storage), location.storage_settings())
         .await
         .map_err(|e| location.error(e))?;
     Ok((storage, exists))

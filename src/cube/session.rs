@@ -140,6 +140,21 @@ impl WriteSession {
         self.pending.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
+    /// Give up the tiles waiting for a commit (their commit failed for good): they are no
+    /// longer pending, and the session's changes are dropped, so no later commit of it
+    /// references their chunks.
+    pub async fn take_pending(&self) -> WrittenTiles {
+        let mut s = self.session.write().await;
+        if let Err(e) = s.discard_changes() {
+            log::warn!("dropping a session's changes: {e}");
+        }
+        self.pending_refs.store(0, Ordering::SeqCst);
+        self.pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+
     /// Chunk references the session holds since its last commit: what its memory grows with.
     pub fn pending_refs(&self) -> u64 {
         self.pending_refs.load(Ordering::SeqCst)
@@ -212,10 +227,19 @@ impl WriteSession {
                 Err(e) => Err(CubeError::icechunk("serializing a staged session", e)),
             },
             None => {
+                // A commit that fails may leave the session part-way (a rebase takes the
+                // change set out while it works): on failure the session is put back as it
+                // was, so its tiles' chunks are still referenced at the next commit.
+                let before = s.clone();
                 let props = written_properties_with(&written, &self.tags);
-                super::commit::commit_refreshing(&self.cube, &mut s, &written, &message, props)
-                    .await
-                    .map(|id| id.to_string())
+                let landed =
+                    super::commit::commit_refreshing(&self.cube, &mut s, &written, &message, props)
+                        .await
+                        .map(|id| id.to_string());
+                if landed.is_err() {
+                    *s = before;
+                }
+                landed
             }
         };
         let id = match landed {

@@ -434,7 +434,7 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
                     })
                 }
                 .await;
-                let _ = tx.send(r.unwrap_or_else(|e| Done::Error(error_chain(&e))));
+                let _ = tx.send(r.unwrap_or_else(|e| Done::ReadFailed(error_chain(&e))));
             });
         }
         Action::PlanStatus => {
@@ -449,9 +449,10 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
         }
         Action::CheckHead => {
             tokio::spawn(async move {
-                if let Ok(head) = cube.head().await {
-                    let _ = tx.send(Done::Head(Some(head.to_string())));
-                }
+                let _ = tx.send(match cube.head().await {
+                    Ok(head) => Done::Head(Some(head.to_string())),
+                    Err(e) => Done::ReadFailed(error_chain(&e)),
+                });
             });
         }
     }

@@ -224,6 +224,9 @@ pub struct App {
     pub exit: Option<Exit>,
     /// The branch head the coverage and history were read at.
     pub head: Option<String>,
+    /// The last poll or refresh of the repository failed (its error is on the status line
+    /// until a read succeeds).
+    pub read_failed: bool,
     /// Quick-look pixels of the tile in the popup (row-major, `side`²).
     pub quicklook: Option<(usize, Vec<u8>)>,
     /// Where tiles are read from, if a source is configured.
@@ -266,6 +269,14 @@ pub struct MapKey {
 pub const RUNS_KEPT: usize = 8;
 
 impl App {
+    /// A read of the repository succeeded: a read failure shown is over.
+    pub fn read_back(&mut self) {
+        if std::mem::take(&mut self.read_failed) {
+            self.status_line = "the repository answers again".into();
+            log::info!("{}", self.status_line);
+        }
+    }
+
     pub fn new(repo: String, branch: String, grid: Grid, years: Vec<i32>, threads: usize) -> Self {
         Self {
             repo,
@@ -293,6 +304,7 @@ impl App {
             color: true,
             exit: None,
             head: None,
+            read_failed: false,
             quicklook: None,
             source: None,
             show_logs: false,

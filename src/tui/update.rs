@@ -60,6 +60,8 @@ pub enum Done {
     },
     /// The branch head now.
     Head(Option<String>),
+    /// A poll or refresh of the repository failed; the next poll tries again.
+    ReadFailed(String),
     /// A run was launched (its id), or could not be.
     Launched(Result<String, String>),
     /// Runs of the repository as just read: every one (a scan) or those watched.
@@ -266,6 +268,7 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             history,
             head,
         } => {
+            app.read_back();
             app.loading = None;
             app.coverage = coverage;
             app.ended_unread.clear();
@@ -278,6 +281,15 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             if head != app.head {
                 return vec![Action::Refresh];
             }
+            app.read_back();
+        }
+        Done::ReadFailed(e) => {
+            if !app.read_failed {
+                log::warn!("reading the repository: {e}");
+            }
+            app.read_failed = true;
+            app.status_line =
+                format!("reading the repository failed, retried at the next poll: {e}");
         }
         Done::Error(e) | Done::Cancelled(Err(e)) => {
             app.status_line = format!("error: {e}");
@@ -609,6 +621,30 @@ mod tests {
 
     fn t(s: &str) -> TileName {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_failed_read_shows_until_a_poll_reads_again() {
+        let mut a = app();
+        a.head = Some("H".into());
+        assert!(update(&mut a, Msg::Done(Done::ReadFailed("503 SlowDown".into()))).is_empty());
+        assert!(a.read_failed);
+        assert!(
+            a.status_line.contains("retried at the next poll") && a.status_line.contains("503"),
+            "{}",
+            a.status_line
+        );
+        // The same head read back: the failure is over, nothing to refresh.
+        assert!(update(&mut a, Msg::Done(Done::Head(Some("H".into())))).is_empty());
+        assert!(!a.read_failed);
+        assert_eq!(a.status_line, "the repository answers again");
+        // A head that moved while reads failed is refreshed at the next poll.
+        update(&mut a, Msg::Done(Done::ReadFailed("reset".into())));
+        assert_eq!(
+            update(&mut a, Msg::Done(Done::Head(Some("H2".into())))),
+            vec![Action::Refresh]
+        );
+        assert!(a.read_failed, "still failed until the refresh lands");
     }
 
     #[test]

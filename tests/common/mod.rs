@@ -5,6 +5,7 @@
 pub mod nginx;
 pub mod s3;
 pub mod slurm;
+pub mod tmux;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -226,12 +226,44 @@ pub async fn ingest_into(
     if cancel.load(Ordering::SeqCst) {
         report.cancelled = true;
     }
-    if options.commit
-        && options.final_commit
-        && let Some(c) = session.commit(None).await?
-    {
-        events.send(Event::committed(&c));
-        report.commits.push(c.snapshot);
+    if options.commit && options.final_commit {
+        match session.commit(None).await {
+            Ok(Some(c)) => {
+                events.send(Event::committed(&c));
+                report.commits.push(c.snapshot);
+            }
+            Ok(None) => {}
+            // The storage failed past its retries: the tiles that waited for this commit
+            // are not in the cube. Each is a failure, journaled for `write --failed`.
+            Err(e) if e.is_transient() => {
+                let error = format!("written, but its commit failed: {}", crate::error_chain(&e));
+                for (year, tiles) in session.take_pending().await {
+                    for tile in tiles.into_keys() {
+                        if let Some(w) = report.written.get_mut(&year) {
+                            w.remove(&tile);
+                        }
+                        let failure = TileFailure {
+                            year,
+                            tile,
+                            error: error.clone(),
+                            transient: true,
+                            attempts: 1,
+                        };
+                        log::warn!("{failure}");
+                        events.send(Event::TileFailed {
+                            year,
+                            tile,
+                            error: error.clone(),
+                            transient: true,
+                            attempts: 1,
+                        });
+                        report.failed.push(failure);
+                    }
+                }
+                report.written.retain(|_, w| !w.is_empty());
+            }
+            Err(e) => return Err(e),
+        }
     }
     report.pending = session.pending();
     events.send(Event::Finished {

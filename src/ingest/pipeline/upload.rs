@@ -250,9 +250,26 @@ impl Uploader {
         if !due {
             return Ok(());
         }
-        if let Some(c) = self.session.commit(None).await? {
-            self.events.send(Event::committed(&c));
-            self.report.commits.push(c.snapshot);
+        match self.session.commit(None).await {
+            Ok(Some(c)) => {
+                self.events.send(Event::committed(&c));
+                self.report.commits.push(c.snapshot);
+            }
+            Ok(None) => {}
+            // The storage failed past its retries: the session is as before the commit,
+            // its tiles wait for the next checkpoint (or the final commit).
+            Err(e) if e.is_transient() => {
+                let message = format!(
+                    "a checkpoint commit failed ({}); its {} tiles stay in the session for the next commit",
+                    crate::error_chain(&e),
+                    self.uncommitted
+                );
+                log::warn!("{message}");
+                self.events.send(Event::Warning { message });
+                self.last_commit = Instant::now();
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         }
         self.uncommitted = 0;
         self.last_commit = Instant::now();
