@@ -55,7 +55,14 @@ pub struct OverviewSpec {
     pub resampling: Resampling,
     /// The coarsest level is the first at most this many pixels wide.
     pub coarsest_width: u64,
+    /// The zstd level of the overview levels' chunks (the cube's own stay at the
+    /// variable's): they are encoded with every tile, a third of its bytes again, and level
+    /// 1 encodes them about twice as fast as 3 for some 15 % more bytes.
+    pub zstd_level: i32,
 }
+
+/// The default zstd level of overview levels.
+pub const OVERVIEW_ZSTD_LEVEL: i32 = 1;
 
 impl Default for OverviewSpec {
     fn default() -> Self {
@@ -63,6 +70,7 @@ impl Default for OverviewSpec {
             enabled: true,
             resampling: Resampling::Mode,
             coarsest_width: crate::overview::MAX_COARSEST_WIDTH,
+            zstd_level: OVERVIEW_ZSTD_LEVEL,
         }
     }
 }

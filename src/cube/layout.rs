@@ -59,6 +59,10 @@ pub struct Layout {
 pub struct Overviews {
     pub resampling: Resampling,
     pub coarsest_width: u64,
+    /// The zstd level of the levels' chunks; `None` for cubes laid out before it was
+    /// chosen apart, whose levels use the cube's own level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd_level: Option<i32>,
 }
 
 impl Overviews {
@@ -68,6 +72,7 @@ impl Overviews {
         o.enabled.then_some(Self {
             resampling: o.resampling,
             coarsest_width: o.coarsest_width,
+            zstd_level: Some(o.zstd_level),
         })
     }
 }
@@ -198,6 +203,14 @@ impl Layout {
         }
     }
 
+    /// The zstd level of level `k`'s chunks (0: the cube itself).
+    pub fn zstd_level_of(&self, k: usize) -> i32 {
+        match (k, self.overviews.and_then(|o| o.zstd_level)) {
+            (1.., Some(level)) => level,
+            _ => self.zstd_level,
+        }
+    }
+
     /// A check that flags given on the command line agree with the stored layout.
     pub fn check_tile_pixels(&self, tile_pixels: Option<u64>) -> Result<(), CubeError> {
         match tile_pixels {
@@ -251,6 +264,23 @@ mod tests {
     fn glad() -> Layout {
         let p = Preset::glad();
         Layout::new(&p, &Grid::from_preset(&p, None).unwrap())
+    }
+
+    #[test]
+    fn overview_levels_take_their_own_zstd_level_and_older_cubes_the_cubes() {
+        let l = glad();
+        assert_eq!(l.zstd_level_of(0), l.zstd_level);
+        assert_eq!(l.zstd_level_of(1), crate::preset::OVERVIEW_ZSTD_LEVEL);
+        assert_eq!(l.zstd_level_of(5), crate::preset::OVERVIEW_ZSTD_LEVEL);
+        // A layout stored before the level was chosen apart reads back with the cube's.
+        let mut stored = serde_json::to_value(&l).unwrap();
+        stored["overviews"]
+            .as_object_mut()
+            .unwrap()
+            .remove("zstd_level");
+        let older: Layout = serde_json::from_value(stored).unwrap();
+        assert_eq!(older.overviews.unwrap().zstd_level, None);
+        assert_eq!(older.zstd_level_of(1), l.zstd_level);
     }
 
     #[test]

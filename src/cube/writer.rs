@@ -29,7 +29,7 @@ pub(crate) fn level_builder(layout: &Layout, k: usize) -> ArrayBuilder {
         layout.fill_value,
     );
     b.bytes_to_bytes_codecs(vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
-        layout.zstd_level,
+        layout.zstd_level_of(k),
         false,
     ))]);
     b.dimension_names(Some(["year", "y", "x"]));
