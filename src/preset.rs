@@ -61,6 +61,9 @@ pub struct OverviewSpec {
     pub zstd_level: i32,
 }
 
+/// The zstd levels Zarr's codec takes (negative ones are zstd's fastest).
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = -131_072..=22;
+
 /// The default zstd level of overview levels.
 pub const OVERVIEW_ZSTD_LEVEL: i32 = 1;
 
@@ -211,6 +214,19 @@ impl Preset {
         if self.overviews.coarsest_width == 0 {
             return Err(invalid("overviews.coarsest_width must be positive".into()));
         }
+        // Zarr's zstd codec (and so every reader of the cube) takes levels up to 22.
+        for (key, level) in [
+            ("variable.zstd_level", self.variable.zstd_level),
+            ("overviews.zstd_level", self.overviews.zstd_level),
+        ] {
+            if !ZSTD_LEVELS.contains(&level) {
+                return Err(invalid(format!(
+                    "{key} = {level}: zstd levels run from {} to {}",
+                    ZSTD_LEVELS.start(),
+                    ZSTD_LEVELS.end()
+                )));
+            }
+        }
         if !self.source.list.contains("{year}") {
             return Err(invalid("source.list must contain {year}".into()));
         }
@@ -249,5 +265,26 @@ mod tests {
         let text = GLAD_TOML.replace("columns = 36", "columns = 37");
         let err = Preset::parse(&text, "mine.toml").unwrap_err().to_string();
         assert!(err.contains("longitude"), "{err}");
+    }
+
+    #[test]
+    fn zstd_levels_past_what_zarr_reads_are_refused_by_key() {
+        let text = GLAD_TOML.replace("zstd_level = 1", "zstd_level = 99");
+        let err = Preset::parse(&text, "mine.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("mine.toml") && err.contains("overviews.zstd_level = 99"),
+            "{err}"
+        );
+        let text = GLAD_TOML.replace("zstd_level = 3", "zstd_level = 23");
+        let err = Preset::parse(&text, "mine.toml").unwrap_err().to_string();
+        assert!(err.contains("variable.zstd_level = 23"), "{err}");
+        let text = GLAD_TOML.replace("zstd_level = 1", "zstd_level = -7");
+        assert_eq!(
+            Preset::parse(&text, "mine.toml")
+                .unwrap()
+                .overviews
+                .zstd_level,
+            -7
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::{Work, t, tile_names};
-use tilecube::cube::{Cube, RepoLocation};
+use tilecube::cube::Cube;
 use tilecube::demo::Flaw;
 use zarrs::array::Array;
 use zarrs_icechunk::AsyncIcechunkStore;
@@ -175,10 +175,43 @@ async fn two_writers_sharing_a_coarse_chunk_both_land_in_it() {
         w.two_class_tile(2000, name, 10 + 10 * i as u8, 100 + 10 * i as u8);
     }
     w.ok(&["init"]);
-    let location = RepoLocation::Local(w.repo());
-    let cube = common::race_writers(&w, location, 2000, &names, 2).await;
+    let (first, second) = (names[..4].join(","), names[4..].join(","));
+
+    // Writer A uploads its tiles' chunks, coarse chunk included, and is held before its
+    // commit; writer B writes the other four, sharing that coarse chunk, and commits.
+    let a = w.spawn_with(
+        &["write", "--year", "2000", "--tiles", &first],
+        &w.hold_env("chunks-uploaded#1"),
+    );
+    w.wait_held("chunks-uploaded", 1);
+    w.ok(&["write", "--year", "2000", "--tiles", &second]);
+    w.release("chunks-uploaded", 1);
+    let a = a.wait_with_output().expect("writer A");
+    assert!(
+        a.status.success(),
+        "writer A: {}",
+        String::from_utf8_lossy(&a.stderr)
+    );
+
+    // A's commit was rebased onto B's: its parent is B's commit, which A's session never saw.
+    let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
+    let (a_commit, b_commit) = (&log[0], &log[1]);
+    let tiles_of = |c: &serde_json::Value| -> Vec<String> {
+        c["written"]["2000"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(tiles_of(a_commit), names[..4].to_vec(), "{log}");
+    assert_eq!(tiles_of(b_commit), names[4..].to_vec(), "{log}");
+    assert_eq!(
+        a_commit["parent"], b_commit["id"],
+        "A rebased onto B: {log}"
+    );
+
+    // The coarse chunk A committed was computed after the rebase: it holds B's tiles too.
+    let cube = w.cube().await;
     let levels = assert_levels_follow_level_0(&cube, 2000).await;
-    // The ×32 chunk holds every tile's classes.
     let (lw, _, x32) = &levels[4];
     for (i, _) in names.iter().enumerate() {
         let (row, col) = (3200 / 32 + 2, 7200 / 32 + i * 400 / 32 + 6);

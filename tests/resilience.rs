@@ -13,7 +13,7 @@ use common::{Work, cube_pixels, gdal_pixels, t, tile_names};
 use icechunk::format::manifest::ChunkPayload;
 use icechunk::format::{ChunkIndices, SnapshotId};
 use icechunk::repository::VersionInfo;
-use tilecube::cube::{Cube, RepoLocation, TileState};
+use tilecube::cube::{Cube, TileState};
 use tilecube::demo::Flaw;
 
 fn json(s: &str) -> serde_json::Value {
@@ -199,19 +199,6 @@ async fn failure_journal_keeps_failures_until_write_failed_succeeds() {
     );
 }
 
-fn spawn_write(w: &Work, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_tilecube"))
-        .arg("--config")
-        .arg(w.dir.path().join("config.toml"))
-        .arg("write")
-        .args(args)
-        .env("TILECUBE_DATA_DIR", w.dir.path().join("data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 async fn chunk_ids(
     cube: &Cube,
     version: &VersionInfo,
@@ -243,24 +230,40 @@ async fn concurrent_writers_both_land_and_never_mix_chunks_of_one_tile() {
     let refs: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
     w.listed_tiles(2010, &n);
     w.ok(&["init"]);
-    // Different tiles, at the same time: both land, no tile lost.
+    // Different tiles at the same time: A uploads its chunks and is held before its commit
+    // while B writes and commits; A then rebases onto B's commit. Both land, no tile lost.
     let a = refs[..6].join(",");
     let b = refs[6..].join(",");
-    let pa = spawn_write(&w, &["--tiles", &a, "--year", "2010"]);
-    let pb = spawn_write(&w, &["--tiles", &b, "--year", "2010"]);
-    for p in [pa, pb] {
-        let out = p.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let pa = w.spawn_with(
+        &["write", "--tiles", &a, "--year", "2010"],
+        &w.hold_env("chunks-uploaded#1"),
+    );
+    w.wait_held("chunks-uploaded", 1);
+    w.ok(&["write", "--tiles", &b, "--year", "2010"]);
+    w.release("chunks-uploaded", 1);
+    let out = pa.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history = w.cube().await.history().await.unwrap();
+    assert_eq!(history[0].written[&2010].len(), 6, "A's commit is the head");
+    assert!(
+        history[1].written[&2010].contains_key(&t(refs[6])),
+        "B's before it"
+    );
+    assert_eq!(
+        history[0].parent.as_deref(),
+        Some(history[1].id.as_str()),
+        "A's commit was rebased onto B's"
+    );
     assert_eq!(assert_consistent(&w).await, 12);
 
-    // The same tiles, at the same time, from two sources with different pixels: both land
-    // (the later rebases over the earlier), and each tile in the head is wholly the later
-    // run's: its pixels are that source's, and none of its chunk references the earlier's.
+    // The same tiles from two sources with different pixels: A (this source) is held before
+    // its commit while B (the other source) writes and commits them; A rebases over B's
+    // commit and lands later. Each tile in the head is wholly A's: its pixels are A's source's,
+    // and none of its chunks is one B committed.
     let same = refs[..3].join(",");
     let other = w.dir.path().join("other-source");
     for name in &refs[..3] {
@@ -269,41 +272,46 @@ async fn concurrent_writers_both_land_and_never_mix_chunks_of_one_tile() {
     }
     let other_root = other.display().to_string();
     let before = w.cube().await.history().await.unwrap().len();
-    let pa = spawn_write(&w, &["--tiles", &same, "--year", "2010"]);
-    let pb = spawn_write(
-        &w,
-        &["--tiles", &same, "--year", "2010", "--source", &other_root],
+    let pa = w.spawn_with(
+        &["write", "--tiles", &same, "--year", "2010"],
+        &[
+            ("TILECUBE_TEST_HOLD_AT", "chunks-uploaded#1".to_string()),
+            (
+                "TILECUBE_TEST_HOLD_FILE",
+                w.dir.path().join("hold-same").display().to_string(),
+            ),
+        ],
     );
-    let mut heads = vec![];
-    for p in [pa, pb] {
-        let o = p.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            o.status.success(),
-            "both writers land: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let head = stdout
-            .split("(head ")
-            .nth(1)
-            .and_then(|r| r.split(')').next())
-            .unwrap_or_else(|| panic!("no head in {stdout}"))
-            .to_string();
-        heads.push(head);
+    let reached = w.dir.path().join("hold-same-chunks-uploaded-1.reached");
+    while !reached.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    w.ok(&[
+        "write",
+        "--tiles",
+        &same,
+        "--year",
+        "2010",
+        "--source",
+        &other_root,
+    ]);
+    std::fs::write(w.dir.path().join("hold-same-chunks-uploaded-1"), "go").unwrap();
+    let o = pa.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "both writers land: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let cube = w.cube().await;
     let history = cube.history().await.unwrap();
     assert_eq!(history.len(), before + 2, "two commits landed");
     let (later, earlier) = (&history[0], &history[1]);
-    let later_source = if later.id == heads[0] {
-        w.source()
-    } else {
-        assert_eq!(
-            later.id, heads[1],
-            "the head is one of the two runs' commits"
-        );
-        other.clone()
-    };
+    assert_eq!(
+        later.parent.as_deref(),
+        Some(earlier.id.as_str()),
+        "A's commit was rebased onto B's"
+    );
+    let later_source = w.source();
     let head = VersionInfo::BranchTipRef("main".into());
     for tile in &refs[..3] {
         for c in [later, earlier] {
@@ -334,23 +342,44 @@ async fn concurrent_writers_both_land_and_never_mix_chunks_of_one_tile() {
     assert_eq!(assert_consistent(&w).await, 12);
 }
 
-/// Commits racing on one local branch from separate repository handles, as separate
-/// processes would make them: Icechunk's local storage has no conditional writes, so without
-/// tilecube's reference lock a commit could overwrite another's branch update. Every commit
-/// must land, each tile in the head.
+/// Commits racing on one local branch, from two processes: Icechunk's local storage has no
+/// conditional writes, so without tilecube's reference lock a commit made while another has
+/// written its snapshot but not yet moved the branch would be overwritten by it. Writer A is
+/// held there, at `snapshot-written`; writer B, started then, must wait for the lock (it is
+/// still running seconds later), and lands after A, onto A's commit.
 async fn racing_commits_are_never_lost(spec_version: &str) {
     let w = Work::new();
-    let n = tile_names(24);
+    let n = tile_names(2);
     w.listed_tiles(2015, &n);
     w.ok(&["init", "--spec-version", spec_version]);
-    let cube = common::race_writers(&w, RepoLocation::Local(w.repo()), 2015, &n, 6).await;
-    let history = cube.history().await.expect("history");
-    let committed = history.iter().filter(|c| c.tile_count() == 1).count();
-    assert_eq!(
-        committed, 24,
-        "every one-tile commit is in the branch's history"
+    let pa = w.spawn_with(
+        &["write", "--tiles", &n[0], "--year", "2015"],
+        &w.hold_env("snapshot-written#1"),
     );
-    assert_eq!(assert_consistent(&w).await, 24);
+    w.wait_held("snapshot-written", 1);
+    let mut pb = w.spawn_with(&["write", "--tiles", &n[1], "--year", "2015"], &[]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        pb.try_wait().expect("writer B").is_none(),
+        "writer B committed while A held the reference lock"
+    );
+    w.release("snapshot-written", 1);
+    for p in [pa, pb] {
+        let o = p.wait_with_output().expect("writer");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let history = w.cube().await.history().await.expect("history");
+    let (b, a) = (&history[0], &history[1]);
+    assert!(
+        a.written[&2015].contains_key(&t(&n[0])),
+        "A's commit: {a:?}"
+    );
+    assert!(
+        b.written[&2015].contains_key(&t(&n[1])),
+        "B's commit: {b:?}"
+    );
+    assert_eq!(b.parent.as_deref(), Some(a.id.as_str()), "B landed onto A");
+    assert_eq!(assert_consistent(&w).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -62,6 +62,7 @@ pub(crate) async fn commit_guarded(
     if !coarse && merge_of.is_none() {
         return commit(cube, session, message, properties).await;
     }
+    super::steps::reached("chunks-uploaded");
     let _lock = RefLock::acquire(&cube.location).await?;
     let solver = BasicConflictSolver::default();
     for _ in 0..ATTEMPTS {
@@ -89,7 +90,6 @@ pub(crate) async fn commit_guarded(
         if coarse {
             refresh_coarse(session, &cube.layout, tiles).await?;
         }
-        super::steps::reached("chunks-uploaded");
         match session
             .commit(message)
             .properties(properties.clone())
@@ -116,9 +116,9 @@ pub(crate) async fn commit(
     message: &str,
     properties: SnapshotProperties,
 ) -> Result<SnapshotId, CubeError> {
+    super::steps::reached("chunks-uploaded");
     let _lock = RefLock::acquire(&cube.location).await?;
     let solver = BasicConflictSolver::default();
-    super::steps::reached("chunks-uploaded");
     session
         .commit(message)
         .properties(properties)
@@ -137,8 +137,8 @@ pub(crate) async fn amend(
     message: &str,
     properties: SnapshotProperties,
 ) -> Result<SnapshotId, CubeError> {
-    let _lock = RefLock::acquire(&cube.location).await?;
     super::steps::reached("chunks-uploaded");
+    let _lock = RefLock::acquire(&cube.location).await?;
     session
         .commit(message)
         .properties(properties)

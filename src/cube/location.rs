@@ -44,6 +44,12 @@ impl StorageRetries {
     }
 }
 
+/// How long a try of an S3 request waits for its connection.
+pub const S3_CONNECT_TIMEOUT_MS: u32 = 10_000;
+
+/// How long a try of an S3 request waits for the server's next bytes.
+pub const S3_READ_TIMEOUT_MS: u32 = 60_000;
+
 /// A repository location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepoLocation {
@@ -134,18 +140,30 @@ impl RepoLocation {
     }
 
     /// Icechunk's storage settings for this location: its retries, if any differ from
-    /// Icechunk's defaults.
+    /// Icechunk's defaults, and for S3 the timeouts of a request ([`S3_CONNECT_TIMEOUT_MS`],
+    /// [`S3_READ_TIMEOUT_MS`]): an endpoint that takes a connection and never answers fails
+    /// the try instead of holding it forever.
     pub fn storage_settings(&self) -> Option<icechunk::storage::Settings> {
-        let retries = match self {
+        let (retries, timeouts) = match self {
             Self::Local(_) => return None,
-            Self::S3 { retries, .. } | Self::Gcs { retries, .. } => retries,
+            Self::S3 { retries, .. } => (
+                retries,
+                Some(icechunk::storage::TimeoutSettings {
+                    connect_timeout_ms: Some(S3_CONNECT_TIMEOUT_MS),
+                    read_timeout_ms: Some(S3_READ_TIMEOUT_MS),
+                    ..Default::default()
+                }),
+            ),
+            Self::Gcs { retries, .. } => (retries, None),
         };
-        (!retries.is_default()).then(|| icechunk::storage::Settings {
-            retries: Some(icechunk::storage::RetriesSettings {
-                max_tries: retries.tries,
-                initial_backoff_ms: retries.initial_backoff_ms,
-                max_backoff_ms: retries.max_backoff_ms,
-            }),
+        let retries = (!retries.is_default()).then_some(icechunk::storage::RetriesSettings {
+            max_tries: retries.tries,
+            initial_backoff_ms: retries.initial_backoff_ms,
+            max_backoff_ms: retries.max_backoff_ms,
+        });
+        (retries.is_some() || timeouts.is_some()).then(|| icechunk::storage::Settings {
+            retries,
+            timeouts,
             ..Default::default()
         })
     }

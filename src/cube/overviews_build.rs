@@ -53,7 +53,10 @@ impl Cube {
     ) -> Result<OverviewReport, CubeError> {
         let mut report = OverviewReport::default();
         match self.layout.overviews {
-            Some(o) if o == overviews => {}
+            // A laid-out pyramid keeps the zstd level its levels were laid out with.
+            Some(o)
+                if (o.resampling, o.coarsest_width)
+                    == (overviews.resampling, overviews.coarsest_width) => {}
             Some(o) => {
                 return Err(CubeError::Layout(format!(
                     "the cube's overviews are {} down to {} px wide, the preset asks for {} down to {} px: \

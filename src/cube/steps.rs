@@ -1,7 +1,7 @@
 //! The steps of a commit, named, and a test-only stop at one of them.
 //!
 //! A commit goes: `chunks-uploaded` (tilecube: every chunk of the tiles stored and referenced
-//! in the session, the commit not started), then, inside Icechunk (a hook of the patched crate,
+//! in the session, the commit not started, its reference lock not taken), then, inside Icechunk (a hook of the patched crate,
 //! `patches/README.md`), `manifests-written`, `snapshot-written` (the branch not moved yet) and
 //! `branch-updated`. With the `test-support` feature, a process whose environment sets
 //! `TILECUBE_TEST_STOP_AT` to one of them (`step`, or `step#N` for the N-th time a step is

@@ -184,6 +184,51 @@ impl Work {
             .expect("run tilecube")
     }
 
+    /// Start the tilecube binary with this workspace's config and extra environment, its
+    /// output piped.
+    pub fn spawn_with(&self, args: &[&str], env: &[(&str, String)]) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tilecube"))
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .args(args)
+            .env("TILECUBE_DATA_DIR", self.dir.path().join("data"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn tilecube")
+    }
+
+    /// The environment that holds a tilecube process at each commit step of `holds`
+    /// (`step#N`, comma-separated) until [`Work::release`] (feature `test-support`).
+    pub fn hold_env(&self, holds: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("TILECUBE_TEST_HOLD_AT", holds.to_string()),
+            (
+                "TILECUBE_TEST_HOLD_FILE",
+                self.dir.path().join("hold").display().to_string(),
+            ),
+        ]
+    }
+
+    /// Wait (two minutes at most) until a held process reached `step#N`.
+    pub fn wait_held(&self, step: &str, n: usize) {
+        let reached = self.dir.path().join(format!("hold-{step}-{n}.reached"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !reached.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no process reached {step}#{n}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Let the process held at `step#N` go on.
+    pub fn release(&self, step: &str, n: usize) {
+        std::fs::write(self.dir.path().join(format!("hold-{step}-{n}")), "go").expect("release");
+    }
+
     /// Run and require success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         self.ok_with(args, &[])
