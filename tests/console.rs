@@ -10,6 +10,19 @@ use common::Work;
 use common::tmux::Tmux;
 use tilecube::demo::Flaw;
 
+/// The test S3 server with a `cubes` bucket, and a workspace whose source holds `names` of
+/// 2000, listed.
+fn s3_workspace(names: &[&str]) -> (common::s3::Moto, Work) {
+    let moto = common::s3::Moto::start();
+    moto.create_bucket("cubes");
+    let w = Work::new();
+    for t in names {
+        w.tile(2000, t, Flaw::None);
+    }
+    w.list(2000, names, "");
+    (moto, w)
+}
+
 /// The shell command that runs the console on an S3 cube, its requests sent to `endpoint`
 /// (a proxy in front of the test's server), and reports its exit status.
 fn s3_console_cmd(w: &Work, env: &[(&str, String)], endpoint: &str, repo: &str) -> String {
@@ -270,13 +283,7 @@ fn with_checkpoints_configured_the_console_commits_as_it_writes() {
 
 #[test]
 fn the_console_works_on_a_repository_on_s3() {
-    let moto = common::s3::Moto::start();
-    moto.create_bucket("cubes");
-    let w = Work::new();
-    for t in ["80N_180W", "80N_170W"] {
-        w.tile(2000, t, Flaw::None);
-    }
-    w.list(2000, &["80N_180W", "80N_170W"], "");
+    let (moto, w) = s3_workspace(&["80N_180W", "80N_170W"]);
     let env = moto.env();
     let out = w.run_with(&["--repo", "s3://cubes/console", "init"], &env);
     assert!(
@@ -738,14 +745,8 @@ fn the_console_draws_at_once_and_shows_loading_until_the_coverage_arrives() {
     // A cube on the test S3 server, a long round trip away: opening it and reading its
     // head's tiles takes seconds, and the console must draw its frame at once, say it is
     // loading, and fill the grid in when the coverage arrives.
-    let moto = common::s3::Moto::start();
-    moto.create_bucket("cubes");
-    let w = Work::new();
     let names = ["80N_180W", "80N_170W"];
-    for t in names {
-        w.tile(2000, t, Flaw::None);
-    }
-    w.list(2000, &names, "");
+    let (moto, w) = s3_workspace(&names);
     let env = moto.env();
     w.ok_with(&["--repo", "s3://cubes/far", "init"], &env);
     w.ok_with(
@@ -908,14 +909,8 @@ fn the_console_keeps_answering_while_its_repository_fails_and_goes_silent() {
     // moves on any connection) while the operator presses keys; then it comes back and a
     // tile another process wrote meanwhile shows at a later poll.
     use tilecube::netfault::{FaultProxy, Faults};
-    let moto = common::s3::Moto::start();
-    moto.create_bucket("cubes");
-    let w = Work::new();
     let names = ["80N_180W", "80N_170W", "80N_160W"];
-    for t in names {
-        w.tile(2000, t, Flaw::None);
-    }
-    w.list(2000, &names, "");
+    let (moto, w) = s3_workspace(&names);
     let env = moto.env();
     let repo = "s3://cubes/faulty";
     w.ok_with(&["--repo", repo, "init"], &env);
@@ -996,14 +991,8 @@ fn the_console_keeps_answering_while_its_repository_fails_and_goes_silent() {
 fn a_failed_read_shows_on_the_status_line_and_the_next_poll_reads_again() {
     // One try per request: the repository's outage fails the console's polls at once.
     use tilecube::netfault::{FaultProxy, Faults};
-    let moto = common::s3::Moto::start();
-    moto.create_bucket("cubes");
-    let w = Work::new();
     let names = ["80N_180W", "80N_170W"];
-    for t in names {
-        w.tile(2000, t, Flaw::None);
-    }
-    w.list(2000, &names, "");
+    let (moto, w) = s3_workspace(&names);
     let config = w.dir.path().join("config.toml");
     let mut text = std::fs::read_to_string(&config).expect("config");
     text.push_str("\n[storage_retries]\ntries = 1\n");
