@@ -278,3 +278,58 @@ async fn concurrent_commits_on_s3_are_rebased_and_lose_no_tile() {
         );
     }
 }
+
+#[test]
+fn the_s3_flags_reach_a_server_the_environment_does_not_name() {
+    // Credentials only in the environment: the endpoint, region and addressing come from
+    // the flags alone.
+    let moto = Moto::start();
+    moto.create_bucket("cubes");
+    let w = Work::new();
+    w.tile(2000, "00N_000E", Flaw::None);
+    w.list(2000, &["00N_000E"], "");
+    let config = w.dir.path().join("config.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("\n[storage_retries]\ntries = 1\n");
+    std::fs::write(&config, text).expect("config");
+    let env: Vec<(&str, String)> = moto
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !matches!(*k, "AWS_ENDPOINT_URL" | "AWS_REGION"))
+        .collect();
+    let repo = "s3://cubes/flags";
+    let flags = [
+        "--repo",
+        repo,
+        "--s3-endpoint",
+        moto.endpoint.as_str(),
+        "--s3-region",
+        "us-east-1",
+        "--s3-path-style",
+        "true",
+    ];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = flags.iter().chain(extra).copied().collect();
+        let out = w.run_with(&args, &env);
+        check_no_secret(&format!("{extra:?}"), &out);
+        out
+    };
+    for step in [
+        &["init"][..],
+        &["write", "--year", "2000", "--tiles", "00N_000E"],
+    ] {
+        let out = run(step);
+        assert!(
+            out.status.success(),
+            "{step:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let status = String::from_utf8_lossy(&run(&["status"]).stdout).into_owned();
+    assert!(status.contains("1 written"), "{status}");
+    // Unsigned requests: the server, which wants them signed, refuses them.
+    let out = run(&["--s3-anonymous", "status"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an unsigned read was taken: {said}");
+    assert!(said.contains("s3://cubes/flags"), "{said}");
+}
