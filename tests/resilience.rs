@@ -197,6 +197,19 @@ async fn failure_journal_keeps_failures_until_write_failed_succeeds() {
         "the journal on disk forgot the tile: {:?}",
         w.journal_entries()
     );
+    // Nothing left to retry: `write --failed` says so, writes nothing, exits 0.
+    let again = w.run(&["write", "--failed"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(again.status.success(), "{said}");
+    assert!(
+        said.contains("the failure journal of this cube holds no tile: nothing to retry")
+            && said.contains("0 tiles written"),
+        "{said}"
+    );
 }
 
 async fn chunk_ids(

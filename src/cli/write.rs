@@ -19,6 +19,9 @@ pub(crate) fn selection(args: &Choice, repo_key: &str) -> Result<Selection> {
     if args.failed {
         let journal =
             Journal::load_or_report(&journal_dir(), repo_key, |w| eprintln!("warning: {w}"));
+        if journal.failed.is_empty() {
+            eprintln!("the failure journal of this cube holds no tile: nothing to retry");
+        }
         return Ok(Selection::Pairs(
             journal.failed.iter().map(|e| (e.year, e.tile)).collect(),
         ));
