@@ -449,7 +449,10 @@ fn transient_http_errors_are_retried_and_permanent_ones_are_not() {
             && stderr.contains("2000/00N_010E: retry 2 after:"),
         "{stderr}"
     );
-    assert!(stderr.contains("503"), "{stderr}");
+    assert!(
+        stderr.contains("HTTP 503") || stderr.contains("HTTP error code: 503"),
+        "the failure gives the status: {stderr}"
+    );
     assert_eq!(
         report["written"]["2000"]
             .as_object()
