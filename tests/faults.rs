@@ -204,19 +204,10 @@ fn held_write(
     extra: &[&str],
     holds: &str,
 ) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tilecube"))
-        .arg("--config")
-        .arg(w.dir.path().join("config.toml"))
-        .args(["--repo", repo, "write", "--all", "--year", "2000", "--json"])
-        .args(extra)
-        .env("TILECUBE_DATA_DIR", w.dir.path().join("data"))
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("TILECUBE_TEST_HOLD_AT", holds)
-        .env("TILECUBE_TEST_HOLD_FILE", w.dir.path().join("hold"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn write")
+    let mut args = vec!["--repo", repo, "write", "--all", "--year", "2000", "--json"];
+    args.extend_from_slice(extra);
+    let env: Vec<_> = env.iter().cloned().chain(w.hold_env(holds)).collect();
+    w.spawn_with(&args, &env)
 }
 
 /// Wait until the held write reaches `step-N`, do `act`, release it.
