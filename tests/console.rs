@@ -577,15 +577,36 @@ fn reopening_the_console_attaches_to_the_run_and_x_cancels_it() {
 #[test]
 fn two_consoles_on_one_run_show_the_same_tiles_done() {
     let row = slow_remote_row(6, 150, "threads = 1\ncommit_every = 2\n");
-    // The run is launched headless; both consoles attach to it.
-    row.w.ok(&[
-        "--source", &row.url, "write", "--detach", "--all", "--year", "2000",
-    ]);
+    // The run is launched headless and held in its third commit, every tile written, two
+    // commits landed; both consoles attach to it while it is held there.
+    row.w.ok_with(
+        &[
+            "--source", &row.url, "write", "--detach", "--all", "--year", "2000",
+        ],
+        &row.w.hold_env("chunks-uploaded#3"),
+    );
     let one = Tmux::start(&row.console());
     let two = Tmux::start(&row.console());
-    one.wait_for("writing ");
-    two.wait_for("writing ");
-    // Both saw it going and see it end, with the same tiles in the same states.
+    row.w.wait_held("chunks-uploaded", 3);
+    // While it is going, at one and the same record: the same grid and the same progress line.
+    let held = |t: &Tmux| {
+        t.wait_for("writing 6/6 tiles");
+        let s = t.wait_for("1:2000 4/6");
+        (row_80n(&s, 6), progress_line(&s), s)
+    };
+    let (grid_a, line_a, a) = held(&one);
+    let (grid_b, line_b, b) = held(&two);
+    assert_eq!(grid_a, Some(vec!['#', '#', '#', '#', '+', '+']), "{a}");
+    assert_eq!(grid_a, grid_b, "{a}\n{b}");
+    assert_eq!(line_a, line_b, "{a}\n{b}");
+    assert!(
+        line_a
+            .as_deref()
+            .is_some_and(|l| l.starts_with("writing 6/6 tiles")),
+        "{a}"
+    );
+    row.w.release("chunks-uploaded", 3);
+    // Both see it end, with the same tiles in the same states.
     one.wait_for("write finished: 6 written, 0 failed (run ");
     let b = two.wait_for("write finished: 6 written, 0 failed (run ");
     let a = one.wait_for("1:2000 6/6");
@@ -602,6 +623,14 @@ fn two_consoles_on_one_run_show_the_same_tiles_done() {
     two.keys(&["q"]);
     one.wait_for("CONSOLE-EXITED 0");
     two.wait_for("CONSOLE-EXITED 0");
+}
+
+/// The console's progress line of a run: the line that says `writing`.
+fn progress_line(screen: &str) -> Option<String> {
+    screen
+        .lines()
+        .find(|l| l.contains("writing "))
+        .map(|l| l.trim_end().to_string())
 }
 
 /// Tiles of 2000 recorded by the branch's commits.
@@ -660,6 +689,7 @@ fn commit_minutes_checkpoints_the_consoles_runs() {
     tmux.wait_for("1:2000 0/10");
     tmux.keys(&["a", "w"]);
     tmux.wait_for("Write 10 tiles");
+    let started = chrono::Utc::now();
     tmux.keys(&["Enter"]);
     tmux.wait_for("write finished: 10 written");
     tmux.wait_for("1:2000 10/10");
@@ -668,6 +698,9 @@ fn commit_minutes_checkpoints_the_consoles_runs() {
         checkpoints.len() >= 2,
         "checkpoints by time: {checkpoints:?}"
     );
+    // None before its time: each checkpoint 0.12 s or more after the one before.
+    let timed = w.assert_checkpoints_by_time(2000, started, Duration::from_millis(120));
+    assert_eq!(timed, checkpoints.len());
     let committed = committed_tiles(&w);
     assert_eq!(committed.len(), names.len());
     let recorded: usize = checkpoints.iter().map(Vec::len).sum();
@@ -723,10 +756,54 @@ fn a_headless_write_on_a_terminal_shows_one_live_progress_line() {
         w.dir.path().join("config.toml").display()
     );
     let tmux = Tmux::start(&cmd);
-    // While it runs: the line counts up in place.
+    // While it runs: the line counts up in place — one progress line on every screen, on
+    // the same row while the tiles come in, its count rising.
     let s = tmux.wait_for("tiles ");
     assert!(s.contains("writing 10 tiles on"), "{s}");
-    let s = tmux.wait_for("WRITE-EXITED 0");
+    let mut seen: Vec<(usize, u32)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let s = loop {
+        let s = tmux.screen();
+        if s.contains("WRITE-EXITED") {
+            break s;
+        }
+        let lines: Vec<(usize, &str)> = s
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains("tiles ") && l.contains("MB/s"))
+            .collect();
+        assert!(lines.len() <= 1, "one progress line: {s}");
+        if let Some((row, line)) = lines.first()
+            && let Some(done) = line
+                .split("tiles ")
+                .nth(1)
+                .and_then(|t| t.split('/').next())
+                .and_then(|n| n.trim().parse::<u32>().ok())
+        {
+            if seen.last() != Some(&(*row, done)) {
+                seen.push((*row, done));
+            }
+        }
+        assert!(Instant::now() < deadline, "the write never ended: {s}");
+        std::thread::sleep(Duration::from_millis(30));
+    };
+    let counts: Vec<u32> = seen.iter().map(|(_, n)| *n).collect();
+    assert!(counts.windows(2).all(|p| p[0] <= p[1]), "{seen:?}");
+    assert!(
+        counts.iter().filter(|n| (1..10).contains(*n)).count() >= 2,
+        "the line counted up while the tiles came in: {seen:?}"
+    );
+    let rows: std::collections::BTreeSet<usize> = seen
+        .iter()
+        .filter(|(_, n)| *n < 10)
+        .map(|(r, _)| *r)
+        .collect();
+    assert_eq!(rows.len(), 1, "the line stays on its row: {seen:?}");
+    let s = if s.contains("WRITE-EXITED 0") {
+        s
+    } else {
+        tmux.wait_for("WRITE-EXITED 0")
+    };
     assert!(s.contains("tiles 10/10") && s.contains("failed 0"), "{s}");
     assert!(s.contains("10 tiles written, 0 failed"), "{s}");
     let lines = s
@@ -793,9 +870,14 @@ fn the_console_draws_at_once_and_shows_loading_until_the_coverage_arrives() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let (at, screen) = loading_seen.expect("a loading state shown before the grid completed");
-    eprintln!(
-        "loading shown after {at:?}, grid complete after {:?}",
-        start.elapsed()
+    let complete = start.elapsed();
+    eprintln!("loading shown after {at:?}, grid complete after {complete:?}");
+    // The first frame comes at once (a generous bound for a loaded machine), long before
+    // the repository's answers, each 400 ms away, complete the grid.
+    assert!(at < Duration::from_secs(3), "first frame after {at:?}");
+    assert!(
+        at + Duration::from_millis(800) < complete,
+        "first frame after {at:?}, the grid complete after {complete:?}"
     );
     assert!(screen.contains("tilecube"), "the frame is drawn: {screen}");
     assert!(screen.contains("s3://cubes/far @ main"), "{screen}");

@@ -7,8 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use common::{Work, cube_pixels, gdal_pixels, t, tile_names};
 use icechunk::repository::VersionInfo;
@@ -89,19 +88,22 @@ async fn a_committed_snapshot_is_never_touched_again() {
     assert_eq!(out.status.code(), Some(1));
     assert_untouched(&before, &w.repo(), "a failed tile");
 
-    // A writer killed with -9 in the middle of its work.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tilecube"))
-        .arg("--config")
-        .arg(w.dir.path().join("config.toml"))
-        .args(["write", "--all", "--commit-every", "4", "--threads", "1"])
-        .env("TILECUBE_DATA_DIR", w.dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = child.kill();
+    // A writer killed with -9 in the middle of its work: after its first checkpoint landed,
+    // within its second commit (its manifests written, its snapshot not yet).
+    let head_before = w.cube().await.head().await.unwrap();
+    let mut child = w.spawn_with(
+        &["write", "--all", "--commit-every", "4", "--threads", "1"],
+        &w.hold_env("manifests-written#2"),
+    );
+    w.wait_held("manifests-written", 2);
+    let head_held = w.cube().await.head().await.unwrap();
+    assert_ne!(
+        head_held, head_before,
+        "the writer had committed before the kill"
+    );
+    child.kill().unwrap();
     child.wait().unwrap();
+    assert_eq!(w.cube().await.head().await.unwrap(), head_held);
     assert_untouched(&before, &w.repo(), "a kill -9");
 
     // And the snapshot still reads as it did.
@@ -265,9 +267,25 @@ fn demo_makes_a_source_writes_every_tile_and_writes_nothing_the_second_time() {
         .unwrap();
     let coverage = rt.block_on(cube.coverage()).unwrap();
     assert_eq!(coverage.tiles.len(), per_year * 5);
-    let tile = *coverage.tiles.keys().next().unwrap();
-    let path = tilecube::demo::tile_path(&dir.path().join("source"), tile.0, tile.1);
-    assert!(rt.block_on(cube_pixels(&cube, tile.0, tile.1)) == gdal_pixels(&path));
+    // Exactly the listed tiles, each equal to GDAL's read of its file.
+    let mut listed = std::collections::BTreeSet::new();
+    for year in [2000, 2005, 2010, 2015, 2020] {
+        let list = std::fs::read_to_string(dir.path().join(format!("source/{year}.txt"))).unwrap();
+        for name in list.lines().filter(|l| !l.trim().is_empty()) {
+            let name = name.trim().trim_end_matches(".tif");
+            let name = name.rsplit('/').next().unwrap();
+            listed.insert((year, t(name)));
+        }
+    }
+    let held: std::collections::BTreeSet<_> = coverage.tiles.keys().copied().collect();
+    assert_eq!(held, listed);
+    for &(year, tile) in &held {
+        let path = tilecube::demo::tile_path(&dir.path().join("source"), year, tile);
+        assert!(
+            rt.block_on(cube_pixels(&cube, year, tile)) == gdal_pixels(&path),
+            "{year}/{tile} differs from its file"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -589,9 +589,13 @@ fn commit_minutes_checkpoints_a_headless_write_by_time() {
     text.push_str("commit_minutes = 0.01\n");
     std::fs::write(&config, text).unwrap();
     w.ok(&["init"]);
+    let started = chrono::Utc::now();
     let report = json(&w.ok(&["write", "--all", "--threads", "1", "--json"]));
     let commits = report["commits"].as_array().unwrap().len();
     assert!(commits >= 2, "checkpoints every 0.6 s: {report}");
+    // None before its time: each checkpoint 0.6 s or more after the one before.
+    let timed = w.assert_checkpoints_by_time(2000, started, std::time::Duration::from_millis(600));
+    assert_eq!(timed, commits);
     let recorded: Vec<usize> = w.written_by_commit(2000).iter().map(Vec::len).collect();
     assert_eq!(recorded.len(), commits, "{recorded:?}");
     assert_eq!(

@@ -430,30 +430,26 @@ fn a_plan_made_with_missing_while_another_writer_commits_lands_each_tile_once() 
     let names = tile_names(12);
     w.listed_tiles(2000, &names);
     w.ok(&["init"]);
-    // Another writer commits tiles one at a time while the plan is made.
-    let config = w.dir.path().join("config.toml");
-    let mut writer = std::process::Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .args([
+    // Another writer commits four tiles one at a time; it is held in its second commit, the
+    // snapshot written and the branch not moved, while the plan is made.
+    let tiles = names[..4].join(",");
+    let mut writer = w.spawn_with(
+        &[
             "write",
             "--year",
             "2000",
             "--tiles",
-            &names[..4].join(","),
+            &tiles,
             "--commit-every",
             "1",
             "--threads",
             "1",
-        ])
-        .env("TILECUBE_DATA_DIR", w.dir.path().join("data"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("writer");
-    std::thread::sleep(Duration::from_millis(150));
+        ],
+        &w.hold_env("snapshot-written#2"),
+    );
+    w.wait_held("snapshot-written", 2);
     let p = w.dir.path().join("plan").display().to_string();
-    w.ok(&[
+    let made = w.ok(&[
         "plan",
         "--missing",
         "--year",
@@ -462,10 +458,21 @@ fn a_plan_made_with_missing_while_another_writer_commits_lands_each_tile_once() 
         "3",
         "--out",
         &p,
+        "--json",
     ]);
-    assert!(writer.wait().expect("writer").success());
+    w.release("snapshot-written", 2);
+    let out = writer.wait_with_output().expect("writer");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The plan was made mid-commit: one tile had landed, the three others were still to come.
+    let made: serde_json::Value = serde_json::from_str(&made).expect("plan --json");
+    assert_eq!(made["jobs"], 11, "{made}");
+    let mut skipped = 0;
     for shard in 0..3 {
-        w.ok(&[
+        let run = w.run(&[
             "write",
             "--plan",
             &p,
@@ -474,43 +481,39 @@ fn a_plan_made_with_missing_while_another_writer_commits_lands_each_tile_once() 
             "--threads",
             "1",
         ]);
+        assert!(run.status.success(), "{run:?}");
+        let err = String::from_utf8_lossy(&run.stderr);
+        if let Some(n) = err
+            .split(" already landed since the plan was made")
+            .next()
+            .filter(|head| head.len() < err.len())
+            .and_then(|head| head.rsplit('(').next())
+        {
+            skipped += n.parse::<usize>().expect("skipped count");
+        }
     }
+    // The writer's three later tiles were in the plan and skipped by its shards.
+    assert_eq!(skipped, 3);
     let plan: serde_json::Value =
         serde_json::from_slice(&std::fs::read(w.dir.path().join("plan/plan.json")).expect("plan"))
             .expect("plan JSON");
-    let planned: Vec<String> = plan["shards"]
-        .as_array()
-        .expect("shards")
-        .iter()
-        .flat_map(|s| s.as_array().expect("jobs").iter())
-        .map(|j| format!("{}/{}", j["year"], j["tile"].as_str().expect("tile")))
-        .collect();
-    // Each tile of the plan lands exactly once in the plan's commits, and nothing is missing.
+    // Each listed tile lands exactly once in the whole history, by the writer or the plan.
     let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).expect("log");
-    let mut by_plan: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_plan = 0;
     let mut all: BTreeMap<String, usize> = BTreeMap::new();
     for c in log.as_array().expect("commits") {
         let of_plan = c["plan"]["id"] == plan["id"];
         for (y, tiles) in c["written"].as_object().into_iter().flatten() {
             for tile in tiles.as_object().expect("tiles").keys() {
-                let k = format!("{y}/{tile}");
-                *all.entry(k.clone()).or_default() += 1;
-                if of_plan {
-                    *by_plan.entry(k).or_default() += 1;
-                }
+                *all.entry(format!("{y}/{tile}")).or_default() += 1;
+                by_plan += usize::from(of_plan);
             }
         }
     }
-    assert!(!planned.is_empty());
-    for k in &planned {
-        assert_eq!(by_plan.get(k), Some(&1), "{k} of the plan: {by_plan:?}");
-    }
-    assert_eq!(by_plan.len(), planned.len());
+    assert_eq!(by_plan, 8, "{all:?}");
+    assert_eq!(all.len(), 12, "{all:?}");
     for n in &names {
-        assert!(
-            all.contains_key(&format!("2000/{n}")),
-            "2000/{n} is missing"
-        );
+        assert_eq!(all.get(&format!("2000/{n}")), Some(&1), "2000/{n}: {all:?}");
     }
     // Re-running a finished shard writes nothing twice.
     let out = w.ok(&["write", "--plan", &p, "--shard", "0"]);

@@ -232,11 +232,16 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
     if stage.is_none() && task.scheduler.is_some() && cube.location.is_local_path() {
         eprintln!("{PATH_REPO_NOTE}");
     }
-    // Checkpoint mode: tiles an earlier attempt of the plan landed are not written again.
+    // Checkpoint mode: tiles an earlier attempt of the plan landed are not written again, nor,
+    // in a plan of the missing tiles, those another writer landed since the plan was made.
     let total = jobs.len();
     if stage.is_none() {
-        let landed: BTreeSet<(i32, tilecube::grid::TileName)> = plan_commits(&cube, &plan)
-            .await?
+        let since = if plan.selection == "missing" {
+            cube.history_until(&plan.base).await?
+        } else {
+            plan_commits(&cube, &plan).await?
+        };
+        let landed: BTreeSet<(i32, tilecube::grid::TileName)> = since
             .iter()
             .flat_map(|c| {
                 c.written
@@ -296,7 +301,14 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
         task.origin,
         jobs.len(),
         if skipped > 0 {
-            format!(" ({skipped} already landed by an earlier attempt)")
+            format!(
+                " ({skipped} already landed {})",
+                if plan.selection == "missing" {
+                    "since the plan was made"
+                } else {
+                    "by an earlier attempt"
+                }
+            )
         } else {
             String::new()
         }

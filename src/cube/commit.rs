@@ -22,6 +22,7 @@ use icechunk::session::{Session, SessionErrorKind};
 use super::history::WrittenTiles;
 use super::lock::RefLock;
 use super::overviews::refresh_coarse;
+use super::steps::{self, Mechanism};
 use super::{Cube, CubeError};
 
 /// Number of attempts to rebase a plain commit over concurrent commits to the branch.
@@ -65,9 +66,12 @@ pub(crate) async fn commit_guarded(
     super::steps::reached("chunks-uploaded");
     let _lock = RefLock::acquire(&cube.location).await?;
     let solver = BasicConflictSolver::default();
+    let no_rebase = steps::disabled(Mechanism::Rebase);
+    let no_refresh_after_rebase = steps::disabled(Mechanism::RefreshAfterRebase);
     for _ in 0..ATTEMPTS {
         let base = session.snapshot_id().to_string();
-        if cube.head().await?.to_string() != base {
+        let mut rebased = false;
+        if cube.head().await?.to_string() != base && !no_rebase {
             if let Some(plan) = merge_of {
                 let newer = cube.history_until(&base).await?;
                 if let Some(c) = newer
@@ -86,8 +90,9 @@ pub(crate) async fn commit_guarded(
                 .rebase(&solver)
                 .await
                 .map_err(|e| CubeError::icechunk("rebasing over a concurrent commit", e))?;
+            rebased = true;
         }
-        if coarse {
+        if coarse && !(rebased && no_refresh_after_rebase) {
             refresh_coarse(session, &cube.layout, tiles).await?;
         }
         match session
@@ -119,10 +124,15 @@ pub(crate) async fn commit(
     super::steps::reached("chunks-uploaded");
     let _lock = RefLock::acquire(&cube.location).await?;
     let solver = BasicConflictSolver::default();
+    let attempts = if steps::disabled(Mechanism::Rebase) {
+        0
+    } else {
+        REBASE_ATTEMPTS
+    };
     session
         .commit(message)
         .properties(properties)
-        .rebase(&solver, REBASE_ATTEMPTS)
+        .rebase(&solver, attempts)
         .execute()
         .await
         .map_err(|e| CubeError::icechunk("committing", e))

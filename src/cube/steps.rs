@@ -120,3 +120,37 @@ pub fn reached(step: &str) {
     #[cfg(not(feature = "test-support"))]
     let _ = step;
 }
+
+/// The mechanisms a test may switch off to show that its race test fails without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// Rebasing a commit over another writer's commits to the branch.
+    Rebase,
+    /// Computing the coarse overview chunks again after such a rebase.
+    RefreshAfterRebase,
+}
+
+/// Whether `mechanism` was switched off: with the `test-support` feature, by naming it in
+/// `TILECUBE_TEST_DISABLE` (`rebase`, `refresh-after-rebase`, comma-separated). Always false
+/// without the feature. Only for showing that the tests of races fail without what they
+/// guard; the process says so on stderr.
+pub fn disabled(mechanism: Mechanism) -> bool {
+    #[cfg(feature = "test-support")]
+    {
+        let name = match mechanism {
+            Mechanism::Rebase => "rebase",
+            Mechanism::RefreshAfterRebase => "refresh-after-rebase",
+        };
+        let off = std::env::var("TILECUBE_TEST_DISABLE")
+            .is_ok_and(|v| v.split(',').any(|n| n.trim() == name));
+        if off {
+            eprintln!("tilecube: {name} switched off (TILECUBE_TEST_DISABLE)");
+        }
+        off
+    }
+    #[cfg(not(feature = "test-support"))]
+    {
+        let _ = mechanism;
+        false
+    }
+}

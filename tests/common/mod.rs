@@ -109,6 +109,44 @@ impl Work {
             .collect()
     }
 
+    /// Assert that the commits recording tiles of `year`, but the last (the final commit),
+    /// were checkpoints by time: the first `every` or more after `started`, each next one
+    /// `every` or more after the one before.
+    pub fn assert_checkpoints_by_time(
+        &self,
+        year: i32,
+        started: chrono::DateTime<chrono::Utc>,
+        every: std::time::Duration,
+    ) -> usize {
+        let log: serde_json::Value =
+            serde_json::from_str(&self.ok(&["log", "--json"])).expect("log JSON");
+        let mut times: Vec<chrono::DateTime<chrono::Utc>> = log
+            .as_array()
+            .expect("commits")
+            .iter()
+            .filter(|c| c["written"][year.to_string()].is_object())
+            .map(|c| {
+                c["time"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .expect("commit time")
+                    .to_utc()
+            })
+            .collect();
+        times.reverse();
+        let every = chrono::Duration::from_std(every).expect("duration");
+        let mut previous = started;
+        for (i, t) in times.iter().take(times.len().saturating_sub(1)).enumerate() {
+            assert!(
+                *t - previous >= every,
+                "checkpoint {i} at {t}, {} ms after the one before ({previous}): {times:?}",
+                (*t - previous).num_milliseconds()
+            );
+            previous = *t;
+        }
+        times.len()
+    }
+
     /// The failure journal files kept for this workspace's repositories, parsed.
     pub fn journal_entries(&self) -> Vec<serde_json::Value> {
         let dir = self.dir.path().join("data").join("journal");
