@@ -1,8 +1,12 @@
-//! The cube opens in Python exactly as the seed notebook reads its cube (icechunk-python 1.x,
-//! zarr 3, xarray), with its coordinates and metadata, and every written tile equal to GDAL's
-//! read. Runs the venv that `.ci/run` creates (or `TILECUBE_PYTHON`).
+//! The cube opens in Python exactly as the seed notebook reads its cube (zarr 3, xarray), with
+//! its coordinates and metadata, every written tile equal to GDAL's read, and every overview
+//! level equal to numpy's reduction: spec-1 repositories through icechunk-python 1.1 (the
+//! `.venv` that `.ci/setup` creates, or `TILECUBE_PYTHON`), spec-2 repositories (the default)
+//! through icechunk-python 2.x (the Python 3.12 `.venv-ic2`, or `TILECUBE_PYTHON_IC2`).
 
 mod common;
+
+use std::path::Path;
 
 use common::{Work, gdal_pixels, t};
 use serde_json::json;
@@ -10,6 +14,15 @@ use tilecube::demo::Flaw;
 
 #[test]
 fn spec_version_1_cube_reads_in_python_like_the_seed() {
+    reads_like_the_seed("1", &common::python());
+}
+
+#[test]
+fn spec_version_2_cube_reads_in_icechunk_python_2_like_the_seed() {
+    reads_like_the_seed("2", &common::python_ic2());
+}
+
+fn reads_like_the_seed(spec: &str, python: &Path) {
     let w = Work::new();
     let written = [(2000, "70N_180W"), (2000, "00N_000E"), (2015, "50S_170E")];
     for (year, name) in written {
@@ -17,7 +30,7 @@ fn spec_version_1_cube_reads_in_python_like_the_seed() {
     }
     w.list(2000, &["70N_180W", "00N_000E"], "");
     w.list(2015, &["50S_170E"], "");
-    w.ok(&["init", "--spec-version", "1"]);
+    w.ok(&["init", "--spec-version", spec]);
     w.ok(&["write", "--all"]);
 
     let expect_dir = w.dir.path().join("expect");
@@ -54,7 +67,7 @@ fn spec_version_1_cube_reads_in_python_like_the_seed() {
     std::fs::write(expect_dir.join("expect.json"), expect.to_string()).unwrap();
 
     let repo = w.repo().display().to_string();
-    let stdout = common::python_readback(&repo, &expect_dir, &[]);
+    let stdout = common::python_readback_with(python, &repo, &expect_dir, &[]);
     assert!(
         stdout.contains("readback ok: 3 tiles, 2 unwritten regions"),
         "{stdout}"
@@ -62,18 +75,27 @@ fn spec_version_1_cube_reads_in_python_like_the_seed() {
 }
 
 #[test]
-fn xarray_opens_every_overview_level_and_each_equals_numpys_reduction() {
+fn xarray_opens_every_overview_level_of_spec_1_and_each_equals_numpys_reduction() {
+    every_level_equals_numpys_reduction("1", &common::python());
+}
+
+#[test]
+fn xarray_opens_every_overview_level_of_spec_2_and_each_equals_numpys_reduction() {
+    every_level_equals_numpys_reduction("2", &common::python_ic2());
+}
+
+fn every_level_equals_numpys_reduction(spec: &str, python: &Path) {
     let w = Work::with_overviews(Some(100));
     let names = ["80N_180W", "00N_000E", "00N_010E", "50S_170E"];
     for name in names {
         w.tile(2010, name, Flaw::None);
     }
     w.list(2010, &names, "");
-    w.ok(&["init", "--spec-version", "1"]);
+    w.ok(&["init", "--spec-version", spec]);
     w.ok(&["write", "--all", "--commit-every", "2"]);
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/overviews.py");
-    let out = std::process::Command::new(common::python())
+    let out = std::process::Command::new(python)
         .arg(script)
         .arg(w.repo())
         .arg("2")

@@ -19,6 +19,7 @@ mod pyramid;
 mod runs;
 mod shard;
 mod status;
+mod upgrade;
 mod verify;
 mod write;
 
@@ -26,6 +27,7 @@ use demo::demo;
 use init::init;
 use log::log;
 pub(crate) use status::status;
+use upgrade::upgrade;
 pub(crate) use verify::REPAIR_HINT;
 use verify::{repair, verify};
 use write::write;
@@ -91,6 +93,12 @@ pub enum Command {
     /// Drop the branch head's references to manifests and chunk objects lost from storage,
     /// in one commit, so the branch can move again (see `verify`).
     Repair {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring the metadata of a cube written by an earlier tilecube to today's form (the
+    /// GeoZarr conventions on the root and level groups), in one commit that touches no chunk.
+    Upgrade {
         #[arg(long)]
         json: bool,
     },
@@ -239,6 +247,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
         Some(Command::Verify { json }) => rt.block_on(verify(&settings, json)),
         Some(Command::Repair { json }) => rt.block_on(repair(&settings, json)),
+        Some(Command::Upgrade { json }) => rt.block_on(upgrade(&settings, json)),
         Some(Command::Overviews(args)) => rt.block_on(pyramid::overviews(&settings, &args)),
         Some(Command::Map(args)) => rt.block_on(pyramid::map(&settings, &args)),
         Some(Command::Demo {

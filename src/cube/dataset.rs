@@ -1,5 +1,5 @@
 //! The cube as a dataset in the repository: the root group's attributes (the cube's layout,
-//! CF and multiscales conventions), the data variable and its coordinates, and each overview
+//! CF attributes and the GeoZarr conventions of [`super::conventions`]), the data variable and its coordinates, and each overview
 //! level as a dataset of its own; and the layout read back from the root group.
 //!
 //! Invariants: what is written here is metadata only (no chunk of data); the layout read back
@@ -15,6 +15,7 @@ use zarrs::group::{Group, GroupBuilder};
 use zarrs_icechunk::AsyncIcechunkStore;
 
 use super::CubeError;
+use super::conventions;
 use super::layout::{LAYOUT_ATTR, Layout};
 
 pub(super) async fn read_layout(session: Session) -> Result<Option<Layout>, CubeError> {
@@ -72,6 +73,7 @@ pub(crate) async fn write_levels(
         let what = format!("group {}", level.group());
         let mut level_attrs = dataset_attrs.clone();
         level_attrs.insert("overview_factor".into(), json!(level.factor));
+        level_attrs.extend(conventions::attributes(layout, i + 1));
         GroupBuilder::new()
             .attributes(level_attrs)
             .build(Arc::clone(store), &format!("/{}", level.group()))
@@ -99,7 +101,7 @@ pub(crate) async fn write_root_group(
         LAYOUT_ATTR.into(),
         serde_json::to_value(layout).map_err(|e| CubeError::Layout(e.to_string()))?,
     );
-    root_attrs.extend(multiscales_attrs(layout));
+    root_attrs.extend(conventions::attributes(layout, 0));
     GroupBuilder::new()
         .attributes(root_attrs)
         .build(Arc::clone(store), "/")
@@ -233,57 +235,4 @@ async fn write_dataset(
         .await
         .map_err(zarr_err("spatial_ref"))?;
     Ok(())
-}
-
-/// The multiscales convention's identity, as the convention asks readers to find it.
-const MULTISCALES_UUID: &str = "d35379db-88df-4056-af3a-620245f8e347";
-
-/// The root group's `zarr_conventions` and `multiscales` attributes for a cube's pyramid
-/// (nothing when it has none).
-pub(crate) fn multiscales_attrs(layout: &Layout) -> Vec<(String, Value)> {
-    let levels = layout.levels();
-    let Some(o) = layout.overviews.filter(|_| !levels.is_empty()) else {
-        return Vec::new();
-    };
-    let method = o.resampling.name();
-    let asset = |k: usize| layout.level_path(k).trim_start_matches('/').to_string();
-    let mut layout_entries = vec![json!({
-        "asset": asset(0),
-        "transform": { "scale": [1.0, 1.0, 1.0], "translation": [0.0, 0.0, 0.0] },
-        "proj:transform": layout_geotransform(layout, 1),
-        "proj:shape": [layout.shape()[1], layout.shape()[2]],
-    })];
-    for (i, l) in levels.iter().enumerate() {
-        layout_entries.push(json!({
-            "asset": asset(i + 1),
-            "derived_from": asset(i),
-            "transform": { "scale": [1.0, 2.0, 2.0], "translation": [0.0, 0.5, 0.5] },
-            "resampling_method": method,
-            "proj:transform": layout_geotransform(layout, l.factor),
-            "proj:shape": [l.height, l.width],
-        }));
-    }
-    vec![
-        (
-            "zarr_conventions".into(),
-            json!([{
-                "uuid": MULTISCALES_UUID,
-                "name": "multiscales",
-                "schema_url": "https://raw.githubusercontent.com/zarr-conventions/multiscales/refs/tags/v1/schema.json",
-                "spec_url": "https://github.com/zarr-conventions/multiscales/blob/v1/README.md",
-                "description": "Multiscale layout of zarr datasets",
-            }]),
-        ),
-        (
-            "multiscales".into(),
-            json!({ "layout": layout_entries, "resampling_method": method }),
-        ),
-    ]
-}
-
-/// The GDAL geotransform of a level `factor` times coarser than the cube.
-fn layout_geotransform(layout: &Layout, factor: u64) -> [f64; 6] {
-    let g = layout.grid().geotransform();
-    let f = factor as f64;
-    [g[0], g[1] * f, g[2], g[3], g[4], g[5] * f]
 }

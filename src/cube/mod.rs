@@ -7,6 +7,7 @@
 //! present in a snapshot say which regions hold data.
 
 mod commit;
+mod conventions;
 mod coverage;
 mod coverage_cache;
 mod dataset;
@@ -24,6 +25,7 @@ mod repo;
 mod session;
 mod snapshots;
 pub mod steps;
+mod upgrade;
 mod verify;
 mod writer;
 
@@ -40,6 +42,7 @@ pub use merge::{Merger, limit_allocator_arenas};
 pub use overviews::{LevelImage, MAX_LEVEL_READ};
 pub use overviews_build::OverviewReport;
 pub use repair::RepairReport;
+pub use upgrade::Upgrade;
 pub use repo::{Cube, InitOptions, SpecVersion};
 pub use session::{Committed, Stager, WriteSession};
 pub use snapshots::TileKey;

@@ -348,11 +348,57 @@ pub fn python() -> PathBuf {
     venv
 }
 
+/// The second venv's Python (Python 3.12, icechunk-python 2.x, geozarr-toolkit, rioxarray;
+/// `.ci/setup` makes it), or `TILECUBE_PYTHON_IC2`.
+pub fn python_ic2() -> PathBuf {
+    if let Ok(p) = std::env::var("TILECUBE_PYTHON_IC2") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-ic2/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python venv at {}: run `bash .ci/setup` (it makes it on Python 3.12 with icechunk 2.x)",
+        venv.display()
+    );
+    venv
+}
+
+/// Run `tests/python/SCRIPT` with `python` and `args`; returns whether it succeeded and its
+/// stdout and stderr.
+pub fn python_script(python: &Path, script: &str, args: &[&str]) -> (bool, String) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = std::process::Command::new(python)
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("run python");
+    (
+        out.status.success(),
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// Run `tests/python/readback.py` on a repository (a directory or s3:// URL) against the
 /// expectations in `expect_dir`; it must succeed. Returns its stdout.
 pub fn python_readback(repo: &str, expect_dir: &Path, env: &[(&str, String)]) -> String {
+    python_readback_with(&python(), repo, expect_dir, env)
+}
+
+/// [`python_readback`] with another Python (the icechunk-python 2.x venv, say).
+pub fn python_readback_with(
+    python: &Path,
+    repo: &str,
+    expect_dir: &Path,
+    env: &[(&str, String)],
+) -> String {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/readback.py");
-    let out = std::process::Command::new(python())
+    let out = std::process::Command::new(python)
         .arg(script)
         .arg(repo)
         .arg(expect_dir)

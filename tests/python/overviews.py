@@ -1,7 +1,8 @@
 """Open every level of a tilecube pyramid from Python, as a generic multiscales reader does,
 and check it against a reduction of level 0 computed here with numpy.
 
-usage: overviews.py REPO YEAR_INDEX   (REPO: a local directory, Icechunk spec version 1)
+usage: overviews.py REPO YEAR_INDEX   (REPO: a local directory; Icechunk spec 1 with
+icechunk-python 1.x, spec 1 or 2 with 2.x)
 Prints "overviews ok: N levels" when every check holds.
 """
 import sys
@@ -10,27 +11,14 @@ import icechunk as ic
 import numpy as np
 import xarray as xr
 
+from modes import mode_2x2
+
 failures = []
 
 
 def check(ok, what):
     if not ok:
         failures.append(what)
-
-
-def mode_2x2(a, fill):
-    """The 2x2 mode of a 2-D array: ties to the smallest value, fill ignored unless the
-    block holds nothing else; a cut edge is padded with fill, which then counts for nothing."""
-    h, w = a.shape
-    p = np.full((h + h % 2, w + w % 2), fill, dtype=np.int32)
-    p[:h, :w] = a
-    v = np.stack([p[0::2, 0::2], p[0::2, 1::2], p[1::2, 0::2], p[1::2, 1::2]])
-    counts = np.stack([(v == v[i]).sum(axis=0) for i in range(4)])
-    counts = np.where(v == fill, 0, counts)
-    # Most frequent first, then the smallest value.
-    key = counts * 1024 - v
-    best = np.take_along_axis(v, key.argmax(axis=0)[None], axis=0)[0]
-    return np.where(counts.max(axis=0) == 0, fill, best).astype(np.uint8)
 
 
 repo_path, year_index = sys.argv[1], int(sys.argv[2])
@@ -56,7 +44,7 @@ for k, entry in enumerate(layout[1:], start=1):
     check(asset == f"overviews/{factor}/lclu", f"level {k} asset {asset!r}")
     check(entry.get("derived_from") == layout[k - 1]["asset"], f"level {k} derived_from {entry.get('derived_from')!r}")
     check(entry["transform"]["scale"] == [1.0, 2.0, 2.0], f"level {k} scale {entry['transform']!r}")
-    check(entry["transform"]["translation"] == [0.0, 0.5, 0.5], f"level {k} translation {entry['transform']!r}")
+    check(entry["transform"]["translation"] == [0.0, 0.0, 0.0], f"level {k} translation {entry['transform']!r}")
     check(entry.get("resampling_method", ms.get("resampling_method")) == "mode", f"level {k} resampling {entry!r}")
     group = asset.rsplit("/", 1)[0]
     ds = xr.open_dataset(store, group=group, engine="zarr", consolidated=False)
@@ -70,7 +58,8 @@ for k, entry in enumerate(layout[1:], start=1):
     check(abs(ds.y.values[0] - (80 - p / 2)) < 1e-9, f"{group}: y[0] {ds.y.values[0]!r}")
     gt = [float(v) for v in ds.spatial_ref.attrs["GeoTransform"].split()]
     check(gt == [-180.0, p, 0.0, 80.0, 0.0, -p], f"{group}: GeoTransform {gt!r}")
-    check(entry.get("proj:shape") == [h, w], f"{group}: proj:shape {entry.get('proj:shape')!r}")
+    check(entry.get("spatial:shape") == [h, w], f"{group}: spatial:shape {entry.get('spatial:shape')!r}")
+    check(entry.get("spatial:transform") == [p, 0.0, -180.0, 0.0, -p, 80.0], f"{group}: spatial:transform {entry.get('spatial:transform')!r}")
     check(ds.lclu.attrs.get("_FillValue", fill) == fill and ds.lclu.dtype == np.uint8, f"{group}: dtype/fill")
     got = ds.lclu.isel(year=year_index).values
     wrong = int((got != current).sum())

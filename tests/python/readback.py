@@ -1,4 +1,4 @@
-"""Read a tilecube repository (Icechunk spec version 1) from Python, as the seed notebook
+"""Read a tilecube repository (Icechunk spec 1 with icechunk-python 1.x; spec 1 or 2 with 2.x) from Python, as the seed notebook
 reads its cube, and check it against expectations written by the Rust test.
 
 usage: readback.py REPO EXPECT_DIR   (REPO: a directory or s3://bucket/prefix)
