@@ -779,10 +779,9 @@ fn a_headless_write_on_a_terminal_shows_one_live_progress_line() {
                 .nth(1)
                 .and_then(|t| t.split('/').next())
                 .and_then(|n| n.trim().parse::<u32>().ok())
+            && seen.last() != Some(&(*row, done))
         {
-            if seen.last() != Some(&(*row, done)) {
-                seen.push((*row, done));
-            }
+            seen.push((*row, done));
         }
         assert!(Instant::now() < deadline, "the write never ended: {s}");
         std::thread::sleep(Duration::from_millis(30));

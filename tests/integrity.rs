@@ -243,7 +243,7 @@ fn demo_makes_a_source_writes_every_tile_and_writes_nothing_the_second_time() {
         stdout.contains("0 tiles written, 0 failed, 0 commits"),
         "{stdout}"
     );
-    // Its tiles are GLAD-like, and a demo asked for another texture over them is refused by
+    // Its tiles are GLAD-like (the world texture), and a demo asked for another texture over them is refused by
     // name rather than mixing the two.
     let other = Command::new(env!("CARGO_BIN_EXE_tilecube"))
         .args(["demo", "--pixels", "100", "--texture", "blocky", "--dir"])
@@ -254,7 +254,7 @@ fn demo_makes_a_source_writes_every_tile_and_writes_nothing_the_second_time() {
         .unwrap();
     let said = String::from_utf8_lossy(&other.stderr);
     assert!(
-        !other.status.success() && said.contains("were made with --texture glad"),
+        !other.status.success() && said.contains("were made with --texture world"),
         "{said}"
     );
     // The cube holds every tile, pixel for pixel.

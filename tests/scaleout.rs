@@ -433,7 +433,7 @@ fn a_plan_made_with_missing_while_another_writer_commits_lands_each_tile_once() 
     // Another writer commits four tiles one at a time; it is held in its second commit, the
     // snapshot written and the branch not moved, while the plan is made.
     let tiles = names[..4].join(",");
-    let mut writer = w.spawn_with(
+    let writer = w.spawn_with(
         &[
             "write",
             "--year",

@@ -48,8 +48,9 @@ pub struct BenchArgs {
     /// Tile side in pixels.
     #[arg(long, default_value_t = 40_000)]
     pub pixels: u64,
-    /// The tiles' pixels: `glad` (patches of class groups whose pixels vary, like GLAD's) or
-    /// `blocky` (smooth blocks of one class, the first benchmarks' tiles).
+    /// The tiles' pixels: `glad` (patches of class groups whose pixels vary, like GLAD's),
+    /// `blocky` (smooth blocks of one class, the first benchmarks' tiles) or `world` (the
+    /// demo's: glad's patches with classes following latitude).
     #[arg(long, default_value = "glad")]
     pub texture: tilecube::demo::Texture,
     /// Thread counts to run `write` with.

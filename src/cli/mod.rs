@@ -115,9 +115,10 @@ pub enum Command {
         /// Tile side in pixels of the demo tiles.
         #[arg(long, default_value_t = 400)]
         pixels: u64,
-        /// The tiles' pixels: `glad` (patches of class groups whose pixels vary, like
-        /// GLAD's) or `blocky` (smooth blocks of one class).
-        #[arg(long, default_value = "glad")]
+        /// The tiles' pixels: `world` (GLAD-like patches whose classes follow latitude, a
+        /// plausible planet), `glad` (the same patches, any class anywhere) or `blocky`
+        /// (smooth blocks of one class).
+        #[arg(long, default_value = "world")]
         texture: tilecube::demo::Texture,
     },
     /// Measure ingest speed and memory against the hardware's floor (full-size tiles).
@@ -207,6 +208,7 @@ pub struct WriteArgs {
 
 /// Run the CLI; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    tilecube::source::check_gdal_cachemax().map_err(anyhow::Error::msg)?;
     #[cfg(feature = "bench")]
     if let Some(Command::Bench(args)) = &cli.command {
         crate::bench::run(args)?;

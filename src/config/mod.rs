@@ -4,6 +4,8 @@
 //! (`--config`, else `config.toml` in the user config dir), built-in defaults. Every command
 //! runs without a config file.
 
+#[cfg(feature = "test-support")]
+mod keys;
 mod settings;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +15,8 @@ use serde::Deserialize;
 
 use crate::cube::{S3Settings, StorageRetries};
 
+#[cfg(feature = "test-support")]
+pub use keys::setting_keys;
 pub use settings::{Overrides, Settings, io_runtime, max_threads};
 
 /// Errors reading the configuration.

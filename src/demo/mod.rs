@@ -88,7 +88,7 @@ pub fn land_tiles(grid: &Grid) -> Vec<TileName> {
 /// blocky classes 0..=40 with speckle, some fill (255), a few blocks changing each year.
 pub fn pixel(tile: TileName, year: i32, x: usize, y: usize) -> u8 {
     let mut one = [0u8; 1];
-    Texture::Blocky.fill_row(tile, year, y, x, &mut one);
+    Texture::Blocky.fill_row(tile, year, y, x, 0.0, &mut one);
     one[0]
 }
 
@@ -165,7 +165,7 @@ fn write_tile_with(
                 if all_fill {
                     row.fill(255);
                 } else {
-                    texture.fill_row(tile, year, y, 0, row);
+                    texture.fill_row(tile, year, y, 0, p, row);
                 }
             })
             .map_err(|e| err(&e))?;

@@ -22,6 +22,11 @@ pub enum Texture {
     Glad,
     /// Blocks of one class with a light speckle (smooth: flatters uniform-block shortcuts).
     Blocky,
+    /// The GLAD-like texture whose class groups follow latitude as land cover does (the
+    /// demo's): snow and ice near the poles, tundra, boreal forest, temperate cropland and
+    /// forest, desert belts near 20–30°, dense vegetation near the equator; lakes and a few
+    /// towns everywhere.
+    World,
 }
 
 impl Texture {
@@ -30,17 +35,29 @@ impl Texture {
         match self {
             Self::Glad => "glad",
             Self::Blocky => "blocky",
+            Self::World => "world",
         }
     }
 
     /// Every texture.
-    pub const ALL: [Texture; 2] = [Self::Glad, Self::Blocky];
+    pub const ALL: [Texture; 3] = [Self::Glad, Self::Blocky, Self::World];
 
-    /// Fill `out` with the pixels of row `y` from column `x0` on.
-    pub fn fill_row(self, tile: TileName, year: i32, y: usize, x0: usize, out: &mut [u8]) {
+    /// Fill `out` with the pixels of row `y` from column `x0` on, in a tile whose pixels are
+    /// `pixel_degrees` a side (the world texture places them on the globe; the others do not
+    /// look).
+    pub fn fill_row(
+        self,
+        tile: TileName,
+        year: i32,
+        y: usize,
+        x0: usize,
+        pixel_degrees: f64,
+        out: &mut [u8],
+    ) {
         match self {
-            Self::Glad => glad_row(tile, year, y, x0, out),
+            Self::Glad => glad_row(tile, year, y, x0, None, out),
             Self::Blocky => blocky_row(tile, year, y, x0, out),
+            Self::World => glad_row(tile, year, y, x0, Some(pixel_degrees), out),
         }
     }
 }
@@ -52,7 +69,7 @@ impl std::str::FromStr for Texture {
         Self::ALL
             .into_iter()
             .find(|t| t.name() == s)
-            .ok_or_else(|| format!("unknown texture {s:?}: use glad or blocky"))
+            .ok_or_else(|| format!("unknown texture {s:?}: use world, glad or blocky"))
     }
 }
 
@@ -197,8 +214,9 @@ const GROUPS: &[(u32, Group, u8, u8)] = &[
     (6, Group::Speckled { lo: 0, hi: 1, n: 8 }, 0, 1),
 ];
 
-/// The group and value of a patch (its cell, in patch units) for an epoch.
-fn patch(seed: u64, px: u64, py: u64, epoch: u64) -> (Group, u8) {
+/// The group and value of a patch (its cell, in patch units) for an epoch; the groups'
+/// shares are [`GROUPS`]' own, or `shares` (out of 100, in the order of [`GROUPS`]).
+fn patch(seed: u64, px: u64, py: u64, epoch: u64, shares: Option<&[f64; 9]>) -> (Group, u8) {
     let mut h = mix(seed ^ (px << 20) ^ (py << 42) ^ 0x5eed);
     // About one patch in ten changes from an epoch to the next.
     for e in 1..=epoch {
@@ -206,8 +224,9 @@ fn patch(seed: u64, px: u64, py: u64, epoch: u64) -> (Group, u8) {
             h = mix(h ^ (e << 8));
         }
     }
-    let mut pick = (h % 100) as u32;
-    for &(share, group, lo, hi) in GROUPS {
+    let mut pick = (h % 10_000) as f64 / 100.0;
+    for (i, &(share, group, lo, hi)) in GROUPS.iter().enumerate() {
+        let share = shares.map_or(share as f64, |s| s[i]);
         if pick < share {
             let span = (hi - lo) as u64 + 1;
             return (group, lo + ((h >> 16) % span) as u8);
@@ -217,8 +236,54 @@ fn patch(seed: u64, px: u64, py: u64, epoch: u64) -> (Group, u8) {
     (Group::Flat, 244)
 }
 
-/// The value of a zone: `None` for land, else ocean (254) or no data (255).
-fn zone(seed: u64, zx: u64, zy: u64) -> Option<u8> {
+/// The groups' shares (order of [`GROUPS`]: tree cover, semi-arid and short vegetation,
+/// dense short vegetation, wetland, cropland, water, snow and ice, built-up, desert) at
+/// belts of absolute latitude; between two belts they blend.
+const BELTS: &[(f64, [f64; 9])] = &[
+    (0.0, [58.0, 5.0, 15.0, 10.0, 8.0, 3.0, 0.0, 1.0, 0.0]),
+    (12.0, [40.0, 10.0, 23.5, 6.0, 14.0, 3.0, 0.0, 1.5, 2.0]),
+    (22.0, [2.0, 30.0, 3.0, 1.0, 6.0, 1.0, 0.0, 1.0, 56.0]),
+    (32.0, [8.0, 38.5, 8.0, 2.0, 18.0, 2.0, 0.0, 1.5, 22.0]),
+    (45.0, [30.0, 15.0, 12.0, 4.0, 33.0, 4.0, 0.0, 2.0, 0.0]),
+    (58.0, [58.5, 10.0, 5.0, 12.0, 5.0, 8.0, 1.0, 0.5, 0.0]),
+    (68.0, [8.0, 48.0, 10.0, 12.0, 0.0, 9.0, 13.0, 0.0, 0.0]),
+    (78.0, [0.0, 12.0, 2.0, 3.0, 0.0, 6.0, 77.0, 0.0, 0.0]),
+];
+
+/// The groups' shares at a place on the globe: by latitude, the belts' edges wandering by
+/// up to 7° with a smooth noise of the place, so they are not straight lines.
+fn shares_at(lat: f64, lon: f64) -> [f64; 9] {
+    let a = (lat.abs() + 7.0 * smooth_noise(lon / 15.0, lat / 15.0)).clamp(0.0, 90.0);
+    let i = BELTS.iter().rposition(|(l, _)| *l <= a).unwrap_or(0);
+    let Some(&(l1, s1)) = BELTS.get(i + 1) else {
+        return BELTS[i].1;
+    };
+    let (l0, s0) = BELTS[i];
+    let t = (a - l0) / (l1 - l0);
+    std::array::from_fn(|g| s0[g] + (s1[g] - s0[g]) * t)
+}
+
+/// Value noise in -1..=1, smooth in (u, v): lattice values blended with a smoothstep.
+fn smooth_noise(u: f64, v: f64) -> f64 {
+    let (i, j) = (u.floor(), v.floor());
+    let (fu, fv) = (u - i, v - j);
+    let corner = |di: f64, dj: f64| {
+        let h = mix((((i + di) as i64 as u64) << 32) ^ ((j + dj) as i64 as u64) ^ 0x77_0d1d);
+        (h % 2001) as f64 / 1000.0 - 1.0
+    };
+    let s = |t: f64| t * t * (3.0 - 2.0 * t);
+    let (su, sv) = (s(fu), s(fv));
+    let top = corner(0.0, 0.0) + (corner(1.0, 0.0) - corner(0.0, 0.0)) * su;
+    let bottom = corner(0.0, 1.0) + (corner(1.0, 1.0) - corner(0.0, 1.0)) * su;
+    top + (bottom - top) * sv
+}
+
+/// The value of a zone: `None` for land, else ocean (254) or no data (255); the world
+/// texture has none (its tiles lie where the land mask has land).
+fn zone(seed: u64, zx: u64, zy: u64, world: bool) -> Option<u8> {
+    if world {
+        return None;
+    }
     match mix(seed ^ (zx << 24) ^ (zy << 44) ^ 0x2002) % 100 {
         0..=11 => Some(254),
         12..=13 => Some(255),
@@ -236,7 +301,16 @@ fn noise(x: u64, y: u64, seed: u64) -> u32 {
     (n >> 32) as u32
 }
 
-fn glad_row(tile: TileName, year: i32, y: usize, x0: usize, out: &mut [u8]) {
+/// A GLAD-like row; with `pixel_degrees`, the patches' class groups follow the latitude of
+/// the place the tile's pixels lie at.
+fn glad_row(
+    tile: TileName,
+    year: i32,
+    y: usize,
+    x0: usize,
+    pixel_degrees: Option<f64>,
+    out: &mut [u8],
+) {
     let seed = tile_seed(tile);
     let epoch = epoch(year);
     // Patch edges wave: rows shift the column grid, columns shift the row grid.
@@ -252,7 +326,7 @@ fn glad_row(tile: TileName, year: i32, y: usize, x0: usize, out: &mut [u8]) {
         let in_zone = match zone_cache {
             Some((c, v)) if c == z => v,
             _ => {
-                let v = zone(seed, z.0, z.1);
+                let v = zone(seed, z.0, z.1, pixel_degrees.is_some());
                 zone_cache = Some((z, v));
                 v
             }
@@ -265,7 +339,14 @@ fn glad_row(tile: TileName, year: i32, y: usize, x0: usize, out: &mut [u8]) {
         let (group, value) = match cache {
             Some((c, g)) if c == cell => g,
             _ => {
-                let g = patch(seed, cell.0, cell.1, epoch);
+                let shares = pixel_degrees.map(|d| {
+                    let middle = |c: u64| (c as f64 + 0.5) * PATCH as f64 * d;
+                    shares_at(
+                        tile.lat as f64 - middle(cell.1),
+                        tile.lon as f64 + middle(cell.0),
+                    )
+                });
+                let g = patch(seed, cell.0, cell.1, epoch, shares.as_ref());
                 cache = Some((cell, g));
                 g
             }
@@ -298,8 +379,8 @@ mod tests {
         let (mut top, mut bottom) = (vec![0u8; w], vec![0u8; w]);
         let (mut uniform, mut blocks) = (0, 0);
         for y in (0..4000).step_by(40) {
-            texture.fill_row(tile, 2000, y, 0, &mut top);
-            texture.fill_row(tile, 2000, y + 1, 0, &mut bottom);
+            texture.fill_row(tile, 2000, y, 0, 0.00025, &mut top);
+            texture.fill_row(tile, 2000, y + 1, 0, 0.00025, &mut bottom);
             for k in 0..w / 2 {
                 let a = top[2 * k];
                 uniform +=
@@ -324,12 +405,12 @@ mod tests {
     fn a_pixel_depends_on_its_place_only_and_epochs_change_some_patches() {
         let tile: TileName = "00N_010E".parse().unwrap();
         let mut row = vec![0u8; 3000];
-        Texture::Glad.fill_row(tile, 2000, 777, 0, &mut row);
+        Texture::Glad.fill_row(tile, 2000, 777, 0, 0.00025, &mut row);
         let mut part = vec![0u8; 1000];
-        Texture::Glad.fill_row(tile, 2000, 777, 1500, &mut part);
+        Texture::Glad.fill_row(tile, 2000, 777, 1500, 0.00025, &mut part);
         assert_eq!(&row[1500..2500], &part[..]);
         let mut later = vec![0u8; 3000];
-        Texture::Glad.fill_row(tile, 2020, 777, 0, &mut later);
+        Texture::Glad.fill_row(tile, 2020, 777, 0, 0.00025, &mut later);
         let changed = row.iter().zip(&later).filter(|(a, b)| a != b).count();
         assert!(changed > 0 && changed < row.len(), "{changed}");
         // Every value is one the legend names.
@@ -337,5 +418,49 @@ mod tests {
             row.iter().all(|&v| crate::legend::class_of(v).is_some()),
             "{row:?}"
         );
+    }
+
+    /// Share of a 400-px demo tile's pixels in each value range.
+    fn share_of(tile: &str, ranges: &[std::ops::RangeInclusive<u8>]) -> f64 {
+        let tile: TileName = tile.parse().unwrap();
+        let mut row = vec![0u8; 400];
+        let (mut hit, mut all) = (0, 0);
+        for y in 0..400 {
+            Texture::World.fill_row(tile, 2020, y, 0, 0.025, &mut row);
+            hit += row
+                .iter()
+                .filter(|v| ranges.iter().any(|r| r.contains(v)))
+                .count();
+            all += row.len();
+        }
+        hit as f64 / all as f64
+    }
+
+    #[test]
+    fn the_world_texture_follows_latitude() {
+        let snow = share_of("80N_060W", &[241..=241]);
+        let desert = share_of("30N_010E", &[0..=1, 2..=24]);
+        let trees = share_of("00N_020E", &[49..=96, 25..=48]);
+        eprintln!("snow near the pole {snow:.2}, desert belt {desert:.2}, equator {trees:.2}");
+        assert!(snow > 0.4, "snow and ice near the pole: {snow}");
+        assert!(desert > 0.5, "desert and semi-arid near 25N: {desert}");
+        assert!(
+            trees > 0.4,
+            "trees and dense vegetation at the equator: {trees}"
+        );
+        assert!(
+            share_of("00N_020E", &[241..=241]) == 0.0,
+            "no snow at the equator"
+        );
+        assert!(
+            share_of("80N_060W", &[0..=1]) == 0.0,
+            "no desert at the pole"
+        );
+        for (lat, shares) in BELTS {
+            assert!(
+                (shares.iter().sum::<f64>() - 100.0).abs() < 1e-9,
+                "belt {lat}"
+            );
+        }
     }
 }

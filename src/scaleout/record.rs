@@ -26,13 +26,10 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 /// its node lost).
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
 
-/// Least time between two writes of a record on remote storage, unless something landed or
-/// failed.
+/// Least time between two writes of a record, on a disk or remote storage alike, unless
+/// something landed or failed: a plan's directory is often on a file system many nodes
+/// share, whose server should not take a write per task four times a second.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Least time between two writes of a record on a local disk (a detached run's, which a
-/// console watches live): a few times a second at most.
-const MIN_INTERVAL_LOCAL: Duration = Duration::from_millis(250);
 
 /// Where a shard stands, in its own words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -194,15 +191,11 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(place: Arc<Place>, record: ShardRecord) -> Self {
-        let min_interval = match &*place {
-            Place::Local(_) => MIN_INTERVAL_LOCAL,
-            _ => MIN_INTERVAL,
-        };
         Self {
             place,
             record,
             current: BTreeMap::new(),
-            min_interval,
+            min_interval: MIN_INTERVAL,
             last_write: None,
             dirty: true,
         }

@@ -7,6 +7,23 @@
 
 /// Process-wide GDAL settings: a small block cache (memory stays bounded whatever the tile
 /// size) and quiet error output (errors are reported through results, naming the tile).
+/// `TILECUBE_GDAL_CACHEMAX` checked: unset, megabytes (a whole number) or a share of the
+/// machine's memory (`N%`); anything else is an error naming the variable, as GDAL itself
+/// would silently read it as no cache at all.
+pub fn check_gdal_cachemax() -> Result<(), String> {
+    let Ok(value) = std::env::var("TILECUBE_GDAL_CACHEMAX") else {
+        return Ok(());
+    };
+    let number = value.trim().strip_suffix('%').unwrap_or(value.trim());
+    if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    Err(format!(
+        "TILECUBE_GDAL_CACHEMAX={value:?}: expected GDAL's block cache size in megabytes (a whole \
+         number, e.g. 64) or as a share of memory (e.g. 5%)"
+    ))
+}
+
 pub fn gdal_setup() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

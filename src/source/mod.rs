@@ -16,7 +16,7 @@ mod tile;
 
 use std::path::PathBuf;
 
-pub use gdal::{gdal_s3_options_from_env, gdal_setup};
+pub use gdal::{check_gdal_cachemax, gdal_s3_options_from_env, gdal_setup};
 pub use list::{ListProblem, TileList};
 pub use location::{Store, TileLocation, absolute_path};
 pub use open::{OpenTile, ReadAheadOptions};

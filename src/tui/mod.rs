@@ -53,7 +53,15 @@ const WATCH_EVERY: Duration = Duration::from_millis(300);
 /// Puts the terminal back however the console ends.
 struct TermGuard;
 
+/// Whether the terminal was restored since the console took it: the restore runs once, as
+/// leaving the alternate screen again would put the cursor back over what was printed after
+/// the first (a panic's message, say).
+static RESTORED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 fn restore_terminal() {
+    if RESTORED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     let _ = terminal::disable_raw_mode();
     let _ = execute!(
         std::io::stdout(),
@@ -167,6 +175,7 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
 
     // The terminal: raw mode on the alternate screen, restored on every way out.
     terminal::enable_raw_mode().map_err(|e| anyhow::anyhow!("terminal raw mode: {e}"))?;
+    RESTORED.store(false, std::sync::atomic::Ordering::SeqCst);
     let guard = TermGuard;
     let _ = execute!(
         std::io::stdout(),
@@ -281,7 +290,11 @@ async fn event_loop(
                     Err(_) => return Ok(Some("opening the repository stopped".into())),
                 }
             }
-            Some(msg) = key_rx.recv() => (Some(msg), true),
+            Some(msg) = key_rx.recv() => {
+                #[cfg(feature = "test-support")]
+                panic_on_test_key(&msg);
+                (Some(msg), true)
+            }
             Some(done) = done_rx.recv() => (Some(Msg::Done(done)), false),
             _ = tick.tick() => (Some(Msg::Tick(chrono::Utc::now())), true),
             _ = poll.tick() => (Some(Msg::Poll), false),
@@ -306,6 +319,22 @@ async fn event_loop(
             }
             return Ok(None);
         }
+    }
+}
+
+/// Test-only: panic when the key named by `TILECUBE_TEST_PANIC_ON_KEY` (one character) is
+/// pressed, so a test can make the console panic in its event loop and check that the
+/// terminal is restored and the panic told (feature `test-support`; without the variable a
+/// key costs one environment lookup and changes nothing).
+#[cfg(feature = "test-support")]
+fn panic_on_test_key(msg: &Msg) {
+    use ratatui::crossterm::event::KeyCode;
+    if let Msg::Key(k) = msg
+        && let KeyCode::Char(c) = k.code
+        && let Ok(want) = std::env::var("TILECUBE_TEST_PANIC_ON_KEY")
+        && want.chars().eq(std::iter::once(c))
+    {
+        panic!("test panic on key {c:?} (TILECUBE_TEST_PANIC_ON_KEY)");
     }
 }
 
