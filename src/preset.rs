@@ -91,10 +91,32 @@ pub struct GridSpec {
     pub epsg: u32,
 }
 
-/// The years of the cube: `first..=last` by `step`.
+/// The years a cube may hold: calendar years of four digits at most (a tile list is named
+/// `{year}.txt`, and a year is a Zarr `int64` coordinate readers show as such).
+pub const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
+/// The years of the cube, in either form a preset may give them:
+///
+/// - `years = [2000, 2005, 2012]` (at the top of the file, before any table): the years
+///   listed, which must be increasing, each once;
+/// - a `[years]` table of `first`, `last` and `step`: `first..=last` by `step`.
+///
+/// Every year lies in [`YEARS`]. A cube keeps the years it was laid out with, and
+/// `tilecube extend --year Y` appends one after its last.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "years: a list of years (years = [2000, 2005, 2010]) or a [years] table of first, last and step"
+)]
+pub enum YearSpec {
+    List(Vec<i32>),
+    Range(YearRange),
+}
+
+/// The `[years]` table: `first..=last` by `step`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct YearSpec {
+pub struct YearRange {
     pub first: i32,
     pub last: i32,
     pub step: i32,
@@ -126,9 +148,50 @@ pub struct SourceSpec {
 impl YearSpec {
     /// Every year of the cube, in order.
     pub fn all(&self) -> Vec<i32> {
-        let step = self.step.max(1) as usize;
-        (self.first..=self.last).step_by(step).collect()
+        match self {
+            Self::List(years) => years.clone(),
+            Self::Range(r) => {
+                let step = r.step.max(1) as usize;
+                (r.first..=r.last).step_by(step).collect()
+            }
+        }
     }
+
+    /// Why these years cannot lay out a cube, if they cannot: an empty range or list, a list
+    /// out of order or with a year twice, a year outside [`YEARS`].
+    fn problem(&self) -> Option<String> {
+        match self {
+            Self::Range(r) if r.step <= 0 || r.last < r.first => Some(format!(
+                "years {}..{} step {} is empty",
+                r.first, r.last, r.step
+            )),
+            Self::List(years) if years.is_empty() => {
+                Some("years = []: a preset lists at least one year".into())
+            }
+            Self::List(years) => years
+                .windows(2)
+                .find(|w| w[1] <= w[0])
+                .map(|w| {
+                    format!(
+                        "years = {years:?}: list the years in increasing order, each once ({} after {})",
+                        w[1], w[0]
+                    )
+                })
+                .or_else(|| out_of_range(years)),
+            Self::Range(r) => out_of_range(&[r.first, r.last]),
+        }
+    }
+}
+
+/// The first year outside [`YEARS`], named.
+fn out_of_range(years: &[i32]) -> Option<String> {
+    years.iter().find(|y| !YEARS.contains(y)).map(|y| {
+        format!(
+            "year {y} is not a year a cube takes ({} to {})",
+            YEARS.start(),
+            YEARS.end()
+        )
+    })
 }
 
 impl Preset {
@@ -197,11 +260,8 @@ impl Preset {
                 )));
             }
         }
-        if self.years.step <= 0 || self.years.last < self.years.first {
-            return Err(invalid(format!(
-                "years {}..{} step {} is empty",
-                self.years.first, self.years.last, self.years.step
-            )));
+        if let Some(problem) = self.years.problem() {
+            return Err(invalid(problem));
         }
         if self.variable.chunk_pixels == 0 {
             return Err(invalid("variable chunk_pixels must be positive".into()));
@@ -265,6 +325,63 @@ mod tests {
         let text = GLAD_TOML.replace("columns = 36", "columns = 37");
         let err = Preset::parse(&text, "mine.toml").unwrap_err().to_string();
         assert!(err.contains("longitude"), "{err}");
+    }
+
+    /// The GLAD preset with its `[years]` table replaced by `years = LIST` at the top.
+    fn with_year_list(list: &str) -> String {
+        let (header, keys) = ("[years]\n", "first = 2000\nlast = 2020\nstep = 5\n");
+        assert!(GLAD_TOML.contains(header) && GLAD_TOML.contains(keys));
+        let text = GLAD_TOML.replace(header, "").replace(keys, "");
+        format!("years = {list}\n{text}")
+    }
+
+    #[test]
+    fn years_may_be_listed_and_a_list_is_checked() {
+        let p = Preset::parse(&with_year_list("[2000, 2005, 2012, 2020]"), "mine.toml").unwrap();
+        assert_eq!(p.years.all(), vec![2000, 2005, 2012, 2020]);
+        for (list, says) in [
+            (
+                "[2005, 2000]",
+                "preset mine.toml: years = [2005, 2000]: list the years in increasing order, each once (2000 after 2005)",
+            ),
+            (
+                "[2000, 2005, 2005]",
+                "preset mine.toml: years = [2000, 2005, 2005]: list the years in increasing order, each once (2005 after 2005)",
+            ),
+            (
+                "[]",
+                "preset mine.toml: years = []: a preset lists at least one year",
+            ),
+            (
+                "[0, 2000]",
+                "preset mine.toml: year 0 is not a year a cube takes (1 to 9999)",
+            ),
+            (
+                "[2000, 20000]",
+                "preset mine.toml: year 20000 is not a year a cube takes (1 to 9999)",
+            ),
+        ] {
+            let err = Preset::parse(&with_year_list(list), "mine.toml").unwrap_err();
+            assert_eq!(err.to_string(), says, "{list}");
+        }
+        // Neither a list nor a table: the message says which forms there are.
+        let err = Preset::parse(&with_year_list("\"2000\""), "mine.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a list of years (years = [2000, 2005, 2010])"),
+            "{err}"
+        );
+        // The table form is still checked as before.
+        let text = GLAD_TOML.replace("step = 5", "step = 0");
+        let err = Preset::parse(&text, "mine.toml").unwrap_err().to_string();
+        assert!(err.ends_with("years 2000..2020 step 0 is empty"), "{err}");
+        let text = GLAD_TOML.replace("first = 2000", "first = -5");
+        let err = Preset::parse(&text, "mine.toml").unwrap_err().to_string();
+        assert!(
+            err.ends_with("year -5 is not a year a cube takes (1 to 9999)"),
+            "{err}"
+        );
     }
 
     #[test]

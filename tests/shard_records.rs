@@ -451,3 +451,89 @@ async fn a_path_repository_gets_the_shared_file_system_note_and_an_s3_one_does_n
     assert!(!stderr(&o).contains("NFS"), "{}", stderr(&o));
     assert!(stdout(&o).contains("2 tiles written"), "{}", stdout(&o));
 }
+
+/// An operator's hand on the records: a record that is garbage, one that names another
+/// shard, one dated in the future each show as that shard's problem while the other shards
+/// still show; a repository made again since the plan is refused by `status --plan` as by
+/// its tasks; a second task of a running shard is warned about.
+#[test]
+fn hand_edited_records_show_as_their_shards_problem_and_the_others_still_show() {
+    let w = Work::new();
+    w.listed_tiles(2000, &tile_names(8));
+    w.ok(&["init"]);
+    let plan = w.dir.path().join("plan");
+    let p = plan.display().to_string();
+    w.ok(&["plan", "--all", "--shards", "4", "--out", &p]);
+    for shard in 0..4 {
+        w.ok(&["write", "--plan", &p, "--shard", &shard.to_string()]);
+    }
+    // Shard 1: garbage. Shard 2: shard 3's record copied over it. Shard 3: running, dated
+    // in 2099.
+    std::fs::write(record_path(&plan, 1), "not json {").unwrap();
+    std::fs::copy(record_path(&plan, 3), record_path(&plan, 2)).unwrap();
+    let mut r = json(&std::fs::read_to_string(record_path(&plan, 3)).unwrap());
+    r["state"] = serde_json::json!("running");
+    r["updated"] = serde_json::json!("2099-01-01T00:00:00Z");
+    std::fs::write(record_path(&plan, 3), serde_json::to_vec(&r).unwrap()).unwrap();
+
+    let out = w.run(&["status", "--plan", &p]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(state_in_table(&text, 0), "done", "{text}");
+    assert_eq!(state_in_table(&text, 1), "unreadable", "{text}");
+    assert_eq!(state_in_table(&text, 2), "unreadable", "{text}");
+    assert_eq!(state_in_table(&text, 3), "stale", "{text}");
+    let record1 = record_path(&plan, 1).display().to_string();
+    assert!(
+        text.contains(&format!("shard 1: {record1}: not a shard record: ")),
+        "{text}"
+    );
+    assert!(
+        text.contains("shard 2: its record says shard 3 (edited or copied by hand?)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "shard 3: its record is dated 2099-01-01 00:00:00 UTC, in the future (a clock off?)"
+        ),
+        "{text}"
+    );
+    // Every tile landed, whatever the records say: the branch is the truth.
+    assert!(text.contains("landed in main: 8 of 8"), "{text}");
+    let st = json(&w.ok(&["status", "--plan", &p, "--json"]));
+    assert_eq!(
+        st["shards"][1]["problem"]
+            .as_str()
+            .map(|s| s.contains("not a shard record")),
+        Some(true),
+        "{st}"
+    );
+
+    // A second task of a shard whose record says it is running now is warned about.
+    let mut r = json(&std::fs::read_to_string(record_path(&plan, 0)).unwrap());
+    r["state"] = serde_json::json!("running");
+    r["updated"] = serde_json::json!(chrono::Utc::now());
+    r["host"] = serde_json::json!("node-17");
+    r["pid"] = serde_json::json!(4242);
+    std::fs::write(record_path(&plan, 0), serde_json::to_vec(&r).unwrap()).unwrap();
+    let again = w.run(&["write", "--plan", &p, "--shard", "0"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains(
+            "warning: shard 0's record says another task is running it (host node-17, pid 4242, updated "
+        ),
+        "{}",
+        stderr(&again)
+    );
+
+    // The repository made again at the same path: status --plan refuses, as the tasks do.
+    std::fs::remove_dir_all(w.repo()).unwrap();
+    w.ok(&["init"]);
+    let out = w.run(&["status", "--plan", &p]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("is not the cube the plan was made for (it was made again since)"),
+        "{}",
+        stderr(&out)
+    );
+}

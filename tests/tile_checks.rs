@@ -414,7 +414,15 @@ async fn tilecube_gdal_cachemax_sets_the_size_of_gdal_s_block_cache() {
         "the default caps the cache: {default:.0} MB vs {large:.0} MB with 1024 MB"
     );
     // A value GDAL would read as no cache at all is refused by name, nothing written.
-    for bad in ["lots", "64MB", ""] {
+    for bad in [
+        "lots",
+        "64MB",
+        "",
+        "150%",
+        "100000",
+        "99999999999999999999",
+        "-5",
+    ] {
         let repo = w.dir.path().join("repo-bad");
         let out = w.run_with(
             &["--repo", &repo.display().to_string(), "init"],

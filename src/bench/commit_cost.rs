@@ -60,7 +60,7 @@ pub(super) async fn commit_cost(tiles: usize) -> Result<(Duration, Duration)> {
                 for coords in layout.tile_chunks(*yi, grid.cell(*t)?) {
                     tc.push(coords, Some(payload.clone()));
                 }
-                session.record_tile(layout.years[*yi], *t, tc).await?;
+                session.record_tile(layout.years[*yi], *t, tc, None).await?;
             }
             let start = Instant::now();
             session.commit(Some("bench")).await?;

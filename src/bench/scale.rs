@@ -373,7 +373,9 @@ async fn record_and_commit(cube: &Cube, tile: TileName, n: usize) -> Result<Dura
             chunks.push(coords, Some(payload.clone()));
         }
         let t = Instant::now();
-        session.record_tile(layout.years[0], tile, chunks).await?;
+        session
+            .record_tile(layout.years[0], tile, chunks, None)
+            .await?;
         session.commit(Some("bench: one tile")).await?;
         times.push(t.elapsed());
     }

@@ -112,7 +112,9 @@ async fn merge_at_scale(shards: usize) -> Result<()> {
                 chunks.push(coords, Some((chunk_ref(chunk_len), chunk_len)));
             }
             refs += chunks.len() as u64;
-            session.record_tile(job.year, job.tile, chunks).await?;
+            session
+                .record_tile(job.year, job.tile, chunks, None)
+                .await?;
         }
         session.commit(None).await?;
         writer.finish(ShardState::Done, vec![]).await?;

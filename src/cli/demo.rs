@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 use tilecube::config::{Settings, data_dir};
-use tilecube::cube::Cube;
+use tilecube::cube::{Cube, RepoLocation};
 use tilecube::demo::Texture;
 use tilecube::grid::Grid;
 
@@ -94,6 +94,17 @@ pub(crate) async fn demo(
     let grid = Grid::from_preset(&settings.preset, Some(pixels))?;
     let years = settings.preset.years.all();
     claim_demo_dir(&root, &grid, &years, texture)?;
+    // An earlier demo's cube keeps its tiles' size: another --pixels would not fit it.
+    if let Ok(cube) = Cube::open(RepoLocation::Local(repo_dir.clone()), &settings.branch).await
+        && cube.layout.tile_pixels != pixels
+    {
+        bail!(
+            "demo: the demo in {} was made with --pixels {}; run it with --pixels {}, or choose a new --dir for {pixels}-px tiles",
+            root.display(),
+            cube.layout.tile_pixels,
+            cube.layout.tile_pixels
+        );
+    }
     eprintln!("making a GLAD-like source in {} ...", source_dir.display());
     let per_year = {
         let (s, g, y) = (source_dir.clone(), grid.clone(), years.clone());
@@ -126,6 +137,7 @@ pub(crate) async fn demo(
         commit_refs: None,
         read_ahead: None,
         json: false,
+        message: None,
     };
     let code = write(&demo_settings, &args).await?;
     {

@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand};
 use tilecube::config::{Settings, io_runtime};
 
 mod demo;
+mod extend;
 mod flags;
+mod hygiene;
 mod init;
 mod log;
 mod pyramid;
@@ -102,7 +104,48 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the branch's commits and the tiles each wrote.
+    /// Append a year after the cube's last (a new epoch) in one commit that writes no chunk
+    /// of an earlier year; `write --year Y --missing` then fills it.
+    Extend {
+        /// The year to append: after the cube's last year.
+        #[arg(long, allow_negative_numbers = true)]
+        year: i32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Name a snapshot for good (a release): the branch head, or `--snapshot ID`.
+    Tag {
+        /// The tag's name, e.g. v1.0.
+        name: String,
+        /// The snapshot to tag (default: the branch head).
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
+    /// Delete the objects no branch or tag reaches (a failed write's uploads, expired
+    /// snapshots' chunks and manifests, merged shards' parts) with Icechunk's garbage
+    /// collection, and say what was removed per kind.
+    Gc {
+        /// Count what would be removed, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove only objects older than this (0s, 90m, 12h, 7d): a write running now loses
+        /// nothing. `0s` is for a quiet repository.
+        #[arg(long, default_value = "1d", value_parser = tilecube::cube::parse_age)]
+        older_than: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop the untagged snapshots older than --older-than from the history (heads and
+    /// tagged snapshots kept), with Icechunk's expiration, after one commit that carries
+    /// their records of tiles forward; `gc` then reclaims their objects.
+    Expire {
+        /// Expire the snapshots older than this (0s, 90m, 12h, 7d).
+        #[arg(long, value_parser = tilecube::cube::parse_age)]
+        older_than: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the branch's commits, the tiles each wrote and the tags naming them.
     Log {
         #[arg(long)]
         json: bool,
@@ -156,6 +199,9 @@ pub struct Choice {
     /// The tiles of the failure journal (tiles that failed before).
     #[arg(long, conflicts_with_all = ["all", "tiles"])]
     pub failed: bool,
+    /// Written tiles whose source changed since they were written (re-issued upstream).
+    #[arg(long, conflicts_with_all = ["all", "tiles", "missing", "failed"])]
+    pub changed: bool,
 }
 
 /// What to do with runs.
@@ -202,6 +248,10 @@ pub struct WriteArgs {
     #[arg(long)]
     pub read_ahead: Option<usize>,
     /// Print the report as JSON.
+    /// The message of the write's commits (each still records its tiles), e.g. "write
+    /// GLAD LCLU data"; default: a message naming the tiles.
+    #[arg(long)]
+    pub message: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -247,9 +297,21 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Plan(args)) => rt.block_on(shard::plan(&settings, &args)),
         Some(Command::Merge(args)) => rt.block_on(shard::merge(&settings, &overrides, &args)),
         Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
+        Some(Command::Gc {
+            dry_run,
+            older_than,
+            json,
+        }) => rt.block_on(hygiene::gc(&settings, older_than, dry_run, json)),
+        Some(Command::Expire { older_than, json }) => {
+            rt.block_on(hygiene::expire(&settings, older_than, json))
+        }
+        Some(Command::Tag { name, snapshot }) => {
+            rt.block_on(log::tag(&settings, &name, snapshot.as_deref()))
+        }
         Some(Command::Verify { json }) => rt.block_on(verify(&settings, json)),
         Some(Command::Repair { json }) => rt.block_on(repair(&settings, json)),
         Some(Command::Upgrade { json }) => rt.block_on(upgrade(&settings, json)),
+        Some(Command::Extend { year, json }) => rt.block_on(extend::extend(&settings, year, json)),
         Some(Command::Overviews(args)) => rt.block_on(pyramid::overviews(&settings, &args)),
         Some(Command::Map(args)) => rt.block_on(pyramid::map(&settings, &args)),
         Some(Command::Demo {

@@ -32,6 +32,9 @@ pub async fn detach(settings: &Settings, args: &WriteArgs) -> Result<i32> {
             worker.flags.push((flag.to_string(), v.to_string()));
         }
     }
+    if let Some(m) = &args.message {
+        worker.flags.push(("--message".to_string(), m.clone()));
+    }
     let info = tilecube::config::runs().launch(&plan, &worker).await?;
     let id = &info.id;
     println!(

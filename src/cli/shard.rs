@@ -69,8 +69,8 @@ pub(crate) async fn build_plan(
     shards: usize,
 ) -> Result<Option<ShardPlan>> {
     let cube = settings.open_cube().await?;
-    let chosen = selection(choice, &cube.key())?;
     let source = settings.source()?;
+    let chosen = selection(choice, &cube, &source).await?;
     let built = tilecube::scaleout::build_plan(
         &cube,
         &source,
@@ -259,6 +259,23 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
         "checkpoint"
     };
     let now = Utc::now();
+    // Another task of this very shard that is still alive would write the same tiles twice.
+    if let Ok(Some(other)) = tilecube::scaleout::ShardRecord::load(&place, shard).await
+        && other.plan == plan.id
+        && other.state == tilecube::scaleout::record::ShardState::Running
+        && !other.is_stale(now)
+    {
+        eprintln!(
+            "warning: shard {shard}'s record says another task is running it (host {}, pid {}, \
+             updated {} s ago): two tasks of one shard write the same tiles twice; stop one \
+             (its record goes stale a minute after it stops)",
+            other.host,
+            other.pid,
+            now.signed_duration_since(other.updated)
+                .num_seconds()
+                .max(0)
+        );
+    }
     let mut recorder = Recorder::new(
         Arc::new(place),
         ShardRecord {
@@ -336,6 +353,9 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
                 None,
             ),
         };
+        if let Some(m) = &args.message {
+            session.set_message(m);
+        }
         anyhow::Ok((options, session, stager))
     }
     .await;
@@ -475,6 +495,8 @@ pub async fn status(local: &Settings, at: &str, stage: Option<&str>, as_json: bo
         .map(|s| Place::parse(s).with_context(|| format!("--stage {s}")))
         .transpose()?;
     let cube = settings.open_cube().await?;
+    // A repository made again since the plan: its tiles say nothing of the plan's.
+    plan.check_cube(&cube)?;
     let st = PlanStatus::gather(&plan, &place, &cube, stage.as_ref()).await?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&st)?);
@@ -499,6 +521,9 @@ pub async fn status(local: &Settings, at: &str, stage: Option<&str>, as_json: bo
             .map(|r| r.updated.format("%Y-%m-%d %H:%M:%S UTC").to_string())
             .unwrap_or_else(|| "-".into());
         println!("{:<64} {updated}", s.row());
+        if let Some(p) = &s.problem {
+            println!("      shard {}: {p}", s.shard);
+        }
     }
     for f in &st.failed {
         println!(

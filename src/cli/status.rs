@@ -34,6 +34,7 @@ fn glyph(name: &str) -> char {
     match name {
         "written" => CellState::Written,
         "incomplete" | "unrecorded" | "lost_manifest" => CellState::Inconsistent,
+        "changed" => CellState::Changed,
         "listed" => CellState::Listed,
         "failed" => CellState::Failed,
         _ => CellState::NoTile,
@@ -72,10 +73,33 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
                 Err(tilecube::source::SourceError::NoList { path, .. }) => {
                     no_list.insert(y, path);
                 }
-                Err(e) => return Err(e.into()),
+                // A source that cannot be reached: said, and the cube shown as it is.
+                Err(e) => {
+                    let e = tilecube::error_chain(&e);
+                    eprintln!("warning: {e}");
+                    no_list.insert(y, format!("not read: {e}"));
+                }
             }
         }
     }
+    // Written tiles whose source changed since (one listing or a lookup per tile); a source
+    // that cannot be reached is said, and the cube shown as it is.
+    let mut check_error = None;
+    let check = match &source {
+        Some(src) => match tilecube::ingest::check_sources(&cube, src, &years).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let e = tilecube::error_chain(&e);
+                eprintln!(
+                    "warning: the tiles were not compared with their source: {e}; the cube is shown as it is"
+                );
+                check_error = Some(e);
+                None
+            }
+        },
+        None => None,
+    };
+    let changed = |y: i32, t: TileName| check.as_ref().is_some_and(|c| c.changed.contains(&(y, t)));
     let head = head_id.to_string();
     // Manifests lost from storage: their tiles show as `?` (one listing, O(manifests)).
     let lost = cube.lost_manifests(&head_id).await?;
@@ -97,6 +121,9 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
             let mut tiles = serde_json::Map::new();
             for t in grid.tiles() {
                 let mut name = tile_state_name(coverage.state(y, t), list.map(|l| l.contains(t)));
+                if name == "written" && changed(y, t) {
+                    name = "changed";
+                }
                 if failed.contains_key(&(y, t)) {
                     name = "failed";
                 }
@@ -127,6 +154,16 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
                 .collect::<Vec<_>>(),
             "failed": failed.values().collect::<Vec<_>>(),
             "lost_manifests": lost,
+            "source_check": match (&check, &check_error) {
+                (Some(c), _) => json!({
+                    "compared": c.compared,
+                    "changed": c.changed.len(),
+                    "gone": c.gone.iter().map(|(y, t)| format!("{y}/{t}")).collect::<Vec<_>>(),
+                    "unknown": c.unknown.len(),
+                }),
+                (None, Some(e)) => json!({ "error": e }),
+                (None, None) => json!(null),
+            },
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(if lost.is_empty() { 0 } else { 1 });
@@ -134,7 +171,7 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{} @ {} ({head})  legend: # written  o listed  . no tile  ! failed  ? inconsistent",
+        "{} @ {} ({head})  legend: # written  % source changed  o listed  . no tile  ! failed  ? inconsistent",
         cube.location, cube.branch
     )?;
     for &y in &years {
@@ -171,7 +208,10 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
                 } else if failed.contains_key(&(y, t)) {
                     "failed"
                 } else {
-                    tile_state_name(coverage.state(y, t), list.map(|l| l.contains(t)))
+                    match tile_state_name(coverage.state(y, t), list.map(|l| l.contains(t))) {
+                        "written" if changed(y, t) => "changed",
+                        name => name,
+                    }
                 }));
             }
             writeln!(out, "{line}")?;
@@ -179,6 +219,30 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
     }
     for (y, p) in &problems {
         writeln!(out, "warning: tile list {y}: {p}")?;
+    }
+    if let Some(c) = &check {
+        if !c.changed.is_empty() {
+            let shown: Vec<String> = c.changed.iter().map(|(y, t)| format!("{y}/{t}")).collect();
+            writeln!(
+                out,
+                "source changed since written ({}): {}; `tilecube write --changed` writes them again",
+                shown.len(),
+                shown.join(" ")
+            )?;
+        }
+        for (y, t) in &c.gone {
+            writeln!(
+                out,
+                "warning: {y}/{t}: written, but its source is not there any more"
+            )?;
+        }
+        if !c.unknown.is_empty() {
+            writeln!(
+                out,
+                "{} written tiles have no recorded source (written before sources were recorded)",
+                c.unknown.len()
+            )?;
+        }
     }
     for e in failed.values() {
         writeln!(

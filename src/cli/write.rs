@@ -12,10 +12,37 @@ use tilecube::cube::{Cube, WriteSession};
 use tilecube::grid::TileName;
 use tilecube::ingest::{self, Event, EventSink, Journal, Selection};
 use tilecube::scaleout::record::Recorder;
+use tilecube::source::Source;
 
 use super::{Choice, REPAIR_HINT, WriteArgs};
 
-pub(crate) fn selection(args: &Choice, repo_key: &str) -> Result<Selection> {
+/// The tiles `args` choose; `--changed` compares the written tiles' sources with what
+/// their writes recorded (one listing or a lookup per tile).
+pub(crate) async fn selection(args: &Choice, cube: &Cube, source: &Source) -> Result<Selection> {
+    if args.changed {
+        let years = if args.years.is_empty() {
+            cube.layout.years.clone()
+        } else {
+            args.years.clone()
+        };
+        let check = ingest::check_sources(cube, source, &years).await?;
+        if check.changed.is_empty() {
+            eprintln!(
+                "no written tile's source changed since it was written ({} compared{})",
+                check.compared,
+                if check.unknown.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", {} written before sources were recorded",
+                        check.unknown.len()
+                    )
+                }
+            );
+        }
+        return Ok(Selection::Pairs(check.changed.into_iter().collect()));
+    }
+    let repo_key = &cube.key();
     if args.failed {
         let journal =
             Journal::load_or_report(&journal_dir(), repo_key, |w| eprintln!("warning: {w}"));
@@ -38,7 +65,7 @@ pub(crate) fn selection(args: &Choice, repo_key: &str) -> Result<Selection> {
     } else if args.missing {
         Ok(Selection::Missing)
     } else {
-        bail!("say which tiles to write: --tiles A,B, --all, --missing or --failed")
+        bail!("say which tiles to write: --tiles A,B, --all, --missing, --failed or --changed")
     }
 }
 
@@ -64,8 +91,8 @@ pub(crate) async fn refuse_lost_manifests(cube: &Cube) -> Result<()> {
 pub(crate) async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     let cube = settings.open_cube().await?;
     refuse_lost_manifests(&cube).await?;
-    let selection = selection(&args.choice, &cube.key())?;
     let source = settings.source()?;
+    let selection = selection(&args.choice, &cube, &source).await?;
     let coverage = match selection {
         Selection::Missing => Some(cube.coverage().await?),
         _ => None,
@@ -87,6 +114,9 @@ pub(crate) async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> 
         options.read_ahead = n;
     }
     let session = WriteSession::open(&cube).await?;
+    if let Some(m) = &args.message {
+        session.set_message(m);
+    }
     let run = run_ingest(&cube, session, plan.jobs.clone(), &options, args.json, None).await?;
     let report = &run.report?;
     if args.json {

@@ -1,5 +1,6 @@
 //! Landing commits: the one path every commit of the cube takes — a write's checkpoints,
-//! `overviews`, a merge's batches, a repair, the layout of `init`.
+//! `overviews`, a merge's batches, a repair, the layout of `init`, the records `expire`
+//! carries forward.
 //!
 //! Invariants:
 //! - every branch update is made under the reference lock ([`RefLock`]: a local repository's
@@ -86,10 +87,13 @@ pub(crate) async fn commit_guarded(
             }
             // Behind the branch: move onto its tip first (a coarse chunk written by an
             // earlier attempt is ours, and is computed again below).
-            session
-                .rebase(&solver)
-                .await
-                .map_err(|e| CubeError::icechunk("rebasing over a concurrent commit", e))?;
+            session.rebase(&solver).await.map_err(|e| {
+                if matches!(e.kind(), SessionErrorKind::RebaseFailed { .. }) {
+                    rebase_refused(cube, e)
+                } else {
+                    CubeError::icechunk("rebasing over a concurrent commit", e)
+                }
+            })?;
             rebased = true;
         }
         if coarse && !(rebased && no_refresh_after_rebase) {
@@ -135,7 +139,43 @@ pub(crate) async fn commit(
         .rebase(&solver, attempts)
         .execute()
         .await
-        .map_err(|e| CubeError::icechunk("committing", e))
+        .map_err(|e| rebase_refused(cube, e))
+}
+
+/// A commit's error, told apart when Icechunk could not rebase it over the branch.
+fn rebase_refused(cube: &Cube, e: icechunk::session::SessionError) -> CubeError {
+    if matches!(e.kind(), SessionErrorKind::RebaseFailed { .. }) {
+        CubeError::ArraysChangedUnder {
+            branch: cube.branch.clone(),
+            source: Box::new(e),
+        }
+    } else {
+        CubeError::icechunk("committing", e)
+    }
+}
+
+/// Land a commit that changes no chunk or metadata (its snapshot properties are the change:
+/// the records `expire` carries forward) only if the branch's tip is still the snapshot the
+/// session opened on: under the reference lock, without rebase. `Ok(None)` when the branch
+/// moved meanwhile: the caller reads the branch again and makes its commit anew.
+pub(crate) async fn commit_empty_at_tip(
+    cube: &Cube,
+    session: &mut Session,
+    message: &str,
+    properties: SnapshotProperties,
+) -> Result<Option<SnapshotId>, CubeError> {
+    let _lock = RefLock::acquire(&cube.location).await?;
+    match session
+        .commit(message)
+        .properties(properties)
+        .allow_empty(true)
+        .execute()
+        .await
+    {
+        Ok(id) => Ok(Some(id)),
+        Err(e) if matches!(e.kind(), SessionErrorKind::Conflict { .. }) => Ok(None),
+        Err(e) => Err(CubeError::icechunk("committing", e)),
+    }
 }
 
 /// Amend the branch's tip commit with a session opened on it: the tip is replaced by one

@@ -300,6 +300,8 @@ mod tests {
             written,
             init: false,
             plan: None,
+            carried: Default::default(),
+            sources: Default::default(),
         }];
         let present = [
             ((2000, t("00N_000E")), 4),

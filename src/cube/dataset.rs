@@ -112,6 +112,40 @@ pub(crate) async fn write_root_group(
     Ok(())
 }
 
+/// The `year` coordinate of the dataset at `prefix` (`""`: the root, `/overviews/2`, …): its
+/// metadata and its one chunk, holding every year of the layout. Written whole again when
+/// the cube gains a year (`extend`): it is one chunk, not a data chunk of any year.
+pub(super) async fn write_year(
+    store: &Arc<AsyncIcechunkStore>,
+    layout: &Layout,
+    prefix: &str,
+) -> Result<(), CubeError> {
+    let what = match prefix {
+        "" => "year coordinate".to_string(),
+        p => format!("year coordinate of {}", p.trim_start_matches('/')),
+    };
+    let years: Vec<i64> = layout.years.iter().map(|&y| y as i64).collect();
+    let year = ArrayBuilder::new(
+        vec![years.len() as u64],
+        vec![years.len() as u64],
+        data_type::int64(),
+        0i64,
+    )
+    .bytes_to_bytes_codecs(vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
+        layout.zstd_level,
+        false,
+    ))])
+    .dimension_names(Some(["year"]))
+    .attributes(attrs([("long_name".to_string(), json!("year"))]))
+    .build(Arc::clone(store), &format!("{prefix}/year"))
+    .map_err(zarr_err(&what))?;
+    year.async_store_metadata().await.map_err(zarr_err(&what))?;
+    year.async_store_chunk(&[0], years)
+        .await
+        .map_err(zarr_err(&what))?;
+    Ok(())
+}
+
 /// Level `k`'s dataset (0: the cube itself, at the root): the data variable with no chunk,
 /// `year`, `x` and `y` at the level's pixel centres, and `spatial_ref` with its transform.
 async fn write_dataset(
@@ -150,25 +184,7 @@ async fn write_dataset(
         .await
         .map_err(zarr_err(&what))?;
 
-    // year
-    let years: Vec<i64> = layout.years.iter().map(|&y| y as i64).collect();
-    let year = ArrayBuilder::new(
-        vec![years.len() as u64],
-        vec![years.len() as u64],
-        data_type::int64(),
-        0i64,
-    )
-    .bytes_to_bytes_codecs(zstd())
-    .dimension_names(Some(["year"]))
-    .attributes(attrs([("long_name".to_string(), json!("year"))]))
-    .build(Arc::clone(store), &format!("{prefix}/year"))
-    .map_err(zarr_err("year coordinate"))?;
-    year.async_store_metadata()
-        .await
-        .map_err(zarr_err("year coordinate"))?;
-    year.async_store_chunk(&[0], years)
-        .await
-        .map_err(zarr_err("year coordinate"))?;
+    write_year(store, layout, &prefix).await?;
 
     // x and y pixel centres
     let (shape, _) = layout.level_shape(k);

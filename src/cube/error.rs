@@ -60,6 +60,18 @@ pub enum CubeError {
         #[source]
         source: tokio::task::JoinError,
     },
+    /// Another commit changed what this one's chunks belong to (an `extend` grew the arrays,
+    /// an `overviews` laid them out) while it was written: Icechunk cannot rebase over it.
+    #[error(
+        "another commit changed the cube's arrays while this one was written (an `extend` or \
+         `overviews` landed on {branch} meanwhile), so it cannot land over it; nothing of it \
+         landed: write its tiles again (`write --missing`)"
+    )]
+    ArraysChangedUnder {
+        branch: String,
+        #[source]
+        source: BoxError,
+    },
     /// Other processes kept committing to the branch: every attempt to land found it moved.
     #[error("the branch {branch} kept moving: {attempts} attempts at committing failed")]
     BranchKeptMoving { branch: String, attempts: u16 },
@@ -75,6 +87,25 @@ pub enum CubeError {
         "another merge of plan {plan} landed as {commit} while this one ran; this merge landed nothing (`tilecube status --plan` shows whether any shard is left to merge)"
     )]
     MergedConcurrently { plan: String, commit: String },
+    /// `extend`: a year outside the years a cube takes.
+    #[error("year {year} is not a year a cube takes ({} to {})", crate::preset::YEARS.start(), crate::preset::YEARS.end())]
+    YearOutOfRange { year: i32 },
+    /// `extend`: the year is in the cube already.
+    #[error("year {year} is already in the cube (years: {years}); there is nothing to extend")]
+    YearInCube { year: i32, years: String },
+    /// `extend`: the year falls before the cube's last year.
+    #[error(
+        "year {year} comes before the cube's last year, {last}: a year is only appended after the last one (inserting it would move every chunk of the later years)"
+    )]
+    YearBeforeLast { year: i32, last: i32 },
+    /// Icechunk's garbage collection or snapshot expiration failed (`gc`, `expire`).
+    #[error("{what} of {location}")]
+    Hygiene {
+        what: &'static str,
+        location: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("snapshot {0:?} not found")]
     UnknownSnapshot(String),
     #[error("{0}")]

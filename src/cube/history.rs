@@ -2,7 +2,9 @@
 //!
 //! A commit that writes tiles carries, in its snapshot properties under `tilecube`, a map
 //! `written: {year: {tile: stored chunks}}`. A commit that lays out the cube (`init`) carries
-//! `init` and starts the record afresh.
+//! `init` and starts the record afresh. A commit that `expire` lands before dropping old
+//! snapshots carries the records those held, `carried: {year: {tile: [chunks, "snapshot that
+//! wrote it"]}}` (and, when the layout commit goes too, `init`, holding then every record).
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,10 @@ use crate::grid::TileName;
 
 /// Tiles written, by year, with the number of chunks each stored.
 pub type WrittenTiles = BTreeMap<i32, BTreeMap<TileName, u64>>;
+
+/// Records carried forward by `expire`, by year: each tile's chunks and the snapshot that
+/// wrote it.
+pub type CarriedTiles = BTreeMap<i32, BTreeMap<TileName, (u64, String)>>;
 
 /// One tile a commit recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,11 +43,21 @@ pub struct Commit {
     pub message: String,
     /// Tiles this commit wrote.
     pub written: WrittenTiles,
-    /// Whether this commit laid out the cube afresh.
+    /// Whether the record starts here: this commit laid out the cube afresh, or carried
+    /// every record of the commits before it (an `expire` that dropped the layout commit).
     pub init: bool,
     /// The scale-out plan this commit wrote tiles of, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanTag>,
+    /// Records of older commits this commit carries (made by `expire`), each with the
+    /// snapshot that wrote the tile; they count as this commit's, and a newer write of a tile
+    /// wins over them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub carried: CarriedTiles,
+    /// What this commit's tiles were read from (`size/version`, [`crate::source::Provenance`]
+    /// records), for the tiles whose source was known.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<i32, BTreeMap<TileName, String>>,
 }
 
 /// What a commit of a scale-out plan records beside its tiles.
@@ -99,6 +115,8 @@ impl Commit {
             message: info.message,
             written,
             init,
+            carried: parse_carried(&info.metadata),
+            sources: parse_sources(&info.metadata),
         }
     }
 
@@ -167,6 +185,26 @@ pub fn written_properties_with(
     props
 }
 
+/// The sources a commit's properties record for its tiles (`tilecube.sources`).
+fn parse_sources(props: &SnapshotProperties) -> BTreeMap<i32, BTreeMap<TileName, String>> {
+    let mut out = BTreeMap::new();
+    let Some(Value::Object(years)) = props.get(props_key()).and_then(|o| o.get("sources")) else {
+        return out;
+    };
+    for (year, tiles) in years {
+        let (Ok(year), Value::Object(tiles)) = (year.parse::<i32>(), tiles) else {
+            continue;
+        };
+        let entry: &mut BTreeMap<TileName, String> = out.entry(year).or_default();
+        for (name, record) in tiles {
+            if let (Ok(tile), Some(r)) = (name.parse::<TileName>(), record.as_str()) {
+                entry.insert(tile, r.to_string());
+            }
+        }
+    }
+    out
+}
+
 pub(crate) fn parse_written(props: &SnapshotProperties) -> (WrittenTiles, bool) {
     let mut out = WrittenTiles::new();
     let Some(ours) = props.get(props_key()) else {
@@ -187,6 +225,32 @@ pub(crate) fn parse_written(props: &SnapshotProperties) -> (WrittenTiles, bool) 
         }
     }
     (out, init)
+}
+
+/// The records a commit carries forward (`tilecube.carried`), if any.
+pub(crate) fn parse_carried(props: &SnapshotProperties) -> CarriedTiles {
+    let mut out = CarriedTiles::new();
+    let Some(Value::Object(years)) = props.get(props_key()).and_then(|v| v.get("carried")) else {
+        return out;
+    };
+    for (year, tiles) in years {
+        let (Ok(year), Value::Object(tiles)) = (year.parse::<i32>(), tiles) else {
+            continue;
+        };
+        for (name, record) in tiles {
+            let (Ok(tile), Some(n), Some(origin)) = (
+                name.parse::<TileName>(),
+                record.get(0).and_then(Value::as_u64),
+                record.get(1).and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            out.entry(year)
+                .or_default()
+                .insert(tile, (n, origin.to_string()));
+        }
+    }
+    out
 }
 
 impl Cube {
@@ -253,7 +317,8 @@ impl Cube {
     }
 
     /// The tiles recorded as written in an ancestry (newest first), with the snapshot that
-    /// last wrote each: everything since the latest layout commit.
+    /// last wrote each: everything since the latest layout commit. A carried record counts
+    /// as the carrying commit's (the snapshot that wrote the tile may be gone).
     pub fn recorded_tiles(history: &[Commit]) -> BTreeMap<(i32, TileName), (u64, String)> {
         let mut out = BTreeMap::new();
         for commit in history {
@@ -261,6 +326,12 @@ impl Cube {
                 for (tile, n) in tiles {
                     out.entry((*year, *tile))
                         .or_insert_with(|| (*n, commit.id.clone()));
+                }
+            }
+            for (year, tiles) in &commit.carried {
+                for (tile, record) in tiles {
+                    out.entry((*year, *tile))
+                        .or_insert_with(|| (record.0, commit.id.clone()));
                 }
             }
             if commit.init {
@@ -305,6 +376,8 @@ mod tests {
             },
             init,
             plan: None,
+            carried: Default::default(),
+            sources: Default::default(),
         };
         // newest first
         let history = vec![

@@ -12,7 +12,9 @@ mod coverage;
 mod coverage_cache;
 mod dataset;
 mod error;
+mod extend;
 mod history;
+mod hygiene;
 mod init;
 mod layout;
 mod location;
@@ -31,10 +33,12 @@ mod writer;
 
 pub use coverage::{ChunkCounts, Coverage, CoverageCache, TileState};
 pub use error::{BoxError, CubeError};
+pub use extend::{Extension, check_new_year};
 pub use history::{
-    Commit, PlanTag, TileRecord, WrittenTiles, commit_message, written_properties,
+    CarriedTiles, Commit, PlanTag, TileRecord, WrittenTiles, commit_message, written_properties,
     written_properties_with,
 };
+pub use hygiene::{CarryCommit, ExpireReport, GcReport, Removed, format_age, parse_age};
 pub use layout::{Layout, Overviews, SPATIAL_REF_ATTRS_KEY};
 pub use location::{RepoLocation, S3Settings, StorageRetries};
 pub use lock::LOCK_FILE;

@@ -275,7 +275,7 @@ impl Cube {
         if (r1 - r0) * (c1 - c0) > MAX_LEVEL_READ {
             if sizes.len() == 1 {
                 return Err(CubeError::Layout(format!(
-                    "the cube has no overviews and is {w}×{h} px: run `tilecube overviews` to build them"
+                    "the cube has no overviews and is {w}×{h} px: read a smaller --bbox, or, if its preset has a pyramid, build it with `tilecube overviews`"
                 )));
             }
             return Err(CubeError::Layout(format!(

@@ -259,6 +259,18 @@ impl Cube {
             .map_err(|e| CubeError::icechunk(format!("tagging {snapshot} as {name}"), e))
     }
 
+    /// The repository's tags, by the snapshot each names (snapshot id → tag names, sorted):
+    /// one listing and one read a tag, whatever the history's length.
+    pub async fn tags(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>, CubeError> {
+        let reading = |e| CubeError::icechunk("reading the tags", e);
+        let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for name in self.repo.list_tags().await.map_err(reading)? {
+            let id = self.repo.lookup_tag(&name).await.map_err(reading)?;
+            out.entry(id.to_string()).or_default().push(name);
+        }
+        Ok(out)
+    }
+
     /// The key that names this cube in state kept outside the repository (runs, the failure
     /// journal): its identity, made by `init`, so a repository deleted and made again at the
     /// same path (or `init --force`) starts afresh, and a moved one keeps its journal. Cubes

@@ -13,13 +13,16 @@
 //!   lands (and after any rebase), so every level it holds follows from level 0;
 //! - a staged session ([`WriteSession::open_staged`]) never touches the branch: its
 //!   "commit" hands the session's changes and their tiles to a [`Stager`] and continues on
-//!   an empty change set, so only `merge` moves the branch.
+//!   an empty change set, so only `merge` moves the branch;
+//! - a commit records, next to each of its tiles, what the tile was read from (its source's
+//!   size and version, [`Provenance`]) when that was known.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 use icechunk::format::Path;
+use icechunk::format::snapshot::SnapshotProperties;
 use icechunk::session::Session;
 use serde_json::Value;
 use tokio::sync::RwLock;
@@ -28,6 +31,7 @@ use super::history::{WrittenTiles, commit_message, written_properties_with};
 use super::writer::{PreparedUpload, TileChunks, prepare_upload};
 use super::{Cube, CubeError};
 use crate::grid::TileName;
+use crate::source::Provenance;
 
 /// A commit that landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +76,11 @@ pub struct WriteSession {
     tags: serde_json::Map<String, Value>,
     /// Set: the session is a fork that stages instead of committing.
     stager: Option<Arc<dyn Stager>>,
+    /// The message of every commit this session makes, when the operator gave one (else a
+    /// commit's message names its tiles).
+    message: std::sync::OnceLock<String>,
+    /// What each pending tile was read from, recorded with it at its commit.
+    sources: std::sync::Mutex<std::collections::BTreeMap<(i32, TileName), Provenance>>,
 }
 
 impl WriteSession {
@@ -101,7 +110,15 @@ impl WriteSession {
             pending_refs: AtomicU64::new(0),
             tags,
             stager,
+            message: std::sync::OnceLock::new(),
+            sources: std::sync::Mutex::new(Default::default()),
         })
+    }
+
+    /// Give every commit of this session `message` (its tiles stay recorded in its
+    /// properties, as always). Set once; a later call is ignored.
+    pub fn set_message(&self, message: &str) {
+        let _ = self.message.set(message.to_string());
     }
 
     /// Like [`WriteSession::open`], with `tags` recorded in every commit's properties.
@@ -149,6 +166,9 @@ impl WriteSession {
             log::warn!("dropping a session's changes: {e}");
         }
         self.pending_refs.store(0, Ordering::SeqCst);
+        if let Ok(mut sources) = self.sources.lock() {
+            sources.clear();
+        }
         self.pending
             .lock()
             .map(|mut p| std::mem::take(&mut *p))
@@ -187,6 +207,7 @@ impl WriteSession {
         year: i32,
         tile: TileName,
         chunks: TileChunks,
+        provenance: Option<Provenance>,
     ) -> Result<u64, CubeError> {
         let stored = chunks.stored() as u64;
         let refs = chunks.len() as u64;
@@ -195,6 +216,12 @@ impl WriteSession {
         self.pending_refs.fetch_add(refs, Ordering::SeqCst);
         if let Ok(mut p) = self.pending.lock() {
             p.entry(year).or_default().insert(tile, stored);
+        }
+        if let Ok(mut sources) = self.sources.lock() {
+            match provenance {
+                Some(p) => sources.insert((year, tile), p),
+                None => sources.remove(&(year, tile)),
+            };
         }
         Ok(stored)
     }
@@ -220,6 +247,7 @@ impl WriteSession {
         let refs = self.pending_refs.swap(0, Ordering::SeqCst);
         let message = message
             .map(str::to_string)
+            .or_else(|| self.message.get().cloned())
             .unwrap_or_else(|| commit_message(&written));
         let landed = match &self.stager {
             Some(stager) => match s.as_bytes() {
@@ -231,7 +259,10 @@ impl WriteSession {
                 // change set out while it works): on failure the session is put back as it
                 // was, so its tiles' chunks are still referenced at the next commit.
                 let before = s.clone();
-                let props = written_properties_with(&written, &self.tags);
+                let mut props = written_properties_with(&written, &self.tags);
+                if let Ok(sources) = self.sources.lock() {
+                    add_sources(&mut props, &written, &sources);
+                }
                 let landed =
                     super::commit::commit_refreshing(&self.cube, &mut s, &written, &message, props)
                         .await
@@ -254,6 +285,9 @@ impl WriteSession {
                 return Err(e);
             }
         };
+        if let Ok(mut sources) = self.sources.lock() {
+            sources.retain(|(y, t), _| !written.get(y).is_some_and(|w| w.contains_key(t)));
+        }
         if self.stager.is_some() {
             s.discard_changes()
                 .map_err(|e| CubeError::icechunk("emptying a staged session", e))?;
@@ -266,5 +300,35 @@ impl WriteSession {
             message,
             written,
         }))
+    }
+}
+
+/// Put what the committed tiles were read from in a commit's properties, next to the
+/// tiles: `tilecube.sources: {year: {tile: "size/version"}}` (tiles whose source was not
+/// known have none).
+fn add_sources(
+    props: &mut SnapshotProperties,
+    written: &WrittenTiles,
+    sources: &std::collections::BTreeMap<(i32, TileName), Provenance>,
+) {
+    let mut by_year = serde_json::Map::new();
+    for (year, tiles) in written {
+        let of_year: serde_json::Map<String, Value> = tiles
+            .keys()
+            .filter_map(|t| {
+                sources
+                    .get(&(*year, *t))
+                    .map(|p| (t.to_string(), Value::String(p.to_record())))
+            })
+            .collect();
+        if !of_year.is_empty() {
+            by_year.insert(year.to_string(), Value::Object(of_year));
+        }
+    }
+    if by_year.is_empty() {
+        return;
+    }
+    if let Some(Value::Object(ours)) = props.get_mut(super::layout::props_key()) {
+        ours.insert("sources".into(), Value::Object(by_year));
     }
 }

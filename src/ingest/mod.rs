@@ -5,11 +5,13 @@
 //! the cube's [`crate::cube::WriteSession`]; progress is reported as [`Event`]s on a channel,
 //! and the failure journal is kept from those same events, so front ends stay thin.
 
+pub mod changed;
 mod events;
 mod journal;
 mod pipeline;
 mod plan;
 
+pub use changed::{SourceCheck, check_sources};
 pub use events::JournalSink;
 pub use events::{Event, EventSink};
 pub use journal::{Journal, JournalEntry, JournalError, journal_path};

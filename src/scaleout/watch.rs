@@ -12,7 +12,7 @@ use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::record::RecordFailure;
+use super::record::{RecordFailure, STALE_AFTER, ShardState};
 use super::stage::plan_commits;
 use super::{Place, ScaleError, ShardPlan, ShardRecord, StageManifest};
 use crate::cube::Cube;
@@ -32,6 +32,10 @@ pub struct ShardStatus {
     pub staged: Option<usize>,
     /// The task's own record, if it wrote one.
     pub record: Option<ShardRecord>,
+    /// What is wrong with the record, when it cannot be trusted (unreadable, another
+    /// shard's, dated in the future): the shard's state then says so, the others still show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// A failed tile of a plan that has not landed since.
@@ -93,11 +97,33 @@ impl PlanStatus {
         cube: &Cube,
         stage: Option<&Place>,
     ) -> Result<Self, ScaleError> {
-        let records: Vec<Option<ShardRecord>> = futures::stream::iter(0..plan.shards.len())
-            .map(|i| ShardRecord::load(place, i))
-            .buffered(32)
-            .try_collect()
-            .await?;
+        // A record that cannot be read is that shard's problem, not the plan's: the others
+        // still show.
+        let loaded: Vec<Result<Option<ShardRecord>, ScaleError>> =
+            futures::stream::iter(0..plan.shards.len())
+                .map(|i| ShardRecord::load(place, i))
+                .buffered(32)
+                .collect()
+                .await;
+        let mut problems: Vec<Option<String>> = vec![None; loaded.len()];
+        let records: Vec<Option<ShardRecord>> = loaded
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| match r {
+                Ok(Some(r)) if r.shard != i => {
+                    problems[i] = Some(format!(
+                        "its record says shard {} (edited or copied by hand?)",
+                        r.shard
+                    ));
+                    None
+                }
+                Ok(r) => r,
+                Err(e) => {
+                    problems[i] = Some(e.to_string());
+                    None
+                }
+            })
+            .collect();
         let named_stage = records
             .iter()
             .flatten()
@@ -138,10 +164,26 @@ impl PlanStatus {
         let mut shards = vec![];
         for (i, (record, manifest)) in records.into_iter().zip(manifests).enumerate() {
             let jobs = plan.shards[i].len();
+            let mut problem = problems[i].take();
             let state = match &record {
+                None if problem.is_some() => "unreadable".to_string(),
                 None => "not started".to_string(),
                 Some(r) if r.plan != plan.id => "not started".to_string(),
                 Some(r) if r.is_stale(now) => "stale".to_string(),
+                Some(r)
+                    if r.state == ShardState::Running
+                        && r.updated
+                            .signed_duration_since(now)
+                            .to_std()
+                            .unwrap_or_default()
+                            > STALE_AFTER =>
+                {
+                    problem = Some(format!(
+                        "its record is dated {}, in the future (a clock off?)",
+                        r.updated.format("%Y-%m-%d %H:%M:%S UTC")
+                    ));
+                    "stale".to_string()
+                }
                 Some(r) => r.state.name().to_string(),
             };
             if let Some(r) = record.as_ref().filter(|r| r.plan == plan.id) {
@@ -165,6 +207,7 @@ impl PlanStatus {
                 landed: landed_per.get(&i).copied().unwrap_or(0),
                 staged: manifest.filter(|m| m.plan == plan.id).map(|m| m.tiles()),
                 record,
+                problem,
             });
         }
         let staged = stage.map(|_| shards.iter().filter_map(|s| s.staged).sum());

@@ -7,20 +7,29 @@
 
 /// Process-wide GDAL settings: a small block cache (memory stays bounded whatever the tile
 /// size) and quiet error output (errors are reported through results, naming the tile).
-/// `TILECUBE_GDAL_CACHEMAX` checked: unset, megabytes (a whole number) or a share of the
-/// machine's memory (`N%`); anything else is an error naming the variable, as GDAL itself
-/// would silently read it as no cache at all.
+/// `TILECUBE_GDAL_CACHEMAX` checked: unset, megabytes (a whole number below 100 000, which
+/// GDAL would read as bytes) or a share of the machine's memory (`N%`, N at most 100);
+/// anything else is an error naming the variable, as GDAL would silently read it as no cache
+/// at all, or as another size.
 pub fn check_gdal_cachemax() -> Result<(), String> {
     let Ok(value) = std::env::var("TILECUBE_GDAL_CACHEMAX") else {
         return Ok(());
     };
-    let number = value.trim().strip_suffix('%').unwrap_or(value.trim());
-    if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+    let v = value.trim();
+    let ok = match v.strip_suffix('%') {
+        Some(p) => {
+            p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u32>().is_ok_and(|n| n <= 100)
+        }
+        None => {
+            v.bytes().all(|b| b.is_ascii_digit()) && v.parse::<u32>().is_ok_and(|n| n < 100_000)
+        }
+    };
+    if ok {
         return Ok(());
     }
     Err(format!(
         "TILECUBE_GDAL_CACHEMAX={value:?}: expected GDAL's block cache size in megabytes (a whole \
-         number, e.g. 64) or as a share of memory (e.g. 5%)"
+         number below 100000, e.g. 64) or as a share of memory (at most 100%, e.g. 5%)"
     ))
 }
 

@@ -39,6 +39,8 @@ pub struct OpenTile {
     window: usize,
     windows: usize,
     ahead: Option<ReadAhead>,
+    /// What the tile was read from (`None`: its source could not be looked at).
+    provenance: Option<super::Provenance>,
 }
 
 impl OpenTile {
@@ -60,6 +62,16 @@ impl OpenTile {
                 })?)
             }
             _ => None,
+        };
+        // What is read: looked at before the first byte, so a source replaced while it is
+        // read shows as changed afterwards, never the other way round.
+        let provenance = match (&fetched, location) {
+            (Some(file), _) => Some(file.provenance().clone()),
+            (None, TileLocation::Local(path)) => super::Provenance::of_file(path).ok(),
+            (None, object) => super::fetch::runtime()
+                .block_on(super::Provenance::look_up(object))
+                .ok()
+                .flatten(),
         };
         let (reader, cell) = match &fetched {
             Some(file) => TileReader::open_fetched(file, grid, listed_as)?,
@@ -87,7 +99,13 @@ impl OpenTile {
             window,
             windows,
             ahead,
+            provenance,
         })
+    }
+
+    /// What the tile was read from: its source's size and version when it was opened.
+    pub fn provenance(&self) -> Option<&super::Provenance> {
+        self.provenance.as_ref()
     }
 
     /// The tile's cell in the grid, from its own geotransform.

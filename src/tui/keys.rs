@@ -21,6 +21,7 @@ pub enum Command {
     Select,
     SelectAll,
     SelectFailed,
+    SelectChanged,
     /// Clear the selection, or leave a browsed snapshot.
     Back,
     Write,
@@ -219,6 +220,15 @@ pub const BINDINGS: &[Binding] = &[
         short: "f",
         help: "select the failed tiles",
         footer: &[(Footer::Grid, "failed")],
+    },
+    Binding {
+        command: Command::SelectChanged,
+        scope: Scope::Grid,
+        keys: Keys::Codes(&[Char('C')]),
+        label: "C",
+        short: "C",
+        help: "select the tiles whose source changed since they were written",
+        footer: &[],
     },
     Binding {
         command: Command::Write,

@@ -159,18 +159,7 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
         let _ = open_tx.send(r.map_err(|e| tilecube::anyhow_chain(&e)));
     });
     if let Some(source) = app.source.clone() {
-        let (years, grid, tx) = (app.years.clone(), app.grid.clone(), done_tx);
-        tokio::spawn(async move {
-            for year in years {
-                let tiles = match source.tile_list(year, &grid).await {
-                    Ok(list) => Ok(list.tiles),
-                    // A dataset need not have every year: that year shows no listed tile.
-                    Err(tilecube::source::SourceError::NoList { .. }) => Ok(Vec::new()),
-                    Err(e) => Err(error_chain(&e)),
-                };
-                let _ = tx.send(Done::Listed { year, tiles });
-            }
-        });
+        spawn_lists(source, app.years.clone(), app.grid.clone(), done_tx);
     }
 
     // The terminal: raw mode on the alternate screen, restored on every way out.
@@ -227,6 +216,26 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
     Ok(exit.code())
 }
 
+/// Read the source's lists of `years`, off the UI task, each year as it comes.
+fn spawn_lists(
+    source: tilecube::source::Source,
+    years: Vec<i32>,
+    grid: Grid,
+    tx: mpsc::UnboundedSender<Done>,
+) {
+    tokio::spawn(async move {
+        for year in years {
+            let tiles = match source.tile_list(year, &grid).await {
+                Ok(list) => Ok(list.tiles),
+                // A dataset need not have every year: that year shows no listed tile.
+                Err(tilecube::source::SourceError::NoList { .. }) => Ok(Vec::new()),
+                Err(e) => Err(error_chain(&e)),
+            };
+            let _ = tx.send(Done::Listed { year, tiles });
+        }
+    });
+}
+
 /// What the event loop listens to besides keys, ticks and signals.
 struct Channels {
     done: mpsc::UnboundedReceiver<Done>,
@@ -279,6 +288,13 @@ async fn event_loop(
                 match opened {
                     Ok(Ok(cube)) => {
                         let (grid, years) = (cube.layout.grid(), cube.layout.years.clone());
+                        // Years the cube gained past its preset's (`tilecube extend`): their
+                        // lists are read too (the preset's years are being read already).
+                        let gained: Vec<i32> =
+                            years.iter().copied().filter(|y| !app.years.contains(y)).collect();
+                        if let Some(source) = app.source.clone() && !gained.is_empty() {
+                            spawn_lists(source, gained, grid.clone(), rt.done.clone());
+                        }
                         // The failure journal is the cube's (by its key), read once it is open.
                         let mut warning = None;
                         let journal = Journal::load_or_report(&tilecube::config::journal_dir(), &cube.key(), |w| warning = Some(w));
@@ -464,6 +480,16 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
                 }
                 .await;
                 let _ = tx.send(r.unwrap_or_else(|e| Done::ReadFailed(error_chain(&e))));
+            });
+        }
+        Action::CheckSources => {
+            let Some(source) = app.source.clone() else {
+                return;
+            };
+            let years = app.years.clone();
+            tokio::spawn(async move {
+                let r = tilecube::ingest::check_sources(&cube, &source, &years).await;
+                let _ = tx.send(Done::Sources(r.map_err(|e| error_chain(&e))));
             });
         }
         Action::PlanStatus => {

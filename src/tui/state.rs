@@ -33,6 +33,8 @@ pub enum CellState {
     Failed,
     /// Recorded but its chunks are not all there, or chunks no commit recorded.
     Inconsistent,
+    /// Written, but its source changed since (re-issued upstream).
+    Changed,
     /// Listed; whether the branch head holds it is still being read.
     Loading,
 }
@@ -52,6 +54,7 @@ impl CellState {
             Self::Uncommitted => '+',
             Self::Failed => '!',
             Self::Inconsistent => '?',
+            Self::Changed => '%',
             Self::Loading => '~',
         }
     }
@@ -66,6 +69,7 @@ impl CellState {
             Self::Uncommitted => "written, not committed",
             Self::Failed => "failed",
             Self::Inconsistent => "inconsistent",
+            Self::Changed => "written; its source changed since",
             Self::Loading => "listed; reading the repository",
         }
     }
@@ -211,6 +215,11 @@ pub struct App {
     /// Tiles a run wrote; those the head does not hold yet show as not committed.
     pub uncommitted: BTreeSet<(i32, TileName)>,
     pub failed: BTreeMap<(i32, TileName), Failure>,
+    /// Written tiles whose source changed since they were written (re-issued upstream), as
+    /// the last look at the sources found them.
+    pub changed: BTreeSet<(i32, TileName)>,
+    /// Written tiles whose write recorded no source (written before sources were recorded).
+    pub source_unknown: BTreeSet<(i32, TileName)>,
     pub history: Vec<Commit>,
     pub history_index: usize,
     pub browse: Option<Browse>,
@@ -294,6 +303,8 @@ impl App {
             running: BTreeMap::new(),
             uncommitted: BTreeSet::new(),
             failed: BTreeMap::new(),
+            changed: BTreeSet::new(),
+            source_unknown: BTreeSet::new(),
             history: Vec::new(),
             history_index: 0,
             browse: None,
@@ -389,6 +400,7 @@ impl App {
             return CellState::Failed;
         }
         match state {
+            Some(TileState::Written { .. }) if self.changed.contains(&key) => CellState::Changed,
             Some(TileState::Written { .. }) => CellState::Written,
             Some(_) => CellState::Inconsistent,
             None if self.is_listed(year, tile) && self.loading.is_some() => CellState::Loading,

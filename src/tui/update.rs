@@ -75,6 +75,8 @@ pub enum Done {
     Map(MapKey, Result<LevelImage, String>),
     /// The watched plan's progress, read afresh.
     Plan(Result<tilecube::scaleout::PlanStatus, String>),
+    /// The written tiles' sources compared with what their writes recorded (or why not).
+    Sources(Result<tilecube::ingest::SourceCheck, String>),
     Error(String),
 }
 
@@ -105,6 +107,8 @@ pub enum Action {
     CheckHead,
     /// Read the watched plan's progress.
     PlanStatus,
+    /// Compare the written tiles' sources with what their writes recorded.
+    CheckSources,
     /// Leave the console.
     Quit,
 }
@@ -275,7 +279,24 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             app.derive_from_runs();
             app.history = history;
             app.history_index = app.history_index.min(app.history.len().saturating_sub(1));
+            let moved = app.head != head;
             app.head = head;
+            if moved && app.source.is_some() {
+                return vec![Action::CheckSources];
+            }
+        }
+        Done::Sources(Ok(check)) => {
+            app.changed = check.changed;
+            app.source_unknown = check.unknown;
+            if !app.changed.is_empty() {
+                app.status_line = format!(
+                    "{} written tiles' source changed since they were written (%): C selects them, w writes them again",
+                    app.changed.len()
+                );
+            }
+        }
+        Done::Sources(Err(e)) => {
+            app.status_line = format!("the tiles were not compared with their source: {e}");
         }
         Done::Head(head) => {
             if head != app.head {
@@ -435,6 +456,13 @@ fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
         Command::SelectFailed if !read_only => {
             let failed: Vec<_> = app.failed.keys().copied().collect();
             app.selected.extend(failed);
+        }
+        Command::SelectChanged if !read_only => {
+            let changed: Vec<_> = app.changed.iter().copied().collect();
+            if changed.is_empty() {
+                app.status_line = "no written tile's source changed since it was written".into();
+            }
+            app.selected.extend(changed);
         }
         Command::Write if !read_only => {
             if app.writing {
@@ -1160,6 +1188,8 @@ mod tests {
             written: Default::default(),
             init: false,
             plan: None,
+            carried: Default::default(),
+            sources: Default::default(),
         }];
         on_key(&mut a, key(KeyCode::Tab));
         assert_eq!(

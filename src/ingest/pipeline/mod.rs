@@ -144,6 +144,8 @@ enum Msg {
         result: Result<(), TileError>,
         /// The reader will try this tile again.
         retrying: bool,
+        /// What the attempt read (its source's size and version), when it was known.
+        provenance: Option<crate::source::Provenance>,
     },
 }
 

@@ -75,6 +75,7 @@ impl Reader {
                             transient: false,
                         }),
                         retrying: false,
+                        provenance: None,
                     });
                 }
                 return;
@@ -114,6 +115,7 @@ impl Reader {
                     attempt,
                     result: Err(TileError::Cancelled),
                     retrying: false,
+                    provenance: None,
                 });
                 break;
             }
@@ -133,6 +135,7 @@ impl Reader {
             {
                 *next_open = Some((i + 1, scope.spawn(move || self.open_tile(next))));
             }
+            let provenance = opened.as_ref().ok().and_then(|o| o.provenance().cloned());
             let result = opened.and_then(|opened| {
                 pool.install(|| self.read_tile(i, attempt, job, strips, opened))
             });
@@ -150,6 +153,7 @@ impl Reader {
                 attempt,
                 result,
                 retrying,
+                provenance,
             };
             if self.tx.blocking_send(end).is_err() {
                 return;

@@ -43,6 +43,8 @@ struct InProgress {
     done: u64,
     /// The reader's word on the attempt, and whether it will try again.
     ended: Option<(Result<(), TileError>, bool)>,
+    /// What its reader read (the source's size and version).
+    provenance: Option<crate::source::Provenance>,
     upload_error: Option<CubeError>,
 }
 
@@ -120,8 +122,10 @@ impl Uploader {
                         }));
                         None
                     }
-                    Some(Msg::End { job, attempt, result, retrying }) => {
-                        self.tiles.entry((job, attempt)).or_default().ended = Some((result, retrying));
+                    Some(Msg::End { job, attempt, result, retrying, provenance }) => {
+                        let t = self.tiles.entry((job, attempt)).or_default();
+                        t.ended = Some((result, retrying));
+                        t.provenance = provenance;
                         Some((job, attempt))
                     }
                 },
@@ -212,7 +216,11 @@ impl Uploader {
         match result {
             Ok(()) => {
                 let bytes = t.chunks.bytes;
-                match self.session.record_tile(job.year, job.tile, t.chunks).await {
+                match self
+                    .session
+                    .record_tile(job.year, job.tile, t.chunks, t.provenance)
+                    .await
+                {
                     Ok(stored) => {
                         self.report.bytes += bytes;
                         self.report

@@ -121,6 +121,8 @@ pub struct RemoteFile {
     url: String,
     gdal_path: String,
     size: u64,
+    /// The object's size and version when it was opened.
+    provenance: super::Provenance,
     store: Arc<dyn ObjectStore>,
     key: StorePath,
     parts: Mutex<Parts>,
@@ -160,9 +162,9 @@ impl RemoteFile {
             let (store, key) = (store.clone(), key.clone());
             runtime().block_on(async move { store.head(&key).await })
         };
-        let size = head
-            .map_err(|e| crate::fault::classify_store_error(url, e))?
-            .size;
+        let meta = head.map_err(|e| crate::fault::classify_store_error(url, e))?;
+        let size = meta.size;
+        let provenance = super::Provenance::of_meta(&meta);
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = url.rsplit('/').next().unwrap_or("tile.tif");
@@ -170,6 +172,7 @@ impl RemoteFile {
             url: url.to_string(),
             gdal_path: format!("{PREFIX}{id}/{name}"),
             size,
+            provenance,
             store,
             key,
             parts: Mutex::new(Parts::default()),
@@ -194,6 +197,11 @@ impl RemoteFile {
     /// The object's size in bytes.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The object's size and version when it was opened.
+    pub fn provenance(&self) -> &super::Provenance {
+        &self.provenance
     }
 
     /// The first fetch failure since the last call, with its typed cause.
@@ -504,7 +512,7 @@ impl ReadAhead {
 }
 
 /// The fetch threads: network I/O only, apart from the workers that decode.
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()

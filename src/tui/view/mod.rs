@@ -40,6 +40,7 @@ fn color_of(state: CellState) -> Color {
         CellState::Uncommitted => Color::Cyan,
         CellState::Failed => Color::Red,
         CellState::Inconsistent => Color::Magenta,
+        CellState::Changed => Color::LightYellow,
         CellState::Loading => Color::DarkGray,
     }
 }
@@ -333,6 +334,8 @@ mod tests {
                 written: w,
                 init: false,
                 plan: None,
+                carried: Default::default(),
+                sources: Default::default(),
             },
             Commit {
                 id: "INITBBBBBBBBBBBBBBBB".into(),
@@ -342,6 +345,8 @@ mod tests {
                 written: WrittenTiles::new(),
                 init: true,
                 plan: None,
+                carried: Default::default(),
+                sources: Default::default(),
             },
         ];
         app
@@ -419,6 +424,7 @@ mod tests {
                 landed,
                 staged: None,
                 record,
+                problem: None,
             };
         let mut a = app();
         a.plan = Some(crate::tui::state::PlanView {

@@ -4,8 +4,9 @@
 use super::*;
 
 /// The states the legend counts, in its order.
-pub(super) const SUMMARY_STATES: [CellState; 8] = [
+pub(super) const SUMMARY_STATES: [CellState; 9] = [
     CellState::Written,
+    CellState::Changed,
     CellState::Uncommitted,
     CellState::Running { done: 0, total: 1 },
     CellState::Queued,
@@ -62,6 +63,7 @@ pub(super) fn draw_legend(frame: &mut Frame, app: &App, area: Rect) {
                 CellState::Uncommitted => "not committed",
                 CellState::Written => "written",
                 CellState::Inconsistent => "inconsistent",
+                CellState::Changed => "source changed",
                 CellState::NoTile => "no tile",
                 CellState::Listed => "listed",
                 other => other.name(),
@@ -102,7 +104,14 @@ pub(super) fn draw_details(frame: &mut Frame, app: &App, area: Rect) {
         Span::raw(format!("bounds {w} {s} {e} {n}")),
     ])];
     if let Some(src) = &app.source_of(year, tile) {
-        lines.push(Line::from(format!("source {src}")));
+        let note = if app.source_unknown.contains(&(year, tile)) {
+            "  (source unknown: written before sources were recorded)"
+        } else if app.changed.contains(&(year, tile)) {
+            "  (changed since written)"
+        } else {
+            ""
+        };
+        lines.push(Line::from(format!("source {src}{note}")));
     }
     let chunks = match app.chunks_done(year, tile) {
         Some((d, t)) => format!("chunks {d}/{t}"),
