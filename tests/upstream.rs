@@ -211,6 +211,15 @@ async fn http_and_gcs_style_sources_are_compared_tile_by_tile_and_an_unreachable
     w.ok(&["--source", &http, "write", "--all", "--year", "2000"]);
     let (tiles, _) = states(&w, &["--source", &http], &[]);
     assert_eq!(tiles, all("written", None));
+    // Compared with a local copy instead (another kind of source: a file's time, not the
+    // server's ETag): not comparable, so not changed.
+    let (tiles, check) = states(&w, &[], &[]);
+    assert_eq!(tiles, all("written", None));
+    assert_eq!(
+        (check["unknown"].as_u64(), check["changed"].as_u64()),
+        (Some(3), Some(0)),
+        "{check}"
+    );
     // Re-issued on the server: changed over HTTP and over the GCS-style endpoint alike.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let path = reissue(&w, "00N_000E");

@@ -5,8 +5,9 @@
 //! Invariants: costs follow the tiles, not the chunks — the branch's history (its commits'
 //! records) and one listing per year on S3, else a lookup per tile with bounded
 //! concurrency; a tile whose last write recorded no source (written before provenance was
-//! recorded, or carried by an expiry) is "source unknown", never changed; a tile whose
-//! source is gone is not changed either (it is reported apart).
+//! recorded, or carried by an expiry) is "source unknown", never changed, and so is one read
+//! from another kind of source than the one configured now (an ETag then, a file's time
+//! now); a tile whose source is gone is not changed either (it is reported apart).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -91,6 +92,12 @@ pub async fn check_sources(
         for (tile, was) in of_year {
             check.compared += 1;
             match now.get(&tile) {
+                // Read from another kind of source than now configured (an HTTP mirror then,
+                // a local copy now): the two say nothing of each other.
+                Some(Some(p)) if p.kind() != was.kind() => {
+                    check.compared -= 1;
+                    check.unknown.insert((year, tile));
+                }
                 Some(Some(p)) if p != was => {
                     check.changed.insert((year, tile));
                 }

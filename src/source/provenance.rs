@@ -30,6 +30,12 @@ pub struct Provenance {
 const LOOKUPS: usize = 16;
 
 impl Provenance {
+    /// What kind of version this is: `etag`, `version` or `mtime` (only versions of one
+    /// kind can be compared).
+    pub fn kind(&self) -> &str {
+        self.version.split(':').next().unwrap_or_default()
+    }
+
     /// The record kept in a commit: `size/version`.
     pub fn to_record(&self) -> String {
         format!("{}/{}", self.size, self.version)
