@@ -203,19 +203,10 @@ pub(crate) fn upgrade(attrs: &Map<String, Value>, layout: &Layout, k: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preset::Preset;
-
-    fn glad() -> Layout {
-        let preset = Preset::glad();
-        Layout::new(
-            &preset,
-            &crate::grid::Grid::from_preset(&preset, None).unwrap(),
-        )
-    }
 
     #[test]
     fn glads_root_declares_the_three_conventions_with_its_georeferencing() {
-        let layout = glad();
+        let layout = Layout::glad();
         let attrs: Map<String, Value> = attributes(&layout, 0).into_iter().collect();
         let uuids: Vec<&str> = attrs["zarr_conventions"]
             .as_array()
@@ -247,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_level_group_declares_proj_and_spatial_at_its_own_resolution() {
-        let layout = glad();
+        let layout = Layout::glad();
         let attrs: Map<String, Value> = attributes(&layout, 2).into_iter().collect();
         assert_eq!(attrs["zarr_conventions"].as_array().unwrap().len(), 2);
         assert!(!attrs.contains_key("multiscales"));
@@ -257,7 +248,7 @@ mod tests {
 
     #[test]
     fn upgrade_replaces_what_it_owns_keeps_the_rest_and_is_idempotent() {
-        let layout = glad();
+        let layout = Layout::glad();
         let old = json!({
             "title": "GLAD",
             "zarr_conventions": [

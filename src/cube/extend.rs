@@ -180,17 +180,10 @@ impl Cube {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::Grid;
-    use crate::preset::Preset;
-
-    fn glad() -> Layout {
-        let p = Preset::glad();
-        Layout::new(&p, &Grid::from_preset(&p, None).unwrap())
-    }
 
     #[test]
     fn a_year_is_appended_only_after_the_last_and_refusals_say_why() {
-        let l = glad();
+        let l = Layout::glad();
         assert!(check_new_year(&l, 2025).is_ok());
         assert!(check_new_year(&l, 2021).is_ok());
         assert!(check_new_year(&l, 9999).is_ok());
@@ -221,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_grown_layout_places_the_new_year_after_the_others() {
-        let mut l = glad();
+        let mut l = Layout::glad();
         l.years.push(2025);
         assert_eq!(l.shape(), [6, 560_000, 1_440_000]);
         assert_eq!(l.year_index(2025), Some(5));

@@ -258,17 +258,21 @@ impl Layout {
 }
 
 #[cfg(test)]
+impl Layout {
+    /// The built-in GLAD preset's layout at full size, for unit tests.
+    pub(crate) fn glad() -> Self {
+        let p = crate::preset::Preset::glad();
+        Self::new(&p, &crate::grid::Grid::from_preset(&p, None).unwrap())
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn glad() -> Layout {
-        let p = Preset::glad();
-        Layout::new(&p, &Grid::from_preset(&p, None).unwrap())
-    }
-
     #[test]
     fn overview_levels_take_their_own_zstd_level_and_older_cubes_the_cubes() {
-        let l = glad();
+        let l = Layout::glad();
         assert_eq!(l.zstd_level_of(0), l.zstd_level);
         assert_eq!(l.zstd_level_of(1), crate::preset::OVERVIEW_ZSTD_LEVEL);
         assert_eq!(l.zstd_level_of(5), crate::preset::OVERVIEW_ZSTD_LEVEL);
@@ -285,7 +289,7 @@ mod tests {
 
     #[test]
     fn glad_layout_has_the_published_shape_and_geotransform() {
-        let l = glad();
+        let l = Layout::glad();
         assert_eq!(l.shape(), [5, 560_000, 1_440_000]);
         assert_eq!(l.chunk_shape(), [1, 1000, 1000]);
         assert_eq!(
@@ -301,7 +305,7 @@ mod tests {
 
     #[test]
     fn chunks_of_a_tile_cover_its_region_and_map_back() {
-        let l = glad();
+        let l = Layout::glad();
         let grid = l.grid();
         let tile: TileName = "50S_170E".parse().unwrap();
         let cell = grid.cell(tile).unwrap();
@@ -315,7 +319,7 @@ mod tests {
 
     #[test]
     fn layout_round_trips_through_root_attributes() {
-        let l = glad();
+        let l = Layout::glad();
         let mut attrs = serde_json::Map::new();
         attrs.insert(LAYOUT_ATTR.into(), serde_json::to_value(&l).unwrap());
         assert_eq!(

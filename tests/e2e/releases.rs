@@ -1,0 +1,148 @@
+//! Releases: `tilecube tag` names a snapshot for good, `log` shows the tags (and `log
+//! --json` lists them per commit), and `write --message` gives a write's commits the
+//! operator's message while each still records its own tiles — in the foreground and as a
+//! plan's shard (a detached run passes `--message` to its worker as it passes `--threads`).
+
+use crate::common;
+
+use common::{Work, tile_names};
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn log(w: &Work) -> Vec<serde_json::Value> {
+    json(&w.ok(&["log", "--json"]))
+        .as_array()
+        .expect("commits")
+        .clone()
+}
+
+#[test]
+fn tags_name_snapshots_for_good_and_log_shows_them() {
+    let w = Work::new();
+    let names = tile_names(3);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    w.ok(&["write", "--year", "2000", "--tiles", &names[0]]);
+    let first = log(&w)[0]["id"].as_str().unwrap().to_string();
+    w.ok(&["write", "--year", "2000", "--tiles", &names[1..].join(",")]);
+    let head = log(&w)[0]["id"].as_str().unwrap().to_string();
+
+    // The head by default, an older snapshot by --snapshot; two names on one snapshot.
+    assert_eq!(
+        w.ok(&["tag", "v1.0"]).trim(),
+        format!("tagged {head} as v1.0")
+    );
+    w.ok(&["tag", "v0.9", "--snapshot", &first]);
+    w.ok(&["tag", "latest-reviewed", "--snapshot", &head]);
+    let commits = log(&w);
+    assert_eq!(
+        commits[0]["tags"],
+        serde_json::json!(["latest-reviewed", "v1.0"])
+    );
+    assert_eq!(commits[1]["tags"], serde_json::json!(["v0.9"]));
+    assert!(
+        commits[2..]
+            .iter()
+            .all(|c| c["tags"] == serde_json::json!([]))
+    );
+    let text = w.ok(&["log"]);
+    let line = |id: &str| {
+        text.lines()
+            .find(|l| l.starts_with(id))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        line(&head).contains("(tag: latest-reviewed, v1.0)"),
+        "{text}"
+    );
+    assert!(line(&first).contains("(tag: v0.9)"), "{text}");
+
+    // A tag names one snapshot for good: the same name again is refused, naming where it is.
+    let again = w.run(&["tag", "v0.9"]);
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains(&format!(
+            "tag v0.9 is already there, on snapshot {first}: a tag names one snapshot for good"
+        )),
+        "{err}"
+    );
+    // A snapshot that is not there is named.
+    let bad = w.run(&["tag", "v2", "--snapshot", "0000000000000000000Z"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("tagging snapshot 0000000000000000000Z as v2"),
+        "{err}"
+    );
+    assert_eq!(log(&w).len(), commits.len(), "no commit made by tagging");
+}
+
+#[test]
+fn a_writes_message_names_its_commits_and_each_still_records_its_tiles() {
+    let w = Work::new();
+    let names = tile_names(6);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    let m = "write GLAD LCLU data";
+    w.ok(&[
+        "write",
+        "--year",
+        "2000",
+        "--tiles",
+        &names[..4].join(","),
+        "--commit-every",
+        "2",
+        "--threads",
+        "1",
+        "--message",
+        m,
+    ]);
+    let commits = log(&w);
+    let ours: Vec<&serde_json::Value> = commits.iter().take(2).collect();
+    for c in &ours {
+        assert_eq!(c["message"], m, "{c}");
+        assert_eq!(c["written"]["2000"].as_object().unwrap().len(), 2, "{c}");
+    }
+    let mut recorded: Vec<String> = w.written_by_commit(2000).into_iter().flatten().collect();
+    recorded.sort();
+    let mut want = names[..4].to_vec();
+    want.sort();
+    assert_eq!(recorded, want);
+
+    // A plan's shard takes the message too; without one, a commit names its tiles.
+    let p = w.dir.path().join("plan").display().to_string();
+    w.ok(&[
+        "plan",
+        "--missing",
+        "--year",
+        "2000",
+        "--shards",
+        "1",
+        "--out",
+        &p,
+    ]);
+    w.ok(&[
+        "write",
+        "--plan",
+        &p,
+        "--shard",
+        "0",
+        "--message",
+        "shard of the 2000 fix",
+    ]);
+    assert_eq!(log(&w)[0]["message"], "shard of the 2000 fix");
+    w.tile(2000, &names[5], tilecube::demo::Flaw::None);
+    w.ok(&["write", "--year", "2000", "--tiles", &names[5]]);
+    let last = &log(&w)[0];
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("write 1 tile: 2000/"),
+        "{last}"
+    );
+}
