@@ -351,6 +351,96 @@ impl Run {
     pub fn is_active(&self) -> bool {
         self.state.is_active()
     }
+
+    /// The run's tiles in the words every face of tilecube uses.
+    pub fn tally(&self) -> Tally {
+        match &self.record {
+            Some(r) => Tally::of(r),
+            None => Tally::default(),
+        }
+    }
+
+    /// How long a run going has made no progress (no chunk, tile or commit), as of `now`:
+    /// `None` for a run that ended or wrote no record yet.
+    pub fn idle(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let r = self.record.as_ref().filter(|_| self.is_active())?;
+        (now - r.progressed.unwrap_or(r.started)).to_std().ok()
+    }
+
+    /// "no progress for 45 s" once a run going has been idle [`STALLED_AFTER`] or more.
+    pub fn stall_note(&self, now: DateTime<Utc>) -> Option<String> {
+        stall_note(self.idle(now)?)
+    }
+}
+
+/// After this long with no progress, a run going is said to be stalled.
+pub const STALLED_AFTER: Duration = Duration::from_secs(30);
+
+/// "no progress for N s" (or minutes) when `idle` is [`STALLED_AFTER`] or more.
+pub fn stall_note(idle: Duration) -> Option<String> {
+    if idle < STALLED_AFTER {
+        return None;
+    }
+    let s = idle.as_secs();
+    Some(if s < 120 {
+        format!("no progress for {s} s")
+    } else {
+        format!("no progress for {} min", s / 60)
+    })
+}
+
+/// A run's (or several runs') tiles: `written` (their chunks uploaded), `landed` (committed
+/// to the branch, or staged), `failed`, of `total`; tiles an earlier attempt landed count
+/// as written and landed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub written: usize,
+    pub landed: usize,
+    pub failed: usize,
+    pub total: usize,
+}
+
+impl Tally {
+    pub fn of(r: &ShardRecord) -> Self {
+        Self {
+            written: r.skipped + r.written,
+            landed: r.skipped + r.landed,
+            failed: r.failed.len(),
+            total: r.jobs,
+        }
+    }
+}
+
+impl std::ops::Add for Tally {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            written: self.written + o.written,
+            landed: self.landed + o.landed,
+            failed: self.failed + o.failed,
+            total: self.total + o.total,
+        }
+    }
+}
+
+impl std::fmt::Display for Tally {
+    /// "470/1295 written, 12 landed, 1 failed".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} written, {} landed, {} failed",
+            self.written, self.total, self.landed, self.failed
+        )
+    }
+}
+
+/// `n` and the noun, in the singular for one: "1 tile", "2 tiles".
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 impl Runs {

@@ -1,23 +1,34 @@
 //! `tilecube log`: the branch's commits, the tiles each wrote and the tags naming them;
 //! `tilecube tag`: a release's name on a snapshot.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use tilecube::config::Settings;
+use tilecube::cube::Released;
 
 pub(crate) async fn log(settings: &Settings, as_json: bool) -> Result<i32> {
     let cube = settings.open_cube().await?;
     let history = cube.history().await?;
-    let tags = cube.tags().await?;
+    let releases = cube.releases().await?;
+    let mut tags: std::collections::BTreeMap<&str, Vec<&tilecube::cube::Release>> =
+        Default::default();
+    for r in &releases {
+        tags.entry(r.snapshot.as_str()).or_default().push(r);
+    }
     if as_json {
         let mut out = serde_json::to_value(&history)?;
         for c in out.as_array_mut().into_iter().flatten() {
-            let names = c["id"]
-                .as_str()
-                .and_then(|id| tags.get(id))
-                .cloned()
-                .unwrap_or_default();
+            let of = c["id"].as_str().and_then(|id| tags.get(id));
+            let names: Vec<&str> = of.into_iter().flatten().map(|r| r.name.as_str()).collect();
+            let messages: serde_json::Map<String, serde_json::Value> = of
+                .into_iter()
+                .flatten()
+                .filter_map(|r| Some((r.name.clone(), serde_json::json!(r.message.as_ref()?))))
+                .collect();
             c["tags"] = serde_json::json!(names);
+            if !messages.is_empty() {
+                c["tag_messages"] = serde_json::Value::Object(messages);
+            }
         }
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
@@ -29,8 +40,17 @@ pub(crate) async fn log(settings: &Settings, as_json: bool) -> Result<i32> {
         } else {
             String::new()
         };
-        let tagged = match tags.get(&c.id) {
-            Some(names) => format!("  (tag: {})", names.join(", ")),
+        let tagged = match tags.get(c.id.as_str()) {
+            Some(rs) => {
+                let names: Vec<String> = rs
+                    .iter()
+                    .map(|r| match &r.message {
+                        Some(m) => format!("{}: {m:?}", r.name),
+                        None => r.name.clone(),
+                    })
+                    .collect();
+                format!("  (tag: {})", names.join(", "))
+            }
             None => String::new(),
         };
         println!(
@@ -43,27 +63,29 @@ pub(crate) async fn log(settings: &Settings, as_json: bool) -> Result<i32> {
     Ok(0)
 }
 
-/// `tilecube tag NAME [--snapshot ID]`: name a snapshot of the branch (default: its head).
-pub(crate) async fn tag(settings: &Settings, name: &str, snapshot: Option<&str>) -> Result<i32> {
+/// `tilecube tag NAME [--snapshot ID] [--message M]`: name a snapshot of the branch
+/// (default: its head), with release notes.
+pub(crate) async fn tag(
+    settings: &Settings,
+    name: &str,
+    snapshot: Option<&str>,
+    message: Option<&str>,
+) -> Result<i32> {
+    // A name the repository would refuse is refused before anything is opened.
+    tilecube::cube::check_tag_name(name)?;
     let cube = settings.open_cube().await?;
     let id = match snapshot {
         Some(s) => s.to_string(),
         None => cube.head().await?.to_string(),
     };
-    if let Some(names) = cube
-        .tags()
-        .await?
-        .into_iter()
-        .find_map(|(at, names)| names.contains(&name.to_string()).then_some((at, names)))
-    {
-        bail!(
-            "tag {name} is already there, on snapshot {}: a tag names one snapshot for good; choose another name",
-            names.0
-        );
-    }
-    cube.tag(name, &id)
+    let done = cube
+        .tag(name, &id, message)
         .await
         .with_context(|| format!("tagging snapshot {id} as {name}"))?;
-    println!("tagged {id} as {name}");
+    match done {
+        Released::Tagged => println!("tagged {id} as {name}"),
+        Released::MessageSet => println!("tag {name} (on {id}): message set"),
+        Released::AlreadyThere => println!("tag {name} already names {id}; nothing to do"),
+    }
     Ok(0)
 }

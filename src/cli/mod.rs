@@ -120,6 +120,10 @@ pub enum Command {
         /// The snapshot to tag (default: the branch head).
         #[arg(long)]
         snapshot: Option<String>,
+        /// Release notes kept with the tag (in the repository's metadata; spec 2). Given
+        /// again on a tag already on that snapshot, it replaces the message.
+        #[arg(long)]
+        message: Option<String>,
     },
     /// Delete the objects no branch or tag reaches (a failed write's uploads, expired
     /// snapshots' chunks and manifests, merged shards' parts) with Icechunk's garbage
@@ -305,9 +309,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Expire { older_than, json }) => {
             rt.block_on(hygiene::expire(&settings, older_than, json))
         }
-        Some(Command::Tag { name, snapshot }) => {
-            rt.block_on(log::tag(&settings, &name, snapshot.as_deref()))
-        }
+        Some(Command::Tag {
+            name,
+            snapshot,
+            message,
+        }) => rt.block_on(log::tag(
+            &settings,
+            &name,
+            snapshot.as_deref(),
+            message.as_deref(),
+        )),
         Some(Command::Verify { json }) => rt.block_on(verify(&settings, json)),
         Some(Command::Repair { json }) => rt.block_on(repair(&settings, json)),
         Some(Command::Upgrade { json }) => rt.block_on(upgrade(&settings, json)),

@@ -59,16 +59,20 @@ pub fn list(as_json: bool) -> Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:<12}  {:<9}  {:>11}  {:>6}  {:<19}  {:<24}  plan / log",
-        "id", "state", "tiles", "failed", "started", "repository"
+        "{:<12}  {:<9}  {:>7}  {:>7}  {:>6}  {:>6}  {:<19}  {:<24}  plan / log",
+        "id", "state", "written", "landed", "failed", "of", "started", "repository"
     );
+    let now = chrono::Utc::now();
     for r in &all {
+        let t = r.tally();
         println!(
-            "{:<12}  {:<9}  {:>11}  {:>6}  {:<19}  {:<24}  {}/{{plan,log.txt}}",
+            "{:<12}  {:<9}  {:>7}  {:>7}  {:>6}  {:>6}  {:<19}  {:<24}  {}/{{plan,log.txt}}",
             r.info.id,
             r.state,
-            format!("{}/{}", r.tiles_done, r.tiles_total),
-            r.failed,
+            t.written,
+            t.landed,
+            t.failed,
+            t.total,
             r.info
                 .started
                 .with_timezone(&chrono::Local)
@@ -79,6 +83,12 @@ pub fn list(as_json: bool) -> Result<i32> {
                 .map(|d| d.display().to_string())
                 .unwrap_or_default()
         );
+        if let Some(note) = r.stall_note(now) {
+            println!(
+                "{:<12}  {note}: its worker (pid {}) is alive; `tilecube runs log {}` shows its last words",
+                "", r.info.pid, r.info.id
+            );
+        }
     }
     Ok(0)
 }
@@ -86,10 +96,7 @@ pub fn list(as_json: bool) -> Result<i32> {
 /// `tilecube runs cancel ID`.
 pub fn cancel(id: &str) -> Result<i32> {
     let run = tilecube::config::runs().cancel(id, CANCEL_WAIT)?;
-    println!(
-        "run {id}: {} ({}/{} tiles landed, {} failed)",
-        run.state, run.tiles_done, run.tiles_total, run.failed
-    );
+    println!("run {id}: {} ({})", run.state, run.tally());
     Ok(0)
 }
 

@@ -306,6 +306,7 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
             pixel_bytes: 0,
             commits: 0,
             error: None,
+            progressed: None,
         },
     );
     recorder

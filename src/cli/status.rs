@@ -45,7 +45,6 @@ fn glyph(name: &str) -> char {
 pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32> {
     let cube = settings.open_cube().await?;
     let head_id = cube.head().await?;
-    let coverage: Coverage = cube.coverage_of(&head_id).await?;
     let grid = cube.layout.grid();
     let source = settings.source().ok();
     if let Some(y) = years.iter().find(|y| !cube.layout.years.contains(y)) {
@@ -59,34 +58,53 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
     } else {
         years.to_vec()
     };
-    let mut lists: BTreeMap<i32, TileList> = BTreeMap::new();
-    let mut problems: Vec<(i32, ListProblem)> = Vec::new();
-    // Years whose list is not there: shown as "no list".
-    let mut no_list: BTreeMap<i32, String> = BTreeMap::new();
-    if let Some(src) = &source {
-        for &y in &years {
-            match src.tile_list(y, &grid).await {
-                Ok(l) => {
-                    problems.extend(l.problems.iter().cloned().map(|p| (y, p)));
-                    lists.insert(y, l);
-                }
-                Err(tilecube::source::SourceError::NoList { path, .. }) => {
-                    no_list.insert(y, path);
-                }
-                // A source that cannot be reached: said, and the cube shown as it is.
-                Err(e) => {
-                    let e = tilecube::error_chain(&e);
-                    eprintln!("warning: {e}");
-                    no_list.insert(y, format!("not read: {e}"));
+    // What the head holds, the manifests lost from storage (one listing, O(manifests)) and
+    // the source's lists are independent reads: at once, so a remote repository's round
+    // trips overlap instead of adding up.
+    let read_lists = async {
+        let mut lists: BTreeMap<i32, TileList> = BTreeMap::new();
+        let mut problems: Vec<(i32, ListProblem)> = Vec::new();
+        // Years whose list is not there: shown as "no list".
+        let mut no_list: BTreeMap<i32, String> = BTreeMap::new();
+        if let Some(src) = &source {
+            let read = futures::future::join_all(years.iter().map(|&y| {
+                let grid = &grid;
+                async move { (y, src.tile_list(y, grid).await) }
+            }))
+            .await;
+            for (y, r) in read {
+                match r {
+                    Ok(l) => {
+                        problems.extend(l.problems.iter().cloned().map(|p| (y, p)));
+                        lists.insert(y, l);
+                    }
+                    Err(tilecube::source::SourceError::NoList { path, .. }) => {
+                        no_list.insert(y, path);
+                    }
+                    // A source that cannot be reached: said, and the cube shown as it is.
+                    Err(e) => {
+                        let e = tilecube::error_chain(&e);
+                        eprintln!("warning: {e}");
+                        no_list.insert(y, format!("not read: {e}"));
+                    }
                 }
             }
         }
-    }
-    // Written tiles whose source changed since (one listing or a lookup per tile); a source
-    // that cannot be reached is said, and the cube shown as it is.
+        (lists, problems, no_list)
+    };
+    let (coverage, lost, (lists, problems, no_list)) = tokio::join!(
+        cube.coverage_of(&head_id),
+        cube.lost_manifests(&head_id),
+        read_lists
+    );
+    let coverage: Coverage = coverage?;
+    let lost = lost?;
+    // Written tiles whose source changed since (one listing a year or a lookup per tile,
+    // from the sources recorded with the coverage); a source that cannot be reached is
+    // said, and the cube shown as it is.
     let mut check_error = None;
     let check = match &source {
-        Some(src) => match tilecube::ingest::check_sources(&cube, src, &years).await {
+        Some(src) => match tilecube::ingest::check_sources(&coverage, src, &years).await {
             Ok(c) => Some(c),
             Err(e) => {
                 let e = tilecube::error_chain(&e);
@@ -101,8 +119,7 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
     };
     let changed = |y: i32, t: TileName| check.as_ref().is_some_and(|c| c.changed.contains(&(y, t)));
     let head = head_id.to_string();
-    // Manifests lost from storage: their tiles show as `?` (one listing, O(manifests)).
-    let lost = cube.lost_manifests(&head_id).await?;
+    // Manifests lost from storage: their tiles show as `?`.
     let lost_tiles: std::collections::BTreeSet<(i32, TileName)> = lost
         .iter()
         .flat_map(|m| m.level0_tiles.iter().copied())

@@ -25,7 +25,8 @@ pub(crate) async fn selection(args: &Choice, cube: &Cube, source: &Source) -> Re
         } else {
             args.years.clone()
         };
-        let check = ingest::check_sources(cube, source, &years).await?;
+        let coverage = cube.coverage().await?;
+        let check = ingest::check_sources(&coverage, source, &years).await?;
         if check.changed.is_empty() {
             eprintln!(
                 "no written tile's source changed since it was written ({} compared{})",

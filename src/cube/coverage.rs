@@ -63,6 +63,10 @@ impl TileState {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Coverage {
     pub tiles: BTreeMap<(i32, TileName), TileState>,
+    /// What the write that recorded each tile read it from (a [`crate::source::Provenance`]
+    /// record), for the recorded tiles whose write knew it: cached with the rest, so that
+    /// comparing the tiles with their source costs no read of the history.
+    pub sources: BTreeMap<(i32, TileName), String>,
 }
 
 impl Coverage {
@@ -117,7 +121,7 @@ impl Cube {
         if let Some(cov) = self.coverage_cache.get(&key) {
             return Ok(cov);
         }
-        let recorded = self.recorded_at(id).await?;
+        let (recorded, sources) = self.recorded_at(id).await?;
         let present = match self.manifest_chunk_counts(id).await? {
             Some(counts) => counts,
             None => {
@@ -125,18 +129,20 @@ impl Cube {
                     .await?
             }
         };
-        let cov = cross_check(recorded, present);
+        let mut cov = cross_check(recorded, present);
+        cov.sources = sources;
         self.coverage_cache.put(&key, &cov);
         Ok(cov)
     }
 
     /// The tiles recorded as written at a snapshot, each with its chunk count and the
     /// snapshot that last wrote it: the ancestry is walked only down to the newest snapshot
-    /// whose coverage is cached, or to the latest layout commit.
+    /// whose coverage is cached, or to the latest layout commit. With them, the source each
+    /// tile's recording commit noted (none when that commit knew none).
     async fn recorded_at(
         &self,
         id: &SnapshotId,
-    ) -> Result<BTreeMap<TileKey, (u64, String)>, CubeError> {
+    ) -> Result<(BTreeMap<TileKey, (u64, String)>, BTreeMap<TileKey, String>), CubeError> {
         let reading = |e| CubeError::icechunk("reading the history", e);
         let mut stream = Box::pin(
             self.repo
@@ -161,14 +167,20 @@ impl Cube {
             }
         }
         let mut recorded = Cube::recorded_tiles(&newer);
+        let mut sources = Cube::recorded_sources(&newer, &recorded);
         if let Some(base) = base {
             for (k, state) in base.tiles {
-                if let Some(r) = state.recorded() {
-                    recorded.entry(k).or_insert(r);
+                if let Some(r) = state.recorded()
+                    && !recorded.contains_key(&k)
+                {
+                    recorded.insert(k, r);
+                    if let Some(s) = base.sources.get(&k) {
+                        sources.insert(k, s.clone());
+                    }
                 }
             }
         }
-        Ok(recorded)
+        Ok((recorded, sources))
     }
 
     /// Chunks referenced per tile and year, from the snapshot's manifest list alone (one
@@ -275,7 +287,10 @@ pub(crate) fn cross_check(
     for (key, n) in present {
         tiles.insert(key, TileState::Unrecorded { present: n });
     }
-    Coverage { tiles }
+    Coverage {
+        tiles,
+        sources: BTreeMap::new(),
+    }
 }
 
 #[cfg(test)]

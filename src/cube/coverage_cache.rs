@@ -17,7 +17,7 @@ use super::{Coverage, TileState};
 use crate::grid::TileName;
 
 /// Format of an entry; entries of another version are misses.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
@@ -31,6 +31,9 @@ struct EntryTile {
     tile: TileName,
     #[serde(flatten)]
     state: TileState,
+    /// The source record of the tile's write, if it noted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
 }
 
 /// The cache directory of one repository.
@@ -75,12 +78,15 @@ impl CoverageCache {
     pub fn get(&self, snapshot: &str) -> Option<Coverage> {
         let text = std::fs::read(self.path(snapshot)?).ok()?;
         let entry: Entry = serde_json::from_slice(&text).ok()?;
-        (entry.format == FORMAT).then(|| Coverage {
-            tiles: entry
-                .tiles
-                .into_iter()
-                .map(|t| ((t.year, t.tile), t.state))
-                .collect(),
+        (entry.format == FORMAT).then(|| {
+            let mut coverage = Coverage::default();
+            for t in entry.tiles {
+                if let Some(s) = t.source {
+                    coverage.sources.insert((t.year, t.tile), s);
+                }
+                coverage.tiles.insert((t.year, t.tile), t.state);
+            }
+            coverage
         })
     }
 
@@ -99,6 +105,7 @@ impl CoverageCache {
                     year,
                     tile,
                     state: state.clone(),
+                    source: coverage.sources.get(&(year, tile)).cloned(),
                 })
                 .collect(),
         };
@@ -146,6 +153,7 @@ mod tests {
                 ((2020, t("10S_020W")), TileState::Unrecorded { present: 3 }),
             ]
             .into(),
+            sources: [((2000, t("70N_180W")), "1462/etag:\"abc\"".to_string())].into(),
         }
     }
 
@@ -156,7 +164,7 @@ mod tests {
         let b = CoverageCache::at(dir.path().into(), "s3://bucket/b");
         assert!(a.get("SNAP1").is_none());
         a.put("SNAP1", &sample());
-        assert_eq!(a.get("SNAP1").unwrap().tiles, sample().tiles);
+        assert_eq!(a.get("SNAP1").unwrap(), sample(), "states and sources");
         assert!(b.get("SNAP1").is_none(), "another repository's entry");
     }
 

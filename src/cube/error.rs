@@ -108,6 +108,19 @@ pub enum CubeError {
     },
     #[error("snapshot {0:?} not found")]
     UnknownSnapshot(String),
+    /// `tag`: a name refused before anything is written.
+    #[error("tag name {name:?} is refused: {why}")]
+    TagName { name: String, why: &'static str },
+    /// `tag`: the name is on another snapshot already.
+    #[error(
+        "tag {name} is already there, on snapshot {snapshot}: a tag names one snapshot for good; choose another name"
+    )]
+    TagTaken { name: String, snapshot: String },
+    /// Repository metadata asked of a spec-1 repository.
+    #[error(
+        "{what} is kept in the repository's own metadata, which a spec-1 repository does not have (a spec-2 repository, the default of `init`, has it)"
+    )]
+    NoRepositoryMetadata { what: &'static str },
     #[error("{0}")]
     Grid(#[from] crate::grid::GridError),
 }

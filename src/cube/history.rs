@@ -316,6 +316,27 @@ impl Cube {
         Ok((out, false))
     }
 
+    /// The source each of `recorded`'s tiles was read from, as the commit that recorded it
+    /// (its snapshot in `recorded`, one of `history`'s) noted it; tiles whose commit noted
+    /// none have no entry.
+    pub fn recorded_sources(
+        history: &[Commit],
+        recorded: &BTreeMap<(i32, TileName), (u64, String)>,
+    ) -> BTreeMap<(i32, TileName), String> {
+        let by_id: BTreeMap<&str, &Commit> = history.iter().map(|c| (c.id.as_str(), c)).collect();
+        recorded
+            .iter()
+            .filter_map(|(key, (_, snapshot))| {
+                let s = by_id
+                    .get(snapshot.as_str())?
+                    .sources
+                    .get(&key.0)?
+                    .get(&key.1)?;
+                Some((*key, s.clone()))
+            })
+            .collect()
+    }
+
     /// The tiles recorded as written in an ancestry (newest first), with the snapshot that
     /// last wrote each: everything since the latest layout commit. A carried record counts
     /// as the carrying commit's (the snapshot that wrote the tile may be gone).

@@ -49,9 +49,14 @@ impl Cube {
             .collect())
     }
 
-    /// Tag a snapshot named by its id.
-    pub async fn tag(&self, name: &str, snapshot: &str) -> Result<(), CubeError> {
-        self.create_tag(name, &snapshot_id(snapshot)?).await
+    /// Tag a snapshot named by its id, with an optional message ([`Cube::release`]).
+    pub async fn tag(
+        &self,
+        name: &str,
+        snapshot: &str,
+        message: Option<&str>,
+    ) -> Result<super::Released, CubeError> {
+        self.release(name, &snapshot_id(snapshot)?, message).await
     }
 
     /// A tile read back from the branch head, decimated to at most `n`×`n` samples.

@@ -2,18 +2,18 @@
 //! from (a publisher re-issued them), found by comparing what each tile's last write
 //! recorded ([`crate::source::Provenance`]) with the source now.
 //!
-//! Invariants: costs follow the tiles, not the chunks — the branch's history (its commits'
-//! records) and one listing per year on S3, else a lookup per tile with bounded
-//! concurrency; a tile whose last write recorded no source (written before provenance was
+//! Invariants: costs follow the tiles, not the chunks — the snapshot's coverage (whose
+//! recorded sources are cached with it by snapshot id, so no history is read again) and one
+//! listing per year on S3, else a lookup per tile with bounded concurrency; a tile whose last write recorded no source (written before provenance was
 //! recorded, or carried by an expiry) is "source unknown", never changed, and so is one read
 //! from another kind of source than the one configured now (an ETag then, a file's time
 //! now); a tile whose source is gone is not changed either (it is reported apart).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::cube::{Cube, CubeError};
+use crate::cube::{Coverage, TileState};
 use crate::fault::RemoteError;
 use crate::grid::TileName;
 use crate::source::{Provenance, Source};
@@ -34,8 +34,6 @@ pub struct SourceCheck {
 /// Why the sources could not be compared.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error(transparent)]
-    Cube(#[from] CubeError),
     #[error("looking at the source of year {year}: {source}")]
     Source {
         year: i32,
@@ -44,51 +42,51 @@ pub enum CheckError {
     },
 }
 
-/// The source each tile of the branch head was last written from (`None`: not recorded).
-pub async fn recorded_sources(
-    cube: &Cube,
-) -> Result<BTreeMap<(i32, TileName), Option<Provenance>>, CubeError> {
-    let history = cube.history().await?;
-    let mut out = BTreeMap::new();
-    for (key, (_, snapshot)) in Cube::recorded_tiles(&history) {
-        let recorded = history
-            .iter()
-            .find(|c| c.id == snapshot)
-            .and_then(|c| c.sources.get(&key.0))
-            .and_then(|t| t.get(&key.1))
-            .and_then(|r| Provenance::from_record(r));
-        out.insert(key, recorded);
-    }
-    Ok(out)
-}
-
-/// Compare the sources of the written tiles of `years` with what their writes recorded.
+/// Compare the sources of the tiles of `years` a snapshot holds (its `coverage`, whose
+/// recorded sources come with it from the coverage cache) with what their writes recorded.
 pub async fn check_sources(
-    cube: &Cube,
+    coverage: &Coverage,
     source: &Source,
     years: &[i32],
 ) -> Result<SourceCheck, CheckError> {
-    let recorded = recorded_sources(cube).await?;
     let mut check = SourceCheck::default();
+    let mut asked: Vec<(i32, Vec<(TileName, Provenance)>)> = Vec::new();
     for &year in years {
-        let of_year: Vec<(TileName, &Provenance)> = recorded
+        let of_year: Vec<(TileName, Provenance)> = coverage
+            .tiles
             .iter()
-            .filter(|((y, _), _)| *y == year)
-            .filter_map(|((_, t), p)| match p {
-                Some(p) => Some((*t, p)),
-                None => {
-                    check.unknown.insert((year, *t));
-                    None
+            .filter(|((y, _), state)| *y == year && !matches!(state, TileState::Unrecorded { .. }))
+            .filter_map(|(&(_, t), _)| {
+                match coverage
+                    .sources
+                    .get(&(year, t))
+                    .and_then(|r| Provenance::from_record(r))
+                {
+                    Some(p) => Some((t, p)),
+                    None => {
+                        check.unknown.insert((year, t));
+                        None
+                    }
                 }
             })
             .collect();
-        if of_year.is_empty() {
-            continue;
+        if !of_year.is_empty() {
+            asked.push((year, of_year));
         }
+    }
+    // The years are looked at together: their listings' round trips overlap.
+    let looked = futures::future::join_all(asked.iter().map(|(year, of_year)| async move {
         let tiles: Vec<TileName> = of_year.iter().map(|(t, _)| *t).collect();
-        let now = crate::source::provenance::look_up_year(source, year, &tiles)
+        crate::source::provenance::look_up_year(source, *year, &tiles)
             .await
-            .map_err(|source| CheckError::Source { year, source })?;
+            .map_err(|source| CheckError::Source {
+                year: *year,
+                source,
+            })
+    }))
+    .await;
+    for ((year, of_year), now) in asked.into_iter().zip(looked) {
+        let now = now?;
         for (tile, was) in of_year {
             check.compared += 1;
             match now.get(&tile) {
@@ -98,7 +96,7 @@ pub async fn check_sources(
                     check.compared -= 1;
                     check.unknown.insert((year, tile));
                 }
-                Some(Some(p)) if p != was => {
+                Some(Some(p)) if *p != was => {
                     check.changed.insert((year, tile));
                 }
                 Some(None) => {

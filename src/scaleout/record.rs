@@ -116,6 +116,10 @@ pub struct ShardRecord {
     /// What stopped the shard, when it failed as a whole (not a tile of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When the shard last made progress (a chunk, a tile written or failed, a commit): the
+    /// heartbeat moves `updated`, not this, so a task alive but stuck shows as stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progressed: Option<DateTime<Utc>>,
 }
 
 /// A tile being written: its chunks done and in all.
@@ -209,6 +213,16 @@ impl Recorder {
     /// failed).
     pub fn on_event(&mut self, ev: &Event) -> bool {
         self.dirty = true;
+        if matches!(
+            ev,
+            Event::TileProgress { .. }
+                | Event::TileWritten { .. }
+                | Event::TileFailed { .. }
+                | Event::Committed { .. }
+                | Event::Staged { .. }
+        ) {
+            self.record.progressed = Some(Utc::now());
+        }
         match ev {
             Event::Started { threads, .. } => {
                 self.record.threads = *threads;

@@ -20,8 +20,22 @@ pub enum Command {
     NextYear,
     Select,
     SelectAll,
+    /// Every listed tile not written, in every year.
+    SelectAllYears,
     SelectFailed,
     SelectChanged,
+    /// The tile's whole story in a popup: state, source, the whole failure reason.
+    TileDetails,
+    /// The cursor to the next failed tile (any year).
+    NextFailed,
+    /// The cursor to the next listed tile not written (this year first).
+    NextMissing,
+    /// Type a tile's name and go there.
+    Find,
+    /// Copy the tile's name (grid) or the snapshot's id (history) to the clipboard (OSC 52).
+    Copy,
+    /// In the runs panel: the cursor to the run's first failed tile.
+    JumpFailed,
     /// Clear the selection, or leave a browsed snapshot.
     Back,
     Write,
@@ -53,7 +67,13 @@ impl Command {
     pub fn needs_repository(self) -> bool {
         matches!(
             self,
-            Self::SelectAll | Self::Write | Self::QuickLook | Self::Open | Self::Diff | Self::Tag
+            Self::SelectAll
+                | Self::SelectAllYears
+                | Self::Write
+                | Self::QuickLook
+                | Self::Open
+                | Self::Diff
+                | Self::Tag
         )
     }
 }
@@ -67,6 +87,8 @@ pub enum Scope {
     Grid,
     /// The history panel.
     History,
+    /// The runs panel (grid keys hold there too).
+    Runs,
     /// A dialog that only shows: help, quick-look, the plan.
     Dialog,
     /// A yes/no confirmation (the write's).
@@ -82,6 +104,30 @@ pub enum Footer {
     History,
     /// A snapshot browsed read-only, grid focused.
     Browse,
+    /// The runs panel focused.
+    Runs,
+}
+
+/// What the console offers now, beyond the table: keys that would do nothing are neither
+/// in the footer nor in the help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    /// The cube's years (the year keys are `1`..`n`).
+    pub years: usize,
+    /// A plan is watched (`S`).
+    pub plan: bool,
+    /// Runs are going (`x`).
+    pub runs_going: bool,
+}
+
+impl Offer {
+    fn shows(&self, command: Command) -> bool {
+        match command {
+            Command::Plan => self.plan,
+            Command::Cancel => self.runs_going,
+            _ => true,
+        }
+    }
 }
 
 /// The keys of a binding.
@@ -117,7 +163,7 @@ pub const BINDINGS: &[Binding] = &[
         command: Command::Left,
         scope: Scope::Grid,
         keys: Keys::Codes(&[Left, Char('h')]),
-        label: "arrows / hjkl",
+        label: "←↓↑→ hjkl",
         short: "←↓↑→",
         help: "move the cursor",
         footer: &[(Footer::Grid, "move")],
@@ -153,9 +199,9 @@ pub const BINDINGS: &[Binding] = &[
         command: Command::Up,
         scope: Scope::History,
         keys: Keys::Codes(&[Up, Char('k')]),
-        label: "↑↓ / jk",
+        label: "↑↓ jk",
         short: "↑↓",
-        help: "history: choose a snapshot",
+        help: "history: choose snapshot",
         footer: &[(Footer::History, "snapshot")],
     },
     Binding {
@@ -200,7 +246,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: Keys::Codes(&[Char(' ')]),
         label: "space",
         short: "space",
-        help: "select / unselect the tile",
+        help: "select / unselect tile",
         footer: &[(Footer::Grid, "select")],
     },
     Binding {
@@ -209,8 +255,17 @@ pub const BINDINGS: &[Binding] = &[
         keys: Keys::Codes(&[Char('a')]),
         label: "a",
         short: "a",
-        help: "select every listed, unwritten tile of the year",
+        help: "select year's unwritten",
         footer: &[(Footer::Grid, "all")],
+    },
+    Binding {
+        command: Command::SelectAllYears,
+        scope: Scope::Grid,
+        keys: Keys::Codes(&[Char('A')]),
+        label: "A",
+        short: "A",
+        help: "... of every year",
+        footer: &[],
     },
     Binding {
         command: Command::SelectFailed,
@@ -218,7 +273,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: Keys::Codes(&[Char('f')]),
         label: "f",
         short: "f",
-        help: "select the failed tiles",
+        help: "select failed tiles",
         footer: &[(Footer::Grid, "failed")],
     },
     Binding {
@@ -227,8 +282,53 @@ pub const BINDINGS: &[Binding] = &[
         keys: Keys::Codes(&[Char('C')]),
         label: "C",
         short: "C",
-        help: "select the tiles whose source changed since they were written",
+        help: "select re-issued tiles (%)",
         footer: &[],
+    },
+    Binding {
+        command: Command::TileDetails,
+        scope: Scope::Grid,
+        keys: Keys::Codes(&[Enter]),
+        label: "Enter",
+        short: "Enter",
+        help: "tile details, whole error",
+        footer: &[],
+    },
+    Binding {
+        command: Command::NextFailed,
+        scope: Scope::Grid,
+        keys: Keys::Codes(&[Char('n')]),
+        label: "n / N",
+        short: "n",
+        help: "next failed / unwritten",
+        footer: &[],
+    },
+    Binding {
+        command: Command::NextMissing,
+        scope: Scope::Grid,
+        keys: Keys::Codes(&[Char('N')]),
+        label: "N",
+        short: "N",
+        help: "",
+        footer: &[],
+    },
+    Binding {
+        command: Command::Find,
+        scope: Scope::Grid,
+        keys: Keys::Codes(&[Char('/')]),
+        label: "/",
+        short: "/",
+        help: "go to a tile by name",
+        footer: &[(Footer::Grid, "find")],
+    },
+    Binding {
+        command: Command::JumpFailed,
+        scope: Scope::Runs,
+        keys: Keys::Codes(&[Enter]),
+        label: "Enter",
+        short: "Enter",
+        help: "runs: go to failed tile",
+        footer: &[(Footer::Runs, "failed tile")],
     },
     Binding {
         command: Command::Write,
@@ -245,8 +345,8 @@ pub const BINDINGS: &[Binding] = &[
         keys: Keys::Codes(&[Char('x')]),
         label: "x",
         short: "x",
-        help: "cancel the runs going (finished tiles kept)",
-        footer: &[(Footer::Grid, "cancel")],
+        help: "cancel runs (asks first)",
+        footer: &[(Footer::Grid, "cancel"), (Footer::Runs, "cancel")],
     },
     Binding {
         command: Command::QuickLook,
@@ -254,7 +354,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: Keys::Codes(&[Char('p')]),
         label: "p",
         short: "p",
-        help: "quick-look of the tile from the cube",
+        help: "quick-look of the tile",
         footer: &[(Footer::Grid, "look")],
     },
     Binding {
@@ -263,7 +363,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: Keys::Codes(&[Char('m')]),
         label: "m",
         short: "m",
-        help: "world map of the year's data (again: the tile grid)",
+        help: "world map / tile grid",
         footer: &[(Footer::Grid, "map"), (Footer::Browse, "map")],
     },
     Binding {
@@ -272,7 +372,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: Keys::Codes(&[Enter]),
         label: "Enter",
         short: "Enter",
-        help: "history: open the snapshot read-only",
+        help: "history: open read-only",
         footer: &[(Footer::History, "open")],
     },
     Binding {
@@ -281,7 +381,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: Keys::Codes(&[Char('d')]),
         label: "d",
         short: "d",
-        help: "history: tiles changed against the open snapshot",
+        help: "history: diff with open one",
         footer: &[(Footer::History, "diff")],
     },
     Binding {
@@ -294,12 +394,21 @@ pub const BINDINGS: &[Binding] = &[
         footer: &[(Footer::History, "tag")],
     },
     Binding {
+        command: Command::Copy,
+        scope: Scope::Any,
+        keys: Keys::Codes(&[Char('y')]),
+        label: "y",
+        short: "y",
+        help: "copy tile name / snap id",
+        footer: &[(Footer::History, "copy")],
+    },
+    Binding {
         command: Command::Back,
         scope: Scope::Any,
         keys: Keys::Codes(&[Esc]),
         label: "Esc",
         short: "Esc",
-        help: "clear the selection / back to the head",
+        help: "clear selection / to head",
         footer: &[(Footer::History, "head"), (Footer::Browse, "back to head")],
     },
     Binding {
@@ -310,9 +419,10 @@ pub const BINDINGS: &[Binding] = &[
         short: "Tab",
         help: "focus grid, history, runs",
         footer: &[
-            (Footer::Grid, ""),
+            (Footer::Grid, "panel"),
             (Footer::History, "focus"),
             (Footer::Browse, "history"),
+            (Footer::Runs, "focus"),
         ],
     },
     Binding {
@@ -321,7 +431,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: Keys::Codes(&[Char('S')]),
         label: "S",
         short: "S",
-        help: "shards of the plan watched (--plan)",
+        help: "shards of the plan (--plan)",
         footer: &[],
     },
     Binding {
@@ -341,7 +451,7 @@ pub const BINDINGS: &[Binding] = &[
         command: Command::Quit,
         scope: Scope::Any,
         keys: Keys::Codes(&[Char('q')]),
-        label: "q / Ctrl-C",
+        label: "q Ctrl-C",
         short: "q",
         help: "quit",
         footer: &[
@@ -423,10 +533,12 @@ impl Binding {
     }
 
     /// Whether the binding holds in `scope`: the keys of `Any` hold in the panels, never in
-    /// a dialog, whose keys are its own.
+    /// a dialog, whose keys are its own; the grid's keys hold in the runs panel too.
     fn applies(&self, scope: Scope) -> bool {
         let dialog = matches!(scope, Scope::Dialog | Scope::Confirm | Scope::Leave);
-        self.scope == scope || (self.scope == Scope::Any && !dialog)
+        self.scope == scope
+            || (self.scope == Scope::Any && !dialog)
+            || (self.scope == Scope::Grid && scope == Scope::Runs)
     }
 }
 
@@ -442,43 +554,86 @@ pub fn command(scope: Scope, key: &KeyEvent, years: usize) -> Option<Command> {
     if key.modifiers.contains(KeyModifiers::CONTROL) {
         return (key.code == Char('c')).then_some(Command::Quit);
     }
-    BINDINGS
+    // The scope's own keys first (Enter in the runs panel), then those that hold there too.
+    let own = BINDINGS.iter().filter(|b| b.scope == scope);
+    let shared = BINDINGS
         .iter()
-        .filter(|b| b.applies(scope))
-        .find_map(|b| match b.keys {
-            Keys::Codes(codes) => codes.contains(&key.code).then_some(b.command),
-            Keys::YearDigits => match key.code {
-                Char(c @ '1'..='9') => {
-                    let i = c as usize - '1' as usize;
-                    (i < years).then_some(Command::Year(i))
-                }
-                _ => None,
-            },
-        })
+        .filter(|b| b.scope != scope && b.applies(scope));
+    own.chain(shared).find_map(|b| match b.keys {
+        Keys::Codes(codes) => codes.contains(&key.code).then_some(b.command),
+        Keys::YearDigits => match key.code {
+            Char(c @ '1'..='9') => {
+                let i = c as usize - '1' as usize;
+                (i < years).then_some(Command::Year(i))
+            }
+            _ => None,
+        },
+    })
 }
 
-/// A footer line: every key the footer shows, in the table's order.
-pub fn footer(which: Footer, years: usize) -> String {
-    let items: Vec<String> = BINDINGS
-        .iter()
-        .filter_map(|b| {
-            let word = b.footer.iter().find(|(f, _)| *f == which)?.1;
-            Some(format!("{} {word}", b.short(years)).trim_end().to_string())
-        })
-        .collect();
-    let line = items.join("  ");
-    match which {
-        Footer::Browse => format!("read-only snapshot  {line}"),
-        _ => line,
+/// The footer's last words, always shown whatever the width.
+const FOOTER_TAIL: &str = "? help  q quit";
+
+/// Which keys a narrow footer keeps first (lower first); the rest keep the table's order.
+fn footer_rank(command: Command) -> u8 {
+    match command {
+        Command::Cancel => 0,
+        Command::Write | Command::Open | Command::Back => 1,
+        Command::Select | Command::Up | Command::Year(_) | Command::JumpFailed => 2,
+        Command::Left | Command::Find | Command::Diff | Command::Map => 3,
+        Command::Focus => 4,
+        _ => 5,
     }
 }
 
-/// The help's lines: (keys, what they do), in the table's order.
-pub fn help(years: usize) -> Vec<(String, &'static str)> {
+/// A footer line at most `width` characters: the keys this footer shows, as many as fit
+/// before `? help  q quit` (which always show), the most needed first (`x` while runs
+/// go, `w`, `Enter`), in the table's order.
+pub fn footer(which: Footer, offer: Offer, width: usize) -> String {
+    let prefix = match which {
+        Footer::Browse if width >= 40 => "read-only snapshot",
+        _ => "",
+    };
+    let items: Vec<(usize, u8, String)> = BINDINGS
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| !matches!(b.command, Command::Help | Command::Quit))
+        .filter(|(_, b)| offer.shows(b.command))
+        .filter_map(|(i, b)| {
+            let (_, word) = b.footer.iter().find(|(f, _)| *f == which)?;
+            let item = format!("{} {word}", b.short(offer.years));
+            Some((i, footer_rank(b.command), item.trim_end().to_string()))
+        })
+        .collect();
+    let mut room = width
+        .saturating_sub(FOOTER_TAIL.chars().count() + 2)
+        .saturating_sub(prefix.chars().count());
+    let mut by_rank: Vec<&(usize, u8, String)> = items.iter().collect();
+    by_rank.sort_by_key(|(i, rank, _)| (*rank, *i));
+    let mut kept = Vec::new();
+    for item in by_rank {
+        let cost = item.2.chars().count() + 2;
+        if cost <= room {
+            room -= cost;
+            kept.push(item);
+        }
+    }
+    kept.sort_by_key(|(i, _, _)| *i);
+    let mut parts: Vec<&str> = Vec::new();
+    if !prefix.is_empty() {
+        parts.push(prefix);
+    }
+    parts.extend(kept.iter().map(|(_, _, t)| t.as_str()));
+    parts.push(FOOTER_TAIL);
+    parts.join("  ")
+}
+
+/// The help's lines: (keys, what they do), in the table's order, for the keys offered.
+pub fn help(offer: Offer) -> Vec<(String, &'static str)> {
     BINDINGS
         .iter()
-        .filter(|b| !b.help.is_empty())
-        .map(|b| (b.label(years), b.help))
+        .filter(|b| !b.help.is_empty() && offer.shows(b.command))
+        .map(|b| (b.label(offer.years), b.help))
         .collect()
 }
 
@@ -515,6 +670,14 @@ mod tests {
         }
     }
 
+    fn offer(years: usize) -> Offer {
+        Offer {
+            years,
+            plan: false,
+            runs_going: false,
+        }
+    }
+
     #[test]
     fn year_keys_follow_the_cubes_years() {
         assert_eq!(
@@ -526,26 +689,42 @@ mod tests {
             None,
             "no third year"
         );
-        assert!(footer(Footer::Grid, 2).contains("1-2 year"));
-        assert!(footer(Footer::Grid, 5).contains("1-5 year"));
-        assert!(help(7).iter().any(|(k, _)| k == "1-7, [ ]"));
+        assert!(footer(Footer::Grid, offer(2), 200).contains("1-2 year"));
+        assert!(footer(Footer::Grid, offer(5), 200).contains("1-5 year"));
+        assert!(help(offer(7)).iter().any(|(k, _)| k == "1-7, [ ]"));
     }
 
     #[test]
     fn footers_and_help_are_generated_from_the_table() {
         // Every footer word and every help line comes from a binding of the table, and every
         // binding is in the help.
-        let h = help(5);
+        let all = Offer {
+            years: 5,
+            plan: true,
+            runs_going: true,
+        };
+        let h = help(all);
         let described: Vec<_> = BINDINGS.iter().filter(|b| !b.help.is_empty()).collect();
         assert_eq!(h.len(), described.len());
-        assert!(h.len() <= 20, "the help fits an 80x24 terminal");
+        // Two columns of them and the glyphs fit an 80x24 terminal.
+        assert!(h.len() <= 28, "{} help lines", h.len());
+        for (label, what) in &h {
+            assert!(
+                label.chars().count() <= 9,
+                "{label:?} is too long for the help"
+            );
+            assert!(
+                what.chars().count() <= 27,
+                "{what:?} is too long for the help"
+            );
+        }
         for (b, (label, what)) in described.iter().zip(&h) {
             assert_eq!(*label, b.label(5));
             assert_eq!(*what, b.help);
         }
         for b in BINDINGS {
             for (which, word) in b.footer {
-                let line = footer(*which, 5);
+                let line = footer(*which, all, 400);
                 let item = format!("{} {word}", b.short(5));
                 assert!(
                     line.contains(item.trim_end()),
@@ -554,16 +733,78 @@ mod tests {
             }
         }
         assert_eq!(
-            footer(Footer::Grid, 5),
-            "←↓↑→ move  1-5 year  space select  a all  f failed  w write  x cancel  p look  m map  Tab  ? help  q quit"
+            footer(Footer::Grid, offer(5), 400),
+            "←↓↑→ move  1-5 year  space select  a all  f failed  / find  w write  p look  m map  Tab panel  ? help  q quit"
         );
         assert_eq!(
-            footer(Footer::History, 5),
-            "↑↓ snapshot  Enter open  d diff  t tag  Esc head  Tab focus  ? help  q quit"
+            footer(Footer::History, offer(5), 400),
+            "↑↓ snapshot  Enter open  d diff  t tag  y copy  Esc head  Tab focus  ? help  q quit"
         );
         assert_eq!(
-            footer(Footer::Browse, 5),
+            footer(Footer::Browse, offer(5), 400),
             "read-only snapshot  m map  Esc back to head  Tab history  ? help  q quit"
+        );
+    }
+
+    #[test]
+    fn help_and_quit_always_show_and_the_footer_fits_its_width() {
+        for which in [Footer::Grid, Footer::History, Footer::Browse, Footer::Runs] {
+            for width in [14, 40, 60, 80, 100] {
+                let line = footer(which, offer(5), width);
+                assert!(
+                    line.ends_with("? help  q quit"),
+                    "{which:?} at {width}: {line}"
+                );
+                assert!(
+                    line.chars().count() <= width.max(14),
+                    "{which:?} at {width}: {line}"
+                );
+            }
+        }
+        // At 80 columns the grid's footer keeps the most needed keys, in the table's order.
+        assert_eq!(
+            footer(Footer::Grid, offer(5), 80),
+            "←↓↑→ move  1-5 year  space select  / find  w write  m map  ? help  q quit"
+        );
+    }
+
+    #[test]
+    fn keys_that_would_do_nothing_are_not_offered() {
+        // `S` shows the plan watched: without one, neither the help nor a footer names it.
+        assert!(!help(offer(5)).iter().any(|(k, _)| k == "S"));
+        let with_plan = Offer {
+            years: 5,
+            plan: true,
+            runs_going: false,
+        };
+        assert!(help(with_plan).iter().any(|(k, _)| k == "S"));
+        // `x` cancels the runs going: with none, it is not offered either.
+        assert!(!help(offer(5)).iter().any(|(k, _)| k == "x"));
+        assert!(!footer(Footer::Grid, offer(5), 400).contains("x cancel"));
+        let going = Offer {
+            runs_going: true,
+            ..offer(5)
+        };
+        assert!(footer(Footer::Grid, going, 80).contains("x cancel"));
+    }
+
+    #[test]
+    fn the_runs_panel_takes_enter_and_keeps_the_grids_keys() {
+        assert_eq!(
+            command(Scope::Runs, &key(Enter), 5),
+            Some(Command::JumpFailed)
+        );
+        assert_eq!(
+            command(Scope::Grid, &key(Enter), 5),
+            Some(Command::TileDetails)
+        );
+        assert_eq!(
+            command(Scope::Runs, &key(Char('w')), 5),
+            Some(Command::Write)
+        );
+        assert_eq!(
+            command(Scope::Runs, &key(Char('x')), 5),
+            Some(Command::Cancel)
         );
     }
 

@@ -17,6 +17,7 @@
 //!   and the terminal is restored (as far as it still exists);
 //! - reopened on the same repository, the console finds the runs going and attaches to them.
 
+mod clipboard;
 mod keys;
 pub mod state;
 pub mod update;
@@ -360,6 +361,14 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
     // Runs are found by their repository, whether or not it is open here yet.
     match action {
         Action::Quit => return,
+        Action::Copy(text) => {
+            // OSC 52: the terminal (local, or at the far end of SSH) puts it on its clipboard.
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            let _ = write!(out, "{}", clipboard::osc52(&text));
+            let _ = out.flush();
+            return;
+        }
         Action::ScanRuns => {
             let repo = rt.runs_repo.clone();
             let cube = rt.cube.as_ref().map(|c| c.key()).unwrap_or_default();
@@ -383,12 +392,9 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
                 let r = ids
                     .iter()
                     .map(|id| {
-                        tilecube::config::runs().cancel(id, CANCEL_WAIT).map(|run| {
-                            format!(
-                                "run {id}: {} ({}/{} tiles landed, {} failed)",
-                                run.state, run.tiles_done, run.tiles_total, run.failed
-                            )
-                        })
+                        tilecube::config::runs()
+                            .cancel(id, CANCEL_WAIT)
+                            .map(|run| format!("run {id}: {} ({})", run.state, run.tally()))
                     })
                     .collect::<Result<Vec<_>, _>>();
                 let _ = tx.send(Done::Cancelled(r.map_err(|e| error_chain(&e))));
@@ -402,17 +408,21 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
         // The answer goes through `update` like every other: the runtime sets no state.
         let message = "the repository is not open yet".to_string();
         let _ = tx.send(match action {
-            Action::Launch(_) => Done::Launched(Err(message)),
+            Action::Launch { .. } => Done::Launched(Err(message)),
             _ => Done::Error(message),
         });
         return;
     };
     match action {
-        Action::Quit | Action::ScanRuns | Action::WatchRuns(_) | Action::CancelRuns(_) => {}
-        Action::Launch(tiles) => {
+        Action::Quit
+        | Action::Copy(_)
+        | Action::ScanRuns
+        | Action::WatchRuns(_)
+        | Action::CancelRuns(_) => {}
+        Action::Launch { tiles, message } => {
             let settings = Arc::clone(&rt.settings);
             tokio::spawn(async move {
-                let r = launch(&settings, tiles).await;
+                let r = launch(&settings, tiles, message).await;
                 let _ = tx.send(Done::Launched(r.map_err(|e| tilecube::anyhow_chain(&e))));
             });
         }
@@ -432,7 +442,7 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             tokio::spawn(async move {
                 let r = cube.diff(&from, &to).await.map(|changed| Browse {
                     snapshot: to.clone(),
-                    message: format!("{} tiles changed", changed.len()),
+                    message: format!("{} changed", runs::plural(changed.len(), "tile")),
                     coverage: changed.clone(),
                     diff_against: Some(from.clone()),
                     changed,
@@ -443,9 +453,14 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
         Action::Tag { snapshot, name } => {
             tokio::spawn(async move {
                 let r = cube
-                    .tag(&name, &snapshot)
+                    .tag(&name, &snapshot, None)
                     .await
-                    .map(|()| format!("tagged {snapshot} as {name}"));
+                    .map(|done| match done {
+                        tilecube::cube::Released::AlreadyThere => {
+                            format!("tag {name} already names {snapshot}")
+                        }
+                        _ => format!("tagged {snapshot} as {name}"),
+                    });
                 let _ = tx.send(Done::Tagged(r.map_err(|e| error_chain(&e))));
             });
         }
@@ -476,6 +491,7 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
                         coverage: cube.coverage_of(&head).await?,
                         history: cube.history_since(&known).await?,
                         head: Some(head.to_string()),
+                        tags: cube.tags().await?,
                     })
                 }
                 .await;
@@ -488,8 +504,13 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             };
             let years = app.years.clone();
             tokio::spawn(async move {
-                let r = tilecube::ingest::check_sources(&cube, &source, &years).await;
-                let _ = tx.send(Done::Sources(r.map_err(|e| error_chain(&e))));
+                let r = match cube.coverage().await {
+                    Ok(coverage) => tilecube::ingest::check_sources(&coverage, &source, &years)
+                        .await
+                        .map_err(|e| error_chain(&e)),
+                    Err(e) => Err(error_chain(&e)),
+                };
+                let _ = tx.send(Done::Sources(r));
             });
         }
         Action::PlanStatus => {
@@ -518,6 +539,7 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
 async fn launch(
     settings: &Settings,
     tiles: Vec<(i32, tilecube::grid::TileName)>,
+    message: Option<String>,
 ) -> anyhow::Result<String> {
     use anyhow::Context;
     let cube = settings.open_cube().await?;
@@ -537,7 +559,10 @@ async fn launch(
     let plan = built
         .plan
         .context("nothing to write: every tile chosen is already written")?;
-    let worker = runs::Worker::this_binary(settings.config_path.clone())
+    let mut worker = runs::Worker::this_binary(settings.config_path.clone())
         .context("locating the tilecube binary")?;
+    if let Some(m) = message {
+        worker.flags.push(("--message".into(), m));
+    }
     Ok(tilecube::config::runs().launch(&plan, &worker).await?.id)
 }

@@ -37,6 +37,8 @@ pub enum CellState {
     Changed,
     /// Listed; whether the branch head holds it is still being read.
     Loading,
+    /// In a diff: the tile differs between the two snapshots.
+    Differs,
 }
 
 impl CellState {
@@ -56,6 +58,7 @@ impl CellState {
             Self::Inconsistent => '?',
             Self::Changed => '%',
             Self::Loading => '~',
+            Self::Differs => '◆',
         }
     }
 
@@ -71,6 +74,7 @@ impl CellState {
             Self::Inconsistent => "inconsistent",
             Self::Changed => "written; its source changed since",
             Self::Loading => "listed; reading the repository",
+            Self::Differs => "differs between the two snapshots",
         }
     }
 }
@@ -87,16 +91,29 @@ pub enum Focus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Popup {
     Help,
-    ConfirmWrite {
-        tiles: usize,
-        years: usize,
-        threads: usize,
+    /// The write's confirmation, with the commit message being typed.
+    ConfirmWrite(WriteAsk),
+    /// Cancelling the runs going: asked first.
+    ConfirmCancel {
+        runs: Vec<String>,
     },
     /// Quitting while runs are going: leave them running (the default) or cancel them.
     Leave,
     TagPrompt {
         snapshot: String,
         name: String,
+        /// Why the name typed is refused, if it is.
+        refused: Option<&'static str>,
+    },
+    /// A tile's whole story: state, source, the whole failure reason.
+    Tile {
+        year: i32,
+        tile: TileName,
+    },
+    /// Going to a tile by name: what is typed, and why it was not found.
+    Find {
+        text: String,
+        error: Option<String>,
     },
     QuickLook {
         year: i32,
@@ -104,6 +121,19 @@ pub enum Popup {
     },
     /// The scale-out plan's progress, per shard.
     Plan,
+}
+
+/// What the write's confirmation says, and the message typed in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteAsk {
+    pub tiles: usize,
+    pub years: usize,
+    pub threads: usize,
+    pub branch: String,
+    /// Tiles of the selection the branch head holds already: written again.
+    pub rewrites: usize,
+    /// The commits' message (empty: each commit names its tiles).
+    pub message: String,
 }
 
 /// The scale-out plan the console watches (opened with `--plan`).
@@ -151,6 +181,8 @@ pub struct Failure {
 pub struct Progress {
     /// When the earliest run going started (its record's word).
     pub started: Option<chrono::DateTime<chrono::Utc>>,
+    /// The runs' tiles: written, landed, failed, of total.
+    pub tally: tilecube::runs::Tally,
     pub tiles_total: usize,
     pub tiles_done: usize,
     pub pixel_bytes_done: u64,
@@ -264,6 +296,15 @@ pub struct App {
     pub map: Option<(MapKey, Result<LevelImage, String>)>,
     /// The map being read.
     pub map_reading: Option<MapKey>,
+    /// Tags by the snapshot they name.
+    pub tags: BTreeMap<String, Vec<String>>,
+    /// Runs asked to cancel, until they end.
+    pub cancelling: BTreeSet<String>,
+    /// The tiles of the last launch: what a cancelled or dead run did not land is selected
+    /// again once the head is read, so a retry is one key.
+    pub last_launch: BTreeSet<(i32, TileName)>,
+    /// A cancelled or dead run ended: re-select its tiles at the next head read.
+    pub reselect: bool,
 }
 
 /// What a map shows: a year of the branch head (at the head read) or of a browsed snapshot.
@@ -329,7 +370,49 @@ impl App {
             show_map: false,
             map: None,
             map_reading: None,
+            tags: BTreeMap::new(),
+            cancelling: BTreeSet::new(),
+            last_launch: BTreeSet::new(),
+            reselect: false,
         }
+    }
+
+    /// "no progress for 45 s" when every run going has been idle that long.
+    pub fn stall_note(&self) -> Option<String> {
+        let idle = self.active_runs().filter_map(|r| r.idle(self.now)).min()?;
+        tilecube::runs::stall_note(idle)
+    }
+
+    /// What the keys offer now (the footer and the help show only those).
+    pub fn offer(&self) -> crate::tui::keys::Offer {
+        crate::tui::keys::Offer {
+            years: self.years.len(),
+            plan: self.plan.is_some(),
+            runs_going: self.active_runs().next().is_some(),
+        }
+    }
+
+    /// The failed tiles in the grid's order (year, then row, then column).
+    pub fn failed_in_order(&self) -> Vec<(i32, TileName)> {
+        let mut keys: Vec<(i32, TileName)> = self.failed.keys().copied().collect();
+        keys.sort_by_key(|&(y, t)| {
+            let c = self.grid.cell(t).ok();
+            (y, c.map(|c| (c.row, c.col)))
+        });
+        keys
+    }
+
+    /// Put the cursor on a tile of a year of the cube; `false` if the grid has no such tile.
+    pub fn go_to(&mut self, year: i32, tile: TileName) -> bool {
+        let (Some(cell), Some(yi)) = (
+            self.grid.cell(tile).ok(),
+            self.years.iter().position(|&y| y == year),
+        ) else {
+            return false;
+        };
+        self.cursor = cell;
+        self.year_index = yi;
+        true
     }
 
     /// What the map should show now.
@@ -377,6 +460,13 @@ impl App {
     pub fn cell_state(&self, year: i32, tile: TileName) -> CellState {
         let key = (year, tile);
         if let Some(b) = &self.browse {
+            if b.diff_against.is_some() {
+                return if b.changed.contains(&key) {
+                    CellState::Differs
+                } else {
+                    CellState::NoTile
+                };
+            }
             return if b.coverage.contains(&key) {
                 CellState::Written
             } else if self.is_listed(year, tile) {
@@ -506,6 +596,10 @@ impl App {
         if ended {
             self.status_line = run_outcome(run);
             log::info!("{}", self.status_line);
+            self.cancelling.remove(&run.info.id);
+            if matches!(run.state, RunState::Cancelled | RunState::Dead) {
+                self.reselect = true;
+            }
         }
         let landed_before = previous
             .and_then(|p| p.record.as_ref())
@@ -547,6 +641,7 @@ impl App {
             p.started = Some(p.started.map_or(record.started, |a| a.min(record.started)));
             p.tiles_total += record.jobs - record.skipped.min(record.jobs);
             p.tiles_done += record.written + record.failed.len();
+            p.tally = p.tally + tilecube::runs::Tally::of(record);
             p.pixel_bytes_done += record.pixel_bytes;
             p.threads += record.threads;
             p.busy += record.running.len();
@@ -564,20 +659,20 @@ pub fn run_outcome(run: &Run) -> String {
     };
     match run.state {
         RunState::Dead => format!(
-            "run {} is dead (its worker is gone): {} tiles landed; w on the tiles resumes",
-            run.info.id, r.landed
+            "run {} is dead (its worker is gone): {}; w on the tiles resumes",
+            run.info.id,
+            run.tally()
         ),
         state => format!(
-            "write finished: {} written, {} failed{} (run {}, {} commits)",
-            r.written,
-            r.failed.len(),
+            "write {}: {} (run {}, {})",
             if state == RunState::Cancelled {
-                ", cancelled"
+                "cancelled"
             } else {
-                ""
+                "finished"
             },
+            run.tally(),
             run.info.id,
-            r.commits
+            tilecube::runs::plural(r.commits, "commit")
         ),
     }
 }

@@ -13,7 +13,7 @@ use tilecube::cube::{Commit, Coverage, LevelImage};
 use tilecube::runs::Run;
 
 use super::keys::{self, Command, Scope};
-use super::state::{App, Browse, CellState, Exit, Failure, Focus, MapKey, Popup};
+use super::state::{App, Browse, CellState, Exit, Failure, Focus, MapKey, Popup, WriteAsk};
 use tilecube::grid::{Cell, Grid, TileName};
 
 /// Everything that can happen to the console.
@@ -52,11 +52,12 @@ pub enum Done {
         year: i32,
         tiles: Result<Vec<TileName>, String>,
     },
-    /// The branch head's coverage and history, read afresh.
+    /// The branch head's coverage and history, read afresh, and the tags by snapshot.
     Refreshed {
         coverage: Coverage,
         history: Vec<Commit>,
         head: Option<String>,
+        tags: std::collections::BTreeMap<String, Vec<String>>,
     },
     /// The branch head now.
     Head(Option<String>),
@@ -83,8 +84,14 @@ pub enum Done {
 /// Work the runtime does for the console, off the UI task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Launch a run writing these tiles (year, tile).
-    Launch(Vec<(i32, TileName)>),
+    /// Launch a run writing these tiles (year, tile), its commits with this message (none:
+    /// each names its tiles).
+    Launch {
+        tiles: Vec<(i32, TileName)>,
+        message: Option<String>,
+    },
+    /// Put this text on the terminal's clipboard (OSC 52, which works over SSH).
+    Copy(String),
     /// Cancel these runs: each stops at its next strip with its finished tiles committed.
     CancelRuns(Vec<String>),
     /// Read the runs of the repository (new ones too).
@@ -271,10 +278,30 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             coverage,
             history,
             head,
+            tags,
         } => {
             app.read_back();
             app.loading = None;
             app.coverage = coverage;
+            app.tags = tags;
+            if std::mem::take(&mut app.reselect) {
+                // What a cancelled or dead run did not land is selected again: `w` retries.
+                let left: Vec<_> = app
+                    .last_launch
+                    .iter()
+                    .filter(|(y, t)| !app.coverage.is_written(*y, *t))
+                    .copied()
+                    .collect();
+                if !left.is_empty() {
+                    app.status_line = format!(
+                        "{}; {} not landed selected again: w writes {}",
+                        app.status_line,
+                        tilecube::runs::plural(left.len(), "tile"),
+                        if left.len() == 1 { "it" } else { "them" }
+                    );
+                    app.selected.extend(left);
+                }
+            }
             app.ended_unread.clear();
             app.derive_from_runs();
             app.history = history;
@@ -321,7 +348,11 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             app.browse = Some(b);
         }
         Done::Browse(Err(e)) | Done::Tagged(Err(e)) => app.status_line = format!("error: {e}"),
-        Done::Tagged(Ok(msg)) => app.status_line = msg,
+        // The tag shows in the history once read back (the coverage is cached: cheap).
+        Done::Tagged(Ok(msg)) => {
+            app.status_line = msg;
+            return vec![Action::Refresh];
+        }
         Done::QuickLook(Ok(px)) => app.quicklook = Some(px),
         Done::Map(key, r) => {
             if app.map_reading.as_ref() == Some(&key) {
@@ -352,7 +383,8 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
     }
     let scope = match app.focus {
         Focus::History => Scope::History,
-        _ => Scope::Grid,
+        Focus::Runs => Scope::Runs,
+        Focus::Grid => Scope::Grid,
     };
     let Some(command) = keys::command(scope, &key, app.years.len()) else {
         return Vec::new();
@@ -398,9 +430,21 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
             if app.browse.is_some() {
                 app.browse = None;
                 app.status_line = "back to the branch head".into();
-            } else {
+            } else if !app.selected.is_empty() {
                 app.selected.clear();
+                app.status_line = "selection cleared".into();
             }
+        }
+        Command::Copy => {
+            let text = match app.focus {
+                Focus::History => match app.history.get(app.history_index) {
+                    Some(c) => c.id.clone(),
+                    None => return Vec::new(),
+                },
+                _ => app.cursor_tile().to_string(),
+            };
+            app.status_line = format!("copied {text} (to the terminal's clipboard, OSC 52)");
+            return vec![Action::Copy(text)];
         }
         _ if scope == Scope::History => return on_history_command(app, command),
         _ => return on_grid_command(app, command),
@@ -433,6 +477,43 @@ fn move_cursor(app: &mut App, command: Command) -> bool {
     true
 }
 
+/// "12 tiles selected in 2 years" (or nothing selected).
+fn selection_line(app: &App) -> String {
+    if app.selected.is_empty() {
+        return "nothing selected".into();
+    }
+    let years: std::collections::BTreeSet<i32> = app.selected.iter().map(|(y, _)| *y).collect();
+    format!(
+        "{} selected in {}: w writes, Esc clears",
+        tilecube::runs::plural(app.selected.len(), "tile"),
+        tilecube::runs::plural(years.len(), "year")
+    )
+}
+
+/// The next tile after the cursor (this year first, then the following years, wrapping)
+/// for which `want` holds.
+fn next_tile(app: &App, want: impl Fn(i32, TileName) -> bool) -> Option<(i32, TileName)> {
+    let tiles: Vec<TileName> = app.grid.tiles().collect();
+    let here = tiles
+        .iter()
+        .position(|t| *t == app.cursor_tile())
+        .unwrap_or(0);
+    let n = app.years.len();
+    (0..=n).find_map(|k| {
+        let yi = (app.year_index + k) % n.max(1);
+        let year = *app.years.get(yi)?;
+        let order: Box<dyn Iterator<Item = usize>> = match k {
+            0 => Box::new(here + 1..tiles.len()),
+            k if k == n => Box::new(0..=here),
+            _ => Box::new(0..tiles.len()),
+        };
+        order
+            .filter_map(|i| tiles.get(i).copied())
+            .find(|&t| want(year, t))
+            .map(|t| (year, t))
+    })
+}
+
 fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
     if move_cursor(app, command) {
         return Vec::new();
@@ -440,31 +521,54 @@ fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
     let year = app.year();
     let read_only = app.browse.is_some();
     match command {
-        Command::Select if !read_only => {
+        Command::Select
+        | Command::SelectAll
+        | Command::SelectAllYears
+        | Command::SelectFailed
+        | Command::SelectChanged
+        | Command::Write
+            if read_only =>
+        {
+            app.status_line =
+                "read-only snapshot: it cannot be written; Esc returns to the head".into();
+        }
+        Command::Select => {
             let key = (year, app.cursor_tile());
             if !app.selected.remove(&key) {
                 app.selected.insert(key);
             }
+            app.status_line = selection_line(app);
         }
-        Command::SelectAll if !read_only => {
-            for t in app.grid.tiles().collect::<Vec<_>>() {
-                if app.cell_state(year, t) == CellState::Listed {
-                    app.selected.insert((year, t));
+        Command::SelectAll | Command::SelectAllYears => {
+            let years = if command == Command::SelectAll {
+                vec![year]
+            } else {
+                app.years.clone()
+            };
+            for y in years {
+                for t in app.grid.tiles().collect::<Vec<_>>() {
+                    if app.cell_state(y, t) == CellState::Listed {
+                        app.selected.insert((y, t));
+                    }
                 }
             }
+            app.status_line = selection_line(app);
         }
-        Command::SelectFailed if !read_only => {
+        Command::SelectFailed => {
             let failed: Vec<_> = app.failed.keys().copied().collect();
             app.selected.extend(failed);
+            app.status_line = selection_line(app);
         }
-        Command::SelectChanged if !read_only => {
+        Command::SelectChanged => {
             let changed: Vec<_> = app.changed.iter().copied().collect();
-            if changed.is_empty() {
-                app.status_line = "no written tile's source changed since it was written".into();
-            }
             app.selected.extend(changed);
+            app.status_line = if app.changed.is_empty() {
+                "no written tile's source changed since it was written".into()
+            } else {
+                selection_line(app)
+            };
         }
-        Command::Write if !read_only => {
+        Command::Write => {
             if app.writing {
                 app.status_line = "a write is already running".into();
             } else if app.selected.is_empty() {
@@ -473,11 +577,19 @@ fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
             } else {
                 let years: std::collections::BTreeSet<i32> =
                     app.selected.iter().map(|(y, _)| *y).collect();
-                app.popup = Some(Popup::ConfirmWrite {
+                let rewrites = app
+                    .selected
+                    .iter()
+                    .filter(|(y, t)| app.coverage.is_written(*y, *t))
+                    .count();
+                app.popup = Some(Popup::ConfirmWrite(WriteAsk {
                     tiles: app.selected.len(),
                     years: years.len(),
                     threads: app.threads,
-                });
+                    branch: app.branch.clone(),
+                    rewrites,
+                    message: String::new(),
+                }));
             }
         }
         Command::Cancel => {
@@ -485,18 +597,14 @@ fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
             if going.is_empty() {
                 app.status_line = "no run is going".into();
             } else {
-                app.status_line = format!(
-                    "cancelling run {}: running tiles stop at the next strip",
-                    going.join(", ")
-                );
-                return vec![Action::CancelRuns(going)];
+                app.popup = Some(Popup::ConfirmCancel { runs: going });
             }
         }
         Command::QuickLook => {
             let tile = app.cursor_tile();
             if matches!(
                 app.cell_state(year, tile),
-                CellState::Written | CellState::Uncommitted
+                CellState::Written | CellState::Uncommitted | CellState::Changed
             ) {
                 app.popup = Some(Popup::QuickLook { year, tile });
                 app.quicklook = None;
@@ -504,6 +612,42 @@ fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
             }
             app.status_line = format!("{year}/{tile} is not written");
         }
+        Command::TileDetails => {
+            app.popup = Some(Popup::Tile {
+                year,
+                tile: app.cursor_tile(),
+            });
+        }
+        Command::Find => {
+            app.popup = Some(Popup::Find {
+                text: String::new(),
+                error: None,
+            });
+        }
+        Command::NextFailed => match next_tile(app, |y, t| app.failed.contains_key(&(y, t))) {
+            Some((y, t)) => {
+                app.go_to(y, t);
+                app.status_line = format!("{y}/{t} failed: Enter shows why");
+            }
+            None => app.status_line = "no failed tile".into(),
+        },
+        Command::NextMissing => {
+            match next_tile(app, |y, t| app.cell_state(y, t) == CellState::Listed) {
+                Some((y, t)) => {
+                    app.go_to(y, t);
+                    app.status_line = format!("{y}/{t} is listed, not written");
+                }
+                None => app.status_line = "every listed tile is written".into(),
+            }
+        }
+        Command::JumpFailed => match app.failed_in_order().first().copied() {
+            Some((y, t)) => {
+                app.go_to(y, t);
+                app.focus = Focus::Grid;
+                app.status_line = format!("{y}/{t} failed: Enter shows why, n the next one");
+            }
+            None => app.status_line = "no failed tile".into(),
+        },
         _ => {}
     }
     Vec::new()
@@ -527,16 +671,21 @@ fn on_history_command(app: &mut App, command: Command) -> Vec<Action> {
                 app.status_line = "open a snapshot with Enter, then d on another".into();
                 return Vec::new();
             };
-            return vec![Action::Diff {
-                from: c.id.clone(),
-                to: b.snapshot.clone(),
-            }];
+            // Old → new: the history is newest first.
+            let at = |id: &str| app.history.iter().position(|h| h.id == id);
+            let (from, to) = if at(&b.snapshot) > at(&c.id) {
+                (b.snapshot.clone(), c.id.clone())
+            } else {
+                (c.id.clone(), b.snapshot.clone())
+            };
+            return vec![Action::Diff { from, to }];
         }
         Command::Tag => {
             if let Some(c) = app.history.get(app.history_index) {
                 app.popup = Some(Popup::TagPrompt {
                     snapshot: c.id.clone(),
                     name: String::new(),
+                    refused: None,
                 });
             }
         }
@@ -564,40 +713,129 @@ fn edit(text: &mut String, key: &KeyEvent) {
     }
 }
 
+/// Find's text: a tile name ("10N_020E"), or a year and a tile ("2005/10N_020E").
+fn find_tile(app: &App, text: &str) -> Result<(i32, TileName), String> {
+    let text = text.trim();
+    let (year, name) = match text.split_once('/') {
+        Some((y, n)) => match y.trim().parse::<i32>() {
+            Ok(y) if app.years.contains(&y) => (y, n.trim()),
+            _ => {
+                return Err(format!(
+                    "{y:?} is not a year of the cube ({})",
+                    app.years
+                        .iter()
+                        .map(|y| y.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        },
+        None => (app.year(), text),
+    };
+    let tile: TileName = name
+        .parse()
+        .map_err(|_| format!("{name:?} is not a tile name (like 10N_020E)"))?;
+    if app.grid.cell(tile).is_err() {
+        return Err(format!("{tile} is not a tile of this cube's grid"));
+    }
+    Ok((year, tile))
+}
+
 fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
     let years = app.years.len();
     let in_scope = |scope| keys::command(scope, &key, years);
     match popup {
-        Popup::Help | Popup::QuickLook { .. } | Popup::Plan => {
+        Popup::Help | Popup::QuickLook { .. } | Popup::Plan | Popup::Tile { .. } => {
             if in_scope(Scope::Dialog) == Some(Command::Close) {
                 app.popup = None;
             }
         }
-        Popup::ConfirmWrite { .. } => match in_scope(Scope::Confirm) {
-            Some(Command::Yes) => {
+        // A text field (the commit message): Enter writes, Esc does not, other keys edit.
+        Popup::ConfirmWrite(mut ask) => match key.code {
+            KeyCode::Enter => {
                 app.popup = None;
                 let tiles: Vec<_> = std::mem::take(&mut app.selected).into_iter().collect();
-                for t in &tiles {
-                    app.failed.remove(t);
-                }
+                app.last_launch = tiles.iter().copied().collect();
                 app.launching = tiles.iter().copied().collect();
                 app.derive_from_runs();
-                app.status_line = format!("launching a run of {} tiles", tiles.len());
-                return vec![Action::Launch(tiles)];
+                app.status_line = format!(
+                    "launching a run of {}",
+                    tilecube::runs::plural(tiles.len(), "tile")
+                );
+                let message = Some(ask.message.trim().to_string()).filter(|m| !m.is_empty());
+                return vec![Action::Launch { tiles, message }];
+            }
+            KeyCode::Esc => app.popup = None,
+            _ => {
+                edit(&mut ask.message, &key);
+                app.popup = Some(Popup::ConfirmWrite(ask));
+            }
+        },
+        Popup::ConfirmCancel { runs } => match in_scope(Scope::Confirm) {
+            Some(Command::Yes) => {
+                app.popup = None;
+                app.cancelling.extend(runs.iter().cloned());
+                app.status_line = format!(
+                    "cancelling {} {}: running tiles stop at their next strip, finished ones land",
+                    if runs.len() == 1 { "run" } else { "runs" },
+                    runs.join(", ")
+                );
+                return vec![Action::CancelRuns(runs)];
             }
             Some(Command::No) => app.popup = None,
             _ => {}
         },
-        // A text field: every key edits, Enter and Esc as in a confirmation.
-        Popup::TagPrompt { snapshot, mut name } => match key.code {
-            KeyCode::Enter if !name.trim().is_empty() => {
-                app.popup = None;
-                return vec![Action::Tag { snapshot, name }];
+        // A text field: every key edits, Enter and Esc as in a confirmation; a name the
+        // repository would refuse is said as it is typed, and Enter takes none.
+        Popup::TagPrompt {
+            snapshot, mut name, ..
+        } => match key.code {
+            KeyCode::Enter => {
+                if let Err(e) = tilecube::cube::check_tag_name(name.trim()) {
+                    app.status_line = e.to_string();
+                    let refused =
+                        tilecube::cube::tag_name_problem(name.trim()).or(Some("it is empty"));
+                    app.popup = Some(Popup::TagPrompt {
+                        snapshot,
+                        name,
+                        refused,
+                    });
+                } else {
+                    app.popup = None;
+                    let name = name.trim().to_string();
+                    return vec![Action::Tag { snapshot, name }];
+                }
             }
             KeyCode::Esc => app.popup = None,
             _ => {
                 edit(&mut name, &key);
-                app.popup = Some(Popup::TagPrompt { snapshot, name });
+                let refused = tilecube::cube::tag_name_problem(&name);
+                app.popup = Some(Popup::TagPrompt {
+                    snapshot,
+                    name,
+                    refused,
+                });
+            }
+        },
+        Popup::Find { mut text, .. } => match key.code {
+            KeyCode::Enter => match find_tile(app, &text) {
+                Ok((y, t)) => {
+                    app.popup = None;
+                    app.go_to(y, t);
+                    app.focus = Focus::Grid;
+                    app.status_line = format!("{y}/{t}: {}", app.cell_state(y, t).name());
+                }
+                Err(e) => {
+                    app.popup = Some(Popup::Find {
+                        text,
+                        error: Some(e),
+                    })
+                }
+            },
+            KeyCode::Esc => app.popup = None,
+            _ => {
+                edit(&mut text, &key);
+                app.popup = Some(Popup::Find { text, error: None });
             }
         },
         Popup::Leave => match in_scope(Scope::Leave) {
@@ -718,6 +956,7 @@ mod tests {
         update(
             &mut a,
             Msg::Done(Done::Refreshed {
+                tags: Default::default(),
                 coverage: Coverage::default(),
                 history: vec![],
                 head: Some("H".into()),
@@ -794,17 +1033,32 @@ mod tests {
         assert!(on_key(&mut a, ch('w')).is_empty());
         assert_eq!(
             a.popup,
-            Some(Popup::ConfirmWrite {
+            Some(Popup::ConfirmWrite(WriteAsk {
                 tiles: 1,
                 years: 1,
-                threads: 2
-            })
+                threads: 2,
+                branch: "main".into(),
+                rewrites: 0,
+                message: String::new(),
+            }))
         );
-        assert!(on_key(&mut a, ch('n')).is_empty());
+        assert!(on_key(&mut a, key(KeyCode::Esc)).is_empty());
         assert_eq!(a.popup, None);
+        // The confirmation takes a commit message: typed keys are its text.
         on_key(&mut a, ch('w'));
+        for c in "fix 2000".chars() {
+            on_key(&mut a, ch(c));
+        }
         let actions = on_key(&mut a, key(KeyCode::Enter));
-        assert_eq!(actions, vec![Action::Launch(vec![(2000, t("80N_170W"))])]);
+        assert_eq!(
+            actions,
+            vec![Action::Launch {
+                tiles: vec![(2000, t("80N_170W"))],
+                message: Some("fix 2000".into()),
+            }]
+        );
+        // The last reason stays until the tile is written.
+        assert!(a.failed.contains_key(&(2000, t("80N_170W"))));
         assert!(a.writing && a.selected.is_empty());
         assert_eq!(a.cell_state(2000, t("80N_170W")), CellState::Queued);
         // The launch is under way: a scan that does not show the run yet keeps the queue.
@@ -819,8 +1073,9 @@ mod tests {
             &mut a,
             Msg::Done(Done::Runs(vec![run("R1", "running", record(&[], 0))])),
         );
+        assert!(on_key(&mut a, ch('x')).is_empty(), "x asks first");
         assert_eq!(
-            on_key(&mut a, ch('x')),
+            on_key(&mut a, ch('y')),
             vec![Action::CancelRuns(vec!["R1".into()])]
         );
     }
@@ -879,6 +1134,7 @@ mod tests {
                 },
             )]
             .into(),
+            ..Default::default()
         };
         assert_eq!(a.cell_state(2000, t("80N_180W")), CellState::Written);
     }
@@ -942,7 +1198,7 @@ mod tests {
         assert!(!a.writing);
         assert_eq!(
             a.status_line,
-            "write finished: 2 written, 0 failed, cancelled (run R1, 2 commits)"
+            "write cancelled: 2/3 written, 2 landed, 0 failed (run R1, 2 commits)"
         );
         // A worker gone without a word: dead, and its unlanded tiles are not pending.
         let mut b = app();
@@ -973,6 +1229,275 @@ mod tests {
         r.written_tiles.push("2000/70N_180W".into());
         a.apply_runs(vec![run("R1", "running", r)]);
         assert!(a.failed.is_empty(), "written after all");
+    }
+
+    fn browsing(a: &mut App) {
+        a.browse = Some(Browse {
+            snapshot: "S1".into(),
+            message: "m".into(),
+            coverage: Default::default(),
+            diff_against: None,
+            changed: Default::default(),
+        });
+    }
+
+    #[test]
+    fn a_read_only_snapshot_says_why_it_takes_no_write_keys() {
+        let mut a = app();
+        browsing(&mut a);
+        for c in [' ', 'a', 'A', 'f', 'C', 'w'] {
+            a.status_line.clear();
+            assert!(on_key(&mut a, ch(c)).is_empty(), "{c}");
+            assert_eq!(
+                a.status_line, "read-only snapshot: it cannot be written; Esc returns to the head",
+                "{c}"
+            );
+            assert!(a.selected.is_empty() && a.popup.is_none(), "{c}");
+        }
+        on_key(&mut a, key(KeyCode::Esc));
+        assert!(a.browse.is_none());
+        on_key(&mut a, ch(' '));
+        assert_eq!(a.selected.len(), 1, "at the head, space selects again");
+        assert_eq!(
+            a.status_line,
+            "1 tile selected in 1 year: w writes, Esc clears"
+        );
+    }
+
+    #[test]
+    fn shift_a_selects_the_missing_tiles_of_every_year() {
+        let mut a = app();
+        a.listed
+            .insert(2005, [t("80N_180W"), t("10N_010E")].into_iter().collect());
+        on_key(&mut a, ch('A'));
+        assert_eq!(a.selected.len(), 5);
+        assert_eq!(
+            a.status_line,
+            "5 tiles selected in 2 years: w writes, Esc clears"
+        );
+        on_key(&mut a, key(KeyCode::Esc));
+        on_key(&mut a, ch('a'));
+        assert_eq!(a.selected.len(), 3, "a: this year only");
+    }
+
+    #[test]
+    fn n_and_enter_in_the_runs_panel_find_the_failed_tiles_and_slash_finds_any() {
+        let mut a = app();
+        for (y, tile) in [(2000, "70N_180W"), (2005, "10N_010E")] {
+            a.failed.insert(
+                (y, t(tile)),
+                Failure {
+                    error: "bad".into(),
+                    attempts: 1,
+                },
+            );
+        }
+        on_key(&mut a, ch('n'));
+        assert_eq!((a.year(), a.cursor_tile()), (2000, t("70N_180W")));
+        on_key(&mut a, ch('n'));
+        assert_eq!((a.year(), a.cursor_tile()), (2005, t("10N_010E")));
+        on_key(&mut a, ch('n'));
+        assert_eq!((a.year(), a.cursor_tile()), (2000, t("70N_180W")), "wraps");
+        // N: the next listed tile not written.
+        on_key(&mut a, ch('N'));
+        assert_eq!((a.year(), a.cursor_tile()), (2000, t("80N_180W")));
+        // Enter in the runs panel goes to the first failed tile, the grid focused.
+        a.focus = Focus::Runs;
+        a.cursor = Cell { col: 3, row: 3 };
+        on_key(&mut a, key(KeyCode::Enter));
+        assert_eq!((a.year(), a.cursor_tile()), (2000, t("70N_180W")));
+        assert_eq!(a.focus, Focus::Grid);
+        // Enter on the grid opens the tile's details.
+        on_key(&mut a, key(KeyCode::Enter));
+        assert_eq!(
+            a.popup,
+            Some(Popup::Tile {
+                year: 2000,
+                tile: t("70N_180W")
+            })
+        );
+        on_key(&mut a, key(KeyCode::Esc));
+        // `/` takes a name, or a year and a name; a bad one is said and the popup stays.
+        on_key(&mut a, ch('/'));
+        for c in "2005/10n_020e".chars() {
+            on_key(&mut a, ch(c));
+        }
+        on_key(&mut a, key(KeyCode::Enter));
+        assert_eq!(a.popup, None);
+        assert_eq!((a.year(), a.cursor_tile()), (2005, t("10N_020E")));
+        on_key(&mut a, ch('/'));
+        for c in "99N_000E".chars() {
+            on_key(&mut a, ch(c));
+        }
+        on_key(&mut a, key(KeyCode::Enter));
+        assert!(
+            matches!(&a.popup, Some(Popup::Find { error: Some(e), .. }) if e.contains("not a tile name")),
+            "{:?}",
+            a.popup
+        );
+        on_key(&mut a, key(KeyCode::Esc));
+        on_key(&mut a, ch('/'));
+        for c in "1999/10N_020E".chars() {
+            on_key(&mut a, ch(c));
+        }
+        on_key(&mut a, key(KeyCode::Enter));
+        assert!(
+            matches!(&a.popup, Some(Popup::Find { error: Some(e), .. }) if e.contains("not a year of the cube (2000, 2005)")),
+            "{:?}",
+            a.popup
+        );
+    }
+
+    #[test]
+    fn y_copies_the_tile_name_or_the_snapshot_id() {
+        let mut a = app();
+        assert_eq!(
+            on_key(&mut a, ch('y')),
+            vec![Action::Copy("80N_180W".into())]
+        );
+        a.history = vec![Commit {
+            id: "SNAPAAAA".into(),
+            parent: None,
+            time: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            message: "m".into(),
+            written: Default::default(),
+            init: true,
+            plan: None,
+            carried: Default::default(),
+            sources: Default::default(),
+        }];
+        a.focus = Focus::History;
+        assert_eq!(
+            on_key(&mut a, ch('y')),
+            vec![Action::Copy("SNAPAAAA".into())]
+        );
+        assert!(a.status_line.starts_with("copied SNAPAAAA"));
+    }
+
+    #[test]
+    fn x_asks_before_cancelling_and_a_cancelled_runs_tiles_are_selected_again() {
+        let mut a = app();
+        a.selected = [(2000, t("80N_180W")), (2000, t("80N_170W"))].into();
+        on_key(&mut a, ch('w'));
+        let launched = on_key(&mut a, key(KeyCode::Enter));
+        assert!(matches!(&launched[..], [Action::Launch { .. }]));
+        update(&mut a, Msg::Done(Done::Launched(Ok("R1".into()))));
+        a.apply_runs(vec![run("R1", "running", record(&["80N_180W"], 1))]);
+        // x asks; Esc keeps the run going; x then Enter cancels it.
+        assert!(on_key(&mut a, ch('x')).is_empty());
+        assert_eq!(
+            a.popup,
+            Some(Popup::ConfirmCancel {
+                runs: vec!["R1".into()]
+            })
+        );
+        on_key(&mut a, key(KeyCode::Esc));
+        assert!(a.popup.is_none() && a.cancelling.is_empty());
+        on_key(&mut a, ch('x'));
+        assert_eq!(
+            on_key(&mut a, key(KeyCode::Enter)),
+            vec![Action::CancelRuns(vec!["R1".into()])]
+        );
+        assert!(a.cancelling.contains("R1"));
+        assert!(a.status_line.starts_with("cancelling run R1"));
+        // It ends cancelled, one tile landed: once the head is read, the other is selected.
+        a.apply_runs(vec![run("R1", "cancelled", record(&["80N_180W"], 1))]);
+        assert!(a.cancelling.is_empty());
+        let mut coverage = Coverage::default();
+        coverage.tiles.insert(
+            (2000, t("80N_180W")),
+            tilecube::cube::TileState::Written {
+                chunks: 16,
+                snapshot: "S".into(),
+            },
+        );
+        update(
+            &mut a,
+            Msg::Done(Done::Refreshed {
+                tags: Default::default(),
+                coverage,
+                history: vec![],
+                head: Some("S".into()),
+            }),
+        );
+        assert_eq!(a.selected, [(2000, t("80N_170W"))].into());
+        assert!(
+            a.status_line
+                .contains("1 tile not landed selected again: w writes it"),
+            "{}",
+            a.status_line
+        );
+    }
+
+    #[test]
+    fn a_tag_name_the_repository_would_refuse_is_said_as_it_is_typed() {
+        let mut a = app();
+        a.popup = Some(Popup::TagPrompt {
+            snapshot: "S1".into(),
+            name: String::new(),
+            refused: None,
+        });
+        for c in "first release".chars() {
+            on_key(&mut a, ch(c));
+        }
+        assert!(
+            matches!(&a.popup, Some(Popup::TagPrompt { refused: Some(why), .. }) if why.contains("no spaces")),
+            "{:?}",
+            a.popup
+        );
+        assert!(
+            on_key(&mut a, key(KeyCode::Enter)).is_empty(),
+            "Enter takes none"
+        );
+        assert!(
+            a.status_line
+                .contains("tag name \"first release\" is refused")
+        );
+        for _ in 0.." release".len() {
+            on_key(&mut a, key(KeyCode::Backspace));
+        }
+        assert_eq!(
+            on_key(&mut a, key(KeyCode::Enter)),
+            vec![Action::Tag {
+                snapshot: "S1".into(),
+                name: "first".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_diff_compares_the_older_snapshot_with_the_newer() {
+        let mut a = app();
+        let commit = |id: &str| Commit {
+            id: id.into(),
+            parent: None,
+            time: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            message: "m".into(),
+            written: Default::default(),
+            init: false,
+            plan: None,
+            carried: Default::default(),
+            sources: Default::default(),
+        };
+        a.history = vec![commit("NEW"), commit("MID"), commit("OLD")];
+        a.focus = Focus::History;
+        // The newest browsed, d on the oldest; then the oldest browsed, d on the newest.
+        a.browse = Some(Browse {
+            snapshot: "NEW".into(),
+            message: "m".into(),
+            coverage: Default::default(),
+            diff_against: None,
+            changed: Default::default(),
+        });
+        a.history_index = 2;
+        let want = vec![Action::Diff {
+            from: "OLD".into(),
+            to: "NEW".into(),
+        }];
+        assert_eq!(on_key(&mut a, ch('d')), want);
+        a.browse.as_mut().unwrap().snapshot = "OLD".into();
+        a.history_index = 0;
+        assert_eq!(on_key(&mut a, ch('d')), want);
     }
 
     #[test]
@@ -1097,6 +1622,7 @@ mod tests {
         update(
             &mut a,
             Msg::Done(Done::Refreshed {
+                tags: Default::default(),
                 coverage: Coverage::default(),
                 history: vec![],
                 head: Some("H2".into()),
@@ -1153,6 +1679,7 @@ mod tests {
         let refreshed = update(
             &mut a,
             Msg::Done(Done::Refreshed {
+                tags: Default::default(),
                 coverage: Coverage::default(),
                 history: vec![],
                 head: Some("HEAD2".into()),

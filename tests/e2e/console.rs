@@ -71,11 +71,11 @@ async fn operator_writes_browses_and_quits_in_a_real_terminal() {
 
     // Select three tiles, write them.
     tmux.keys(&["Space", "l", "Space", "l", "Space", "w"]);
-    let s = tmux.wait_for("Write 3 tiles of 1 year(s) on");
+    let s = tmux.wait_for("Write 3 tiles of 1 year to branch main on");
     assert!(s.contains("80N o*o*o*"), "{s}");
     tmux.keys(&["Enter"]);
     // The write runs as a detached run; the console watches it end and the tiles land.
-    let s = tmux.wait_for("write finished: 3 written, 0 failed (run ");
+    let s = tmux.wait_for("write finished: 3/3 written, 3 landed, 0 failed (run ");
     assert!(!s.contains("80N o o o"), "{s}");
     let s = tmux.wait_for("1:2000 3/4");
     assert!(
@@ -85,7 +85,10 @@ async fn operator_writes_browses_and_quits_in_a_real_terminal() {
     // The runs panel (Tab twice) tells how the run ended, and where its log is.
     tmux.keys(&["Tab", "Tab"]);
     let s = tmux.wait_for(" runs ");
-    assert!(s.contains(" done  3/3 tiles  0 failed  1 commits"), "{s}");
+    assert!(
+        s.contains(" done: 3/3 written, 3 landed, 0 failed, 1 commit"),
+        "{s}"
+    );
     assert!(s.contains("log.txt"), "{s}");
     tmux.keys(&["Tab"]);
 
@@ -128,9 +131,11 @@ async fn operator_writes_browses_and_quits_in_a_real_terminal() {
     );
     // d on the newer snapshot: the tiles that changed between the two.
     tmux.keys(&["Up", "d"]);
+    // Old -> new, the differing tiles marked with their own glyph, the tabs counting them.
     let s = tmux.wait_for("DIFF ");
-    assert!(s.contains("(3 tiles changed)"), "{s}");
-    assert!(s.contains("80N # # # . "), "the changed tiles: {s}");
+    assert!(s.contains(": 3 tiles differ (◆)"), "{s}");
+    assert!(s.contains("80N ◆ ◆ ◆ . "), "the changed tiles: {s}");
+    assert!(s.contains("1:2000 ◆3"), "{s}");
     // t tags the selected snapshot.
     tmux.keys(&["t"]);
     tmux.wait_for("tag snapshot");
@@ -179,12 +184,12 @@ fn failed_tiles_keep_their_reason_across_restarts_and_f_w_retries_them() {
         let tmux = Tmux::start(&console_cmd(&w));
         tmux.wait_for("1:2000 0/1");
         tmux.keys(&["Space", "w"]);
-        tmux.wait_for("Write 1 tiles");
+        tmux.wait_for("Write 1 tile of");
         tmux.keys(&["Enter"]);
-        let s = tmux.wait_for("write finished: 0 written, 1 failed");
+        let s = tmux.wait_for("write finished: 0/1 written, 0 landed, 1 failed");
         assert!(s.contains("80N ! "), "{s}");
         assert!(
-            s.contains("error (1 attempts): has 3 bands; expected 1"),
+            s.contains("failed (1 attempt): has 3 bands; expected 1"),
             "{s}"
         );
         tmux.keys(&["q"]);
@@ -198,9 +203,9 @@ fn failed_tiles_keep_their_reason_across_restarts_and_f_w_retries_them() {
     assert!(s.contains("has 3 bands; expected 1"), "{s}");
     // f selects it, w retries it; success clears the failure.
     tmux.keys(&["f", "w"]);
-    tmux.wait_for("Write 1 tiles");
+    tmux.wait_for("Write 1 tile of");
     tmux.keys(&["Enter"]);
-    tmux.wait_for("write finished: 1 written, 0 failed");
+    tmux.wait_for("write finished: 1/1 written, 1 landed, 0 failed");
     let s = tmux.wait_for("1:2000 1/1");
     assert!(s.contains("80N # "), "{s}");
     assert!(!s.contains("has 3 bands"), "{s}");
@@ -304,7 +309,7 @@ fn the_console_works_on_a_repository_on_s3() {
     tmux.keys(&["a", "w"]);
     tmux.wait_for("Write 2 tiles");
     tmux.keys(&["Enter"]);
-    tmux.wait_for("write finished: 2 written, 0 failed");
+    tmux.wait_for("write finished: 2/2 written, 2 landed, 0 failed");
     let s = tmux.wait_for("1:2000 2/2");
     assert!(s.contains("80N # # "), "{s}");
     assert!(!s.contains(common::s3::SECRET_KEY), "{s}");
@@ -395,8 +400,14 @@ fn slow_remote_row(n: usize, rtt_ms: u64, config: &str) -> SlowRow {
 impl SlowRow {
     /// The console on this row's slow source.
     fn console(&self) -> String {
+        self.console_with(&[])
+    }
+
+    /// The console with more environment (its runs' workers inherit it).
+    fn console_with(&self, env: &[(&str, String)]) -> String {
+        let exports: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
         format!(
-            "TILECUBE_DATA_DIR={} {} --config {} --source {} tui; echo CONSOLE-EXITED $?; {TTY_CHECK}; sleep 60",
+            "{exports}TILECUBE_DATA_DIR={} {} --config {} --source {} tui; echo CONSOLE-EXITED $?; {TTY_CHECK}; sleep 60",
             self.w.dir.path().join("data").display(),
             env!("CARGO_BIN_EXE_tilecube"),
             self.w.dir.path().join("config.toml").display(),
@@ -406,12 +417,17 @@ impl SlowRow {
 
     /// Open the console and launch a run of every listed tile.
     fn launch_from_console(&self) -> Tmux {
-        let tmux = Tmux::start(&self.console());
+        self.launch_from_console_with(&[])
+    }
+
+    /// The same, the console (and so its run's worker) started with more environment.
+    fn launch_from_console_with(&self, env: &[(&str, String)]) -> Tmux {
+        let tmux = Tmux::start(&self.console_with(env));
         tmux.wait_for(&format!("1:2000 0/{}", self.names.len()));
         tmux.keys(&["a", "w"]);
         tmux.wait_for(&format!("Write {} tiles", self.names.len()));
         tmux.keys(&["Enter"]);
-        tmux.wait_for("writing ");
+        tmux.wait_for("writing: ");
         tmux
     }
 }
@@ -475,21 +491,25 @@ fn a_run_launched_from_the_console_outlives_its_terminal() {
     // The terminal goes away as with a dropped SSH link: `tmux kill-server` closes the pty
     // and hangs up the console while its run writes. The run is not the console's: its
     // worker finishes, and the cube holds every tile, pixel for pixel.
+    // The worker is held before its commit, so it cannot end before it is looked at.
     let row = slow_remote_row(6, 150, "threads = 1\n");
-    let tmux = row.launch_from_console();
+    let tmux = row.launch_from_console_with(&row.w.hold_env("chunks-uploaded#1"));
     let console = tmux.console_pid();
+    row.w.wait_held("chunks-uploaded", 1);
     let r = wait_run(&row.w, "running", |r| r["state"] == "running");
-    assert!(
-        r["tiles_done"].as_u64().unwrap_or(0) < 6,
-        "the run ended before the kill: {r}"
-    );
+    assert_eq!(r["tiles_done"], 0, "nothing landed before the kill: {r}");
     tmux.cmd(&["kill-server"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::path::Path::new(&format!("/proc/{console}")).exists() {
         assert!(Instant::now() < deadline, "the console did not leave");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(alive(&r), "the worker goes on without the console: {r}");
+    assert!(
+        alive(&r),
+        "the worker goes on without the console: {r}\nits log:\n{}",
+        std::fs::read_to_string(r["log"].as_str().unwrap_or_default()).unwrap_or_default()
+    );
+    row.w.release("chunks-uploaded", 1);
     let r = wait_run(&row.w, "ended", |r| {
         r["state"] != "running" && r["state"] != "starting"
     });
@@ -505,7 +525,7 @@ fn reopening_the_console_attaches_to_the_run_and_x_cancels_it() {
     // q asks; Esc stays; q then Enter leaves the run going.
     tmux.keys(&["q"]);
     let s = tmux.wait_for("leave running and quit");
-    assert!(s.contains("run(s) going"), "{s}");
+    assert!(s.contains("1 run going: "), "{s}");
     tmux.keys(&["Escape"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while tmux.screen().contains("leave running") {
@@ -527,9 +547,9 @@ fn reopening_the_console_attaches_to_the_run_and_x_cancels_it() {
 
     // Another console on the same repository finds the run and shows it moving.
     let tmux = Tmux::start(&row.console());
-    let first = tmux.wait_for("writing ");
+    let first = tmux.wait_for("writing: ");
     let done_of = |s: &str| -> Option<usize> {
-        let line = s.lines().find(|l| l.starts_with("writing "))?;
+        let line = s.lines().find(|l| l.starts_with("writing: "))?;
         line.split_whitespace()
             .nth(1)?
             .split('/')
@@ -552,10 +572,17 @@ fn reopening_the_console_attaches_to_the_run_and_x_cancels_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(moving.contains("queue "), "{moving}");
-    // x cancels it: it stops at its next strip, its finished tiles committed.
+    assert!(moving.contains(" busy"), "{moving}");
+    // x asks first (Esc keeps the run going), then cancels it: it stops at its next strip,
+    // its finished tiles committed.
     tmux.keys(&["x"]);
-    let s = tmux.wait_for(", cancelled (run ");
+    let s = tmux.wait_for("Cancel 1 run going (");
+    assert!(s.contains("Enter/y: cancel them"), "{s}");
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["x"]);
+    tmux.wait_for("Cancel 1 run going (");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("write cancelled: ");
     let r = wait_run(&row.w, "cancelled", |r| r["state"] == "cancelled");
     let landed = r["tiles_done"].as_u64().unwrap() as usize;
     assert!((1..10).contains(&landed), "{r}");
@@ -590,7 +617,7 @@ fn two_consoles_on_one_run_show_the_same_tiles_done() {
     row.w.wait_held("chunks-uploaded", 3);
     // While it is going, at one and the same record: the same grid and the same progress line.
     let held = |t: &Tmux| {
-        t.wait_for("writing 6/6 tiles");
+        t.wait_for("writing: 6/6 written, 4 landed, 0 failed");
         let s = t.wait_for("1:2000 4/6");
         (row_80n(&s, 6), progress_line(&s), s)
     };
@@ -602,13 +629,13 @@ fn two_consoles_on_one_run_show_the_same_tiles_done() {
     assert!(
         line_a
             .as_deref()
-            .is_some_and(|l| l.starts_with("writing 6/6 tiles")),
+            .is_some_and(|l| l.starts_with("writing: 6/6 written, 4 landed, 0 failed")),
         "{a}"
     );
     row.w.release("chunks-uploaded", 3);
     // Both see it end, with the same tiles in the same states.
-    one.wait_for("write finished: 6 written, 0 failed (run ");
-    let b = two.wait_for("write finished: 6 written, 0 failed (run ");
+    one.wait_for("write finished: 6/6 written, 6 landed, 0 failed (run ");
+    let b = two.wait_for("write finished: 6/6 written, 6 landed, 0 failed (run ");
     let a = one.wait_for("1:2000 6/6");
     let b2 = two.wait_for("1:2000 6/6");
     assert_eq!(row_80n(&a, 6), row_80n(&b2, 6), "{a}\n{b}");
@@ -629,7 +656,7 @@ fn two_consoles_on_one_run_show_the_same_tiles_done() {
 fn progress_line(screen: &str) -> Option<String> {
     screen
         .lines()
-        .find(|l| l.contains("writing "))
+        .find(|l| l.contains("writing: "))
         .map(|l| l.trim_end().to_string())
 }
 
@@ -691,7 +718,7 @@ fn commit_minutes_checkpoints_the_consoles_runs() {
     tmux.wait_for("Write 10 tiles");
     let started = chrono::Utc::now();
     tmux.keys(&["Enter"]);
-    tmux.wait_for("write finished: 10 written");
+    tmux.wait_for("write finished: 10/10 written, 10 landed, 0 failed");
     tmux.wait_for("1:2000 10/10");
     let checkpoints = w.written_by_commit(2000);
     assert!(

@@ -259,7 +259,7 @@ async fn no_credential_reaches_the_coverage_cache_of_an_s3_repository() {
     tmux.keys(&["Down", "Enter"]);
     tmux.wait_for("READ-ONLY SNAPSHOT");
     tmux.keys(&["Up", "d"]);
-    tmux.wait_for("(1 tiles changed)");
+    tmux.wait_for(": 1 tile differs (◆)");
     tmux.keys(&["q"]);
     tmux.wait_for("CONSOLE-EXITED 0");
     drop(tmux);

@@ -21,6 +21,7 @@ mod integrity;
 mod layouts;
 mod map;
 mod memory;
+mod operator_day;
 mod overviews;
 mod python_readback;
 mod readahead;

@@ -2,6 +2,9 @@
 //! --json` lists them per commit), and `write --message` gives a write's commits the
 //! operator's message while each still records its own tiles — in the foreground and as a
 //! plan's shard (a detached run passes `--message` to its worker as it passes `--threads`).
+//! A tag's message (release notes) is kept in a spec-2 repository's metadata and shown by
+//! `log`; a spec-1 repository refuses it before tagging; names a shell or Icechunk would choke
+//! on are refused by name, with the reason.
 
 use crate::common;
 
@@ -79,6 +82,75 @@ fn tags_name_snapshots_for_good_and_log_shows_them() {
         "{err}"
     );
     assert_eq!(log(&w).len(), commits.len(), "no commit made by tagging");
+}
+
+#[test]
+fn a_tags_message_is_kept_and_odd_names_are_refused_before_anything_is_written() {
+    let w = Work::new();
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init", "--spec-version", "2"]);
+    w.ok(&["write", "--year", "2000", "--tiles", &names[0]]);
+    let head = log(&w)[0]["id"].as_str().unwrap().to_string();
+    let notes = "GLAD v2.0: all five years, tiles as published";
+    assert_eq!(
+        w.ok(&["tag", "v2.0", "--message", notes]).trim(),
+        format!("tagged {head} as v2.0")
+    );
+    // A tag without a message sits beside it; log shows both, the message quoted.
+    w.ok(&["tag", "reviewed"]);
+    let text = w.ok(&["log"]);
+    assert!(
+        text.contains(&format!("(tag: reviewed, v2.0: {notes:?})")),
+        "{text}"
+    );
+    let c = &log(&w)[0];
+    assert_eq!(c["tags"], serde_json::json!(["reviewed", "v2.0"]));
+    assert_eq!(c["tag_messages"], serde_json::json!({ "v2.0": notes }));
+    // The same name on the same snapshot: the message is replaced (or nothing to do).
+    assert_eq!(
+        w.ok(&["tag", "v2.0", "--message", "GLAD v2.0 (notes fixed)"])
+            .trim(),
+        format!("tag v2.0 (on {head}): message set")
+    );
+    assert_eq!(
+        log(&w)[0]["tag_messages"]["v2.0"],
+        "GLAD v2.0 (notes fixed)"
+    );
+    assert!(w.ok(&["tag", "reviewed"]).contains("already names"));
+
+    // Names refused by name and reason, and nothing tagged.
+    for (bad, why) in [
+        ("first release", "no spaces"),
+        ("v1/rc", "slashes"),
+        ("_v1", "start with a letter or a digit"),
+        ("v1..2", "'..'"),
+    ] {
+        let out = w.run(&["tag", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("tag name {bad:?} is refused")) && err.contains(why),
+            "{bad}: {err}"
+        );
+    }
+    assert_eq!(log(&w)[0]["tags"], serde_json::json!(["reviewed", "v2.0"]));
+
+    // A spec-1 repository has no metadata of its own: a message is refused, no tag made.
+    let w1 = Work::new();
+    w1.listed_tiles(2000, &names);
+    w1.ok(&["init", "--spec-version", "1"]);
+    w1.ok(&["write", "--year", "2000", "--tiles", &names[0]]);
+    let out = w1.run(&["tag", "v1.0", "--message", "notes"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a tag's message is kept in the repository's own metadata, which a spec-1 repository does not have"),
+        "{err}"
+    );
+    assert_eq!(log(&w1)[0]["tags"], serde_json::json!([]), "no tag made");
+    w1.ok(&["tag", "v1.0"]);
+    assert_eq!(log(&w1)[0]["tags"], serde_json::json!(["v1.0"]));
 }
 
 #[test]

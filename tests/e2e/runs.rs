@@ -137,11 +137,21 @@ async fn a_detached_write_outlives_the_terminal_that_launched_it() {
     let id = r["id"].as_str().expect("id");
     let log = w.ok(&["runs", "log", id]);
     assert!(log.contains("6 tiles written"), "{log}");
+    // One vocabulary: written, landed, failed, of all.
     let listed = w.ok(&["runs"]);
-    assert!(
-        listed.contains(id) && listed.contains("done") && listed.contains("6/6"),
+    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header[..6],
+        ["id", "state", "written", "landed", "failed", "of"],
         "{listed}"
     );
+    let row: Vec<&str> = listed
+        .lines()
+        .find(|l| l.starts_with(id))
+        .expect("the run's row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1..6], ["done", "6", "6", "0", "6"], "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

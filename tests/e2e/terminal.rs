@@ -39,7 +39,7 @@ fn a_panic_in_the_console_restores_the_terminal_and_tells_the_panic() {
     assert_eq!(pane_flag(&tmux, "cursor_flag"), "0", "{}", tmux.screen());
     // Keys other than the trigger leave it running: `?` opens the help, Esc closes it.
     tmux.keys(&["?"]);
-    tmux.wait_for("select / unselect the tile");
+    tmux.wait_for("select / unselect tile");
     tmux.keys(&["Escape"]);
     tmux.wait_for("←↓↑→ move");
 

@@ -284,7 +284,7 @@ fn the_console_shows_changed_tiles_counts_them_and_c_selects_them() {
     tmux.keys(&["Right"]);
     tmux.wait_for("(changed since written)");
     tmux.keys(&["C", "w"]);
-    tmux.wait_for("Write 1 tiles");
+    tmux.wait_for("Write 1 tile of");
     tmux.keys(&["Escape", "q"]);
     tmux.wait_for("CONSOLE-EXITED 0");
 }

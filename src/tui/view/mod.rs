@@ -42,6 +42,7 @@ fn color_of(state: CellState) -> Color {
         CellState::Inconsistent => Color::Magenta,
         CellState::Changed => Color::LightYellow,
         CellState::Loading => Color::DarkGray,
+        CellState::Differs => Color::LightMagenta,
     }
 }
 
@@ -53,9 +54,15 @@ fn style(app: &App, color: Color) -> Style {
     }
 }
 
+/// The smallest terminal the console draws in.
+pub const MIN_SIZE: (u16, u16) = (80, 24);
+
 /// Draw the whole screen.
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
+    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
+        return draw_too_small(frame, area);
+    }
     let wide = area.width >= grid_width(app) + 40 && area.height >= 24;
     let cell = cell_size(area, app);
     let rows = Layout::default()
@@ -125,7 +132,24 @@ pub fn draw(frame: &mut Frame, app: &App) {
             draw_history(frame, app, side[2]);
         }
     } else {
-        draw_tiles(frame, app, rows[2], cell);
+        // Room right of the grid (100 columns and more): the year's tiles by state.
+        let grid_w = grid_width(app) + 3;
+        let (grid_area, beside) = if rows[2].width >= grid_w + LEGEND_NARROW_WIDTH {
+            let cols = Layout::default()
+                .direction(Direction::Horizontal)
+                .constraints([
+                    Constraint::Length(grid_w),
+                    Constraint::Min(LEGEND_NARROW_WIDTH),
+                ])
+                .split(rows[2]);
+            (cols[0], Some(cols[1]))
+        } else {
+            (rows[2], None)
+        };
+        draw_tiles(frame, app, grid_area, cell);
+        if let Some(beside) = beside {
+            draw_legend_narrow(frame, app, beside);
+        }
         let panel = rows[3];
         draw_status(frame, app, Rect { height: 1, ..panel });
         let rest = Rect {
@@ -134,6 +158,15 @@ pub fn draw(frame: &mut Frame, app: &App) {
             ..panel
         };
         match app.focus {
+            // A taller terminal (30 rows and more) shows the runs under the tile.
+            Focus::Grid if rest.height >= 11 => {
+                let parts = Layout::default()
+                    .direction(Direction::Vertical)
+                    .constraints([Constraint::Min(5), Constraint::Length(6)])
+                    .split(rest);
+                draw_details(frame, app, parts[0]);
+                draw_runs(frame, app, parts[1]);
+            }
             Focus::Grid => draw_details(frame, app, rest),
             Focus::Runs if app.show_logs && rest.height > 6 => {
                 let parts = Layout::default()
@@ -153,16 +186,46 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
 }
 
+/// A terminal smaller than [`MIN_SIZE`]: say so rather than draw a clipped grid (`q` still
+/// quits; a resize redraws).
+fn draw_too_small(frame: &mut Frame, area: Rect) {
+    let text = vec![
+        Line::from("terminal too small"),
+        Line::from(format!(
+            "the console needs {}x{}; this one is {}x{}",
+            MIN_SIZE.0, MIN_SIZE.1, area.width, area.height
+        )),
+        Line::from("enlarge it, or q to quit"),
+    ];
+    let h = (text.len() as u16).min(area.height);
+    let rect = Rect {
+        y: area.y + area.height.saturating_sub(h) / 2,
+        height: h,
+        ..area
+    };
+    frame.render_widget(
+        Paragraph::new(text)
+            .alignment(ratatui::layout::Alignment::Center)
+            .wrap(Wrap { trim: true }),
+        rect,
+    );
+}
+
 fn draw_title(frame: &mut Frame, app: &App, area: Rect) {
     let mut spans = vec![];
     // A browsed snapshot's banner comes first, so it shows however narrow the terminal.
     if let Some(b) = &app.browse {
         let what = match &b.diff_against {
-            Some(other) => format!(
-                "DIFF {}..{} ({}) Esc: head",
-                short(other),
+            Some(older) => format!(
+                "DIFF {} -> {}: {} {} (◆) Esc: head",
+                short(older),
                 short(&b.snapshot),
-                b.message
+                tilecube::runs::plural(b.changed.len(), "tile"),
+                if b.changed.len() == 1 {
+                    "differs"
+                } else {
+                    "differ"
+                }
             ),
             None => format!(
                 "READ-ONLY SNAPSHOT {} \"{}\" Esc: head",
@@ -190,11 +253,18 @@ fn short(id: &str) -> &str {
 
 fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
     let mut spans = vec![];
+    let diff = app.browse.as_ref().filter(|b| b.diff_against.is_some());
     for (i, &y) in app.years.iter().enumerate() {
         let (w, l) = app.completeness(y);
-        let text = match app.loading {
-            Some(_) => format!(" {}:{y} …/{l} ", i + 1),
-            None => format!(" {}:{y} {w}/{l} ", i + 1),
+        let text = match (diff, &app.loading) {
+            // A diff counts the tiles that differ in each year.
+            (Some(b), _) => format!(
+                " {}:{y} ◆{} ",
+                i + 1,
+                b.changed.iter().filter(|(yy, _)| *yy == y).count()
+            ),
+            (None, Some(_)) => format!(" {}:{y} …/{l} ", i + 1),
+            (None, None) => format!(" {}:{y} {w}/{l} ", i + 1),
         };
         let s = if i == app.year_index {
             Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD)
@@ -224,21 +294,30 @@ const PANELS_MIN_WIDTH: u16 = 40;
 
 fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     let now = app.now;
-    let text = if app.writing {
-        let p = &app.progress;
-        let eta = p
-            .eta(now)
-            .map(|d| format!("{}s", d.as_secs()))
-            .unwrap_or_else(|| "-".into());
+    let text = if app.writing && !app.cancelling.is_empty() {
         format!(
-            "writing {}/{} tiles  {:.0} MB/s  ETA {eta}  threads {}/{} busy  queue {}",
-            p.tiles_done,
-            p.tiles_total,
-            p.mb_per_s(now),
-            p.busy.min(p.threads),
-            p.threads,
-            app.queued.len()
+            "cancelling: {}  (running tiles stop at their next strip)",
+            app.progress.tally
         )
+    } else if app.writing {
+        let p = &app.progress;
+        match app.stall_note() {
+            // Stalled: no rate and no time left to show, only how long nothing moved.
+            Some(note) => format!("writing: {}  {note}", p.tally),
+            None => {
+                let eta = p
+                    .eta(now)
+                    .map(|d| format!("{}s", d.as_secs()))
+                    .unwrap_or_else(|| "-".into());
+                format!(
+                    "writing: {}  {:.0} MB/s  ETA {eta}  {}/{} busy",
+                    p.tally,
+                    p.mb_per_s(now),
+                    p.busy.min(p.threads),
+                    p.threads,
+                )
+            }
+        }
     } else if let Some(what) = &app.loading {
         format!("loading: {what}…")
     } else {
@@ -260,10 +339,11 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
     let which = match app.focus {
         Focus::History => Footer::History,
         _ if app.browse.is_some() => Footer::Browse,
-        _ => Footer::Grid,
+        Focus::Runs => Footer::Runs,
+        Focus::Grid => Footer::Grid,
     };
     frame.render_widget(
-        Paragraph::new(keys::footer(which, app.years.len()))
+        Paragraph::new(keys::footer(which, app.offer(), area.width as usize))
             .style(Style::default().add_modifier(Modifier::DIM)),
         area,
     );
@@ -321,6 +401,7 @@ mod tests {
                 },
             )]
             .into(),
+            ..Default::default()
         };
         let mut w = WrittenTiles::new();
         w.entry(2000).or_default().insert(t("80N_170W"), 1);
@@ -513,6 +594,193 @@ mod tests {
             },
         );
         both("failed", &a);
+    }
+
+    /// A GDAL failure as a run records it: the cause, then GDAL's earlier messages.
+    const GDAL_FAILURE: &str = "reading rows 0..400: CPL error class: '3', error number: 1: TIFFReadEncodedStrip() failed (GDAL said before: 20S_060W.tif: Read error at scanline 399; got 1462 bytes, expected 1637)";
+
+    #[test]
+    fn a_failure_reason_is_shown_whole_and_enter_opens_it() {
+        let mut a = app();
+        a.failed.insert(
+            (2000, t("80N_180W")),
+            Failure {
+                error: GDAL_FAILURE.into(),
+                attempts: 3,
+            },
+        );
+        // The panel at 80x24 ends with the cause (it comes before the source line).
+        let small = render(&a, 80, 24);
+        assert!(small.contains("got 1462 bytes, expected 1637)"), "{small}");
+        both("failed_long", &a);
+        a.popup = Some(Popup::Tile {
+            year: 2000,
+            tile: t("80N_180W"),
+        });
+        let popup = render(&a, 80, 24);
+        assert!(popup.contains("expected 1637)"), "{popup}");
+        both("tile_popup", &a);
+    }
+
+    #[test]
+    fn a_stalled_run_says_so_where_the_rate_was() {
+        use tilecube::scaleout::ShardRecord;
+        let mut a = app();
+        let t0 = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let record = ShardRecord {
+            jobs: 1295,
+            written: 470,
+            landed: 400,
+            threads: 2,
+            started: t0,
+            progressed: Some(t0 + chrono::Duration::seconds(60)),
+            ..Default::default()
+        };
+        a.apply_runs(vec![crate::tui::state::fixtures::run(
+            "7c1e0a9b3f21",
+            "running",
+            record,
+        )]);
+        a.now = t0 + chrono::Duration::seconds(80);
+        let moving = render(&a, 80, 24);
+        assert!(
+            moving.contains("writing: 470/1295 written, 400 landed, 0 failed  "),
+            "{moving}"
+        );
+        assert!(!moving.contains("no progress"), "{moving}");
+        a.now = t0 + chrono::Duration::seconds(60 + 45);
+        let stalled = render(&a, 80, 24);
+        assert!(stalled.contains("no progress for 45 s"), "{stalled}");
+        assert!(!stalled.contains("ETA"), "{stalled}");
+        both("stalled", &a);
+        // The quit dialog counts in the same words.
+        a.popup = Some(Popup::Leave);
+        let quit = render(&a, 80, 24);
+        assert!(
+            quit.contains("1 run going: 470/1295 written, 400 landed, 0 failed."),
+            "{quit}"
+        );
+    }
+
+    #[test]
+    fn an_ocean_cell_says_only_that_the_source_has_no_tile() {
+        let mut a = app();
+        a.source =
+            Some(tilecube::source::Source::new("/data/glad", &Preset::glad().source).unwrap());
+        a.cursor = tilecube::grid::Cell { col: 5, row: 7 };
+        let s = render(&a, 80, 24);
+        assert!(s.contains("the source lists no tile here for 2000"), "{s}");
+        assert!(!s.contains("chunks 0/"), "{s}");
+        assert!(!s.contains("/data/glad"), "{s}");
+        both("ocean", &a);
+    }
+
+    #[test]
+    fn history_shows_tags_position_and_the_chosen_message_whole() {
+        let mut a = with_history(app());
+        a.focus = Focus::History;
+        a.history_index = 2;
+        a.tags.insert(a.history[2].id.clone(), vec!["v1.0".into()]);
+        a.tags.insert(
+            a.history[0].id.clone(),
+            vec!["latest".into(), "v1.1".into()],
+        );
+        let s = render(&a, 80, 24);
+        assert!(s.contains(" history 3/32 "), "{s}");
+        assert!(s.contains("(v1.0) write 12 tiles"), "{s}");
+        assert!(
+            s.contains(&format!("{} (tag: v1.0): write 12 tiles", a.history[2].id)),
+            "{s}"
+        );
+        both("history_tags", &a);
+    }
+
+    #[test]
+    fn below_80x24_the_console_says_the_terminal_is_too_small() {
+        let s = render(&app(), 60, 20);
+        assert!(s.contains("terminal too small"), "{s}");
+        assert!(s.contains("needs 80x24; this one is 60x20"), "{s}");
+        insta::assert_snapshot!("too_small_60x20", s);
+    }
+
+    #[test]
+    fn at_100x30_the_legend_and_the_runs_use_the_room() {
+        let mut a = app();
+        a.failed.insert(
+            (2000, t("80N_180W")),
+            Failure {
+                error: "has 3 bands; expected 1".into(),
+                attempts: 1,
+            },
+        );
+        let s = render(&a, 100, 30);
+        assert!(s.contains(" ! failed"), "the legend beside the grid:\n{s}");
+        assert!(s.contains(" runs "), "the runs under the tile:\n{s}");
+        insta::assert_snapshot!("room_100x30", s);
+        // The room beside the grid is used: a row of the legend beside each of the grid's
+        // first ten rows.
+        let beside = s
+            .lines()
+            .skip(2)
+            .take(10)
+            .filter(|l| l.chars().count() > 82)
+            .count();
+        assert_eq!(beside, 10, "{s}");
+    }
+
+    #[test]
+    fn dialogs_say_what_they_do() {
+        let mut a = app();
+        a.popup = Some(Popup::ConfirmWrite(crate::tui::state::WriteAsk {
+            tiles: 3,
+            years: 1,
+            threads: 2,
+            branch: "main".into(),
+            rewrites: 1,
+            message: "fix 2000".into(),
+        }));
+        let s = render(&a, 80, 24);
+        assert!(
+            s.contains("Write 3 tiles of 1 year to branch main on 2 threads?"),
+            "{s}"
+        );
+        assert!(s.contains("1 of them is written already"), "{s}");
+        assert!(s.contains("commit message: fix 2000_"), "{s}");
+        both("confirm_write", &a);
+        let record = tilecube::scaleout::ShardRecord {
+            jobs: 10,
+            written: 5,
+            landed: 4,
+            ..Default::default()
+        };
+        a.apply_runs(vec![crate::tui::state::fixtures::run(
+            "7c1e0a9b3f21",
+            "running",
+            record,
+        )]);
+        a.popup = Some(Popup::ConfirmCancel {
+            runs: vec!["7c1e0a9b3f21".into()],
+        });
+        let s = render(&a, 80, 24);
+        assert!(s.contains("Cancel 1 run going (7c1e0a9b3f21)?"), "{s}");
+        assert!(
+            s.contains("So far: 5/10 written, 4 landed, 0 failed."),
+            "{s}"
+        );
+        both("confirm_cancel", &a);
+        a.popup = Some(Popup::TagPrompt {
+            snapshot: "SNAPAAAAAAAAAAAAAAAA".into(),
+            name: "first release".into(),
+            refused: tilecube::cube::tag_name_problem("first release"),
+        });
+        let s = render(&a, 80, 24);
+        assert!(s.contains("refused: only letters, digits"), "{s}");
+        both("tag_refused", &a);
+        a.popup = Some(Popup::Find {
+            text: "99N_000E".into(),
+            error: Some("\"99N_000E\" is not a tile name (like 10N_020E)".into()),
+        });
+        both("find", &a);
     }
 
     #[test]

@@ -16,6 +16,67 @@ pub(super) const SUMMARY_STATES: [CellState; 9] = [
     CellState::NoTile,
 ];
 
+/// The narrowest the legend right of an 80-column grid is drawn.
+pub(super) const LEGEND_NARROW_WIDTH: u16 = 20;
+
+/// The legend right of the grid on a terminal of 100 columns or so: each state's glyph and
+/// how many of the year's tiles are in it (with the map: the classes).
+pub(super) fn draw_legend_narrow(frame: &mut Frame, app: &App, area: Rect) {
+    let mut lines = vec![Line::from(format!(" {}", app.year()))];
+    if app.show_map {
+        for class in tilecube::legend::classes() {
+            let swatch = if app.color {
+                Span::styled(
+                    "██",
+                    style(app, crate::tui::widgets::legend_color(class.from)),
+                )
+            } else {
+                let g = crate::tui::widgets::shade(class.from);
+                Span::raw(format!("{g}{g}"))
+            };
+            lines.push(Line::from(vec![
+                swatch,
+                Span::raw(format!(" {}", class.label)),
+            ]));
+        }
+    } else {
+        let year = app.year();
+        for state in SUMMARY_STATES {
+            let n = app
+                .grid
+                .tiles()
+                .filter(|t| {
+                    std::mem::discriminant(&app.cell_state(year, *t))
+                        == std::mem::discriminant(&state)
+                })
+                .count();
+            let glyph = match state {
+                CellState::Running { .. } => '5',
+                s => s.glyph(),
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {glyph}"), style(app, color_of(state))),
+                Span::raw(format!(" {:<13}{n:>4}", short_name(state))),
+            ]));
+        }
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// A state's name in the legends.
+fn short_name(state: CellState) -> &'static str {
+    match state {
+        CellState::Running { .. } => "running",
+        CellState::Uncommitted => "not committed",
+        CellState::Written => "written",
+        CellState::Inconsistent => "inconsistent",
+        CellState::Changed => "src changed",
+        CellState::NoTile => "no tile",
+        CellState::Listed => "listed",
+        other => other.name(),
+    }
+}
+
 /// The legend panel: with the map, each class's colour (or shading glyph) and name; with
 /// the grid, each tile state's glyph and how many tiles of each year are in it.
 pub(super) fn draw_legend(frame: &mut Frame, app: &App, area: Rect) {
@@ -93,6 +154,22 @@ pub(super) fn draw_legend(frame: &mut Frame, app: &App, area: Rect) {
 pub(super) fn draw_details(frame: &mut Frame, app: &App, area: Rect) {
     let year = app.year();
     let tile = app.cursor_tile();
+    let lines = tile_lines(app, year, tile, false);
+    let p = Paragraph::new(lines)
+        .wrap(Wrap { trim: true })
+        .block(panel(" tile (Enter: all of it) ", app.focus == Focus::Grid));
+    frame.render_widget(p, area);
+}
+
+/// What the console says of a tile: its state first, then why it failed (the whole
+/// reason: the panel wraps it, and it comes before what matters less), then its source and
+/// chunks. A cell with no tile says only that. `full`: the popup's, with the attempts.
+pub(super) fn tile_lines(
+    app: &App,
+    year: i32,
+    tile: tilecube::grid::TileName,
+    full: bool,
+) -> Vec<Line<'static>> {
     let state = app.cell_state(year, tile);
     let (w, s, e, n) = app.grid.bounds(tile);
     let mut lines = vec![Line::from(vec![
@@ -103,6 +180,40 @@ pub(super) fn draw_details(frame: &mut Frame, app: &App, area: Rect) {
         Span::raw(format!("  {}  ", state.name())),
         Span::raw(format!("bounds {w} {s} {e} {n}")),
     ])];
+    // With the map: which level it is drawn from (one short line).
+    if app.show_map && !full {
+        lines.push(Line::from(match app.map_image() {
+            Some(Ok(m)) => format!(
+                "map: {year} from level {} (1:{}), {}×{} px",
+                m.level, m.factor, m.width, m.height
+            ),
+            Some(Err(e)) => format!("map: {e}"),
+            None => format!("map: reading {year}…"),
+        }));
+    }
+    if state == CellState::NoTile && !app.failed.contains_key(&(year, tile)) {
+        if app.browse.is_none() {
+            lines.push(Line::from(format!(
+                "the source lists no tile here for {year} (ocean, or not published)"
+            )));
+        }
+        return lines;
+    }
+    if let Some(f) = app.failed.get(&(year, tile)) {
+        let when = if state == CellState::Failed {
+            "failed"
+        } else {
+            "last attempt failed"
+        };
+        let attempts = tilecube::runs::plural(f.attempts as usize, "attempt");
+        lines.push(Line::styled(
+            format!("{when} ({attempts}): {}", f.error),
+            style(app, Color::Red),
+        ));
+        if full {
+            lines.push(Line::from(""));
+        }
+    }
     if let Some(src) = &app.source_of(year, tile) {
         let note = if app.source_unknown.contains(&(year, tile)) {
             "  (source unknown: written before sources were recorded)"
@@ -122,39 +233,68 @@ pub(super) fn draw_details(frame: &mut Frame, app: &App, area: Rect) {
         .map(|s| format!("  written by {}", short(s)))
         .unwrap_or_default();
     lines.push(Line::from(format!("{chunks}{by}")));
-    if app.show_map {
-        lines.push(Line::from(match app.map_image() {
-            Some(Ok(m)) => format!(
-                "map: {year} from level {} (1:{}), {}×{} px",
-                m.level, m.factor, m.width, m.height
-            ),
-            Some(Err(e)) => format!("map: {e}"),
-            None => format!("map: reading {year}…"),
-        }));
-    }
-    if let Some(f) = app.failed.get(&(year, tile)) {
-        lines.push(Line::styled(
-            format!("error ({} attempts): {}", f.attempts, f.error),
-            style(app, Color::Red),
-        ));
-    }
-    let p = Paragraph::new(lines)
-        .wrap(Wrap { trim: true })
-        .block(panel(" tile ", app.focus == Focus::Grid));
-    frame.render_widget(p, area);
+    lines
 }
 
 /// The runs panel: the newest run of the repository (going or how it ended), its log, and
 /// the failed tiles and last commit.
+/// The failed tiles by name, the first with its reason: `Enter` in the runs panel goes
+/// there.
+fn failed_lines(app: &App) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    let failed = app.failed_in_order();
+    if let Some(&(y, t)) = failed.first() {
+        let names: Vec<String> = failed
+            .iter()
+            .take(4)
+            .map(|(y, t)| format!("{y}/{t}"))
+            .collect();
+        let more = failed.len().saturating_sub(names.len());
+        lines.push(Line::styled(
+            format!(
+                "failed: {}{} (Enter goes there, f selects, w retries)",
+                names.join(" "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ),
+            style(app, Color::Red),
+        ));
+        if let Some(f) = app.failed.get(&(y, t)) {
+            lines.push(Line::styled(
+                format!("{y}/{t}: {}", f.error),
+                style(app, Color::Red),
+            ));
+        }
+    }
+    lines
+}
+
 pub(super) fn draw_runs(frame: &mut Frame, app: &App, area: Rect) {
     let mut lines = Vec::new();
     match app.runs.first() {
         Some(run) => {
             let commits = run.record.as_ref().map(|r| r.commits).unwrap_or(0);
+            let state = if app.cancelling.contains(&run.info.id) && run.is_active() {
+                "cancelling…".to_string()
+            } else {
+                run.state.to_string()
+            };
             lines.push(Line::from(format!(
-                "run {} {}  {}/{} tiles  {} failed  {} commits",
-                run.info.id, run.state, run.tiles_done, run.tiles_total, run.failed, commits
+                "run {} {state}: {}, {}",
+                run.info.id,
+                run.tally(),
+                tilecube::runs::plural(commits, "commit")
             )));
+            if let Some(note) = run.stall_note(app.now) {
+                lines.push(Line::styled(
+                    format!("{note} (worker pid {} alive; its log below)", run.info.pid),
+                    style(app, Color::Yellow),
+                ));
+            }
+            lines.extend(failed_lines(app));
             let more = app
                 .active_runs()
                 .filter(|r| r.info.id != run.info.id)
@@ -166,18 +306,12 @@ pub(super) fn draw_runs(frame: &mut Frame, app: &App, area: Rect) {
             }
             lines.push(Line::from(format!("log {}", run.log.display())));
         }
-        None => lines.push(Line::from(
-            "no run yet: w launches one; it goes on if the console leaves",
-        )),
-    }
-    if !app.failed.is_empty() {
-        lines.push(Line::styled(
-            format!(
-                "failed tiles {} (f selects them, w retries)",
-                app.failed.len()
-            ),
-            style(app, Color::Red),
-        ));
+        None => {
+            lines.push(Line::from(
+                "no run yet: w launches one; it goes on if the console leaves",
+            ));
+            lines.extend(failed_lines(app));
+        }
     }
     if let Some(c) = app.history.first() {
         let local = c.time.with_timezone(&chrono::Local);
@@ -194,19 +328,38 @@ pub(super) fn draw_runs(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(p, area);
 }
 
-/// The log panel: engine and console messages go here, never to the screen underneath.
+/// The log panel: engine and console messages go here, never to the screen underneath; an
+/// operator's words only (time, level, message), no source file or line.
 pub(super) fn draw_logs(frame: &mut Frame, area: Rect) {
     let w = tui_logger::TuiLoggerWidget::default()
         .output_target(false)
+        .output_file(false)
+        .output_line(false)
         .output_timestamp(Some("%H:%M:%S".into()))
         .block(panel(" log ", false));
     frame.render_widget(w, area);
 }
 
 pub(super) fn draw_history(frame: &mut Frame, app: &App, area: Rect) {
-    let height = area.height.saturating_sub(1) as usize;
+    let focused = app.focus == Focus::History;
+    let chosen = app.history.get(app.history_index);
+    // Focused, the chosen snapshot's whole message (and tags) sits at the bottom, wrapped.
+    let about: Option<(String, u16)> = chosen.filter(|_| focused).map(|c| {
+        let tags = app
+            .tags
+            .get(&c.id)
+            .map(|t| format!(" (tag: {})", t.join(", ")))
+            .unwrap_or_default();
+        let text = format!("{}{tags}: {}", c.id, c.message);
+        let width = area.width.max(1) as usize;
+        let rows = text.chars().count().div_ceil(width).clamp(1, 3) as u16;
+        (text, rows)
+    });
+    let about_rows = about.as_ref().map(|(_, r)| *r).unwrap_or(0);
+    let list_height = area.height.saturating_sub(1).saturating_sub(about_rows) as usize;
+    let height = list_height.max(1);
     let start = app.history_index.saturating_sub(height.saturating_sub(1));
-    let lines: Vec<Line> = app
+    let mut lines: Vec<Line> = app
         .history
         .iter()
         .enumerate()
@@ -215,12 +368,17 @@ pub(super) fn draw_history(frame: &mut Frame, app: &App, area: Rect) {
         .map(|(i, c)| {
             let local = c.time.with_timezone(&chrono::Local);
             let tiles = if c.tile_count() > 0 {
-                format!(" [{} tiles]", c.tile_count())
+                format!(" [{}]", tilecube::runs::plural(c.tile_count(), "tile"))
             } else {
                 String::new()
             };
+            let tags = app
+                .tags
+                .get(&c.id)
+                .map(|t| format!("({}) ", t.join(", ")))
+                .unwrap_or_default();
             let text = format!(
-                "{} {} {}{tiles}",
+                "{} {} {tags}{}{tiles}",
                 short(&c.id),
                 local.format("%m-%d %H:%M"),
                 c.message
@@ -235,8 +393,27 @@ pub(super) fn draw_history(frame: &mut Frame, app: &App, area: Rect) {
             Line::styled(text, s)
         })
         .collect();
-    let p = Paragraph::new(lines).block(panel(" history ", app.focus == Focus::History));
+    lines.truncate(height);
+    let list_rows = lines.len();
+    let title = match app.history.len() {
+        0 => " history ".to_string(),
+        n => format!(" history {}/{n} ", app.history_index + 1),
+    };
+    let p = Paragraph::new(lines).block(panel(&title, focused));
     frame.render_widget(p, area);
+    if let Some((text, _)) = about {
+        let rect = Rect {
+            y: area.y + 1 + list_rows as u16,
+            height: area.height.saturating_sub(1 + list_rows as u16),
+            ..area
+        };
+        frame.render_widget(
+            Paragraph::new(text)
+                .style(Style::default().add_modifier(Modifier::DIM))
+                .wrap(Wrap { trim: true }),
+            rect,
+        );
+    }
 }
 
 /// The plan popup's lines, at most `height` of at most `width` characters: the plan, what

@@ -1,55 +1,149 @@
-//! The popups over the screen: help, confirmations, quick-look, tag entry, the plan.
+//! The popups over the screen: help (keys and glyphs), confirmations, a tile's details,
+//! quick-look, tag and tile-name entry, the plan.
 
 use super::*;
 
 pub(super) fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect) {
     let (title, lines, w, h): (&str, Vec<Line>, u16, u16) = match popup {
         Popup::Help => {
-            let lines = keys::help(app.years.len())
+            // Two columns of keys, then the glyphs: it fits 80x24.
+            let items: Vec<String> = keys::help(app.offer())
                 .into_iter()
-                .map(|(k, v)| Line::from(format!("{k:<14} {v}")))
-                .collect::<Vec<_>>();
+                .map(|(k, v)| format!("{k:<9} {v}"))
+                .collect();
+            let half = items.len().div_ceil(2);
+            let mut lines: Vec<Line> = (0..half)
+                .map(|i| {
+                    let left = items.get(i).cloned().unwrap_or_default();
+                    let right = items.get(i + half).cloned().unwrap_or_default();
+                    Line::from(format!("{left:<37}  {right}"))
+                })
+                .collect();
+            lines.push(Line::from(""));
+            lines.extend(glyph_lines(app));
             let n = lines.len() as u16;
-            (" keys ", lines, 66, n + 2)
+            (" keys and glyphs (Esc closes) ", lines, 78, n + 2)
         }
-        Popup::ConfirmWrite {
-            tiles,
-            years,
-            threads,
-        } => (
-            " write ",
-            vec![
-                Line::from(format!(
-                    "Write {tiles} tiles of {years} year(s) on {threads} threads?"
+        Popup::ConfirmWrite(ask) => {
+            let mut lines = vec![Line::from(format!(
+                "Write {} of {} to branch {} on {}?",
+                tilecube::runs::plural(ask.tiles, "tile"),
+                tilecube::runs::plural(ask.years, "year"),
+                ask.branch,
+                tilecube::runs::plural(ask.threads, "thread")
+            ))];
+            if ask.rewrites > 0 {
+                lines.push(Line::styled(
+                    format!(
+                        "{} written already: written again over the old.",
+                        if ask.rewrites == 1 {
+                            "1 of them is".to_string()
+                        } else {
+                            format!("{} of them are", ask.rewrites)
+                        }
+                    ),
+                    style(app, Color::Yellow),
+                ));
+            }
+            lines.push(Line::from(format!("commit message: {}_", ask.message)));
+            lines.push(Line::styled(
+                "  (empty: each commit names its tiles)",
+                Style::default().add_modifier(Modifier::DIM),
+            ));
+            lines.push(Line::from(
+                "It runs on its own: leaving the console never stops it.",
+            ));
+            lines.push(Line::from("Enter: write   Esc: cancel"));
+            let n = lines.len() as u16;
+            (" write ", lines, 66, n + 2)
+        }
+        Popup::ConfirmCancel { runs } => {
+            let tally = app
+                .active_runs()
+                .filter(|r| runs.contains(&r.info.id))
+                .fold(tilecube::runs::Tally::default(), |t, r| t + r.tally());
+            (
+                " cancel ",
+                vec![
+                    Line::from(format!(
+                        "Cancel {} going ({})?",
+                        tilecube::runs::plural(runs.len(), "run"),
+                        runs.join(", ")
+                    )),
+                    Line::from(format!("So far: {tally}.")),
+                    Line::from("Finished tiles land; running ones stop at their next strip."),
+                    Line::from("Enter/y: cancel them   Esc/n: keep them going"),
+                ],
+                66,
+                6,
+            )
+        }
+        Popup::TagPrompt {
+            snapshot,
+            name,
+            refused,
+        } => {
+            let mut lines = vec![Line::from(format!(
+                "tag snapshot {}: {name}_",
+                short(snapshot)
+            ))];
+            match refused {
+                Some(why) => lines.push(Line::styled(
+                    format!("refused: {why}"),
+                    style(app, Color::Red),
                 )),
-                Line::from("It runs on its own: leaving the console never stops it."),
-                Line::from("Enter/y: write   Esc/n: cancel"),
-            ],
-            60,
-            5,
-        ),
-        Popup::TagPrompt { snapshot, name } => (
-            " tag ",
-            vec![
-                Line::from(format!("tag snapshot {}: {name}_", short(snapshot))),
-                Line::from("Enter: tag   Esc: cancel"),
-            ],
-            50,
-            4,
-        ),
+                None => lines.push(Line::styled(
+                    "letters, digits, . _ - (a release: v1.0)",
+                    Style::default().add_modifier(Modifier::DIM),
+                )),
+            }
+            lines.push(Line::from("Enter: tag   Esc: cancel"));
+            (" tag ", lines, 60, 5)
+        }
+        Popup::Find { text, error } => {
+            let mut lines = vec![Line::from(format!("go to tile: {text}_"))];
+            match error {
+                Some(e) => lines.push(Line::styled(e.clone(), style(app, Color::Red))),
+                None => lines.push(Line::styled(
+                    "a name (10N_020E) or a year and a name (2005/10N_020E)",
+                    Style::default().add_modifier(Modifier::DIM),
+                )),
+            }
+            lines.push(Line::from("Enter: go   Esc: cancel"));
+            (" find ", lines, 60, 5)
+        }
+        Popup::Tile { year, tile } => {
+            let inner_w = area.width.saturating_sub(4).min(100);
+            let lines = tile_lines(app, *year, *tile, true);
+            // Its height once wrapped to the popup's width.
+            let rows: u16 = lines
+                .iter()
+                .map(|l| (l.width() as u16).div_ceil(inner_w.max(1)).max(1))
+                .sum();
+            (
+                " tile (Esc closes) ",
+                lines,
+                inner_w + 2,
+                (rows + 2).min(area.height),
+            )
+        }
         Popup::Leave => {
-            let (going, done, total) = app.active_runs().fold((0, 0, 0), |(n, d, t), r| {
-                (n + 1, d + r.tiles_done, t + r.tiles_total)
-            });
+            let runs: Vec<_> = app.active_runs().collect();
+            let tally = runs
+                .iter()
+                .fold(tilecube::runs::Tally::default(), |t, r| t + r.tally());
             (
                 " quit ",
                 vec![
-                    Line::from(format!("{going} run(s) going: {done}/{total} tiles.")),
+                    Line::from(format!(
+                        "{} going: {tally}.",
+                        tilecube::runs::plural(runs.len(), "run")
+                    )),
                     Line::from("Enter/l: leave running and quit"),
                     Line::from("c: cancel (finished tiles kept) and quit"),
                     Line::from("Esc: stay"),
                 ],
-                50,
+                60,
                 6,
             )
         }
@@ -91,4 +185,47 @@ pub(super) fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect
         .wrap(Wrap { trim: false })
         .block(Block::default().borders(Borders::ALL).title(title));
     frame.render_widget(p, rect);
+}
+
+/// The help's legend: each glyph the grid draws and what it means, in three columns.
+fn glyph_lines(app: &App) -> Vec<Line<'static>> {
+    let states = [
+        CellState::Written,
+        CellState::Changed,
+        CellState::Uncommitted,
+        CellState::Running { done: 5, total: 10 },
+        CellState::Queued,
+        CellState::Failed,
+        CellState::Inconsistent,
+        CellState::Listed,
+        CellState::NoTile,
+        CellState::Differs,
+        CellState::Loading,
+    ];
+    let name = |s: CellState| match s {
+        CellState::Running { .. } => "running (tenths)",
+        CellState::Written => "written",
+        CellState::Changed => "source changed",
+        CellState::Uncommitted => "not committed",
+        CellState::Listed => "listed",
+        CellState::NoTile => "no tile",
+        CellState::Differs => "differs (diff)",
+        CellState::Loading => "being read",
+        other => other.name(),
+    };
+    let mut out = Vec::new();
+    for row in states.chunks(3) {
+        let mut spans = Vec::new();
+        for &s in row {
+            let glyph = match s {
+                CellState::Running { .. } => "0-9".to_string(),
+                s => s.glyph().to_string(),
+            };
+            spans.push(Span::styled(format!("{glyph:>3}"), style(app, color_of(s))));
+            spans.push(Span::raw(format!(" {:<21}", name(s))));
+        }
+        out.push(Line::from(spans));
+    }
+    out.push(Line::from("  * selected   cursor: reversed"));
+    out
 }
