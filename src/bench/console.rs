@@ -76,7 +76,7 @@ pub(super) fn key_latency(
         tmux(&["send-keys", "-t", "b", "w"])?;
         wait("Write ", 10)?;
         tmux(&["send-keys", "-t", "b", "Enter"])?;
-        if !wait("writing ", 30)? {
+        if !wait("writing: ", 30)? {
             bail!("the write did not start");
         }
         std::thread::sleep(Duration::from_millis(500));

@@ -11,18 +11,7 @@ use tilecube::cube::{GcReport, Removed, format_age};
 
 /// Bytes as people read them.
 fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+    tilecube::runs::bytes_text(bytes)
 }
 
 pub(crate) async fn gc(
@@ -109,9 +98,9 @@ pub(crate) async fn expire(
     }
     for c in &report.carried {
         println!(
-            "{}: carried the records of {} tiles{} forward in {}",
+            "{}: carried the records of {}{} forward in {}",
             c.branch,
-            c.tiles,
+            tilecube::runs::plural(c.tiles, "tile"),
             if c.layout {
                 " and the layout marker"
             } else {

@@ -58,11 +58,11 @@ pub async fn overviews(settings: &Settings, args: &OverviewsArgs) -> Result<i32>
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} levels{}; {} tiles in {} commits",
-            report.levels,
+            "{}{}; {} in {}",
+            tilecube::runs::plural(report.levels as usize, "level"),
             if report.laid_out { " laid out" } else { "" },
-            report.tiles,
-            report.commits.len()
+            tilecube::runs::plural(report.tiles, "tile"),
+            tilecube::runs::plural(report.commits.len(), "commit")
         );
     }
     Ok(0)

@@ -38,8 +38,8 @@ pub async fn detach(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     let info = tilecube::config::runs().launch(&plan, &worker).await?;
     let id = &info.id;
     println!(
-        "run {id}: {} tiles, worker pid {}, log {}",
-        plan.job_count(),
+        "run {id}: {}, worker pid {}, log {}",
+        tilecube::runs::plural(plan.job_count(), "tile"),
         info.pid,
         tilecube::config::runs().log_path(id).display()
     );

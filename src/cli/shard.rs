@@ -314,10 +314,10 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
         .await
         .with_context(|| format!("writing shard {shard}'s progress record next to the plan"))?;
     eprintln!(
-        "shard {shard} of plan {} ({}): {} tiles{}, {mode} mode",
+        "shard {shard} of plan {} ({}): {}{}, {mode} mode",
         plan.id,
         task.origin,
-        jobs.len(),
+        tilecube::runs::plural(jobs.len(), "tile"),
         if skipped > 0 {
             format!(
                 " ({skipped} already landed {})",
@@ -419,9 +419,9 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if stager.is_some() {
         println!(
-            "shard {shard}: {} tiles staged in {} parts, {} failed ({})",
-            report.written_count(),
-            report.commits.len(),
+            "shard {shard}: {} staged in {}, {} failed ({})",
+            tilecube::runs::plural(report.written_count(), "tile"),
+            tilecube::runs::plural(report.commits.len(), "part"),
             report.failed.len(),
             state.name()
         );
@@ -474,13 +474,12 @@ pub async fn merge(local: &Settings, flags: &Overrides, args: &MergeArgs) -> Res
         }
         match &outcome.snapshot {
             Some(id) => println!(
-                "merged {} tiles from {} shards ({} staged parts, {} batches, {} new commit{}) into {} as {id} in {secs:.1} s",
-                outcome.tiles,
-                outcome.shards,
-                outcome.parts,
-                outcome.batches,
-                outcome.commits,
-                if outcome.commits == 1 { "" } else { "s" },
+                "merged {} from {} ({} staged, {}, {}) into {} as {id} in {secs:.1} s",
+                tilecube::runs::plural(outcome.tiles, "tile"),
+                tilecube::runs::plural(outcome.shards, "shard"),
+                tilecube::runs::plural(outcome.parts, "part"),
+                tilecube::runs::plural(outcome.batches, "batch"),
+                tilecube::runs::plural(outcome.commits, "new commit"),
                 cube.branch
             ),
             None => println!("nothing staged to merge"),

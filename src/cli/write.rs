@@ -179,10 +179,10 @@ pub(crate) fn report_plan_problems(plan: &ingest::Plan, source: &tilecube::sourc
 /// The report of a write, for people.
 pub(crate) fn print_report(report: &ingest::IngestReport) {
     println!(
-        "{} tiles written, {} failed, {} commits{}",
-        report.written_count(),
+        "{} written, {} failed, {}{}",
+        tilecube::runs::plural(report.written_count(), "tile"),
         report.failed.len(),
-        report.commits.len(),
+        tilecube::runs::plural(report.commits.len(), "commit"),
         report
             .commits
             .last()

@@ -317,6 +317,7 @@ mod tests {
             plan: None,
             carried: Default::default(),
             sources: Default::default(),
+            layout_changed: false,
         }];
         let present = [
             ((2000, t("00N_000E")), 4),

@@ -58,6 +58,10 @@ pub struct Commit {
     /// records), for the tiles whose source was known.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<i32, BTreeMap<TileName, String>>,
+    /// This commit changed the cube's layout (`init`, `extend`): a reader opened before it
+    /// reads the layout again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub layout_changed: bool,
 }
 
 /// What a commit of a scale-out plan records beside its tiles.
@@ -117,7 +121,15 @@ impl Commit {
             init,
             carried: parse_carried(&info.metadata),
             sources: parse_sources(&info.metadata),
+            // `extend` notes `{"extend": {...}}` beside the layout; `upgrade` rewrites
+            // metadata only, not the years.
+            layout_changed: ours.is_some_and(|v| v.get("extend").is_some()),
         }
+    }
+
+    /// Whether this commit laid the cube out afresh or grew it (`init`, `extend`).
+    pub fn changes_layout(&self) -> bool {
+        self.init || self.layout_changed
     }
 
     /// Number of tiles this commit wrote.
@@ -399,6 +411,7 @@ mod tests {
             plan: None,
             carried: Default::default(),
             sources: Default::default(),
+            layout_changed: false,
         };
         // newest first
         let history = vec![

@@ -564,6 +564,7 @@ mod tests {
             plan: None,
             carried: Default::default(),
             sources: Default::default(),
+            layout_changed: false,
         }
     }
 

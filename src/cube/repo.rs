@@ -219,6 +219,15 @@ impl Cube {
         })
     }
 
+    /// The cube's layout as a snapshot holds it (`None`: no cube laid out there): how a
+    /// reader open since before an `extend` learns the cube's new years.
+    pub async fn layout_at(&self, id: &SnapshotId) -> Result<Option<Layout>, CubeError> {
+        let session = self
+            .session_at(&VersionInfo::SnapshotId(id.clone()))
+            .await?;
+        super::dataset::read_layout(session).await
+    }
+
     /// A session that writes to the branch.
     pub async fn writable_session(&self) -> Result<Session, CubeError> {
         self.repo

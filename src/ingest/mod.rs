@@ -10,6 +10,7 @@ mod events;
 mod journal;
 mod pipeline;
 mod plan;
+mod sizes;
 
 pub use changed::{SourceCheck, check_sources};
 pub use events::JournalSink;
@@ -20,3 +21,4 @@ pub use pipeline::{
     IngestOptions, IngestReport, TileFailure, ingest, ingest_into,
 };
 pub use plan::{Plan, Selection, TileJob, plan};
+pub use sizes::source_sizes;

@@ -261,11 +261,11 @@ impl PlanStatus {
             .map(|m| format!(" (merged as {m})"))
             .unwrap_or_default();
         format!(
-            "landed in {}: {} of {} tiles in {} commits{staged}{merged}; {} failed",
+            "landed in {}: {} of {} in {}{staged}{merged}; {} failed",
             self.branch,
             self.landed,
-            self.jobs,
-            self.commits,
+            crate::runs::plural(self.jobs, "tile"),
+            crate::runs::plural(self.commits, "commit"),
             self.failed.len()
         )
     }

@@ -36,6 +36,10 @@ pub enum Command {
     Copy,
     /// In the runs panel: the cursor to the run's first failed tile.
     JumpFailed,
+    /// The newest run's log, scrollable.
+    Log,
+    /// Show only the failed and re-issued tiles (again: all).
+    Filter,
     /// Clear the selection, or leave a browsed snapshot.
     Back,
     Write,
@@ -394,6 +398,24 @@ pub const BINDINGS: &[Binding] = &[
         footer: &[(Footer::History, "tag")],
     },
     Binding {
+        command: Command::Log,
+        scope: Scope::Any,
+        keys: Keys::Codes(&[Char('L')]),
+        label: "L",
+        short: "L",
+        help: "the newest run's log",
+        footer: &[(Footer::Runs, "log")],
+    },
+    Binding {
+        command: Command::Filter,
+        scope: Scope::Grid,
+        keys: Keys::Codes(&[Char('F')]),
+        label: "F",
+        short: "F",
+        help: "only failed / re-issued",
+        footer: &[],
+    },
+    Binding {
         command: Command::Copy,
         scope: Scope::Any,
         keys: Keys::Codes(&[Char('y')]),
@@ -463,7 +485,15 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         command: Command::Close,
         scope: Scope::Dialog,
-        keys: Keys::Codes(&[Esc, Enter, Char('q'), Char('?'), Char('p'), Char('S')]),
+        keys: Keys::Codes(&[
+            Esc,
+            Enter,
+            Char('q'),
+            Char('?'),
+            Char('p'),
+            Char('S'),
+            Char('L'),
+        ]),
         label: "Esc",
         short: "Esc",
         help: "",

@@ -312,7 +312,18 @@ async fn event_loop(
                 panic_on_test_key(&msg);
                 (Some(msg), true)
             }
-            Some(done) = done_rx.recv() => (Some(Msg::Done(done)), false),
+            Some(done) = done_rx.recv() => {
+                // The cube grew years (an `extend` landed): the runtime's cube learns them,
+                // so what it reads next (maps, quick-looks) knows the new year.
+                if let Done::Refreshed { years: Some(years), .. } = &done
+                    && let Some(cube) = &rt.cube
+                {
+                    let mut grown = (**cube).clone();
+                    grown.layout.years = years.clone();
+                    rt.cube = Some(Arc::new(grown));
+                }
+                (Some(Msg::Done(done)), false)
+            }
             _ = tick.tick() => (Some(Msg::Tick(chrono::Utc::now())), true),
             _ = poll.tick() => (Some(Msg::Poll), false),
             _ = watch.tick() => (Some(Msg::Watch), false),
@@ -361,6 +372,13 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
     // Runs are found by their repository, whether or not it is open here yet.
     match action {
         Action::Quit => return,
+        Action::ReadLog(path) => {
+            tokio::task::spawn_blocking(move || {
+                let r = read_log_tail(&path, LOG_LINES);
+                let _ = tx.send(Done::Log(r));
+            });
+            return;
+        }
         Action::Copy(text) => {
             // OSC 52: the terminal (local, or at the far end of SSH) puts it on its clipboard.
             use std::io::Write;
@@ -416,6 +434,7 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
     match action {
         Action::Quit
         | Action::Copy(_)
+        | Action::ReadLog(_)
         | Action::ScanRuns
         | Action::WatchRuns(_)
         | Action::CancelRuns(_) => {}
@@ -487,15 +506,47 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             tokio::spawn(async move {
                 let r = async {
                     let head = cube.head().await?;
+                    let history = cube.history_since(&known).await?;
+                    // A layout commit since (an `extend`): the cube's years are read again.
+                    let seen: std::collections::BTreeSet<&str> =
+                        known.iter().map(|c| c.id.as_str()).collect();
+                    let years = if history
+                        .iter()
+                        .any(|c| !seen.contains(c.id.as_str()) && c.changes_layout())
+                    {
+                        match cube.layout_at(&head).await? {
+                            Some(l) if l.years != cube.layout.years => Some(l.years),
+                            _ => None,
+                        }
+                    } else {
+                        None
+                    };
                     Ok::<_, tilecube::cube::CubeError>(Done::Refreshed {
                         coverage: cube.coverage_of(&head).await?,
-                        history: cube.history_since(&known).await?,
+                        history,
                         head: Some(head.to_string()),
                         tags: cube.tags().await?,
+                        years,
                     })
                 }
                 .await;
                 let _ = tx.send(r.unwrap_or_else(|e| Done::ReadFailed(error_chain(&e))));
+            });
+        }
+        Action::ReadLists(years) => {
+            if let Some(source) = app.source.clone() {
+                spawn_lists(source, years, app.grid.clone(), tx);
+            }
+        }
+        Action::SizeTiles(tiles) => {
+            let Some(source) = app.source.clone() else {
+                return;
+            };
+            tokio::spawn(async move {
+                let r = tilecube::ingest::source_sizes(&source, &tiles)
+                    .await
+                    .map_err(|e| error_chain(&e));
+                let _ = tx.send(Done::Sizes(r));
             });
         }
         Action::CheckSources => {
@@ -536,6 +587,33 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
 
 /// Launch a run writing `tiles`: plan them (one shard) and start its worker, which reads
 /// the console's config file. Returns the run's id.
+/// The most of a run's log the console reads (its last lines).
+const LOG_LINES: usize = 2000;
+
+/// The last `n` lines of a run's log, read from at most its last 1 MB.
+fn read_log_tail(path: &std::path::Path, n: usize) -> Result<Vec<String>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = len.saturating_sub(1 << 20);
+    f.seek(SeekFrom::Start(from))
+        .and_then(|_| {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).map(|_| bytes)
+        })
+        .map(|bytes| {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            // A read that starts mid-file starts mid-line: that first piece is dropped.
+            if from > 0 && !lines.is_empty() {
+                lines.remove(0);
+            }
+            let skip = lines.len().saturating_sub(n);
+            lines.split_off(skip)
+        })
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 async fn launch(
     settings: &Settings,
     tiles: Vec<(i32, tilecube::grid::TileName)>,

@@ -110,6 +110,11 @@ pub enum Popup {
         year: i32,
         tile: TileName,
     },
+    /// A run's log, scrolled `scroll` lines up from its end.
+    Log {
+        run: String,
+        scroll: usize,
+    },
     /// Going to a tile by name: what is typed, and why it was not found.
     Find {
         text: String,
@@ -134,6 +139,8 @@ pub struct WriteAsk {
     pub rewrites: usize,
     /// The commits' message (empty: each commit names its tiles).
     pub message: String,
+    /// What the tiles weigh at the source, once looked up.
+    pub bytes: Option<SelectionBytes>,
 }
 
 /// The scale-out plan the console watches (opened with `--plan`).
@@ -305,6 +312,34 @@ pub struct App {
     pub last_launch: BTreeSet<(i32, TileName)>,
     /// A cancelled or dead run ended: re-select its tiles at the next head read.
     pub reselect: bool,
+    /// The log shown (`L`): its last lines as read, or why it could not be.
+    pub log_lines: Result<Vec<String>, String>,
+    /// Only the failed and re-issued tiles are drawn (`F`).
+    pub filter: bool,
+    /// Tiles' sizes at the source as looked up for a selection (`None`: not there).
+    pub source_sizes: BTreeMap<(i32, TileName), Option<u64>>,
+    /// A lookup of sizes is under way.
+    pub sizing: bool,
+}
+
+/// What the selected tiles weigh at the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectionBytes {
+    /// Bytes of the selected tiles the source holds.
+    pub bytes: u64,
+    /// Selected tiles the source does not hold.
+    pub absent: usize,
+}
+
+impl SelectionBytes {
+    /// "3.4 GB at the source" (and how many are not there).
+    pub fn text(&self) -> String {
+        let mut s = format!("{} at the source", tilecube::runs::bytes_text(self.bytes));
+        if self.absent > 0 {
+            s.push_str(&format!(" ({} not there)", self.absent));
+        }
+        s
+    }
 }
 
 /// What a map shows: a year of the branch head (at the head read) or of a browsed snapshot.
@@ -374,6 +409,10 @@ impl App {
             cancelling: BTreeSet::new(),
             last_launch: BTreeSet::new(),
             reselect: false,
+            log_lines: Ok(Vec::new()),
+            filter: false,
+            source_sizes: BTreeMap::new(),
+            sizing: false,
         }
     }
 
@@ -536,6 +575,21 @@ impl App {
     }
 
     /// The runs still going.
+    /// What the selection weighs at the source, once every selected tile's size is known.
+    pub fn selection_bytes(&self) -> Option<SelectionBytes> {
+        let mut out = SelectionBytes {
+            bytes: 0,
+            absent: 0,
+        };
+        for k in &self.selected {
+            match self.source_sizes.get(k)? {
+                Some(b) => out.bytes += b,
+                None => out.absent += 1,
+            }
+        }
+        Some(out)
+    }
+
     pub fn active_runs(&self) -> impl Iterator<Item = &Run> {
         self.runs.iter().filter(|r| r.is_active())
     }

@@ -58,6 +58,9 @@ pub enum Done {
         history: Vec<Commit>,
         head: Option<String>,
         tags: std::collections::BTreeMap<String, Vec<String>>,
+        /// The cube's years, when the head's layout has others than the console's (an
+        /// `extend` landed while it was open).
+        years: Option<Vec<i32>>,
     },
     /// The branch head now.
     Head(Option<String>),
@@ -78,6 +81,10 @@ pub enum Done {
     Plan(Result<tilecube::scaleout::PlanStatus, String>),
     /// The written tiles' sources compared with what their writes recorded (or why not).
     Sources(Result<tilecube::ingest::SourceCheck, String>),
+    /// A run's log, its last lines (or why it could not be read).
+    Log(Result<Vec<String>, String>),
+    /// Tiles' sizes at the source (`None`: not there), or why they could not be looked up.
+    Sizes(Result<std::collections::BTreeMap<(i32, TileName), Option<u64>>, String>),
     Error(String),
 }
 
@@ -92,6 +99,8 @@ pub enum Action {
     },
     /// Put this text on the terminal's clipboard (OSC 52, which works over SSH).
     Copy(String),
+    /// Read the last lines of a run's log.
+    ReadLog(std::path::PathBuf),
     /// Cancel these runs: each stops at its next strip with its finished tiles committed.
     CancelRuns(Vec<String>),
     /// Read the runs of the repository (new ones too).
@@ -110,12 +119,16 @@ pub enum Action {
     LoadMap { key: MapKey, width: u64 },
     /// Read the branch head's coverage and history again.
     Refresh,
+    /// Read the tile lists of these years from the source.
+    ReadLists(Vec<i32>),
     /// Look up the branch head.
     CheckHead,
     /// Read the watched plan's progress.
     PlanStatus,
     /// Compare the written tiles' sources with what their writes recorded.
     CheckSources,
+    /// Look up these tiles' sizes at the source (for the selection's bytes).
+    SizeTiles(std::collections::BTreeSet<(i32, TileName)>),
     /// Leave the console.
     Quit,
 }
@@ -127,7 +140,27 @@ pub const MAP_SAMPLES_PER_TILE: u64 = 8;
 pub fn update(app: &mut App, msg: Msg) -> Vec<Action> {
     let mut actions = apply(app, msg);
     actions.extend(map_action(app));
+    actions.extend(size_action(app));
     actions
+}
+
+/// The selection's bytes at the source follow the selection: tiles selected whose size is
+/// not known yet are looked up (one lookup at a time; what is selected meanwhile follows).
+fn size_action(app: &mut App) -> Option<Action> {
+    if app.source.is_none() || app.sizing || app.exit.is_some() || app.selected.is_empty() {
+        return None;
+    }
+    let unknown: std::collections::BTreeSet<(i32, TileName)> = app
+        .selected
+        .iter()
+        .filter(|k| !app.source_sizes.contains_key(k))
+        .copied()
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    app.sizing = true;
+    Some(Action::SizeTiles(unknown))
 }
 
 /// The map follows the year, the browsed snapshot and the branch head: when it is shown
@@ -279,11 +312,33 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             history,
             head,
             tags,
+            years,
         } => {
             app.read_back();
             app.loading = None;
             app.coverage = coverage;
             app.tags = tags;
+            let mut actions = Vec::new();
+            if let Some(years) = years {
+                let gained: Vec<i32> = years
+                    .iter()
+                    .copied()
+                    .filter(|y| !app.years.contains(y))
+                    .collect();
+                app.status_line = format!(
+                    "the cube's years are now {}",
+                    years
+                        .iter()
+                        .map(|y| y.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                app.years = years;
+                app.year_index = app.year_index.min(app.years.len().saturating_sub(1));
+                if !gained.is_empty() && app.source.is_some() {
+                    actions.push(Action::ReadLists(gained));
+                }
+            }
             if std::mem::take(&mut app.reselect) {
                 // What a cancelled or dead run did not land is selected again: `w` retries.
                 let left: Vec<_> = app
@@ -309,10 +364,15 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             let moved = app.head != head;
             app.head = head;
             if moved && app.source.is_some() {
-                return vec![Action::CheckSources];
+                actions.push(Action::CheckSources);
             }
+            return actions;
         }
         Done::Sources(Ok(check)) => {
+            // A re-issued tile's size may be another now.
+            for k in &check.changed {
+                app.source_sizes.remove(k);
+            }
             app.changed = check.changed;
             app.source_unknown = check.unknown;
             if !app.changed.is_empty() {
@@ -354,6 +414,24 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             return vec![Action::Refresh];
         }
         Done::QuickLook(Ok(px)) => app.quicklook = Some(px),
+        Done::Log(lines) => app.log_lines = lines,
+        Done::Sizes(r) => {
+            app.sizing = false;
+            match r {
+                Ok(sizes) => {
+                    app.source_sizes.extend(sizes);
+                    if app.status_line.ends_with(SELECTION_TAIL) {
+                        app.status_line = selection_line(app);
+                    }
+                    let bytes = app.selection_bytes();
+                    if let Some(Popup::ConfirmWrite(ask)) = &mut app.popup {
+                        ask.bytes = bytes;
+                    }
+                }
+                // Not worth a retry loop: the bytes are a courtesy; the write reads anyway.
+                Err(e) => log::warn!("looking up the selected tiles' sizes: {e}"),
+            }
+        }
         Done::Map(key, r) => {
             if app.map_reading.as_ref() == Some(&key) {
                 app.map_reading = None;
@@ -435,6 +513,17 @@ pub fn on_key(app: &mut App, key: KeyEvent) -> Vec<Action> {
                 app.status_line = "selection cleared".into();
             }
         }
+        Command::Log => match app.runs.first() {
+            Some(run) => {
+                app.log_lines = Ok(Vec::new());
+                app.popup = Some(Popup::Log {
+                    run: run.info.id.clone(),
+                    scroll: 0,
+                });
+                return vec![Action::ReadLog(run.log.clone())];
+            }
+            None => app.status_line = "no run yet: w launches one, L then shows its log".into(),
+        },
         Command::Copy => {
             let text = match app.focus {
                 Focus::History => match app.history.get(app.history_index) {
@@ -477,16 +566,22 @@ fn move_cursor(app: &mut App, command: Command) -> bool {
     true
 }
 
-/// "12 tiles selected in 2 years" (or nothing selected).
+/// How the selection's line on the status line ends (it is redrawn when sizes come in).
+const SELECTION_TAIL: &str = ": w writes, Esc clears";
+
+/// "12 tiles selected in 2 years, 3.4 GB at the source" (or nothing selected).
 fn selection_line(app: &App) -> String {
     if app.selected.is_empty() {
         return "nothing selected".into();
     }
     let years: std::collections::BTreeSet<i32> = app.selected.iter().map(|(y, _)| *y).collect();
     format!(
-        "{} selected in {}: w writes, Esc clears",
+        "{} selected in {}{}{SELECTION_TAIL}",
         tilecube::runs::plural(app.selected.len(), "tile"),
-        tilecube::runs::plural(years.len(), "year")
+        tilecube::runs::plural(years.len(), "year"),
+        app.selection_bytes()
+            .map(|b| format!(", {}", b.text()))
+            .unwrap_or_default()
     )
 }
 
@@ -589,6 +684,7 @@ fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
                     branch: app.branch.clone(),
                     rewrites,
                     message: String::new(),
+                    bytes: app.selection_bytes(),
                 }));
             }
         }
@@ -611,6 +707,14 @@ fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
                 return vec![Action::QuickLook { year, tile }];
             }
             app.status_line = format!("{year}/{tile} is not written");
+        }
+        Command::Filter => {
+            app.filter = !app.filter;
+            app.status_line = if app.filter {
+                "only the failed (!) and re-issued (%) tiles are drawn: F again shows all".into()
+            } else {
+                "every tile drawn".into()
+            };
         }
         Command::TileDetails => {
             app.popup = Some(Popup::Tile {
@@ -745,7 +849,28 @@ fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
     let years = app.years.len();
     let in_scope = |scope| keys::command(scope, &key, years);
     match popup {
-        Popup::Help | Popup::QuickLook { .. } | Popup::Plan | Popup::Tile { .. } => {
+        // The log scrolls: arrows a line, page keys a screen, Home the oldest, End the newest.
+        Popup::Log { run, scroll } if in_scope(Scope::Dialog) != Some(Command::Close) => {
+            let n = app.log_lines.as_ref().map(|l| l.len()).unwrap_or(0);
+            let scroll = match key.code {
+                KeyCode::Up | KeyCode::Char('k') => scroll + 1,
+                KeyCode::Down | KeyCode::Char('j') => scroll.saturating_sub(1),
+                KeyCode::PageUp => scroll + 10,
+                KeyCode::PageDown => scroll.saturating_sub(10),
+                KeyCode::Home => n,
+                KeyCode::End => 0,
+                _ => scroll,
+            };
+            app.popup = Some(Popup::Log {
+                run,
+                scroll: scroll.min(n.saturating_sub(1)),
+            });
+        }
+        Popup::Help
+        | Popup::QuickLook { .. }
+        | Popup::Plan
+        | Popup::Tile { .. }
+        | Popup::Log { .. } => {
             if in_scope(Scope::Dialog) == Some(Command::Close) {
                 app.popup = None;
             }
@@ -957,6 +1082,7 @@ mod tests {
             &mut a,
             Msg::Done(Done::Refreshed {
                 tags: Default::default(),
+                years: None,
                 coverage: Coverage::default(),
                 history: vec![],
                 head: Some("H".into()),
@@ -1019,6 +1145,51 @@ mod tests {
     }
 
     #[test]
+    fn the_selection_is_sized_at_the_source_and_the_confirmation_says_what_it_reads() {
+        let mut a = app();
+        let spec = tilecube::preset::Preset::glad().source;
+        a.source = Some(tilecube::source::Source::new("/data/glad", &spec).unwrap());
+        on_key(&mut a, ch('a'));
+        let selected = a.selected.clone();
+        let now = a.now;
+        assert_eq!(selected.len(), 3);
+        // Selecting asks for the sizes of what is selected, once.
+        assert_eq!(
+            update(&mut a, Msg::Tick(now)),
+            vec![Action::SizeTiles(selected.clone())]
+        );
+        assert!(
+            update(&mut a, Msg::Tick(now)).is_empty(),
+            "one lookup at a time"
+        );
+        assert!(a.status_line.ends_with(SELECTION_TAIL), "{}", a.status_line);
+        on_key(&mut a, ch('w'));
+        assert!(matches!(&a.popup, Some(Popup::ConfirmWrite(ask)) if ask.bytes.is_none()));
+        // Two tiles weigh 1.5 GB in all, one is not at the source.
+        let mut sizes: std::collections::BTreeMap<_, _> = Default::default();
+        for (i, k) in selected.iter().enumerate() {
+            sizes.insert(*k, (i < 2).then_some(750_000_000u64));
+        }
+        update(&mut a, Msg::Done(Done::Sizes(Ok(sizes))));
+        let Some(Popup::ConfirmWrite(ask)) = &a.popup else {
+            panic!("{:?}", a.popup)
+        };
+        assert_eq!(
+            ask.bytes.map(|b| b.text()).as_deref(),
+            Some("1.5 GB at the source (1 not there)")
+        );
+        on_key(&mut a, key(KeyCode::Esc));
+        // The status line says it too once the sizes are in; known sizes are not asked again.
+        on_key(&mut a, ch(' '));
+        on_key(&mut a, ch(' '));
+        assert_eq!(
+            a.status_line,
+            "3 tiles selected in 1 year, 1.5 GB at the source (1 not there): w writes, Esc clears"
+        );
+        assert!(update(&mut a, Msg::Tick(now)).is_empty());
+    }
+
+    #[test]
     fn f_selects_failed_tiles_and_w_confirms_then_launches() {
         let mut a = app();
         a.failed.insert(
@@ -1040,6 +1211,7 @@ mod tests {
                 branch: "main".into(),
                 rewrites: 0,
                 message: String::new(),
+                bytes: None,
             }))
         );
         assert!(on_key(&mut a, key(KeyCode::Esc)).is_empty());
@@ -1365,6 +1537,7 @@ mod tests {
             plan: None,
             carried: Default::default(),
             sources: Default::default(),
+            layout_changed: false,
         }];
         a.focus = Focus::History;
         assert_eq!(
@@ -1415,6 +1588,7 @@ mod tests {
             &mut a,
             Msg::Done(Done::Refreshed {
                 tags: Default::default(),
+                years: None,
                 coverage,
                 history: vec![],
                 head: Some("S".into()),
@@ -1466,6 +1640,38 @@ mod tests {
     }
 
     #[test]
+    fn shift_l_shows_the_newest_runs_log_scrolled_within_it_and_f_filters() {
+        let mut a = app();
+        assert!(on_key(&mut a, ch('L')).is_empty());
+        assert!(a.status_line.starts_with("no run yet"), "{}", a.status_line);
+        a.apply_runs(vec![run("R1", "done", record(&["80N_180W"], 1))]);
+        assert_eq!(
+            on_key(&mut a, ch('L')),
+            vec![Action::ReadLog("/state/runs/R1/log.txt".into())]
+        );
+        let lines: Vec<String> = (0..30).map(|i| format!("line {i}")).collect();
+        update(&mut a, Msg::Done(Done::Log(Ok(lines))));
+        let scroll = |a: &App| match &a.popup {
+            Some(Popup::Log { scroll, .. }) => *scroll,
+            other => panic!("{other:?}"),
+        };
+        on_key(&mut a, key(KeyCode::PageUp));
+        assert_eq!(scroll(&a), 10);
+        on_key(&mut a, key(KeyCode::Home));
+        assert_eq!(scroll(&a), 29, "never past the first line");
+        on_key(&mut a, key(KeyCode::End));
+        on_key(&mut a, key(KeyCode::Down));
+        assert_eq!(scroll(&a), 0, "never past the last");
+        on_key(&mut a, key(KeyCode::Esc));
+        assert!(a.popup.is_none());
+        // F: only the failed and re-issued tiles drawn; F again, all.
+        on_key(&mut a, ch('F'));
+        assert!(a.filter);
+        on_key(&mut a, ch('F'));
+        assert!(!a.filter);
+    }
+
+    #[test]
     fn a_diff_compares_the_older_snapshot_with_the_newer() {
         let mut a = app();
         let commit = |id: &str| Commit {
@@ -1478,6 +1684,7 @@ mod tests {
             plan: None,
             carried: Default::default(),
             sources: Default::default(),
+            layout_changed: false,
         };
         a.history = vec![commit("NEW"), commit("MID"), commit("OLD")];
         a.focus = Focus::History;
@@ -1623,6 +1830,7 @@ mod tests {
             &mut a,
             Msg::Done(Done::Refreshed {
                 tags: Default::default(),
+                years: None,
                 coverage: Coverage::default(),
                 history: vec![],
                 head: Some("H2".into()),
@@ -1680,6 +1888,7 @@ mod tests {
             &mut a,
             Msg::Done(Done::Refreshed {
                 tags: Default::default(),
+                years: None,
                 coverage: Coverage::default(),
                 history: vec![],
                 head: Some("HEAD2".into()),
@@ -1717,6 +1926,7 @@ mod tests {
             plan: None,
             carried: Default::default(),
             sources: Default::default(),
+            layout_changed: false,
         }];
         on_key(&mut a, key(KeyCode::Tab));
         assert_eq!(

@@ -61,6 +61,41 @@ pub fn quicklook_lines(
         .collect()
 }
 
+/// The legend of what `px` shows: its classes by the pixels they cover, most first, as
+/// swatches (colour, or the class's glyph without it) and labels, on one line of at most
+/// `width` characters (classes that do not fit are counted: "+2 more").
+pub fn classes_line(px: &[u8], width: usize, color: bool) -> Line<'static> {
+    let classes = tilecube::legend::classes();
+    let mut counts = vec![0usize; classes.len()];
+    for &v in px {
+        if let Some(i) = classes.iter().position(|c| (c.from..=c.to).contains(&v)) {
+            counts[i] += 1;
+        }
+    }
+    let mut order: Vec<usize> = (0..classes.len()).filter(|&i| counts[i] > 0).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(counts[i]));
+    let mut spans = Vec::new();
+    let mut used = 0;
+    for (k, &i) in order.iter().enumerate() {
+        let c = &classes[i];
+        let label = format!(" {}  ", c.label);
+        let left = order.len() - k - 1;
+        let tail = if left > 0 { 8 } else { 0 };
+        if used + 2 + label.chars().count() + tail > width {
+            spans.push(Span::raw(format!("+{} more", order.len() - k)));
+            break;
+        }
+        spans.push(if color {
+            Span::styled("██", Style::default().fg(legend_color(c.from)))
+        } else {
+            Span::raw(format!("{}{}", c.glyph, c.glyph))
+        });
+        used += 2 + label.chars().count();
+        spans.push(Span::raw(label));
+    }
+    Line::from(spans)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +105,30 @@ mod tests {
         assert_eq!(legend_color(255), Color::Rgb(0, 0, 0));
         assert_eq!(legend_color(60), Color::Rgb(30, 110, 40));
         assert_eq!(legend_color(230), Color::Rgb(128, 128, 128));
+    }
+
+    #[test]
+    fn the_classes_line_names_what_the_pixels_show_most_first_and_fits() {
+        // Three quarters one class, a quarter another, one pixel of no data.
+        let mut px = vec![60u8; 48];
+        px.extend([10u8; 16]);
+        px.push(255);
+        let text: String = classes_line(&px, 200, false)
+            .spans
+            .iter()
+            .map(|s| s.content.to_string())
+            .collect();
+        let first = tilecube::legend::class_of(60).unwrap().label.clone();
+        let second = tilecube::legend::class_of(10).unwrap().label.clone();
+        let (a, b) = (text.find(&first).unwrap(), text.find(&second).unwrap());
+        assert!(a < b, "most first: {text}");
+        let narrow: String = classes_line(&px, 24, false)
+            .spans
+            .iter()
+            .map(|s| s.content.to_string())
+            .collect();
+        assert!(narrow.chars().count() <= 24 + 8, "{narrow}");
+        assert!(narrow.contains("more"), "{narrow}");
     }
 
     #[test]

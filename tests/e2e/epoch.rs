@@ -698,6 +698,29 @@ fn the_console_shows_the_sixth_years_tab_and_its_key_selects_it() {
     tmux.keys(&["q"]);
 }
 
+#[test]
+fn a_console_open_during_extend_gains_the_new_years_tab_without_reopening() {
+    let w = Work::new();
+    w.listed_tiles(2000, &["80N_180W".to_string()]);
+    w.ok(&["init"]);
+    w.ok(&["write", "--all"]);
+    let tmux = Tmux::start(&console_cmd(&w));
+    let s = tmux.wait_for("1:2000 1/1");
+    assert!(!s.contains("6:"), "{s}");
+    // Another process extends the cube and lists the year's tiles: the console's next poll
+    // sees the head move, reads the layout again, and shows the sixth year with its list.
+    w.listed_tiles(2025, &["80N_170W".to_string(), "80N_160W".to_string()]);
+    w.ok(&["extend", "--year", "2025"]);
+    let s = tmux.wait_for("6:2025 0/2");
+    assert!(
+        s.contains("the cube's years are now 2000, 2005, 2010, 2015, 2020, 2025"),
+        "{s}"
+    );
+    tmux.keys(&["6"]);
+    tmux.wait_for("80N . o o ");
+    tmux.keys(&["q"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_that_opened_before_extend_cannot_land_over_it_and_write_missing_lands_its_tiles()
 {

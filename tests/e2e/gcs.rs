@@ -155,7 +155,7 @@ fn remote_read_errors_name_the_tile_and_the_reason() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(
-        stdout.contains("1 tiles written, 3 failed"),
+        stdout.contains("1 tile written, 3 failed"),
         "{stdout}{stderr}"
     );
     let failure = |tile: &str| {

@@ -306,7 +306,7 @@ async fn a_lost_manifest_is_named_with_its_tiles_and_repair_lets_the_branch_move
         "{st}"
     );
     let out = w.ok(&["write", "--missing"]);
-    assert!(out.contains("1 tiles written"), "{out}");
+    assert!(out.contains("1 tile written"), "{out}");
     let out = w.ok(&["verify"]);
     assert!(out.trim_end().ends_with("ok"), "{out}");
     let cube = w.cube().await;
@@ -360,7 +360,7 @@ fn threads_are_capped_and_the_write_still_ends() {
         said.contains(&format!("100000 threads asked for; using {cap}")),
         "{said}"
     );
-    assert!(said.contains("1 tiles written"), "{said}");
+    assert!(said.contains("1 tile written"), "{said}");
     eprintln!("capped write took {:?}", started.elapsed());
 }
 
@@ -450,7 +450,7 @@ fn init_on_a_new_branch_makes_it_and_mistyped_paths_make_nothing() {
     let out = w.ok(&["--branch", "dev", "init"]);
     assert!(out.contains("initialized"), "{out}");
     let out = w.ok(&["--branch", "dev", "write", "--all", "--year", "2000"]);
-    assert!(out.contains("1 tiles written"), "{out}");
+    assert!(out.contains("1 tile written"), "{out}");
     let st = json(&w.ok(&["--branch", "dev", "status", "--json"]));
     assert_eq!(st["years"]["2000"]["written"], 1);
 
@@ -678,7 +678,7 @@ fn config_paths_are_the_files_and_bad_branch_names_and_years_are_refused() {
             "2000",
         ],
     );
-    assert!(out.contains("1 tiles written"), "{out}");
+    assert!(out.contains("1 tile written"), "{out}");
 
     for bad in ["", "../../evil", "a b", ".hidden"] {
         let o = w.run(&["--branch", bad, "status"]);

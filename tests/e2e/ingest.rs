@@ -415,7 +415,7 @@ fn a_source_or_a_list_that_is_not_there_is_an_error_naming_it() {
         stderr.contains("no tile list for 2010") && stderr.contains("2010.txt"),
         "{stderr}"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 tiles written"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 tile written"));
     // status shows such a year as having no list.
     let status = w.ok(&["status", "--year", "2000", "--year", "2005"]);
     assert!(status.contains("2000: 1 written / 1 listed"), "{status}");

@@ -62,6 +62,15 @@ fn an_operators_day_at_80x24() {
     let log: serde_json::Value = serde_json::from_str(&w.ok(&["log", "--json"])).unwrap();
     assert_eq!(log[0]["message"], "first ingest", "{log}");
 
+    // L shows the run's own log, in the console.
+    tmux.keys(&["L"]);
+    let s = tmux.wait_for(" log (");
+    assert!(
+        s.contains("30N_030E"),
+        "the run's log names the failed tile:\n{s}"
+    );
+    tmux.keys(&["Escape"]);
+
     // The runs panel names the failed tile; Enter goes there.
     tmux.keys(&["Tab", "Tab"]);
     let s = tmux.wait_for("failed: 2000/30N_030E");

@@ -89,7 +89,7 @@ async fn a_write_to_another_branch_lands_there_and_the_readers_follow_the_branch
     w.list(2000, &[a, b, c], "");
     w.ok(&["init"]);
     let out = w.ok(&["write", "--tiles", a, "--year", "2000"]);
-    assert!(out.contains("1 tiles written"), "{out}");
+    assert!(out.contains("1 tile written"), "{out}");
 
     // dev made at main's head with Icechunk's own API, as an operator would.
     let main_cube = w.cube().await;

@@ -148,7 +148,7 @@ async fn each_tile_check_fails_its_tile_alone_naming_the_tile_and_the_reason() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "some tiles failed:\n{stderr}");
     assert!(
-        stdout.contains("2 tiles written, 5 failed, 1 commits"),
+        stdout.contains("2 tiles written, 5 failed, 1 commit"),
         "{stdout}"
     );
     for (name, _, reason) in bad {
@@ -248,7 +248,7 @@ async fn a_truncated_and_a_corrupt_tile_fail_with_gdal_s_earlier_messages() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 tiles written, 2 failed, 1 commits"),
+        String::from_utf8_lossy(&out.stdout).contains("1 tile written, 2 failed, 1 commit"),
         "{stderr}"
     );
 

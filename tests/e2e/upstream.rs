@@ -108,7 +108,7 @@ async fn a_local_tile_reissued_shows_changed_and_write_changed_writes_it_alone()
 
     let commits = w.written_by_commit(2000).len();
     let out = w.ok(&["write", "--changed", "--year", "2000"]);
-    assert!(out.contains("1 tiles written, 0 failed"), "{out}");
+    assert!(out.contains("1 tile written, 0 failed"), "{out}");
     let by_commit = w.written_by_commit(2000);
     assert_eq!(by_commit.len(), commits + 1);
     assert_eq!(by_commit[0], vec!["10N_010E".to_string()]);
@@ -190,7 +190,7 @@ async fn an_s3_source_is_compared_by_its_listing_and_no_credential_is_recorded()
     let mut again = src.to_vec();
     again.extend(["write", "--changed", "--year", "2000"]);
     let out = w.ok_with(&again, &env);
-    assert!(out.contains("1 tiles written, 0 failed"), "{out}");
+    assert!(out.contains("1 tile written, 0 failed"), "{out}");
     assert_eq!(w.written_by_commit(2000)[0], vec!["50S_170E".to_string()]);
     let (tiles, _) = states(&w, &src, &env);
     assert_eq!(tiles, all("written", None));

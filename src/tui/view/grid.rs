@@ -70,7 +70,11 @@ pub(super) fn draw_grid(frame: &mut Frame, app: &App, area: Rect, (cw, ch): (u16
                 if cell == app.cursor {
                     s = s.add_modifier(Modifier::REVERSED);
                 }
-                let glyph = state.glyph();
+                // The filter (`F`): only failed and re-issued tiles are drawn.
+                let hidden = app.filter
+                    && !matches!(state, CellState::Failed | CellState::Changed)
+                    && cell != app.cursor;
+                let glyph = if hidden { ' ' } else { state.glyph() };
                 let mark = if selected { '*' } else { ' ' };
                 // Two columns: the glyph and the selection mark; grown cells are filled
                 // with the glyph, the mark last.
@@ -93,7 +97,8 @@ pub(super) fn draw_grid(frame: &mut Frame, app: &App, area: Rect, (cw, ch): (u16
 
 /// The world map: the year's data from an overview level, two samples a character (upper
 /// half-blocks coloured with the legend, or shading glyphs without colour), under the tile
-/// grid: the cursor's tile in brackets, selected tiles and tiles a diff changed marked.
+/// grid: the cursor's tile in brackets, selected tiles and tiles a diff changed marked; grown
+/// cells (3 characters and more) draw each tile's right and bottom edge.
 pub(super) fn draw_map(
     frame: &mut Frame,
     app: &App,
@@ -152,6 +157,17 @@ pub(super) fn draw_map(
                                 .add_modifier(Modifier::BOLD),
                         ),
                         (Some(m), false) => Span::raw(m.to_string()),
+                        // Grown cells (a large terminal): a thin line on each tile's right
+                        // and bottom edge, so tiles of one class do not merge into a block.
+                        (None, true) if cw >= 3 && (i + 1 == cw as usize || line + 1 == ch) => {
+                            let edge = if i + 1 == cw as usize { "▕" } else { "▁" };
+                            Span::styled(
+                                edge,
+                                Style::default()
+                                    .fg(Color::DarkGray)
+                                    .bg(crate::tui::widgets::legend_color(top)),
+                            )
+                        }
                         (None, true) => Span::styled(
                             "▀",
                             Style::default()

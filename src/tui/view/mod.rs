@@ -273,6 +273,12 @@ fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
         };
         spans.push(Span::styled(text, s));
     }
+    if app.filter {
+        spans.push(Span::styled(
+            " only ! % (F) ",
+            style(app, Color::Yellow).add_modifier(Modifier::REVERSED),
+        ));
+    }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -417,6 +423,7 @@ mod tests {
                 plan: None,
                 carried: Default::default(),
                 sources: Default::default(),
+                layout_changed: false,
             },
             Commit {
                 id: "INITBBBBBBBBBBBBBBBB".into(),
@@ -428,6 +435,7 @@ mod tests {
                 plan: None,
                 carried: Default::default(),
                 sources: Default::default(),
+                layout_changed: false,
             },
         ];
         app
@@ -696,6 +704,43 @@ mod tests {
     }
 
     #[test]
+    fn the_log_popup_and_the_filter() {
+        let mut a = app();
+        a.failed.insert(
+            (2000, t("80N_180W")),
+            Failure {
+                error: "has 3 bands; expected 1".into(),
+                attempts: 1,
+            },
+        );
+        a.cursor = tilecube::grid::Cell { col: 5, row: 5 };
+        a.filter = true;
+        let s = render(&a, 80, 24);
+        let row = s.lines().nth(3).unwrap();
+        assert!(row.starts_with("80N !"), "{s}");
+        assert!(
+            !row.contains('#') && !row.contains('o'),
+            "only ! and % drawn: {s}"
+        );
+        assert!(s.lines().nth(1).unwrap().contains("only ! % (F)"), "{s}");
+        both("filter", &a);
+        a.filter = false;
+        a.popup = Some(Popup::Log {
+            run: "7c1e0a9b3f21".into(),
+            scroll: 2,
+        });
+        a.log_lines = Ok((1..=40)
+            .map(|i| format!("2026-12-01T04:00:{i:02}Z INFO line {i}"))
+            .collect());
+        let s = render(&a, 80, 24);
+        assert!(
+            s.contains("line 38") && !s.contains("line 39"),
+            "2 lines up from the end: {s}"
+        );
+        both("log", &a);
+    }
+
+    #[test]
     fn below_80x24_the_console_says_the_terminal_is_too_small() {
         let s = render(&app(), 60, 20);
         assert!(s.contains("terminal too small"), "{s}");
@@ -738,8 +783,15 @@ mod tests {
             branch: "main".into(),
             rewrites: 1,
             message: "fix 2000".into(),
+            bytes: Some(crate::tui::state::SelectionBytes {
+                bytes: 1_234_000_000,
+                absent: 0,
+            }),
         }));
+        let spec = Preset::glad().source;
+        a.source = Some(tilecube::source::Source::new("/data/glad", &spec).unwrap());
         let s = render(&a, 80, 24);
+        assert!(s.contains("It reads 1.2 GB at the source."), "{s}");
         assert!(
             s.contains("Write 3 tiles of 1 year to branch main on 2 threads?"),
             "{s}"
@@ -858,6 +910,13 @@ mod tests {
         let mut plain = map_app();
         plain.color = false;
         both("map_no_color", &plain);
+        // Grown cells (160x48) mark each tile's edges; 80x24's two-character cells do not.
+        assert!(render(&a, 160, 48).contains('▕'));
+        assert!(!render(&a, 80, 24).contains('▕'));
+        // At 80x24, where no legend panel is, the tile panel names the classes shown.
+        let small = render(&a, 80, 24);
+        let ocean = tilecube::legend::class_of(254).unwrap().label.clone();
+        assert!(small.contains(&ocean), "{small}");
         // Without colour the data still reads: ocean, classes and no data by glyph.
         let screen = render(&plain, 80, 24);
         for glyph in ['░', '▒', '▓', '%', '#', '@', '~', '[', '*'] {
@@ -903,10 +962,18 @@ mod tests {
             tile: t("80N_170W"),
         });
         let px: Vec<u8> = (0..64 * 64)
-            .map(|i| if (i / 64) < 20 { 255 } else { (i % 64) as u8 })
+            .map(|i| match (i / 64, i % 64) {
+                (row, _) if row < 20 => 255,
+                (_, col) if col < 40 => 10,
+                (_, col) => col as u8,
+            })
             .collect();
         a.quicklook = Some((64, px));
         a.color = false;
+        // The quick-look names the classes it shows, under the picture, most first.
+        let s = render(&a, 80, 24);
+        let label = tilecube::legend::class_of(10).unwrap().label.clone();
+        assert!(s.contains(&label[..label.len().min(12)]), "{s}");
         both("quicklook", &a);
         let mut a = app();
         a.popup = Some(Popup::Help);

@@ -180,7 +180,8 @@ pub(super) fn tile_lines(
         Span::raw(format!("  {}  ", state.name())),
         Span::raw(format!("bounds {w} {s} {e} {n}")),
     ])];
-    // With the map: which level it is drawn from (one short line).
+    // With the map: which level it is drawn from, and (where no legend panel shows it) the
+    // classes it shows.
     if app.show_map && !full {
         lines.push(Line::from(match app.map_image() {
             Some(Ok(m)) => format!(
@@ -190,6 +191,9 @@ pub(super) fn tile_lines(
             Some(Err(e)) => format!("map: {e}"),
             None => format!("map: reading {year}…"),
         }));
+        if let Some(Ok(m)) = app.map_image() {
+            lines.push(crate::tui::widgets::classes_line(&m.pixels, 78, app.color));
+        }
     }
     if state == CellState::NoTile && !app.failed.contains_key(&(year, tile)) {
         if app.browse.is_none() {

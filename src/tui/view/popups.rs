@@ -32,6 +32,12 @@ pub(super) fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect
                 ask.branch,
                 tilecube::runs::plural(ask.threads, "thread")
             ))];
+            if app.source.is_some() {
+                lines.push(Line::from(match &ask.bytes {
+                    Some(b) => format!("It reads {}.", b.text()),
+                    None => "It reads: looking up the tiles' sizes at the source…".to_string(),
+                }));
+            }
             if ask.rewrites > 0 {
                 lines.push(Line::styled(
                     format!(
@@ -112,6 +118,26 @@ pub(super) fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect
             lines.push(Line::from("Enter: go   Esc: cancel"));
             (" find ", lines, 60, 5)
         }
+        Popup::Log { scroll, .. } => {
+            let inner_w = area.width.saturating_sub(4);
+            let inner_h = area.height.saturating_sub(4);
+            let lines: Vec<Line> = match &app.log_lines {
+                Ok(all) if all.is_empty() => vec![Line::from("reading the log …")],
+                Ok(all) => {
+                    // The window ending `scroll` lines above the last one, a line a row (long
+                    // lines cut: the popup is as wide as the terminal allows).
+                    let end = all.len().saturating_sub(*scroll);
+                    let start = end.saturating_sub(inner_h as usize);
+                    all[start..end]
+                        .iter()
+                        .map(|l| Line::from(l.chars().take(inner_w as usize).collect::<String>()))
+                        .collect()
+                }
+                Err(e) => vec![Line::styled(e.clone(), style(app, Color::Red))],
+            };
+            let title: &'static str = " log (↑↓ PgUp PgDn Home End, Esc closes) ";
+            (title, lines, inner_w + 2, inner_h + 2)
+        }
         Popup::Tile { year, tile } => {
             let inner_w = area.width.saturating_sub(4).min(100);
             let lines = tile_lines(app, *year, *tile, true);
@@ -165,9 +191,23 @@ pub(super) fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect
         Popup::QuickLook { .. } => {
             let inner_w = area.width.saturating_sub(4).min(64);
             let inner_h = area.height.saturating_sub(4).min(32);
+            // The picture, centred, then the legend of the classes it shows.
             let lines = match &app.quicklook {
                 Some((side, px)) => {
-                    quicklook_lines(*side, px, inner_w as usize, inner_h as usize, app.color)
+                    let mut l = quicklook_lines(
+                        *side,
+                        px,
+                        inner_w as usize,
+                        inner_h.saturating_sub(2) as usize,
+                        app.color,
+                    );
+                    l.push(Line::from(""));
+                    l.push(crate::tui::widgets::classes_line(
+                        px,
+                        inner_w as usize,
+                        app.color,
+                    ));
+                    l
                 }
                 None => vec![Line::from("reading the tile from the cube ...")],
             };
@@ -179,11 +219,15 @@ pub(super) fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect
     frame.render_widget(Clear, rect);
     let title = match popup {
         Popup::QuickLook { year, tile } => format!(" {year}/{tile}{title}"),
+        Popup::Log { run, .. } => format!(" run {run}{title}"),
         _ => title.to_string(),
     };
-    let p = Paragraph::new(lines)
+    let mut p = Paragraph::new(lines)
         .wrap(Wrap { trim: false })
         .block(Block::default().borders(Borders::ALL).title(title));
+    if matches!(popup, Popup::QuickLook { .. }) {
+        p = p.alignment(ratatui::layout::Alignment::Center);
+    }
     frame.render_widget(p, rect);
 }
 
