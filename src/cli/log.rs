@@ -15,8 +15,31 @@ pub(crate) async fn log(settings: &Settings, as_json: bool) -> Result<i32> {
     for r in &releases {
         tags.entry(r.snapshot.as_str()).or_default().push(r);
     }
+    // Tagged snapshots the branch's history no longer passes through (an expire keeps them,
+    // off the history, or they were tagged on another branch): listed after it.
+    let in_history: std::collections::BTreeSet<&str> =
+        history.iter().map(|c| c.id.as_str()).collect();
+    let mut off: Vec<tilecube::cube::Commit> = Vec::new();
+    for id in tags.keys().filter(|id| !in_history.contains(*id)) {
+        off.push(
+            cube.commit_of(id)
+                .await
+                .with_context(|| format!("reading tagged snapshot {id}"))?,
+        );
+    }
+    off.sort_by(|a, b| b.time.cmp(&a.time));
     if as_json {
         let mut out = serde_json::to_value(&history)?;
+        if let Some(all) = out.as_array_mut() {
+            for c in all.iter_mut() {
+                c["in_history"] = serde_json::json!(true);
+            }
+            for c in &off {
+                let mut v = serde_json::to_value(c)?;
+                v["in_history"] = serde_json::json!(false);
+                all.push(v);
+            }
+        }
         for c in out.as_array_mut().into_iter().flatten() {
             let of = c["id"].as_str().and_then(|id| tags.get(id));
             let names: Vec<&str> = of.into_iter().flatten().map(|r| r.name.as_str()).collect();
@@ -33,7 +56,14 @@ pub(crate) async fn log(settings: &Settings, as_json: bool) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
     }
-    for c in &history {
+    let heading = format!(
+        "tagged snapshots no longer in {}'s history (an expire keeps them, off it):",
+        cube.branch
+    );
+    for (i, c) in history.iter().chain(off.iter()).enumerate() {
+        if i == history.len() {
+            println!("{heading}");
+        }
         let local = c.time.with_timezone(&chrono::Local);
         let tiles = if c.tile_count() > 0 {
             format!("  [{}]", c.tiles_summary(6))
@@ -57,10 +87,25 @@ pub(crate) async fn log(settings: &Settings, as_json: bool) -> Result<i32> {
             "{}  {}  {}{tagged}{tiles}",
             c.id,
             local.format("%Y-%m-%d %H:%M:%S"),
-            c.message
+            one_line(&c.message)
         );
     }
     Ok(0)
+}
+
+/// A message on one line of the log: line breaks and other control characters escaped
+/// (`\n`, `\u{1b}`), so a message can neither break the one-commit-a-line format nor
+/// reach the terminal as a control sequence.
+pub(crate) fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `tilecube tag NAME [--snapshot ID] [--message M]`: name a snapshot of the branch
@@ -75,7 +120,9 @@ pub(crate) async fn tag(
     tilecube::cube::check_tag_name(name)?;
     let cube = settings.open_cube().await?;
     let id = match snapshot {
-        Some(s) => s.to_string(),
+        Some(s) => {
+            tilecube::cube::canonical_snapshot_id(s).with_context(|| format!("--snapshot {s}"))?
+        }
         None => cube.head().await?.to_string(),
     };
     let done = cube

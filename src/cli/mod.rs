@@ -122,7 +122,7 @@ pub enum Command {
         snapshot: Option<String>,
         /// Release notes kept with the tag (in the repository's metadata; spec 2). Given
         /// again on a tag already on that snapshot, it replaces the message.
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty_message)]
         message: Option<String>,
     },
     /// Delete the objects no branch or tag reaches (a failed write's uploads, expired
@@ -254,7 +254,7 @@ pub struct WriteArgs {
     /// Print the report as JSON.
     /// The message of the write's commits (each still records its tiles), e.g. "write
     /// GLAD LCLU data"; default: a message naming the tiles.
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty_message)]
     pub message: Option<String>,
     #[arg(long)]
     pub json: bool,
@@ -356,5 +356,14 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Ok(0)
             }
         }
+    }
+}
+
+/// A `--message`: some text (an empty one is refused: leave the flag out instead).
+fn non_empty_message(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("an empty message; leave --message out (commits then name their tiles)".into())
+    } else {
+        Ok(s.to_string())
     }
 }

@@ -126,11 +126,26 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
         .collect();
     let journal =
         Journal::load_or_report(&journal_dir(), &cube.key(), |w| eprintln!("warning: {w}"));
-    let failed: BTreeMap<(i32, TileName), &tilecube::ingest::JournalEntry> = journal
-        .by_tile()
-        .into_iter()
-        .filter(|((y, t), _)| years.contains(y) && !coverage.is_written(*y, *t))
-        .collect();
+    // A failure counts while the cube does not hold the tile, or holds it from a write older
+    // than the failure (its rewrite failed: the cube keeps the old pixels). A tile written
+    // after its failure, by any process, is not failed any more.
+    let mut failed: BTreeMap<(i32, TileName), &tilecube::ingest::JournalEntry> = BTreeMap::new();
+    for ((y, t), e) in journal.by_tile() {
+        if !years.contains(&y) {
+            continue;
+        }
+        let keep = match coverage.state(y, t) {
+            Some(tilecube::cube::TileState::Written { snapshot, .. }) => cube
+                .commit_of(snapshot)
+                .await
+                .map(|c| c.time < e.time)
+                .unwrap_or(false),
+            _ => true,
+        };
+        if keep {
+            failed.insert((y, t), e);
+        }
+    }
     if as_json {
         let mut out = serde_json::Map::new();
         for &y in &years {
@@ -264,12 +279,17 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
     for e in failed.values() {
         writeln!(
             out,
-            "failed: {}/{}: {} ({} attempts, {})",
+            "failed: {}/{}: {} ({}, {}){}",
             e.year,
             e.tile,
             e.reason,
-            e.attempts,
-            e.time.format("%Y-%m-%d %H:%M:%S UTC")
+            tilecube::runs::plural(e.attempts as usize, "attempt"),
+            e.time.format("%Y-%m-%d %H:%M:%S UTC"),
+            if coverage.is_written(e.year, e.tile) {
+                "; the cube keeps the tile as written before"
+            } else {
+                ""
+            }
         )?;
     }
     for m in &lost {

@@ -55,11 +55,14 @@ pub(crate) async fn selection(args: &Choice, cube: &Cube, source: &Source) -> Re
         ));
     }
     if !args.tiles.is_empty() {
-        let tiles = args
-            .tiles
-            .iter()
-            .map(|t| t.trim().parse::<TileName>())
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut tiles = Vec::new();
+        for t in &args.tiles {
+            let tile = t.trim().parse::<TileName>()?;
+            // A tile named twice is written once.
+            if !tiles.contains(&tile) {
+                tiles.push(tile);
+            }
+        }
         Ok(Selection::Tiles(tiles))
     } else if args.all {
         Ok(Selection::All)
@@ -91,6 +94,17 @@ pub(crate) async fn refuse_lost_manifests(cube: &Cube) -> Result<()> {
 
 pub(crate) async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     let cube = settings.open_cube().await?;
+    if let Some(y) = args
+        .choice
+        .years
+        .iter()
+        .find(|y| !cube.layout.years.contains(y))
+    {
+        bail!(
+            "--year {y}: year {y} is not in the cube (years: {:?}); `tilecube extend --year {y}` appends a year after the last",
+            cube.layout.years
+        );
+    }
     refuse_lost_manifests(&cube).await?;
     let source = settings.source()?;
     let selection = selection(&args.choice, &cube, &source).await?;

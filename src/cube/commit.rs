@@ -66,6 +66,7 @@ pub(crate) async fn commit_guarded(
     }
     super::steps::reached("chunks-uploaded");
     let _lock = RefLock::acquire(&cube.location).await?;
+    ensure_descends(cube, session).await?;
     let solver = BasicConflictSolver::default();
     let no_rebase = steps::disabled(Mechanism::Rebase);
     let no_refresh_after_rebase = steps::disabled(Mechanism::RefreshAfterRebase);
@@ -127,6 +128,7 @@ pub(crate) async fn commit(
 ) -> Result<SnapshotId, CubeError> {
     super::steps::reached("chunks-uploaded");
     let _lock = RefLock::acquire(&cube.location).await?;
+    ensure_descends(cube, session).await?;
     let solver = BasicConflictSolver::default();
     let attempts = if steps::disabled(Mechanism::Rebase) {
         0
@@ -140,6 +142,29 @@ pub(crate) async fn commit(
         .execute()
         .await
         .map_err(|e| rebase_refused(cube, e))
+}
+
+/// Refuse to land a session on a branch that no longer descends from the snapshot it opened
+/// on: the repository was deleted and made again at its place, or the branch was reset, or
+/// an expire dropped that snapshot from its history. A rebase onto such a branch would land a
+/// commit recording tiles whose chunks it does not hold. The check reads the commits since
+/// the session's base (none when the branch did not move); under the reference lock.
+async fn ensure_descends(cube: &Cube, session: &Session) -> Result<(), CubeError> {
+    let base = session.snapshot_id().to_string();
+    let head = cube.head().await?.to_string();
+    if head == base {
+        return Ok(());
+    }
+    let (_, found) = cube.ancestry_until(&base).await?;
+    if found {
+        Ok(())
+    } else {
+        Err(CubeError::BaseGone {
+            location: cube.location.to_string(),
+            branch: cube.branch.clone(),
+            base,
+        })
+    }
 }
 
 /// A commit's error, told apart when Icechunk could not rebase it over the branch.

@@ -72,6 +72,15 @@ pub enum CubeError {
         #[source]
         source: BoxError,
     },
+    /// The branch no longer descends from the snapshot a write opened on.
+    #[error(
+        "the branch {branch} of {location} no longer descends from snapshot {base}, which this write started from: the repository was made again at its place, or the branch reset, or an expire dropped that snapshot; nothing of this write landed: write its tiles again (`write --missing`, or the same command)"
+    )]
+    BaseGone {
+        location: String,
+        branch: String,
+        base: String,
+    },
     /// Other processes kept committing to the branch: every attempt to land found it moved.
     #[error("the branch {branch} kept moving: {attempts} attempts at committing failed")]
     BranchKeptMoving { branch: String, attempts: u16 },
@@ -106,8 +115,14 @@ pub enum CubeError {
         #[source]
         source: BoxError,
     },
-    #[error("snapshot {0:?} not found")]
+    #[error(
+        "snapshot {0:?} not found (a snapshot id is 20 characters, as `tilecube log` shows it)"
+    )]
     UnknownSnapshot(String),
+    #[error(
+        "{given:?} is not a snapshot id as written (it reads as {canonical}, which may not be the one meant): give the id as `tilecube log` shows it"
+    )]
+    NotCanonical { given: String, canonical: String },
     /// `tag`: a name refused before anything is written.
     #[error("tag name {name:?} is refused: {why}")]
     TagName { name: String, why: &'static str },

@@ -280,6 +280,24 @@ impl Cube {
         Ok(infos.into_iter().map(Commit::from_info).collect())
     }
 
+    /// The commit that made snapshot `id` (one snapshot read, whatever its ancestry): for
+    /// snapshots a tag keeps that the branch's history no longer passes through.
+    pub async fn commit_of(&self, id: &str) -> Result<Commit, CubeError> {
+        let reading = |e| CubeError::icechunk(format!("reading snapshot {id}"), e);
+        let snapshot = icechunk::format::SnapshotId::try_from(id)
+            .map_err(|_| CubeError::UnknownSnapshot(id.to_string()))?;
+        let mut stream = Box::pin(
+            self.repo
+                .ancestry(&VersionInfo::SnapshotId(snapshot))
+                .await
+                .map_err(reading)?,
+        );
+        match stream.try_next().await.map_err(reading)? {
+            Some(info) => Ok(Commit::from_info(info)),
+            None => Err(CubeError::UnknownSnapshot(id.to_string())),
+        }
+    }
+
     /// The branch's ancestry, newest first.
     pub async fn history(&self) -> Result<Vec<Commit>, CubeError> {
         self.history_of(&VersionInfo::BranchTipRef(self.branch.clone()))
@@ -310,7 +328,10 @@ impl Cube {
 
     /// The branch's ancestry, newest first, down to (not including) `stop`, and whether
     /// `stop` was met (else the whole ancestry was read).
-    async fn ancestry_until(&self, stop: &str) -> Result<(Vec<Commit>, bool), CubeError> {
+    pub(crate) async fn ancestry_until(
+        &self,
+        stop: &str,
+    ) -> Result<(Vec<Commit>, bool), CubeError> {
         let reading = |e| CubeError::icechunk("reading the history", e);
         let mut stream = Box::pin(
             self.repo

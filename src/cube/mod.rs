@@ -50,7 +50,7 @@ pub use releases::{MAX_TAG_LEN, Release, Released, check_tag_name, tag_name_prob
 pub use repair::RepairReport;
 pub use repo::{Cube, InitOptions, SpecVersion};
 pub use session::{Committed, Stager, WriteSession};
-pub use snapshots::TileKey;
+pub use snapshots::{TileKey, canonical_snapshot_id};
 pub use upgrade::Upgrade;
 pub use verify::{LostManifest, Verification};
 pub use writer::{ChunkEncoder, EncodedChunk, PreparedUpload, TileChunks};

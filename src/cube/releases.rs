@@ -131,6 +131,11 @@ impl Cube {
                 message_key(name),
                 json!({ "message": message, "time": Utc::now() }),
             );
+            // The repository's metadata lives in the file the references live in (spec 2):
+            // on a local repository, which has no conditional writes, two taggers at once
+            // would each write it from what they read, the later dropping the other's
+            // message. The reference lock makes them take turns, as commits do.
+            let _lock = super::lock::RefLock::acquire(&self.location).await?;
             self.repo
                 .update_metadata(&props)
                 .await

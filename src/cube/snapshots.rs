@@ -21,6 +21,21 @@ fn snapshot_id(id: &str) -> Result<SnapshotId, CubeError> {
     SnapshotId::try_from(id).map_err(|_| CubeError::UnknownSnapshot(id.to_string()))
 }
 
+/// A snapshot id exactly as Icechunk writes it. Ids are read leniently (any case, `O` for
+/// `0`, and the last character's spare bits ignored), so a mistyped id can name another's
+/// snapshot: an id not written as its snapshot's is refused, naming the one it reads as.
+pub fn canonical_snapshot_id(id: &str) -> Result<String, CubeError> {
+    let canonical = snapshot_id(id.trim())?.to_string();
+    if canonical == id.trim() {
+        Ok(canonical)
+    } else {
+        Err(CubeError::NotCanonical {
+            given: id.to_string(),
+            canonical,
+        })
+    }
+}
+
 impl Cube {
     /// The tiles a snapshot holds, each with the snapshot that wrote it.
     pub async fn snapshot_tiles(&self, id: &str) -> Result<BTreeMap<TileKey, String>, CubeError> {

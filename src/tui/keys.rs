@@ -122,6 +122,10 @@ pub struct Offer {
     pub plan: bool,
     /// Runs are going (`x`).
     pub runs_going: bool,
+    /// Some tile failed (the runs panel's `Enter` goes to one).
+    pub failures: bool,
+    /// Some run is known (`L` shows its log).
+    pub runs: bool,
 }
 
 impl Offer {
@@ -129,6 +133,8 @@ impl Offer {
         match command {
             Command::Plan => self.plan,
             Command::Cancel => self.runs_going,
+            Command::JumpFailed => self.failures,
+            Command::Log => self.runs,
             _ => true,
         }
     }
@@ -705,6 +711,8 @@ mod tests {
             years,
             plan: false,
             runs_going: false,
+            failures: false,
+            runs: false,
         }
     }
 
@@ -732,6 +740,8 @@ mod tests {
             years: 5,
             plan: true,
             runs_going: true,
+            failures: true,
+            runs: true,
         };
         let h = help(all);
         let described: Vec<_> = BINDINGS.iter().filter(|b| !b.help.is_empty()).collect();
@@ -806,6 +816,8 @@ mod tests {
             years: 5,
             plan: true,
             runs_going: false,
+            failures: true,
+            runs: true,
         };
         assert!(help(with_plan).iter().any(|(k, _)| k == "S"));
         // `x` cancels the runs going: with none, it is not offered either.

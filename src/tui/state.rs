@@ -310,8 +310,11 @@ pub struct App {
     /// The tiles of the last launch: what a cancelled or dead run did not land is selected
     /// again once the head is read, so a retry is one key.
     pub last_launch: BTreeSet<(i32, TileName)>,
-    /// A cancelled or dead run ended: re-select its tiles at the next head read.
-    pub reselect: bool,
+    /// The run that launch became, once answered.
+    pub last_launch_id: Option<String>,
+    /// A cancelled or dead run ended: its tiles (and when it started) are re-selected at the
+    /// next head read, but for those it landed.
+    pub reselect: Option<(BTreeSet<(i32, TileName)>, chrono::DateTime<chrono::Utc>)>,
     /// The log shown (`L`): its last lines as read, or why it could not be.
     pub log_lines: Result<Vec<String>, String>,
     /// Only the failed and re-issued tiles are drawn (`F`).
@@ -408,7 +411,8 @@ impl App {
             tags: BTreeMap::new(),
             cancelling: BTreeSet::new(),
             last_launch: BTreeSet::new(),
-            reselect: false,
+            reselect: None,
+            last_launch_id: None,
             log_lines: Ok(Vec::new()),
             filter: false,
             source_sizes: BTreeMap::new(),
@@ -428,6 +432,8 @@ impl App {
             years: self.years.len(),
             plan: self.plan.is_some(),
             runs_going: self.active_runs().next().is_some(),
+            failures: !self.failed.is_empty(),
+            runs: !self.runs.is_empty(),
         }
     }
 
@@ -575,6 +581,35 @@ impl App {
     }
 
     /// The runs still going.
+    /// Whether the branch head holds the tile from a commit made at or after `since` (by a
+    /// run that started then): what a run landed, rewrites included.
+    pub fn landed_since(
+        &self,
+        year: i32,
+        tile: TileName,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        match self.coverage.state(year, tile) {
+            Some(tilecube::cube::TileState::Written { snapshot, .. }) => self
+                .history
+                .iter()
+                .find(|c| c.id == *snapshot)
+                .is_some_and(|c| c.time >= since),
+            _ => false,
+        }
+    }
+
+    /// Whether `write --missing` would write the tile: listed, not written in the branch
+    /// head, and no run is at it (a failed tile and one with stray chunks, `?`, included).
+    pub fn is_missing(&self, year: i32, tile: TileName) -> bool {
+        self.listed.get(&year).is_some_and(|l| l.contains(&tile))
+            && !self.coverage.is_written(year, tile)
+            && matches!(
+                self.cell_state(year, tile),
+                CellState::Listed | CellState::Failed | CellState::Inconsistent
+            )
+    }
+
     /// What the selection weighs at the source, once every selected tile's size is known.
     pub fn selection_bytes(&self) -> Option<SelectionBytes> {
         let mut out = SelectionBytes {
@@ -652,7 +687,26 @@ impl App {
             log::info!("{}", self.status_line);
             self.cancelling.remove(&run.info.id);
             if matches!(run.state, RunState::Cancelled | RunState::Dead) {
-                self.reselect = true;
+                // Every tile of the run, from its record (a run launched elsewhere too).
+                let mut tiles: BTreeSet<(i32, TileName)> = record
+                    .queued
+                    .iter()
+                    .chain(record.running.iter().map(|r| &r.tile))
+                    .chain(record.written_tiles.iter())
+                    .filter_map(|k| parse_tile_key(k))
+                    .collect();
+                tiles.extend(
+                    record
+                        .failed
+                        .iter()
+                        .filter_map(|f| Some((f.year, f.tile.parse::<TileName>().ok()?))),
+                );
+                if self.last_launch_id.as_deref() == Some(run.info.id.as_str()) {
+                    tiles.extend(self.last_launch.iter().copied());
+                }
+                let (mut all, _) = self.reselect.take().unwrap_or_default();
+                all.extend(tiles);
+                self.reselect = Some((all, record.started));
             }
         }
         let landed_before = previous

@@ -266,6 +266,7 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             app.derive_from_runs();
             match r {
                 Ok(id) => {
+                    app.last_launch_id = Some(id.clone());
                     app.status_line =
                         format!("run {id} launched: it goes on if the console leaves");
                     log::info!("run {id} launched");
@@ -318,6 +319,8 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             app.loading = None;
             app.coverage = coverage;
             app.tags = tags;
+            app.history = history;
+            app.history_index = app.history_index.min(app.history.len().saturating_sub(1));
             let mut actions = Vec::new();
             if let Some(years) = years {
                 let gained: Vec<i32> = years
@@ -339,12 +342,11 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
                     actions.push(Action::ReadLists(gained));
                 }
             }
-            if std::mem::take(&mut app.reselect) {
+            if let Some((tiles, started)) = app.reselect.take() {
                 // What a cancelled or dead run did not land is selected again: `w` retries.
-                let left: Vec<_> = app
-                    .last_launch
+                let left: Vec<_> = tiles
                     .iter()
-                    .filter(|(y, t)| !app.coverage.is_written(*y, *t))
+                    .filter(|(y, t)| !app.landed_since(*y, *t, started))
                     .copied()
                     .collect();
                 if !left.is_empty() {
@@ -359,8 +361,6 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
             }
             app.ended_unread.clear();
             app.derive_from_runs();
-            app.history = history;
-            app.history_index = app.history_index.min(app.history.len().saturating_sub(1));
             let moved = app.head != head;
             app.head = head;
             if moved && app.source.is_some() {
@@ -642,7 +642,7 @@ fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
             };
             for y in years {
                 for t in app.grid.tiles().collect::<Vec<_>>() {
-                    if app.cell_state(y, t) == CellState::Listed {
+                    if app.is_missing(y, t) {
                         app.selected.insert((y, t));
                     }
                 }
@@ -735,15 +735,13 @@ fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
             }
             None => app.status_line = "no failed tile".into(),
         },
-        Command::NextMissing => {
-            match next_tile(app, |y, t| app.cell_state(y, t) == CellState::Listed) {
-                Some((y, t)) => {
-                    app.go_to(y, t);
-                    app.status_line = format!("{y}/{t} is listed, not written");
-                }
-                None => app.status_line = "every listed tile is written".into(),
+        Command::NextMissing => match next_tile(app, |y, t| app.is_missing(y, t)) {
+            Some((y, t)) => {
+                app.go_to(y, t);
+                app.status_line = format!("{y}/{t} is listed, not written");
             }
-        }
+            None => app.status_line = "every listed tile is written".into(),
+        },
         Command::JumpFailed => match app.failed_in_order().first().copied() {
             Some((y, t)) => {
                 app.go_to(y, t);
@@ -1574,23 +1572,41 @@ mod tests {
         assert!(a.cancelling.contains("R1"));
         assert!(a.status_line.starts_with("cancelling run R1"));
         // It ends cancelled, one tile landed: once the head is read, the other is selected.
-        a.apply_runs(vec![run("R1", "cancelled", record(&["80N_180W"], 1))]);
+        // The other was written before the run began (a rewrite): it did not land either.
+        let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
+        let mut ended = record(&["80N_180W"], 1);
+        ended.started = at(100);
+        a.apply_runs(vec![run("R1", "cancelled", ended)]);
         assert!(a.cancelling.is_empty());
         let mut coverage = Coverage::default();
-        coverage.tiles.insert(
-            (2000, t("80N_180W")),
-            tilecube::cube::TileState::Written {
-                chunks: 16,
-                snapshot: "S".into(),
-            },
-        );
+        for (tile, snapshot) in [("80N_180W", "S"), ("80N_170W", "OLD")] {
+            coverage.tiles.insert(
+                (2000, t(tile)),
+                tilecube::cube::TileState::Written {
+                    chunks: 16,
+                    snapshot: snapshot.into(),
+                },
+            );
+        }
+        let commit = |id: &str, time| Commit {
+            id: id.into(),
+            parent: None,
+            time,
+            message: "m".into(),
+            written: Default::default(),
+            init: false,
+            plan: None,
+            carried: Default::default(),
+            sources: Default::default(),
+            layout_changed: false,
+        };
         update(
             &mut a,
             Msg::Done(Done::Refreshed {
                 tags: Default::default(),
                 years: None,
                 coverage,
-                history: vec![],
+                history: vec![commit("S", at(200)), commit("OLD", at(0))],
                 head: Some("S".into()),
             }),
         );

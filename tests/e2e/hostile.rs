@@ -842,3 +842,42 @@ fn map_names_a_missing_directory_refuses_another_format_and_says_when_it_is_blan
     let o = w.run(&["map", "--year", "2000", "--out", &png]);
     assert!(!text(&o).contains("blank"), "{}", text(&o));
 }
+
+/// A repository deleted and made again at its place while a write is held before its commit:
+/// the write must not land over the new one a commit recording tiles whose chunks went with
+/// the old repository. It fails saying so, and the new cube holds nothing of it.
+#[test]
+fn a_write_whose_repository_was_made_again_under_it_lands_nothing_and_says_why() {
+    let w = Work::new();
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    let writer = w.spawn_with(
+        &["write", "--year", "2000", "--tiles", &names.join(",")],
+        &w.hold_env("chunks-uploaded#1"),
+    );
+    w.wait_held("chunks-uploaded", 1);
+    std::fs::remove_dir_all(w.repo()).unwrap();
+    w.ok(&["init"]);
+    let before = w.ok(&["log", "--json"]);
+    w.release("chunks-uploaded", 1);
+    let out = writer.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("no longer descends from snapshot")
+            && said.contains("the repository was made again at its place"),
+        "{said}"
+    );
+    assert!(!said.contains("2 tiles written"), "{said}");
+    // The new cube is as `init` left it: no commit, no tile.
+    assert_eq!(w.ok(&["log", "--json"]), before);
+    let st = json(&w.ok(&["status", "--json"]));
+    assert_eq!(st["years"]["2000"]["written"], 0, "{st}");
+    let out = w.ok(&["write", "--missing"]);
+    assert!(out.contains("2 tiles written"), "{out}");
+}

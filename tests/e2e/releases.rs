@@ -218,3 +218,106 @@ fn a_writes_message_names_its_commits_and_each_still_records_its_tiles() {
         "{last}"
     );
 }
+
+#[test]
+fn tags_made_at_once_keep_every_message_and_tags_an_expire_keeps_stay_in_the_log() {
+    let w = Work::new();
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init", "--spec-version", "2"]);
+    w.ok(&["write", "--year", "2000", "--tiles", &names[0]]);
+    let first = log(&w)[0]["id"].as_str().unwrap().to_string();
+    // Eight taggers at once on a local repository: each message is kept (they take turns
+    // at the repository's metadata, as commits take turns at the branch).
+    let taggers: Vec<_> = (0..8)
+        .map(|i| {
+            let (name, message) = (format!("m{i}"), format!("notes {i}"));
+            w.spawn_with(&["tag", &name, "--message", &message], &[])
+        })
+        .collect();
+    for t in taggers {
+        let out = t.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let messages = log(&w)[0]["tag_messages"].clone();
+    for i in 0..8 {
+        assert_eq!(
+            messages[format!("m{i}")],
+            format!("notes {i}"),
+            "{messages}"
+        );
+    }
+
+    // A mistyped id that Icechunk would read as the snapshot's is refused, naming the id.
+    let last = first.chars().last().unwrap();
+    let typo = format!(
+        "{}{}",
+        &first[..first.len() - 1],
+        if last == '0' { '1' } else { 'H' }
+    );
+    let out = w.run(&["tag", "typo", "--snapshot", &typo]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("it reads as {first}")),
+        "{typo}: {err}"
+    );
+    let out = w.run(&["tag", "short", "--snapshot", &first[..8]]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a snapshot id is 20 characters"),
+        "{out:?}"
+    );
+    assert!(!log(&w)[0]["tags"].to_string().contains("typo"));
+
+    // An empty message is refused; one with line breaks and escapes stays on its line.
+    let out = w.run(&[
+        "write",
+        "--year",
+        "2000",
+        "--tiles",
+        &names[1],
+        "--message",
+        " ",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("an empty message"));
+    w.ok(&[
+        "write",
+        "--year",
+        "2000",
+        "--tiles",
+        &names[1],
+        "--message",
+        "line one\nline two \u{1b}[31m",
+    ]);
+    let text = w.ok(&["log"]);
+    assert!(
+        text.contains("line one\\nline two \\u{1b}[31m") && !text.contains('\u{1b}'),
+        "{text}"
+    );
+
+    // An expire drops the tagged snapshot from the branch's history but keeps it: log
+    // shows it after the history, with its tags and their messages.
+    w.ok(&["expire", "--older-than", "0s"]);
+    let commits = log(&w);
+    let off: Vec<_> = commits
+        .iter()
+        .filter(|c| c["in_history"] == false)
+        .collect();
+    assert_eq!(off.len(), 1, "{commits:?}");
+    assert_eq!(off[0]["id"], first.as_str());
+    assert_eq!(off[0]["tag_messages"]["m3"], "notes 3");
+    let text = w.ok(&["log"]);
+    let (history, kept) = text
+        .split_once("tagged snapshots no longer in main's history")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!history.contains(&first), "{text}");
+    assert!(
+        kept.contains(&first) && kept.contains("m0: \"notes 0\""),
+        "{text}"
+    );
+}

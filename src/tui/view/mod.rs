@@ -252,7 +252,7 @@ fn short(id: &str) -> &str {
 }
 
 fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
-    let mut spans = vec![];
+    let mut texts: Vec<String> = Vec::new();
     let diff = app.browse.as_ref().filter(|b| b.diff_against.is_some());
     for (i, &y) in app.years.iter().enumerate() {
         let (w, l) = app.completeness(y);
@@ -266,7 +266,21 @@ fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
             (None, Some(_)) => format!(" {}:{y} …/{l} ", i + 1),
             (None, None) => format!(" {}:{y} {w}/{l} ", i + 1),
         };
-        let s = if i == app.year_index {
+        texts.push(text);
+    }
+    // Too many years for the width (an extended cube at 80 columns): the other years show
+    // only their key and year, so the chosen one and the filter's mark stay in sight.
+    let mark = if app.filter { 14 } else { 0 };
+    let wide: usize = texts.iter().map(|t| t.chars().count()).sum::<usize>() + mark;
+    let mut spans = vec![];
+    for (i, text) in texts.into_iter().enumerate() {
+        let chosen = i == app.year_index;
+        let text = if wide > area.width as usize && !chosen {
+            format!(" {}:{} ", i + 1, app.years[i])
+        } else {
+            text
+        };
+        let s = if chosen {
             Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD)
         } else {
             Style::default()
@@ -701,6 +715,27 @@ mod tests {
             "{s}"
         );
         both("history_tags", &a);
+    }
+
+    #[test]
+    fn six_years_at_80_columns_keep_the_chosen_tab_and_the_filter_mark_in_sight() {
+        let mut a = app();
+        a.years.push(2025);
+        a.year_index = 5;
+        a.filter = true;
+        let s = render(&a, 80, 24);
+        let tabs = s.lines().nth(1).unwrap();
+        assert!(
+            tabs.contains(" 6:2025 0/0 ") && tabs.contains("only ! % (F)"),
+            "{s}"
+        );
+        assert!(
+            tabs.contains(" 1:2000 ") && !tabs.contains(" 1:2000 1/5"),
+            "{s}"
+        );
+        // With room, every tab has its counts.
+        let s = render(&a, 160, 48);
+        assert!(s.lines().nth(1).unwrap().contains(" 1:2000 1/5 "), "{s}");
     }
 
     #[test]
