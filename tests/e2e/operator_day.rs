@@ -64,7 +64,14 @@ fn an_operators_day_at_80x24() {
 
     // L shows the run's own log, in the console.
     tmux.keys(&["L"]);
-    let s = tmux.wait_for(" log (");
+    tmux.wait_for(" log (");
+    // The popup opens at once, saying so while the log is read.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut s = tmux.screen();
+    while s.contains("reading the log") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        s = tmux.screen();
+    }
     assert!(
         s.contains("30N_030E"),
         "the run's log names the failed tile:\n{s}"

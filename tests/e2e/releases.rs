@@ -74,11 +74,11 @@ fn tags_name_snapshots_for_good_and_log_shows_them() {
         "{err}"
     );
     // A snapshot that is not there is named.
-    let bad = w.run(&["tag", "v2", "--snapshot", "0000000000000000000Z"]);
+    let bad = w.run(&["tag", "v2", "--snapshot", "0000000000000000000G"]);
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        err.contains("tagging snapshot 0000000000000000000Z as v2"),
+        err.contains("tagging snapshot 0000000000000000000G as v2"),
         "{err}"
     );
     assert_eq!(log(&w).len(), commits.len(), "no commit made by tagging");
