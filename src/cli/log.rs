@@ -27,7 +27,7 @@ pub(crate) async fn log(settings: &Settings, as_json: bool) -> Result<i32> {
                 .with_context(|| format!("reading tagged snapshot {id}"))?,
         );
     }
-    off.sort_by(|a, b| b.time.cmp(&a.time));
+    off.sort_by_key(|c| std::cmp::Reverse(c.time));
     if as_json {
         let mut out = serde_json::to_value(&history)?;
         if let Some(all) = out.as_array_mut() {

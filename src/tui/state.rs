@@ -314,7 +314,7 @@ pub struct App {
     pub last_launch_id: Option<String>,
     /// A cancelled or dead run ended: its tiles (and when it started) are re-selected at the
     /// next head read, but for those it landed.
-    pub reselect: Option<(BTreeSet<(i32, TileName)>, chrono::DateTime<chrono::Utc>)>,
+    pub reselect: Option<Reselect>,
     /// The log shown (`L`): its last lines as read, or why it could not be.
     pub log_lines: Result<Vec<String>, String>,
     /// Only the failed and re-issued tiles are drawn (`F`).
@@ -324,6 +324,9 @@ pub struct App {
     /// A lookup of sizes is under way.
     pub sizing: bool,
 }
+
+/// The tiles of a run that ended cancelled or dead, and when it started.
+pub type Reselect = (BTreeSet<(i32, TileName)>, chrono::DateTime<chrono::Utc>);
 
 /// What the selected tiles weigh at the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
