@@ -7,6 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use tilecube::ingest::Event;
+use tilecube::runs::plural;
 
 /// What the line shows.
 #[derive(Debug, Default)]
@@ -89,7 +90,11 @@ impl Line {
 /// the written tiles, which the live line counts).
 pub fn event_line(ev: &Event) -> Option<String> {
     Some(match ev {
-        Event::Started { tiles, threads } => format!("writing {tiles} tiles on {threads} threads"),
+        Event::Started { tiles, threads } => format!(
+            "writing {} on {}",
+            plural(*tiles, "tile"),
+            plural(*threads, "thread")
+        ),
         Event::TileWritten {
             year,
             tile,
@@ -97,7 +102,8 @@ pub fn event_line(ev: &Event) -> Option<String> {
             bytes,
             ..
         } => format!(
-            "  {year}/{tile}: {chunks_stored} chunks, {:.1} MB",
+            "  {year}/{tile}: {}, {:.1} MB",
+            plural(*chunks_stored as usize, "chunk"),
             *bytes as f64 / 1e6
         ),
         Event::TileFailed {
@@ -111,8 +117,8 @@ pub fn event_line(ev: &Event) -> Option<String> {
         } => format!("  {year}/{tile}: retry {attempt} after: {error}"),
         Event::Committed {
             snapshot, tiles, ..
-        } => format!("committed {tiles} tiles as {snapshot}"),
-        Event::Staged { part, tiles } => format!("staged {tiles} tiles as {part}"),
+        } => format!("committed {} as {snapshot}", plural(*tiles, "tile")),
+        Event::Staged { part, tiles } => format!("staged {} as {part}", plural(*tiles, "tile")),
         Event::Warning { message } => format!("warning: {message}"),
         _ => return None,
     })

@@ -23,11 +23,11 @@ pub(crate) async fn extend(settings: &Settings, year: i32, as_json: bool) -> Res
     }
     let years: Vec<String> = report.years.iter().map(i32::to_string).collect();
     println!(
-        "added year {year} to {location} @ {branch} in commit {}: its years are {} ({}); {} arrays grew, no chunk of an earlier year was written",
+        "added year {year} to {location} @ {branch} in commit {}: its years are {} ({}); {} grew, no chunk of an earlier year was written",
         report.snapshot,
         years.join(", "),
         years.len(),
-        report.arrays.len()
+        tilecube::runs::plural(report.arrays.len(), "array")
     );
     println!(
         "next: list the year's tiles in the source ({}) and run `tilecube write --year {year} --missing`",

@@ -110,8 +110,8 @@ pub(crate) async fn expire(
         );
     }
     println!(
-        "released {} snapshots older than {} (flushed before {}) from the history; tagged snapshots and branch heads kept",
-        report.released.len(),
+        "released {} older than {} (flushed before {}) from the history; tagged snapshots and branch heads kept",
+        tilecube::runs::plural(report.released.len(), "snapshot"),
         format_age(older_than),
         report.cutoff.format("%Y-%m-%d %H:%M:%S UTC")
     );

@@ -221,8 +221,8 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
     }
     let cube = settings.open_cube().await?;
     plan.check_cube(&cube)?;
-    super::refuse_lost_manifests(&cube).await?;
     let mut jobs = plan.tile_jobs(shard, &cube.layout, &settings.source()?)?;
+    super::refuse_lost_manifests(&cube, &jobs, false).await?;
     let stage = args
         .stage
         .as_deref()
@@ -527,8 +527,12 @@ pub async fn status(local: &Settings, at: &str, stage: Option<&str>, as_json: bo
     }
     for f in &st.failed {
         println!(
-            "failed: {}/{} (shard {}): {} ({} attempts)",
-            f.failure.year, f.failure.tile, f.shard, f.failure.error, f.failure.attempts
+            "failed: {}/{} (shard {}): {} ({})",
+            f.failure.year,
+            f.failure.tile,
+            f.shard,
+            f.failure.error,
+            tilecube::runs::plural(f.failure.attempts as usize, "attempt")
         );
     }
     Ok(0)

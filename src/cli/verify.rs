@@ -23,7 +23,10 @@ pub(crate) async fn repair(settings: &Settings, as_json: bool) -> Result<i32> {
         println!("dropped lost manifest {m}");
     }
     for (at, n) in &report.chunks {
-        println!("dropped {n} references to lost chunk objects of {at}");
+        println!(
+            "dropped {} to lost chunk objects of {at}",
+            tilecube::runs::plural(*n as usize, "reference")
+        );
     }
     println!(
         "committed {id}; now `tilecube write --missing` writes the tiles that lost chunks (shown as ?) again, \

@@ -73,12 +73,32 @@ pub(crate) async fn selection(args: &Choice, cube: &Cube, source: &Source) -> Re
     }
 }
 
-/// Refuse to write over a head whose manifests are lost from storage: no commit could land.
-pub(crate) async fn refuse_lost_manifests(cube: &Cube) -> Result<()> {
-    let lost = cube.lost_manifests(&cube.head().await?).await?;
+/// Refuse to write tiles whose commit would read a manifest lost from storage: it could not
+/// land. Only the manifests the tiles' commit reads are looked up (the cost follows the
+/// tiles), or, with `whole` (`--missing`, which reads the whole cube's coverage anyway and
+/// would not see the tiles of a lost manifest as missing), every manifest of the head.
+pub(crate) async fn refuse_lost_manifests(
+    cube: &Cube,
+    jobs: &[ingest::TileJob],
+    whole: bool,
+) -> Result<()> {
+    let head = cube.head().await?;
+    let lost = if whole {
+        cube.lost_manifests(&head).await?
+    } else {
+        let grid = cube.layout.grid();
+        let tiles: Vec<_> = jobs
+            .iter()
+            .filter_map(|j| grid.cell(j.tile).ok().map(|cell| (j.year_index, cell)))
+            .collect();
+        if tiles.is_empty() {
+            return Ok(());
+        }
+        cube.lost_manifests_of_tiles(&head, &tiles).await?
+    };
     if let Some(m) = lost.first() {
         bail!(
-            "{} manifest{} of {} @ {} {} lost from storage (first: {} of {}, holding {}): no commit can land over it; {REPAIR_HINT}",
+            "{} manifest{} of {} @ {} {} lost from storage (first: {} of {}, holding {}): no commit of these tiles can land over it; {REPAIR_HINT}",
             lost.len(),
             if lost.len() == 1 { "" } else { "s" },
             cube.location,
@@ -105,7 +125,6 @@ pub(crate) async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> 
             cube.layout.years
         );
     }
-    refuse_lost_manifests(&cube).await?;
     let source = settings.source()?;
     let selection = selection(&args.choice, &cube, &source).await?;
     let coverage = match selection {
@@ -121,6 +140,7 @@ pub(crate) async fn write(settings: &Settings, args: &WriteArgs) -> Result<i32> 
     )
     .await?;
     report_plan_problems(&plan, &source);
+    refuse_lost_manifests(&cube, &plan.jobs, matches!(selection, Selection::Missing)).await?;
     if let Some(note) = settings.threads_note(args.threads) {
         eprintln!("{note}");
     }

@@ -54,10 +54,24 @@ pub struct Cube {
     pub coverage_cache: CoverageCache,
 }
 
+/// The side, in chunks, of the manifest splits of level `k` (0: the cube itself) along y and
+/// x (along the year axis a split is one year): a tile's chunks where the tile maps to whole
+/// chunks, the whole level (`u32::MAX`) for the coarse levels.
+pub(crate) fn split_chunks(layout: &Layout, k: usize) -> u32 {
+    match k.checked_sub(1) {
+        None => layout.tile_pixels.div_ceil(layout.chunk_pixels) as u32,
+        Some(i) => layout
+            .levels()
+            .get(i)
+            .and_then(|level| level.tile_pixels.map(|t| (t / level.chunk) as u32))
+            .unwrap_or(u32::MAX),
+    }
+}
+
 pub(crate) fn repo_config(layout: &Layout) -> RepositoryConfig {
     // One manifest per tile and year: a commit rewrites only the manifests of the tiles it
     // touched, so commits stay cheap however full the cube gets.
-    let n = layout.tile_pixels.div_ceil(layout.chunk_pixels) as u32;
+    let n = split_chunks(layout, 0);
     let dims = vec![
         ManifestSplitDim {
             condition: ManifestSplitDimCondition::DimensionName("year".into()),
@@ -80,11 +94,8 @@ pub(crate) fn repo_config(layout: &Layout) -> RepositoryConfig {
     )];
     // Overview levels: one manifest per tile and year where a tile maps to whole chunks,
     // one per year for the coarse levels (small: a few hundred chunks a year).
-    for level in layout.levels() {
-        let n = level
-            .tile_pixels
-            .map(|t| (t / level.chunk) as u32)
-            .unwrap_or(u32::MAX);
+    for (i, level) in layout.levels().into_iter().enumerate() {
+        let n = split_chunks(layout, i + 1);
         split_sizes.push((
             ManifestSplitCondition::PathMatches {
                 regex: format!(

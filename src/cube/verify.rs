@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use icechunk::format::manifest::ChunkPayload;
 use icechunk::format::snapshot::NodeData;
 use icechunk::format::{IcechunkFormatErrorKind, Path, SnapshotId};
@@ -224,6 +224,131 @@ impl Cube {
             .filter(|m| !stored.contains(&m.id.to_string()))
             .map(|m| self.lost(m))
             .collect())
+    }
+
+    /// The manifests of snapshot `id` a commit of these tiles (year index, cell) would read,
+    /// found lost from storage: its cost follows the tiles, not the cube. A commit reads only
+    /// the manifests of the splits it changes (one split a tile and year on level 0 and the
+    /// levels written with the tile, one a year on the coarse levels) and carries the others
+    /// over by reference, as long as every manifest lies within one split; when one does not
+    /// (a cube whose manifests do not follow tiles), Icechunk rewrites it at any commit and
+    /// every manifest is checked, as [`Cube::lost_manifests`] does. The manifests found are
+    /// looked up one request each (a few at once), or by one listing when they are many.
+    pub async fn lost_manifests_of_tiles(
+        &self,
+        id: &SnapshotId,
+        tiles: &[(usize, crate::grid::Cell)],
+    ) -> Result<Vec<LostManifest>, CubeError> {
+        /// Beyond this many manifests, one listing costs less than a request each.
+        const LOOKUPS: usize = 256;
+        let manifests = self.manifests_of(id).await?;
+        let levels = self.layout.levels();
+        let splits: Vec<u64> = (0..=levels.len())
+            .map(|k| u64::from(super::repo::split_chunks(&self.layout, k)))
+            .collect();
+        let split_of = |m: &ManifestOf, at: &[u32]| -> Option<(usize, u32, u64, u64)> {
+            let n = *splits.get(m.k)?;
+            (at.len() == 3).then(|| (m.k, at[0], u64::from(at[1]) / n, u64::from(at[2]) / n))
+        };
+        if manifests.iter().any(|m| {
+            split_of(m, &m.first).is_none() || split_of(m, &m.first) != split_of(m, &m.last)
+        }) {
+            return self.lost_manifests(id).await;
+        }
+        // The splits the tiles change, on every level, and those the coarse levels' refresh
+        // reads: the level above each coarse chunk the tiles cover, whole.
+        let mut touched = HashSet::new();
+        let t = self.layout.tile_pixels;
+        let shape = |k: usize| -> (u64, u64, u64, u64) {
+            match k.checked_sub(1).and_then(|i| levels.get(i)) {
+                Some(l) => (l.factor, l.chunk, l.height, l.width),
+                None => {
+                    let [_, h, w] = self.layout.shape();
+                    (1, self.layout.chunk_pixels, h, w)
+                }
+            }
+        };
+        for (year, cell) in tiles {
+            let Ok(year) = u32::try_from(*year) else {
+                continue;
+            };
+            let (y0, x0) = (u64::from(cell.row) * t, u64::from(cell.col) * t);
+            for (k, n) in splits.iter().enumerate() {
+                let (factor, chunk, height, width) = shape(k);
+                // The tile's rows and columns at level k, as chunk ranges.
+                let (r0, r1) = (y0 / factor, (y0 + t).div_ceil(factor).min(height));
+                let (c0, c1) = (x0 / factor, (x0 + t).div_ceil(factor).min(width));
+                if r0 >= r1 || c0 >= c1 {
+                    continue;
+                }
+                let (cy, cx) = (r0 / chunk..=(r1 - 1) / chunk, c0 / chunk..=(c1 - 1) / chunk);
+                for sy in cy.start() / n..=cy.end() / n {
+                    for sx in cx.start() / n..=cx.end() / n {
+                        touched.insert((k, year, sy, sx));
+                    }
+                }
+                if k == 0 || !levels[k - 1].is_coarse() {
+                    continue;
+                }
+                // A coarse chunk is made from the 2×2 footprint of it on level k - 1.
+                let (_, above_chunk, above_h, above_w) = shape(k - 1);
+                let above_n = splits[k - 1];
+                let rows = (
+                    2 * cy.start() * chunk,
+                    (2 * (cy.end() + 1) * chunk).min(above_h),
+                );
+                let cols = (
+                    2 * cx.start() * chunk,
+                    (2 * (cx.end() + 1) * chunk).min(above_w),
+                );
+                if rows.0 >= rows.1 || cols.0 >= cols.1 {
+                    continue;
+                }
+                for sy in rows.0 / above_chunk / above_n..=(rows.1 - 1) / above_chunk / above_n {
+                    for sx in cols.0 / above_chunk / above_n..=(cols.1 - 1) / above_chunk / above_n
+                    {
+                        touched.insert((k - 1, year, sy, sx));
+                    }
+                }
+            }
+        }
+        let read: Vec<&ManifestOf> = manifests
+            .iter()
+            .filter(|m| split_of(m, &m.first).is_some_and(|s| touched.contains(&s)))
+            .collect();
+        if read.len() > LOOKUPS {
+            let stored = stored_ids(self, "manifests").await?;
+            return Ok(read
+                .into_iter()
+                .filter(|m| !stored.contains(&m.id.to_string()))
+                .map(|m| self.lost(m))
+                .collect());
+        }
+        let storage = self.repo.storage();
+        let ctx = self.repo.storage_context();
+        let found: Vec<Option<LostManifest>> = futures::stream::iter(read)
+            .map(|m| {
+                let (storage, ctx) = (&storage, &ctx);
+                async move {
+                    let path = format!("manifests/{}", m.id);
+                    match storage.get_object_range(ctx, &path, Some(&(0..1))).await {
+                        Ok(_) => Ok(None),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                icechunk::storage::StorageErrorKind::ObjectNotFound
+                            ) =>
+                        {
+                            Ok(Some(self.lost(m)))
+                        }
+                        Err(e) => Err(CubeError::icechunk(format!("looking up {path}"), e)),
+                    }
+                }
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     /// Check every manifest and chunk the branch head references against storage.

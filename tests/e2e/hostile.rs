@@ -318,6 +318,118 @@ async fn a_lost_manifest_is_named_with_its_tiles_and_repair_lets_the_branch_move
     assert_eq!(st["years"]["2000"]["written"], 3, "{st}");
 }
 
+/// The manifest of `tile` in `year` on level `k` (0: the cube itself), where the level maps
+/// the tile to whole chunks (one manifest a tile and year).
+async fn manifest_of_level(w: &Work, k: usize, year: i32, tile: &str) -> String {
+    let cube = w.cube().await;
+    let (side, chunk) = match k.checked_sub(1) {
+        None => (cube.layout.tile_pixels, cube.layout.chunk_pixels),
+        Some(i) => {
+            let level = cube.layout.levels()[i];
+            (
+                level.tile_pixels.expect("a level written with the tile"),
+                level.chunk,
+            )
+        }
+    };
+    let n = (side / chunk) as u32;
+    let cell = cube.layout.grid().cell(t(tile)).unwrap();
+    let yi = cube.layout.year_index(year).unwrap() as u32;
+    let want = vec![yi, cell.row * n, cell.col * n];
+    let head = cube.head().await.unwrap();
+    let snap = cube
+        .repo
+        .asset_manager()
+        .fetch_snapshot(&head)
+        .await
+        .unwrap();
+    let path = icechunk::format::Path::new(&cube.layout.level_path(k)).unwrap();
+    let node = snap.get_node(&path).unwrap();
+    let icechunk::format::snapshot::NodeData::Array { manifests, .. } = &node.node_data else {
+        panic!("not an array")
+    };
+    manifests
+        .iter()
+        .find(|m| m.extents.iter().map(|r| r.start).collect::<Vec<u32>>() == want)
+        .map(|m| m.object_id.to_string())
+        .unwrap_or_else(|| panic!("no manifest of {tile} on level {k}"))
+}
+
+/// A lost manifest stops only the writes whose commit would read it: its own tile's, and a
+/// neighbour's whose coarse-level refresh reads the level it belongs to; every other tile
+/// still lands, and the lost manifest stays reported. The check looks up only the manifests
+/// the tiles' commit reads (its cost follows the tiles).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_manifest_refuses_only_the_writes_whose_commit_reads_it() {
+    // Levels ×2 … ×16 written with each tile, ×32 … coarse: a ×32 chunk spans 8×8 tiles.
+    let w = Work::with_overviews(Some(100));
+    // Tiles side by side at 0N from 0E (columns 18..24): 18..23 share ×32 chunks, 24 not.
+    let names = tile_names(7);
+    let far = &names[6];
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    w.ok(&["write", "--all"]);
+    let cube = w.cube().await;
+    let levels = cube.layout.levels();
+    let last_tile_level = levels.iter().take_while(|l| !l.is_coarse()).count();
+    assert!(
+        last_tile_level >= 1 && levels.len() > last_tile_level,
+        "the test layout has levels written with the tile and coarse levels: {levels:?}"
+    );
+    let gone = |id: &str| std::fs::remove_file(w.repo().join("manifests").join(id)).unwrap();
+    let write = |tile: &str| w.run(&["write", "--year", "2000", "--tiles", tile]);
+    let refused = |tile: &str, lost: &str| {
+        let o = write(tile);
+        let said = text(&o);
+        assert!(
+            !o.status.success()
+                && said.contains(&format!("first: {lost} of"))
+                && said.contains("no commit of these tiles can land")
+                && said.contains("tilecube repair"),
+            "{tile}: {said}"
+        );
+    };
+    let lands = |tile: &str| {
+        let o = write(tile);
+        let said = text(&o);
+        assert!(
+            o.status.success() && said.contains("1 tile written"),
+            "{tile}: {said}"
+        );
+    };
+
+    // Level 0 of tile 1 lost: tile 1 is refused, tile 0 beside it lands (its commit reads
+    // level 0 of its own tile only, and the levels above level 0 of its neighbours).
+    let lost0 = manifest_of_level(&w, 0, 2000, &names[1]).await;
+    gone(&lost0);
+    refused(&names[1], &lost0);
+    lands(&names[0]);
+    let o = w.run(&["status", "--json"]);
+    let st = json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        st["years"]["2000"]["tiles"][&names[1]], "lost_manifest",
+        "{st}"
+    );
+    assert_eq!(st["years"]["2000"]["tiles"][&names[0]], "written", "{st}");
+
+    // The last level written with the tile lost for tile 3: every tile whose commit refreshes
+    // the ×32 chunk they share reads that level there, so tiles 3, 2 and 0 are refused; the
+    // tile of the next ×32 chunk lands.
+    let lost_k = manifest_of_level(&w, last_tile_level, 2000, &names[3]).await;
+    gone(&lost_k);
+    for tile in [&names[3], &names[2], &names[0]] {
+        refused(tile, &lost_k);
+    }
+    lands(far);
+
+    // The way back is unchanged: repair, then the missing tiles and the levels.
+    w.ok(&["repair"]);
+    w.ok(&["write", "--missing"]);
+    w.ok(&["overviews"]);
+    let out = w.ok(&["verify"]);
+    assert!(out.trim_end().ends_with("ok"), "{out}");
+}
+
 #[test]
 fn a_list_with_a_byte_order_mark_keeps_its_first_tile_and_a_useless_list_fails() {
     let w = Work::new();

@@ -268,9 +268,9 @@ impl Uploader {
             // its tiles wait for the next checkpoint (or the final commit).
             Err(e) if e.is_transient() => {
                 let message = format!(
-                    "a checkpoint commit failed ({}); its {} tiles stay in the session for the next commit",
+                    "a checkpoint commit failed ({}); its {} stay in the session for the next commit",
                     crate::error_chain(&e),
-                    self.uncommitted
+                    crate::runs::plural(self.uncommitted, "tile")
                 );
                 log::warn!("{message}");
                 self.events.send(Event::Warning { message });
