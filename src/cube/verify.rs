@@ -8,7 +8,8 @@
 //! the head's manifests (O(chunks)): it is an explicit command, never run on open or refresh.
 //! A manifest that is gone is reported with the tiles it held and its chunks are not read (they
 //! cannot be); the other manifests are still checked. [`Cube::lost_manifests`] is the cheap
-//! part alone (O(manifests)), for `status`.
+//! part alone (O(manifests)), for `status`; [`Cube::lost_manifests_of_tiles`] only the
+//! manifests a commit of some tiles reads (O(tiles)), for `write`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 

@@ -104,22 +104,7 @@ fn a_merge_killed_at_each_step_of_its_first_or_second_batch_resumes_to_one_commi
             let names = tile_names(6);
             w.listed_tiles(2000, &names);
             w.ok(&["--spec-version", "2", "init"]);
-            let p = w.dir.path().join("plan").display().to_string();
-            let stage = w.dir.path().join("stage").display().to_string();
-            w.ok(&["plan", "--all", "--shards", "3", "--out", &p]);
-            for shard in 0..3 {
-                w.ok(&[
-                    "write",
-                    "--plan",
-                    &p,
-                    "--shard",
-                    &shard.to_string(),
-                    "--stage",
-                    &stage,
-                    "--threads",
-                    "1",
-                ]);
-            }
+            let (p, stage) = w.staged_shards(3, &[]);
             let commits = |w: &Work| {
                 json(&w.ok(&["log", "--json"]))
                     .as_array()

@@ -227,32 +227,6 @@ async fn verify_checks_every_level_and_overviews_rebuilds_lost_level_chunks() {
     assert!(out.trim_end().ends_with("ok"), "{out}");
 }
 
-/// The icechunk manifests of the data variable in the head, with the tile each holds.
-async fn level0_manifest_of(w: &Work, year: i32, tile: &str) -> String {
-    let cube = w.cube().await;
-    let head = cube.head().await.unwrap();
-    let snap = cube
-        .repo
-        .asset_manager()
-        .fetch_snapshot(&head)
-        .await
-        .unwrap();
-    let node = snap
-        .get_node(&icechunk::format::Path::new(&cube.layout.variable_path()).unwrap())
-        .unwrap();
-    let icechunk::format::snapshot::NodeData::Array { manifests, .. } = &node.node_data else {
-        panic!("not an array")
-    };
-    manifests
-        .iter()
-        .find(|m| {
-            let first: Vec<u32> = m.extents.iter().map(|r| r.start).collect();
-            cube.layout.tile_of_chunk(&first) == Some((year, t(tile)))
-        })
-        .map(|m| m.object_id.to_string())
-        .expect("the tile's manifest")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_manifest_is_named_with_its_tiles_and_repair_lets_the_branch_move() {
     let w = Work::new();
@@ -260,7 +234,7 @@ async fn a_lost_manifest_is_named_with_its_tiles_and_repair_lets_the_branch_move
     w.listed_tiles(2000, &names);
     w.ok(&["init"]);
     w.ok(&["write", "--all"]);
-    let lost = level0_manifest_of(&w, 2000, &names[1]).await;
+    let lost = manifest_of_level(&w, 0, 2000, &names[1]).await;
     std::fs::remove_file(w.repo().join("manifests").join(&lost)).unwrap();
 
     let o = w.run(&["status", "--json"]);

@@ -258,17 +258,7 @@ async fn assert_versions_exact(
 /// chunks do not compress to the few bytes Icechunk keeps inside a manifest, so each is an
 /// object of its own.
 fn noise_tile(w: &Work, tile: &str, seed: u64) {
-    let path = w.tile(2000, tile, tilecube::demo::Flaw::None);
     let n = w.grid.tile_pixels as usize;
-    let ds = gdal::Dataset::open_ex(
-        &path,
-        gdal::DatasetOptions {
-            open_flags: gdal::GdalOpenFlags::GDAL_OF_UPDATE,
-            ..Default::default()
-        },
-    )
-    .expect("open tile for update");
-    let mut band = ds.rasterband(1).expect("band");
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let data: Vec<u8> = (0..n * n)
         .map(|_| {
@@ -278,8 +268,7 @@ fn noise_tile(w: &Work, tile: &str, seed: u64) {
             (state % 200) as u8
         })
         .collect();
-    let mut buf = gdal::raster::Buffer::new((n, n), data);
-    band.write((0, 0), (n, n), &mut buf).expect("write pixels");
+    w.tile_of_pixels(2000, tile, data);
 }
 
 fn sources(w: &Work, names: &[String]) -> BTreeMap<String, Vec<u8>> {

@@ -297,24 +297,7 @@ async fn staged_shards_merged_in_amended_batches_leave_every_level_the_chain() {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     w.list(2015, &refs, "");
     w.ok(&["--spec-version", "2", "init"]);
-    let plan = w.dir.path().join("plan").display().to_string();
-    let stage = w.dir.path().join("stage").display().to_string();
-    w.ok(&["plan", "--all", "--shards", "3", "--out", &plan]);
-    for shard in 0..3 {
-        w.ok(&[
-            "write",
-            "--plan",
-            &plan,
-            "--shard",
-            &shard.to_string(),
-            "--stage",
-            &stage,
-            "--threads",
-            "1",
-            "--commit-every",
-            "1",
-        ]);
-    }
+    let (plan, stage) = w.staged_shards(3, &["--commit-every", "1"]);
     let out = w.ok(&[
         "merge",
         "--plan",

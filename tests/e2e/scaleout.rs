@@ -572,24 +572,7 @@ fn a_merge_in_batches_amends_one_commit_and_records_every_tile() {
     let w = Work::new();
     let names = source(&w, 6);
     w.ok(&["--spec-version", "2", "init"]);
-    let p = w.dir.path().join("plan").display().to_string();
-    let stage = w.dir.path().join("stage").display().to_string();
-    w.ok(&["plan", "--all", "--shards", "4", "--out", &p]);
-    for shard in 0..4 {
-        w.ok(&[
-            "write",
-            "--plan",
-            &p,
-            "--shard",
-            &shard.to_string(),
-            "--stage",
-            &stage,
-            "--threads",
-            "1",
-            "--commit-every",
-            "1",
-        ]);
-    }
+    let (p, stage) = w.staged_shards(4, &["--commit-every", "1"]);
     let repo = w.repo().display().to_string();
     let before = commit_count(&w, &repo, &[]);
     // 16 chunks a tile: a batch of 32 references holds 2 tiles, so shards of 3 tiles land

@@ -166,8 +166,17 @@ impl Work {
 
     /// Write a good tile whose upper half is class `top` and lower half class `bottom`.
     pub fn two_class_tile(&self, year: i32, tile: &str, top: u8, bottom: u8) -> PathBuf {
+        let n = self.grid.tile_pixels as usize;
+        let mut data = vec![top; n * n];
+        data[n * n / 2..].fill(bottom);
+        self.tile_of_pixels(year, tile, data)
+    }
+
+    /// Write a good tile whose pixels are `data` (row-major, the tile's side squared).
+    pub fn tile_of_pixels(&self, year: i32, tile: &str, data: Vec<u8>) -> PathBuf {
         let path = self.tile(year, tile, Flaw::None);
         let n = self.grid.tile_pixels as usize;
+        assert_eq!(data.len(), n * n, "a tile's pixels");
         let ds = gdal::Dataset::open_ex(
             &path,
             gdal::DatasetOptions {
@@ -177,11 +186,41 @@ impl Work {
         )
         .expect("open tile for update");
         let mut band = ds.rasterband(1).expect("band");
-        let mut data = vec![top; n * n];
-        data[n * n / 2..].fill(bottom);
         let mut buf = gdal::raster::Buffer::new((n, n), data);
         band.write((0, 0), (n, n), &mut buf).expect("write pixels");
         path
+    }
+
+    /// Plan every listed tile in `shards` shards and stage each shard's tiles (one thread,
+    /// `extra` flags added to each shard's write): the plan's and the stage's paths.
+    pub fn staged_shards(&self, shards: usize, extra: &[&str]) -> (String, String) {
+        let plan = self.dir.path().join("plan").display().to_string();
+        let stage = self.dir.path().join("stage").display().to_string();
+        self.ok(&[
+            "plan",
+            "--all",
+            "--shards",
+            &shards.to_string(),
+            "--out",
+            &plan,
+        ]);
+        for shard in 0..shards {
+            let shard = shard.to_string();
+            let mut args = vec![
+                "write",
+                "--plan",
+                &plan,
+                "--shard",
+                &shard,
+                "--stage",
+                &stage,
+                "--threads",
+                "1",
+            ];
+            args.extend_from_slice(extra);
+            self.ok(&args);
+        }
+        (plan, stage)
     }
 
     /// Write a year's tile list naming these tiles, plus any extra raw lines.
