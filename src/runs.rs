@@ -367,6 +367,13 @@ impl Run {
         (now - r.progressed.unwrap_or(r.started)).to_std().ok()
     }
 
+    /// Why the run stopped as a whole (its final commit refused, its repository gone), as its
+    /// worker recorded it, on one line; `None` when it did not, or stopped only for tiles.
+    pub fn stop_reason(&self) -> Option<String> {
+        let reason = self.record.as_ref()?.error.as_deref()?;
+        Some(reason.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
     /// "no progress for 45 s" once a run going has been idle [`STALLED_AFTER`] or more.
     pub fn stall_note(&self, now: DateTime<Utc>) -> Option<String> {
         stall_note(self.idle(now)?)

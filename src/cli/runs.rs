@@ -89,6 +89,9 @@ pub fn list(as_json: bool) -> Result<i32> {
                 "", r.info.pid, r.info.id
             );
         }
+        if let Some(reason) = r.stop_reason() {
+            println!("{:<12}  stopped: {reason}", "");
+        }
     }
     Ok(0)
 }

@@ -33,7 +33,9 @@ pub enum TileError {
     Bands(usize),
     #[error("data type is {0}; expected uint8")]
     DataType(String),
-    #[error("size is {width}x{height} px; expected {expected}x{expected}")]
+    #[error(
+        "size is {width}x{height} px; expected {expected}x{expected}, the cube's tile size (a cube of other tiles is laid out with `init --tile-pixels N`)"
+    )]
     Size {
         width: usize,
         height: usize,

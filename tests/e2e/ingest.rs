@@ -126,7 +126,11 @@ async fn each_bad_tile_fails_alone_naming_itself_and_leaves_no_chunk() {
     let bad: &[(&str, Flaw, &str)] = &[
         ("10N_010E", Flaw::Int16, "expected uint8"),
         ("10N_020E", Flaw::ThreeBands, "has 3 bands"),
-        ("10N_030E", Flaw::WrongSize, "size is 399x399"),
+        (
+            "10N_030E",
+            Flaw::WrongSize,
+            "size is 399x399 px; expected 400x400, the cube's tile size (a cube of other tiles is laid out with `init --tile-pixels N`)",
+        ),
         ("10N_040E", Flaw::OffGrid, "not on a tile corner"),
         ("10N_050E", Flaw::WrongCrs, "EPSG:3857"),
     ];

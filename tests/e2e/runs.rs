@@ -238,3 +238,41 @@ async fn a_worker_killed_with_9_shows_dead_and_a_relaunch_finishes_the_plan() {
     assert!(rec.values().all(|&n| n == 1), "{rec:?}");
     assert_pixels(&w, &names).await;
 }
+
+/// A detached run whose final commit is refused (its repository made again under it) ends
+/// `failed` and says why in `tilecube runs`, not only in its log.
+#[test]
+fn a_detached_run_whose_commit_is_refused_says_why_in_runs() {
+    let w = Work::new();
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    let launched = w.run_with(
+        &[
+            "write",
+            "--detach",
+            "--all",
+            "--year",
+            "2000",
+            "--threads",
+            "1",
+        ],
+        &w.hold_env("chunks-uploaded#1"),
+    );
+    assert!(launched.status.success(), "{launched:?}");
+    w.wait_held("chunks-uploaded", 1);
+    std::fs::remove_dir_all(w.repo()).unwrap();
+    w.ok(&["init"]);
+    w.release("chunks-uploaded", 1);
+    let r = wait_state(&w, &["failed", "done", "dead", "cancelled"]);
+    assert_eq!(r["state"], "failed", "{r}");
+    let listed = w.ok(&["runs"]);
+    assert!(
+        listed.contains("stopped: ")
+            && listed.contains("no longer descends from snapshot")
+            && listed.contains("the repository was made again at its place"),
+        "{listed}"
+    );
+    let st: serde_json::Value = serde_json::from_str(&w.ok(&["status", "--json"])).unwrap();
+    assert_eq!(st["years"]["2000"]["written"], 0, "{st}");
+}

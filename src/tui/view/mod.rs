@@ -685,6 +685,32 @@ mod tests {
     }
 
     #[test]
+    fn a_run_stopped_as_a_whole_says_why_in_the_runs_panel() {
+        use tilecube::scaleout::{ShardRecord, ShardState};
+        let mut a = app();
+        let record = ShardRecord {
+            jobs: 2,
+            written: 2,
+            state: ShardState::Failed,
+            error: Some(
+                "committing 2 tiles:\nthe branch main no longer descends from snapshot X".into(),
+            ),
+            ..Default::default()
+        };
+        a.apply_runs(vec![crate::tui::state::fixtures::run(
+            "7c1e0a9b3f21",
+            "failed",
+            record,
+        )]);
+        let s = render(&a, 160, 48);
+        assert!(
+            s.contains("stopped: committing 2 tiles: the branch main")
+                && s.contains("no longer descends from snapshot X"),
+            "{s}"
+        );
+    }
+
+    #[test]
     fn an_ocean_cell_says_only_that_the_source_has_no_tile() {
         let mut a = app();
         a.source =

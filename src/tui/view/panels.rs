@@ -298,6 +298,12 @@ pub(super) fn draw_runs(frame: &mut Frame, app: &App, area: Rect) {
                     style(app, Color::Yellow),
                 ));
             }
+            if let Some(reason) = run.stop_reason() {
+                lines.push(Line::styled(
+                    format!("stopped: {reason}"),
+                    style(app, Color::Red),
+                ));
+            }
             lines.extend(failed_lines(app));
             let more = app
                 .active_runs()
@@ -305,7 +311,8 @@ pub(super) fn draw_runs(frame: &mut Frame, app: &App, area: Rect) {
                 .count();
             if more > 0 {
                 lines.push(Line::from(format!(
-                    "{more} more runs going (x cancels all)"
+                    "{} going (x cancels all)",
+                    tilecube::runs::plural(more, "more run")
                 )));
             }
             lines.push(Line::from(format!("log {}", run.log.display())));
