@@ -251,9 +251,12 @@ impl Cube {
             let n = *splits.get(m.k)?;
             (at.len() == 3).then(|| (m.k, at[0], u64::from(at[1]) / n, u64::from(at[2]) / n))
         };
-        if manifests.iter().any(|m| {
-            split_of(m, &m.first).is_none() || split_of(m, &m.first) != split_of(m, &m.last)
-        }) {
+        // Each manifest within one split, or Icechunk rewrites it at any commit.
+        let within_one = |m: &ManifestOf| {
+            let first = split_of(m, &m.first);
+            first.is_some() && first == split_of(m, &m.last)
+        };
+        if !manifests.iter().all(within_one) {
             return self.lost_manifests(id).await;
         }
         // The splits the tiles change, on every level, and those the coarse levels' refresh

@@ -397,6 +397,17 @@ mod tests {
     }
 
     /// A console on a small cube: three tiles listed in 2000, one written, one history entry.
+    /// 2000/80N_180W failed with `error` after `attempts` attempts.
+    fn fail_80n_180w(a: &mut App, error: &str, attempts: u32) {
+        a.failed.insert(
+            (2000, t("80N_180W")),
+            Failure {
+                error: error.into(),
+                attempts,
+            },
+        );
+    }
+
     fn app() -> App {
         // SAFETY: each test runs in its own process under nextest; set before any thread.
         unsafe { std::env::set_var("TZ", "UTC") };
@@ -608,13 +619,7 @@ mod tests {
     #[test]
     fn failed_tile_with_its_error() {
         let mut a = app();
-        a.failed.insert(
-            (2000, t("80N_180W")),
-            Failure {
-                error: "has 3 bands; expected 1".into(),
-                attempts: 1,
-            },
-        );
+        fail_80n_180w(&mut a, "has 3 bands; expected 1", 1);
         both("failed", &a);
     }
 
@@ -624,13 +629,7 @@ mod tests {
     #[test]
     fn a_failure_reason_is_shown_whole_and_enter_opens_it() {
         let mut a = app();
-        a.failed.insert(
-            (2000, t("80N_180W")),
-            Failure {
-                error: GDAL_FAILURE.into(),
-                attempts: 3,
-            },
-        );
+        fail_80n_180w(&mut a, GDAL_FAILURE, 3);
         // The panel at 80x24 ends with the cause (it comes before the source line).
         let small = render(&a, 80, 24);
         assert!(small.contains("got 1462 bytes, expected 1637)"), "{small}");
@@ -767,13 +766,7 @@ mod tests {
     #[test]
     fn the_log_popup_and_the_filter() {
         let mut a = app();
-        a.failed.insert(
-            (2000, t("80N_180W")),
-            Failure {
-                error: "has 3 bands; expected 1".into(),
-                attempts: 1,
-            },
-        );
+        fail_80n_180w(&mut a, "has 3 bands; expected 1", 1);
         a.cursor = tilecube::grid::Cell { col: 5, row: 5 };
         a.filter = true;
         let s = render(&a, 80, 24);
@@ -812,13 +805,7 @@ mod tests {
     #[test]
     fn at_100x30_the_legend_and_the_runs_use_the_room() {
         let mut a = app();
-        a.failed.insert(
-            (2000, t("80N_180W")),
-            Failure {
-                error: "has 3 bands; expected 1".into(),
-                attempts: 1,
-            },
-        );
+        fail_80n_180w(&mut a, "has 3 bands; expected 1", 1);
         let s = render(&a, 100, 30);
         assert!(s.contains(" ! failed"), "the legend beside the grid:\n{s}");
         assert!(s.contains(" runs "), "the runs under the tile:\n{s}");
@@ -1056,13 +1043,7 @@ mod tests {
     #[test]
     fn no_color_keeps_every_state_readable_by_glyph() {
         let mut a = app();
-        a.failed.insert(
-            (2000, t("80N_180W")),
-            Failure {
-                error: "bad".into(),
-                attempts: 1,
-            },
-        );
+        fail_80n_180w(&mut a, "bad", 1);
         a.uncommitted.insert((2000, t("80N_160W")));
         a.color = false;
         both("no_color", &a);

@@ -25,15 +25,7 @@ pub(super) fn draw_legend_narrow(frame: &mut Frame, app: &App, area: Rect) {
     let mut lines = vec![Line::from(format!(" {}", app.year()))];
     if app.show_map {
         for class in tilecube::legend::classes() {
-            let swatch = if app.color {
-                Span::styled(
-                    "██",
-                    style(app, crate::tui::widgets::legend_color(class.from)),
-                )
-            } else {
-                let g = crate::tui::widgets::shade(class.from);
-                Span::raw(format!("{g}{g}"))
-            };
+            let swatch = class_swatch(app, class.from);
             lines.push(Line::from(vec![
                 swatch,
                 Span::raw(format!(" {}", class.label)),
@@ -63,6 +55,16 @@ pub(super) fn draw_legend_narrow(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(lines), area);
 }
 
+/// A class's swatch in the legends: its colour, or its shading glyph without colour.
+fn class_swatch(app: &App, from: u8) -> Span<'static> {
+    if app.color {
+        Span::styled("██", style(app, crate::tui::widgets::legend_color(from)))
+    } else {
+        let g = crate::tui::widgets::shade(from);
+        Span::raw(format!("{g}{g}"))
+    }
+}
+
 /// A state's name in the legends.
 fn short_name(state: CellState) -> &'static str {
     match state {
@@ -83,15 +85,7 @@ pub(super) fn draw_legend(frame: &mut Frame, app: &App, area: Rect) {
     let mut lines = Vec::new();
     if app.show_map {
         for class in tilecube::legend::classes() {
-            let swatch = if app.color {
-                Span::styled(
-                    "██",
-                    style(app, crate::tui::widgets::legend_color(class.from)),
-                )
-            } else {
-                let g = crate::tui::widgets::shade(class.from);
-                Span::raw(format!("{g}{g}"))
-            };
+            let swatch = class_swatch(app, class.from);
             lines.push(Line::from(vec![
                 swatch,
                 Span::raw(format!(
