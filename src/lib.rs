@@ -22,6 +22,7 @@ pub mod netem;
 pub mod netfault;
 #[cfg(feature = "test-support")]
 pub mod nginx;
+pub mod notice;
 pub mod overview;
 pub mod preset;
 pub mod runs;

@@ -19,6 +19,7 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     tilecube::cube::steps::arm_from_env();
+    tilecube::notice::set_hook(|text| eprintln!("{text}"));
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(code) => std::process::exit(code),

@@ -13,6 +13,7 @@ use tilecube::config::Settings;
 pub(crate) async fn extend(settings: &Settings, year: i32, as_json: bool) -> Result<i32> {
     let mut cube = settings.open_cube().await?;
     let (location, branch) = (cube.location.to_string(), cube.branch.clone());
+    warn_running_writes(&cube, "extend changes the cube's arrays").await;
     let report = cube
         .extend_year(year)
         .await
@@ -38,4 +39,33 @@ pub(crate) async fn extend(settings: &Settings, year: i32, as_json: bool) -> Res
             .replace("{year}", &year.to_string())
     );
     Ok(0)
+}
+
+/// Say which writes are going on the repository and what a maintenance command `does` to
+/// them (a write ended by it reports which of its tiles landed; `write --missing` writes the
+/// rest). A listing that fails is said, and the command goes on.
+pub(crate) async fn warn_running_writes(cube: &tilecube::cube::Cube, does: &str) {
+    match cube.live_writers().await {
+        Ok(live) => {
+            let now = chrono::Utc::now();
+            let writes: Vec<_> = live
+                .iter()
+                .filter(|a| a.kind == tilecube::cube::WriterKind::Write)
+                .collect();
+            if writes.is_empty() {
+                return;
+            }
+            eprintln!(
+                "warning: {} going on this repository; {does}, so each stops at its next commit: the tiles it committed before stay, it names those that did not land, and `write --missing` writes them",
+                tilecube::runs::plural(writes.len(), "write")
+            );
+            for a in writes {
+                eprintln!("  running: {}", a.describe(now));
+            }
+        }
+        Err(e) => eprintln!(
+            "warning: the writes running on this repository could not be listed: {}",
+            tilecube::error_chain(&e)
+        ),
+    }
 }

@@ -51,6 +51,9 @@ fn print_gc(location: &str, r: &GcReport) {
             ""
         }
     );
+    for w in &r.writers {
+        println!("  spared: what {w} may still commit (newer than its start)");
+    }
     let row = |name: &str, k: Removed| {
         println!(
             "  {name:<17} {:>9} objects {:>10}",
@@ -95,6 +98,15 @@ pub(crate) async fn expire(
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(0);
+    }
+    for w in &report.writers {
+        println!("running: {w}");
+    }
+    if let Some(t) = report.kept_for_writers {
+        println!(
+            "kept the snapshots flushed since {}: a running write's next commit starts from one of them",
+            t.format("%Y-%m-%d %H:%M:%S UTC")
+        );
     }
     for c in &report.carried {
         println!(

@@ -132,8 +132,12 @@ pub enum Command {
         /// Count what would be removed, delete nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Remove only objects older than this (0s, 90m, 12h, 7d): a write running now loses
-        /// nothing. `0s` is for a quiet repository.
+        /// Remove only objects created more than this long ago (0s, 90m, 12h, 7d). Every
+        /// write announces itself in the repository while it runs (and a staged shard until
+        /// its plan's merge); an age reaching past the start of one that is going on is
+        /// refused, naming it, so no running or staged write loses an upload, whatever
+        /// machine it runs on. A write that died is forgotten 60 s after its last sign of
+        /// life, a staged shard never merged after 14 days. `0s` is for a quiet repository.
         #[arg(long, default_value = "1d", value_parser = tilecube::cube::parse_age)]
         older_than: std::time::Duration,
         #[arg(long)]
@@ -141,7 +145,8 @@ pub enum Command {
     },
     /// Drop the untagged snapshots older than --older-than from the history (heads and
     /// tagged snapshots kept), with Icechunk's expiration, after one commit that carries
-    /// their records of tiles forward; `gc` then reclaims their objects.
+    /// their records of tiles forward; `gc` then reclaims their objects. The snapshots a
+    /// running write started from are kept, so its commits still land.
     Expire {
         /// Expire the snapshots older than this (0s, 90m, 12h, 7d).
         #[arg(long, value_parser = tilecube::cube::parse_age)]

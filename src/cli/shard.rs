@@ -367,10 +367,19 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
             return Err(e);
         }
     };
-    let run = run_ingest(&cube, session, jobs, &options, args.json, Some(recorder)).await?;
+    let run = run_ingest(
+        &cube,
+        Arc::clone(&session),
+        jobs,
+        &options,
+        args.json,
+        Some(recorder),
+    )
+    .await?;
     let report = match run.report {
         Ok(r) => r,
         Err(e) => {
+            session.close().await;
             let e = anyhow::Error::from(e);
             if let Some(mut r) = run.recorder {
                 record_failure(&mut r, shard, &e).await;
@@ -397,6 +406,23 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
         })
         .collect();
     if let Some(w) = &stager {
+        // The staged uploads stay announced until the plan's merge, so a gc meanwhile keeps
+        // them; said before the shard is recorded done, so a done shard is always announced.
+        if state == ShardState::Done {
+            session
+                .close_staged(
+                    &plan.id,
+                    &format!(
+                        "plan {} shard {shard} ({})",
+                        plan.id,
+                        tilecube::runs::plural(report.written_count(), "tile")
+                    ),
+                )
+                .await
+                .with_context(|| format!("announcing shard {shard}'s staged uploads"))?;
+        } else {
+            session.close().await;
+        }
         w.finish(state, failures).await?;
     }
     if let Some(mut r) = run.recorder {
@@ -459,6 +485,18 @@ pub async fn merge(local: &Settings, flags: &Overrides, args: &MergeArgs) -> Res
         .commit_refs;
     let outcome = tilecube::scaleout::merge(&cube, &plan, &stage, args.partial, batch).await?;
     let secs = started.elapsed().as_secs_f64();
+    // Every shard merged: the staged uploads are the branch's now, and no longer held back
+    // from gc by their announcements.
+    if outcome.omitted.is_empty()
+        && let Err(e) = cube.end_staged(&plan.id).await
+    {
+        eprintln!(
+            "warning: the staged shards of plan {} stay announced (gc keeps what they uploaded for {} days): {}",
+            plan.id,
+            tilecube::cube::STAGED_KEEP.as_secs() / 86_400,
+            tilecube::error_chain(&e)
+        );
+    }
     if args.json {
         let mut v = serde_json::to_value(&outcome)?;
         v["seconds"] = json!(secs);

@@ -124,6 +124,16 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
         .iter()
         .flat_map(|m| m.level0_tiles.iter().copied())
         .collect();
+    // Holes `verify` or `repair` found in this very snapshot (on any level), kept by its id.
+    // A tile whose level-0 chunks are missing shows as incomplete already; the holes marked
+    // are those of tiles the cube holds as written.
+    let holes: std::collections::BTreeSet<(i32, TileName)> = cube
+        .coverage_cache
+        .holes(&head)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(y, t)| coverage.is_written(*y, *t))
+        .collect();
     let journal =
         Journal::load_or_report(&journal_dir(), &cube.key(), |w| eprintln!("warning: {w}"));
     // A failure counts while the cube does not hold the tile, or holds it from a write older
@@ -159,6 +169,9 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
                 if failed.contains_key(&(y, t)) {
                     name = "failed";
                 }
+                if holes.contains(&(y, t)) {
+                    name = "hole";
+                }
                 if lost_tiles.contains(&(y, t)) {
                     name = "lost_manifest";
                 }
@@ -186,6 +199,7 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
                 .collect::<Vec<_>>(),
             "failed": failed.values().collect::<Vec<_>>(),
             "lost_manifests": lost,
+            "holes": holes.iter().map(|(y, t)| format!("{y}/{t}")).collect::<Vec<_>>(),
             "source_check": match (&check, &check_error) {
                 (Some(c), _) => json!({
                     "compared": c.compared,
@@ -198,7 +212,11 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
             },
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(if lost.is_empty() { 0 } else { 1 });
+        return Ok(if lost.is_empty() && holes.is_empty() {
+            0
+        } else {
+            1
+        });
     }
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -235,16 +253,18 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
             let mut line = format!("{lat}  ");
             for c in 0..grid.columns {
                 let t = grid.tile_at(tilecube::grid::Cell { col: c, row: r });
-                line.push(glyph(if lost_tiles.contains(&(y, t)) {
-                    "lost_manifest"
-                } else if failed.contains_key(&(y, t)) {
-                    "failed"
-                } else {
-                    match tile_state_name(coverage.state(y, t), list.map(|l| l.contains(t))) {
-                        "written" if changed(y, t) => "changed",
-                        name => name,
-                    }
-                }));
+                line.push(glyph(
+                    if lost_tiles.contains(&(y, t)) || holes.contains(&(y, t)) {
+                        "lost_manifest"
+                    } else if failed.contains_key(&(y, t)) {
+                        "failed"
+                    } else {
+                        match tile_state_name(coverage.state(y, t), list.map(|l| l.contains(t))) {
+                            "written" if changed(y, t) => "changed",
+                            name => name,
+                        }
+                    },
+                ));
             }
             writeln!(out, "{line}")?;
         }
@@ -298,7 +318,16 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
             "lost manifest: {m} is not in storage: its chunks cannot be read"
         )?;
     }
-    if !lost.is_empty() {
+    if !holes.is_empty() {
+        let shown: Vec<String> = holes.iter().map(|(y, t)| format!("{y}/{t}")).collect();
+        writeln!(
+            out,
+            "holes ({}): {}: `tilecube verify` found chunks a reader cannot read, or level chunks missing, in this snapshot",
+            shown.len(),
+            shown.join(" ")
+        )?;
+    }
+    if !lost.is_empty() || !holes.is_empty() {
         writeln!(out, "{REPAIR_HINT}")?;
         return Ok(1);
     }

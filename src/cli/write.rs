@@ -300,6 +300,11 @@ pub(crate) async fn run_ingest(
     // The failure journal is kept from the ingest's own events.
     let events = EventSink::new(tx).journaled(journal_dir(), &cube.key());
     let report = ingest::ingest_into(&session, jobs, options, events, cancel).await;
+    // A staged shard keeps its announcement until the plan's merge (its caller turns it
+    // into a staged one); any other write is done with it.
+    if !session.is_staged() {
+        session.close().await;
+    }
     watcher.abort();
     let recorder = printer.await.ok().flatten();
     Ok(IngestRun {

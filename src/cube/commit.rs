@@ -228,3 +228,26 @@ pub(crate) async fn amend(
         .await
         .map_err(|e| CubeError::icechunk("amending the merge commit", e))
 }
+
+/// Land a session's changes only if the branch's tip is still the snapshot the session
+/// opened on: under the reference lock, without rebase (the changes were decided from that
+/// snapshot, as `repair`'s are). `Ok(None)` when the branch moved meanwhile: the caller reads
+/// the branch again.
+pub(crate) async fn commit_at_tip(
+    cube: &Cube,
+    session: &mut Session,
+    message: &str,
+    properties: SnapshotProperties,
+) -> Result<Option<SnapshotId>, CubeError> {
+    let _lock = RefLock::acquire(&cube.location).await?;
+    match session
+        .commit(message)
+        .properties(properties)
+        .execute()
+        .await
+    {
+        Ok(id) => Ok(Some(id)),
+        Err(e) if matches!(e.kind(), SessionErrorKind::Conflict { .. }) => Ok(None),
+        Err(e) => Err(CubeError::icechunk("committing", e)),
+    }
+}

@@ -74,6 +74,33 @@ impl CoverageCache {
         Some(self.dir.as_ref()?.join(format!("{snapshot}.json")))
     }
 
+    /// The written tiles `verify` (or `repair`) found holes in, in a snapshot it checked: a
+    /// snapshot never changes, so what was found in it holds for good (until a later commit,
+    /// which is another snapshot).
+    pub fn holes(&self, snapshot: &str) -> Option<Vec<(i32, TileName)>> {
+        let path = self.path(snapshot)?.with_extension("holes.json");
+        let text = std::fs::read(path).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Keep what [`CoverageCache::holes`] gives (written atomically, like an entry).
+    pub fn put_holes(&self, snapshot: &str, tiles: &[(i32, TileName)]) {
+        let Some(path) = self.path(snapshot).map(|p| p.with_extension("holes.json")) else {
+            return;
+        };
+        let Ok(bytes) = serde_json::to_vec(tiles) else {
+            return;
+        };
+        let Some(dir) = path.parent() else { return };
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        let tmp = dir.join(format!(".{snapshot}.{}.holes.tmp", std::process::id()));
+        if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+
     /// The coverage of a snapshot, if cached.
     pub fn get(&self, snapshot: &str) -> Option<Coverage> {
         let text = std::fs::read(self.path(snapshot)?).ok()?;

@@ -64,8 +64,8 @@ pub enum CubeError {
     /// an `overviews` laid them out) while it was written: Icechunk cannot rebase over it.
     #[error(
         "another commit changed the cube's arrays while this one was written (an `extend` or \
-         `overviews` landed on {branch} meanwhile), so it cannot land over it; nothing of it \
-         landed: write its tiles again (`write --missing`)"
+         `overviews` landed on {branch} meanwhile), so it cannot land over it; the tiles of this \
+         commit did not land: write them again (`write --missing`)"
     )]
     ArraysChangedUnder {
         branch: String,
@@ -74,7 +74,7 @@ pub enum CubeError {
     },
     /// The branch no longer descends from the snapshot a write opened on.
     #[error(
-        "the branch {branch} of {location} no longer descends from snapshot {base}, which this write started from: the repository was made again at its place, or the branch reset, or an expire dropped that snapshot; nothing of this write landed: write its tiles again (`write --missing`, or the same command)"
+        "the branch {branch} of {location} no longer descends from snapshot {base}, which this write started from: the repository was made again at its place, or the branch reset, or an expire dropped that snapshot; the tiles of this commit did not land: write them again (`write --missing`, or the same command)"
     )]
     BaseGone {
         location: String,
@@ -138,6 +138,46 @@ pub enum CubeError {
     NoRepositoryMetadata { what: &'static str },
     #[error("{0}")]
     Grid(#[from] crate::grid::GridError),
+    /// `extend`: another change of the arrays landed while the extension was made.
+    #[error(
+        "another commit changed the cube's arrays while year {year} was being added (another `extend`, or `overviews`, landed on {branch} meanwhile): nothing was added; run `tilecube extend --year {year}` again"
+    )]
+    ExtendRaced {
+        year: i32,
+        branch: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A writer announcement could not be made or read (`tilecube-writers/`).
+    #[error("writer announcement: {0}")]
+    Announcement(String),
+    /// `gc` with an age that would delete what a running (or staged) write may still commit.
+    #[error(
+        "gc --older-than {age} is refused: {writer}; give an age of at least {least} (or wait for it to end: `tilecube runs` shows the runs of this machine)"
+    )]
+    GcWouldTakeWrites {
+        age: String,
+        /// The writer, and since when it may commit what it uploaded.
+        writer: Box<str>,
+        least: String,
+    },
+    /// A write's announcement went unrefreshed long enough that a gc may have taken it for
+    /// gone: what it uploaded before is not committed.
+    #[error(
+        "this write could not refresh its announcement in the repository for {secs} s (the process was stopped, or the storage unreachable), so a gc may have removed what it uploaded: its uncommitted tiles are not committed; write them again (`write --missing`)"
+    )]
+    WriterLapsed { secs: u64 },
+    /// A write stopped as a whole by `cause`: what had landed at its checkpoints, and what not.
+    #[error("{cause_text}; {landed_text}")]
+    WriteStopped {
+        cause_text: Box<str>,
+        landed_text: Box<str>,
+        /// Tiles committed before the stop, and those of the write not in the cube (written
+        /// but not committed, or not written yet), as year/tile.
+        tiles: Box<(Vec<String>, Vec<String>)>,
+        #[source]
+        cause: Box<CubeError>,
+    },
 }
 
 impl CubeError {

@@ -22,9 +22,9 @@
 //! - the extension rebases over writers that landed while it ran (their chunk changes do not
 //!   conflict with a metadata update); a writer that opened its session before the extension
 //!   landed cannot land over it (Icechunk refuses to rebase chunk changes over an array's
-//!   metadata update): its commit is refused, nothing of it lands, and `write --missing`
+//!   metadata update): its commit is refused, the tiles of that commit do not land, and `write --missing`
 //!   writes its tiles again; a second extension of the same cube at the same time fails the
-//!   same way.
+//!   same way, and says to run the extension again.
 
 use std::sync::Arc;
 
@@ -166,7 +166,16 @@ impl Cube {
             "add year {year}: the cube's years are {}",
             years_text(&grown.years)
         );
-        let id = super::commit::commit(self, &mut session, &message, props).await?;
+        let id = match super::commit::commit(self, &mut session, &message, props).await {
+            Err(CubeError::ArraysChangedUnder { branch, source }) => {
+                return Err(CubeError::ExtendRaced {
+                    year,
+                    branch,
+                    source,
+                });
+            }
+            r => r?,
+        };
         self.layout = grown;
         Ok(Extension {
             year,

@@ -76,6 +76,10 @@ pub struct GcReport {
     /// Kinds not deleted because an earlier kind's deletes failed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
+    /// The writes running (or staged and not merged) on the repository, whose uploads the
+    /// age given spares.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writers: Vec<String>,
 }
 
 impl GcReport {
@@ -124,6 +128,13 @@ pub struct ExpireReport {
     pub released: Vec<String>,
     /// Snapshots re-parented onto the repository's root.
     pub edited: Vec<String>,
+    /// The writes running on the repository, and what the expiry kept for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writers: Vec<String>,
+    /// The cutoff was moved back to this instant so that no running write's base snapshot
+    /// is expired (its next commit must still descend from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_for_writers: Option<DateTime<Utc>>,
 }
 
 /// The memory limits of a garbage collection, chosen so that it stays under 512 MB whatever
@@ -167,6 +178,10 @@ pub(crate) fn gc_limits(cutoff: DateTime<Utc>, kinds: usize, dry_run: bool) -> G
         dry_run,
     )
 }
+
+/// The clocks of two machines may disagree by this much: what a running write may commit
+/// is spared from this long before its announcement's start.
+pub const CLOCK_MARGIN: Duration = Duration::from_secs(30);
 
 /// Parse an age: a whole number and a unit, `s`, `m`, `h` or `d` (`0s`, `90m`, `12h`, `7d`).
 pub fn parse_age(text: &str) -> Result<Duration, String> {
@@ -359,6 +374,30 @@ impl Cube {
         dry_run: bool,
     ) -> Result<GcReport, CubeError> {
         let cutoff = cutoff_of(older_than);
+        let age = format_age(older_than);
+        // What running and staged writes may still commit is newer than their `started`:
+        // an age that reaches past it is refused, with the writer named.
+        let now = Utc::now();
+        let live = self.live_writers().await?;
+        if !dry_run && let Some(oldest) = live.iter().min_by_key(|a| a.started) {
+            let spare =
+                oldest.started - chrono::Duration::from_std(CLOCK_MARGIN).unwrap_or_default();
+            if cutoff > spare {
+                let need = (now - spare).to_std().unwrap_or_default();
+                let least = Duration::from_secs(need.as_secs().div_ceil(60).max(1) * 60);
+                return Err(CubeError::GcWouldTakeWrites {
+                    age,
+                    writer: format!(
+                        "{} may still commit objects created since {}",
+                        oldest.describe(now),
+                        oldest.started.format("%Y-%m-%d %H:%M:%S UTC")
+                    )
+                    .into(),
+                    least: format_age(least),
+                });
+            }
+        }
+        let writers: Vec<String> = live.iter().map(|a| a.describe(now)).collect();
         let _lock = if dry_run {
             None
         } else {
@@ -381,15 +420,34 @@ impl Cube {
                 break;
             }
         }
-        Ok(gc_report(&passes, dry_run, format_age(older_than), cutoff))
+        let mut report = gc_report(&passes, dry_run, age, cutoff);
+        report.writers = writers;
+        Ok(report)
     }
 
     /// Expire every snapshot flushed more than `older_than` ago from the histories (tagged
     /// snapshots and branch heads are kept, no ref is deleted), with Icechunk's expiration,
     /// after carrying forward on every branch the records the expiry would drop.
     pub async fn expire(&self, older_than: Duration) -> Result<ExpireReport, CubeError> {
-        let cutoff = cutoff_of(older_than);
+        let mut cutoff = cutoff_of(older_than);
         let age = format_age(older_than);
+        // A running write's next commit must descend from the snapshot it started from:
+        // the snapshots flushed since its base are kept.
+        let now = Utc::now();
+        let live = self.live_writers().await?;
+        let writers: Vec<String> = live.iter().map(|a| a.describe(now)).collect();
+        let margin = chrono::Duration::from_std(CLOCK_MARGIN).unwrap_or_default();
+        let mut kept_for_writers = None;
+        if let Some(base) = live
+            .iter()
+            .filter(|a| a.kind == super::WriterKind::Write)
+            .map(|a| a.base_time.unwrap_or(a.started) - margin)
+            .min()
+            && base < cutoff
+        {
+            cutoff = base;
+            kept_for_writers = Some(base);
+        }
         let branches = self
             .repo
             .list_branches()
@@ -426,6 +484,8 @@ impl Cube {
             carried,
             released: sorted(result.released_snapshots),
             edited: sorted(result.edited_snapshots),
+            writers,
+            kept_for_writers,
         })
     }
 

@@ -4,17 +4,34 @@
 //! commit at the same moment would both overwrite the branch reference and the later one
 //! would silently drop the other's snapshot. Object stores (S3, GCS) reject the loser's
 //! write instead and Icechunk rebases it. On a local directory tilecube gets the same
-//! guarantee by holding an exclusive advisory lock on a file inside the repository for the
-//! length of every reference update: the second committer waits, then finds the branch
-//! moved and rebases onto it.
+//! guarantee by holding an exclusive advisory lock for the length of every reference update:
+//! the second committer waits, then finds the branch moved and rebases onto it.
+//!
+//! Invariants:
+//! - the lock is taken on the repository's directory itself, which no one deletes without
+//!   deleting the repository: removing a file an operator takes for stale cannot let two
+//!   committers in at once;
+//! - the holder writes who it is (process, host, command, since when) into
+//!   `.tilecube-refs.lock`, for people only: nothing reads it to decide anything;
+//! - a command that waits more than [`WAIT_NOTICE`] says what it waits for and who holds it,
+//!   and again every [`WAIT_REPEAT`].
 
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::{CubeError, RepoLocation};
 
-/// The lock file's name inside a local repository.
+/// The file naming the lock's holder inside a local repository (for people: the lock itself
+/// is on the directory).
 pub const LOCK_FILE: &str = ".tilecube-refs.lock";
+
+/// A wait this long is said.
+pub const WAIT_NOTICE: Duration = Duration::from_millis(1500);
+
+/// A wait that goes on is said again this often.
+pub const WAIT_REPEAT: Duration = Duration::from_secs(15);
 
 /// A held reference lock; released when dropped. Remote repositories need none and hold
 /// nothing.
@@ -29,8 +46,9 @@ impl RefLock {
         let RepoLocation::Local(dir) = location else {
             return Ok(Self { _file: None });
         };
-        let path = dir.join(LOCK_FILE);
-        let file = tokio::task::spawn_blocking(move || lock_file(&path))
+        let dir = dir.clone();
+        let shown = location.to_string();
+        let file = tokio::task::spawn_blocking(move || lock_dir(&dir, &shown))
             .await
             .map_err(|e| location.error(format!("waiting for the commit lock: {e}")))?
             .map_err(|e| location.error(e))?;
@@ -38,7 +56,7 @@ impl RefLock {
     }
 }
 
-/// The lock file could not be taken.
+/// The lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 #[error("commit lock {path}")]
 struct LockError {
@@ -47,28 +65,72 @@ struct LockError {
     source: std::io::Error,
 }
 
-fn lock_file(path: &Path) -> Result<File, LockError> {
+fn lock_dir(dir: &Path, shown: &str) -> Result<File, LockError> {
     let err = |source| LockError {
-        path: path.display().to_string(),
+        path: dir.join(LOCK_FILE).display().to_string(),
         source,
     };
-    let file = open(path).map_err(err)?;
-    file.lock().map_err(err)?;
-    Ok(file)
+    let handle = File::open(dir).map_err(err)?;
+    let started = Instant::now();
+    let mut said = None::<Instant>;
+    loop {
+        match handle.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
+        }
+        let waited = started.elapsed();
+        let due = match said {
+            None => waited >= WAIT_NOTICE,
+            Some(t) => t.elapsed() >= WAIT_REPEAT,
+        };
+        if due {
+            let holder = std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap_or_default();
+            let holder = holder.trim();
+            crate::notice::notice(&format!(
+                "waiting {} s for the commit lock of {shown}: held by {}",
+                waited.as_secs(),
+                if holder.is_empty() {
+                    "another process (it did not say which)".to_string()
+                } else {
+                    holder.to_string()
+                }
+            ));
+            said = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    note_holder(&dir.join(LOCK_FILE));
+    Ok(handle)
 }
 
-/// Open the lock file for writing, creating it; on a repository that has become read-only,
-/// an existing lock file still locks (and the commit then fails with the storage's error).
-fn open(path: &Path) -> std::io::Result<File> {
-    match OpenOptions::new()
-        .read(true)
+/// Write who holds the lock into the lock file (best effort: a read-only repository keeps
+/// the old text, and the commit then fails with the storage's error).
+fn note_holder(path: &Path) {
+    // The program and its subcommand only: flags may name places a reader need not see.
+    let command: Vec<String> = std::env::args()
+        .take(2)
+        .map(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(a)
+        })
+        .collect();
+    let text = format!(
+        "pid {} on {} ({}), since {}\n",
+        std::process::id(),
+        super::writers::host_name(),
+        command.join(" "),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    if let Ok(mut f) = OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(false)
+        .truncate(true)
         .open(path)
     {
-        Ok(f) => Ok(f),
-        Err(e) => File::open(path).map_err(|_| e),
+        let _ = f.write_all(text.as_bytes());
     }
 }
 
@@ -84,8 +146,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let location = RepoLocation::Local(dir.path().to_path_buf());
         let first = RefLock::acquire(&location).await.unwrap();
-        // Another handle on the lock file (as another process has) cannot take it.
-        let other = File::open(dir.path().join(LOCK_FILE)).unwrap();
+        // Another handle on the repository's directory (as another process has) cannot take
+        // it, even once the holder's note is deleted.
+        std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
+        let other = File::open(dir.path()).unwrap();
         assert!(
             matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
             "the lock is held exclusively"

@@ -31,6 +31,7 @@ pub mod steps;
 mod upgrade;
 mod verify;
 mod writer;
+mod writers;
 
 pub use coverage::{ChunkCounts, Coverage, CoverageCache, TileState};
 pub use error::{BoxError, CubeError};
@@ -54,3 +55,7 @@ pub use snapshots::{TileKey, canonical_snapshot_id};
 pub use upgrade::Upgrade;
 pub use verify::{LostManifest, Verification};
 pub use writer::{ChunkEncoder, EncodedChunk, PreparedUpload, TileChunks};
+pub use writers::{
+    Announced, Announcement, HEARTBEAT, LAPSE, SELF_LAPSE, STAGED_KEEP, WRITERS_PREFIX, WriterKind,
+    human_age,
+};

@@ -81,21 +81,41 @@ pub struct WriteSession {
     message: std::sync::OnceLock<String>,
     /// What each pending tile was read from, recorded with it at its commit.
     sources: std::sync::Mutex<std::collections::BTreeMap<(i32, TileName), Provenance>>,
+    /// This writer's announcement in the repository ([`super::writers`]), until
+    /// [`WriteSession::close`].
+    announced: std::sync::Mutex<Option<Arc<super::writers::Announced>>>,
 }
 
 impl WriteSession {
     /// A session at the branch head with nothing pending.
     pub async fn open(cube: &Cube) -> Result<Arc<Self>, CubeError> {
         let session = cube.writable_session().await?;
-        Self::new(cube, session, serde_json::Map::new(), None).map(Arc::new)
+        Self::new(cube, session, serde_json::Map::new(), None)
+            .await
+            .map(Arc::new)
     }
 
-    fn new(
+    async fn new(
         cube: &Cube,
         session: Session,
         tags: serde_json::Map<String, Value>,
         stager: Option<Arc<dyn Stager>>,
     ) -> Result<Self, CubeError> {
+        // Announced before anything is uploaded: gc, expire and extend see this writer.
+        let base_time = match stager {
+            Some(_) => None,
+            None => cube
+                .commit_of(&session.snapshot_id().to_string())
+                .await
+                .ok()
+                .map(|c| c.time),
+        };
+        let what = if stager.is_some() {
+            "staged write"
+        } else {
+            "write"
+        };
+        let announced = cube.announce_writer(what, base_time).await?;
         let paths = (0..=cube.layout.levels().len())
             .map(|k| {
                 Path::new(&cube.layout.level_path(k))
@@ -112,7 +132,32 @@ impl WriteSession {
             stager,
             message: std::sync::OnceLock::new(),
             sources: std::sync::Mutex::new(Default::default()),
+            announced: std::sync::Mutex::new(Some(Arc::new(announced))),
         })
+    }
+
+    /// This writer's announcement, while it has one.
+    fn announced(&self) -> Option<Arc<super::writers::Announced>> {
+        self.announced.lock().ok().and_then(|a| a.clone())
+    }
+
+    /// The writer is done: its announcement is removed (what it did not commit is no longer
+    /// held back from `gc`). Later commits of this session are refused.
+    pub async fn close(&self) {
+        let taken = self.announced.lock().ok().and_then(|mut a| a.take());
+        if let Some(a) = taken.and_then(|a| Arc::try_unwrap(a).ok()) {
+            a.end().await;
+        }
+    }
+
+    /// A staged shard is done: its announcement stays, as `staged` for `plan`, until the
+    /// plan's merge removes it ([`Cube::end_staged`]), so `gc` keeps what it staged.
+    pub async fn close_staged(&self, plan: &str, what: &str) -> Result<(), CubeError> {
+        let taken = self.announced.lock().ok().and_then(|mut a| a.take());
+        match taken.and_then(|a| Arc::try_unwrap(a).ok()) {
+            Some(a) => a.stage(plan, what).await,
+            None => Ok(()),
+        }
     }
 
     /// Give every commit of this session `message` (its tiles stay recorded in its
@@ -127,7 +172,7 @@ impl WriteSession {
         tags: serde_json::Map<String, Value>,
     ) -> Result<Arc<Self>, CubeError> {
         let session = cube.writable_session().await?;
-        Self::new(cube, session, tags, None).map(Arc::new)
+        Self::new(cube, session, tags, None).await.map(Arc::new)
     }
 
     /// A fork of the branch head that never commits: each checkpoint hands its changes to
@@ -139,7 +184,9 @@ impl WriteSession {
             .fork()
             .await
             .map_err(|e| CubeError::icechunk("forking a session to stage", e))?;
-        Self::new(cube, fork, serde_json::Map::new(), Some(stager)).map(Arc::new)
+        Self::new(cube, fork, serde_json::Map::new(), Some(stager))
+            .await
+            .map(Arc::new)
     }
 
     /// Whether this session stages instead of committing.
@@ -244,6 +291,24 @@ impl WriteSession {
         if written.is_empty() {
             return Ok(None);
         }
+        // A writer whose announcement lapsed may have been taken for gone by a gc, which
+        // then removed what it uploaded: nothing of it is committed (or staged).
+        let announced = self.announced();
+        if let Some(a) = &announced
+            && a.lapsed()
+        {
+            let secs = a
+                .silent_for()
+                .as_secs()
+                .max(super::writers::SELF_LAPSE.as_secs());
+            if let Ok(mut p) = self.pending.lock() {
+                for (year, tiles) in written {
+                    p.entry(year).or_default().extend(tiles);
+                }
+            }
+            return Err(CubeError::WriterLapsed { secs });
+        }
+        let commit_started = chrono::Utc::now();
         let refs = self.pending_refs.swap(0, Ordering::SeqCst);
         let message = message
             .map(str::to_string)
@@ -293,6 +358,9 @@ impl WriteSession {
                 .map_err(|e| CubeError::icechunk("emptying a staged session", e))?;
         } else {
             *s = self.cube.writable_session().await?;
+            if let Some(a) = &announced {
+                a.set_base_time(commit_started);
+            }
         }
         Ok(Some(Committed {
             staged: self.stager.is_some(),

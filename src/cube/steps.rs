@@ -24,6 +24,10 @@ pub const STEPS: [&str; 4] = [
     "branch-updated",
 ];
 
+/// Steps of maintenance commands, outside a write's commit: `repair-checked` (`repair` has
+/// scanned the head and not committed yet).
+pub const MAINTENANCE_STEPS: [&str; 1] = ["repair-checked"];
+
 #[cfg(feature = "test-support")]
 static STOP_AT: std::sync::OnceLock<(String, usize)> = std::sync::OnceLock::new();
 
@@ -46,7 +50,7 @@ fn step_and_nth(text: &str) -> Option<(String, usize)> {
         Some((s, n)) => (s, n.parse().ok()?),
         None => (text, 1),
     };
-    STEPS.contains(&step).then(|| (step.to_string(), nth))
+    (STEPS.contains(&step) || MAINTENANCE_STEPS.contains(&step)).then(|| (step.to_string(), nth))
 }
 
 /// Read `TILECUBE_TEST_STOP_AT` and `TILECUBE_TEST_HOLD_AT` and arm them (feature

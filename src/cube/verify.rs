@@ -36,6 +36,18 @@ pub struct Verification {
     pub missing: BTreeMap<String, u64>,
     /// Manifests the snapshot lists that are not in storage.
     pub lost_manifests: Vec<LostManifest>,
+    /// Referenced chunk objects that storage holds shorter than the reference says (cut
+    /// short: a reader fails on them), by where they belong, and how many.
+    #[serde(default)]
+    pub short: BTreeMap<String, u64>,
+    /// Chunks of an overview level that are not referenced although level 0 holds data
+    /// under them (a reader finds fill there), by where they belong, and how many.
+    #[serde(default)]
+    pub holes: BTreeMap<String, u64>,
+    /// The written tiles (year, tile) a reader would meet a hole in, on any level: a lost or
+    /// short object, a level chunk missing.
+    #[serde(skip)]
+    pub tiles: BTreeSet<(i32, crate::grid::TileName)>,
 }
 
 /// A manifest the snapshot lists that storage no longer has.
@@ -72,7 +84,10 @@ impl std::fmt::Display for LostManifest {
 
 impl Verification {
     pub fn is_ok(&self) -> bool {
-        self.missing.is_empty() && self.lost_manifests.is_empty()
+        self.missing.is_empty()
+            && self.lost_manifests.is_empty()
+            && self.short.is_empty()
+            && self.holes.is_empty()
     }
 }
 
@@ -122,6 +137,77 @@ pub(super) async fn stored_ids(cube: &Cube, prefix: &str) -> Result<HashSet<Stri
         stored.insert(id);
     }
     Ok(stored)
+}
+
+/// The chunk objects in storage, by id, with their sizes (one listing; 12-byte keys, so the
+/// whole GLAD cube's ~5.4 M chunks take ~130 MB).
+pub(super) async fn stored_chunk_sizes(
+    cube: &Cube,
+) -> Result<std::collections::HashMap<[u8; 12], u64>, CubeError> {
+    let storage = cube.repo.storage();
+    let ctx = cube.repo.storage_context();
+    let listing = |e| CubeError::icechunk("listing the chunks objects", e);
+    let mut stored = std::collections::HashMap::new();
+    let mut objects = storage
+        .list_objects(&ctx, "chunks")
+        .await
+        .map_err(listing)?;
+    while let Some(info) = objects.try_next().await.map_err(listing)? {
+        let id = info.id.rsplit('/').next().unwrap_or(&info.id);
+        if let Ok(id) = icechunk::format::ChunkId::try_from(id) {
+            stored.insert(id.0, info.size_bytes);
+        }
+    }
+    Ok(stored)
+}
+
+/// The tile of the first level-0 chunk under chunk `coords` of level `k` (0: the cube).
+pub(super) fn tile_under(
+    layout: &Layout,
+    k: usize,
+    coords: &[u32],
+) -> Option<(i32, crate::grid::TileName)> {
+    let [yi, r, c] = coords else {
+        return None;
+    };
+    let levels = layout.levels();
+    let Some(level) = k.checked_sub(1).and_then(|i| levels.get(i)) else {
+        return layout.tile_of_chunk(coords);
+    };
+    let per = layout.chunk_pixels;
+    let (y0, x0) = (
+        u64::from(*r) * level.chunk * level.factor,
+        u64::from(*c) * level.chunk * level.factor,
+    );
+    layout.tile_of_chunk(&[*yi, (y0 / per) as u32, (x0 / per) as u32])
+}
+
+/// The level-`k` chunks (year index, row, column) under a level-0 chunk.
+fn chunks_under(layout: &Layout, k: usize, coord: &[u32]) -> Vec<(u32, u32, u32)> {
+    let levels = layout.levels();
+    let (Some(level), [yi, r, c]) = (k.checked_sub(1).and_then(|i| levels.get(i)), coord) else {
+        return Vec::new();
+    };
+    let per = layout.chunk_pixels;
+    let span = |i: u32, extent: u64| -> std::ops::RangeInclusive<u32> {
+        let p0 = u64::from(i) * per;
+        let limit = extent * level.factor;
+        if p0 >= limit {
+            #[allow(clippy::reversed_empty_ranges)]
+            return 1..=0;
+        }
+        let p1 = ((u64::from(i) + 1) * per).min(limit) - 1;
+        let a = p0 / level.factor / level.chunk;
+        let b = p1 / level.factor / level.chunk;
+        (a as u32)..=(b as u32)
+    };
+    let mut out = Vec::new();
+    for rr in span(*r, level.height) {
+        for cc in span(*c, level.width) {
+            out.push((*yi, rr, cc));
+        }
+    }
+    out
 }
 
 /// One manifest of one array of a snapshot.
@@ -358,7 +444,11 @@ impl Cube {
     /// Check every manifest and chunk the branch head references against storage.
     pub async fn verify(&self) -> Result<Verification, CubeError> {
         let head = self.head().await?;
-        Ok(self.scan(&head, |_, _| {}).await?.0)
+        let found = self.scan(&head, |_, _| {}).await?.0;
+        // Kept by snapshot, so `status` marks these tiles without a scan of its own.
+        let tiles: Vec<_> = found.tiles.iter().copied().collect();
+        self.coverage_cache.put_holes(&head.to_string(), &tiles);
+        Ok(found)
     }
 
     /// The cross-check of snapshot `head` against storage: what [`Cube::verify`] reports,
@@ -369,18 +459,30 @@ impl Cube {
         head: &SnapshotId,
         mut missing: impl FnMut(&str, icechunk::format::ChunkIndices),
     ) -> Result<(Verification, Vec<icechunk::format::ManifestId>), CubeError> {
-        let chunks = stored_ids(self, "chunks").await?;
+        let chunks = stored_chunk_sizes(self).await?;
         let manifests = stored_ids(self, "manifests").await?;
         let mut out = Verification {
             objects: chunks.len() as u64,
             ..Verification::default()
         };
+        let levels = self.layout.levels().len();
+        // Level `k`'s chunks that level 0's data implies, each with the first level-0 chunk
+        // under it (a level's chunk holds data wherever level 0 does: fill never outvotes
+        // data in a reduction); removed as the level's references are met.
+        let mut implied: Vec<std::collections::HashMap<(u32, u32, u32), [u32; 3]>> =
+            vec![std::collections::HashMap::new(); levels + 1];
+        // Levels whose manifests are not all readable: their holes cannot be told.
+        let mut unread_levels = BTreeSet::new();
+        let tile_of = |coord: &[u32]| self.layout.tile_of_chunk(coord);
         let mut lost = Vec::new();
         for m in self.manifests_of(head).await? {
             out.manifests += 1;
             if !manifests.contains(&m.id.to_string()) {
-                out.lost_manifests.push(self.lost(&m));
+                let l = self.lost(&m);
+                out.tiles.extend(l.level0_tiles.iter().copied());
+                out.lost_manifests.push(l);
                 lost.push(m.id.clone());
+                unread_levels.insert(m.k);
                 continue;
             }
             let what = format!("reading manifest {} of {}", m.id, m.array);
@@ -395,15 +497,45 @@ impl Cube {
                 .map_err(|e| CubeError::icechunk(what.clone(), e))?;
             for r in refs {
                 let (coord, payload) = r.map_err(|e| CubeError::icechunk(what.clone(), e))?;
+                if let [yi, row, col] = coord.0[..] {
+                    if m.k == 0 {
+                        for (k, of_level) in implied.iter_mut().enumerate().skip(1) {
+                            for at in chunks_under(&self.layout, k, &coord.0) {
+                                of_level.entry(at).or_insert([yi, row, col]);
+                            }
+                        }
+                    } else {
+                        implied[m.k].remove(&(yi, row, col));
+                    }
+                }
                 let ChunkPayload::Ref(r) = payload else {
                     continue;
                 };
                 out.references += 1;
-                if !chunks.contains(&r.id.to_string()) {
-                    *out.missing
-                        .entry(chunk_label(&self.layout, m.k, &coord.0))
-                        .or_default() += 1;
+                let label = || chunk_label(&self.layout, m.k, &coord.0);
+                let bad = match chunks.get(&r.id.0) {
+                    None => Some(&mut out.missing),
+                    Some(size) if *size < r.offset + r.length => Some(&mut out.short),
+                    Some(_) => None,
+                };
+                if let Some(into) = bad {
+                    *into.entry(label()).or_default() += 1;
+                    if let Some(t) = tile_under(&self.layout, m.k, &coord.0) {
+                        out.tiles.insert(t);
+                    }
                     missing(&m.array, coord);
+                }
+            }
+        }
+        for (k, left) in implied.iter().enumerate().skip(1) {
+            if unread_levels.contains(&k) {
+                continue;
+            }
+            for (at, under) in left {
+                let label = chunk_label(&self.layout, k, &[at.0, at.1, at.2]);
+                *out.holes.entry(label).or_default() += 1;
+                if let Some(t) = tile_of(under) {
+                    out.tiles.insert(t);
                 }
             }
         }

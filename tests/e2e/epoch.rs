@@ -743,8 +743,14 @@ async fn a_writer_that_opened_before_extend_cannot_land_over_it_and_write_missin
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(
         said.contains(
-            "error: another commit changed the cube's arrays while this one was written (an `extend` or `overviews` landed on main meanwhile), so it cannot land over it; nothing of it landed: write its tiles again (`write --missing`)"
+            "error: another commit changed the cube's arrays while this one was written (an `extend` or `overviews` landed on main meanwhile), so it cannot land over it; the tiles of this commit did not land: write them again (`write --missing`)"
         ),
+        "{said}"
+    );
+    // It names every tile of the write as not landed.
+    assert!(
+        said.contains("no tile of this write landed; 2 tiles not landed (")
+            && names.iter().all(|n| said.contains(&format!("2000/{n}"))),
         "{said}"
     );
     let cube = w.cube().await;

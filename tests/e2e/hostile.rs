@@ -294,7 +294,7 @@ async fn a_lost_manifest_is_named_with_its_tiles_and_repair_lets_the_branch_move
 
 /// The manifest of `tile` in `year` on level `k` (0: the cube itself), where the level maps
 /// the tile to whole chunks (one manifest a tile and year).
-async fn manifest_of_level(w: &Work, k: usize, year: i32, tile: &str) -> String {
+pub(crate) async fn manifest_of_level(w: &Work, k: usize, year: i32, tile: &str) -> String {
     let cube = w.cube().await;
     let (side, chunk) = match k.checked_sub(1) {
         None => (cube.layout.tile_pixels, cube.layout.chunk_pixels),

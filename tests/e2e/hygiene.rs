@@ -121,7 +121,7 @@ async fn pixels_at(cube: &Cube, version: &VersionInfo, year: i32, tile: &str) ->
 }
 
 /// Every named tile of 2000 reads pixel for pixel as its source.
-async fn assert_head_exact(w: &Work, names: &[String], what: &str) {
+pub(crate) async fn assert_head_exact(w: &Work, names: &[String], what: &str) {
     let cube = w.cube().await;
     for n in names {
         let path = tilecube::demo::tile_path(&w.source(), 2000, t(n));
@@ -132,7 +132,7 @@ async fn assert_head_exact(w: &Work, names: &[String], what: &str) {
     }
 }
 
-fn verify_ok(w: &Work, extra: &[&str], env: &[(&str, String)], what: &str) {
+pub(crate) fn verify_ok(w: &Work, extra: &[&str], env: &[(&str, String)], what: &str) {
     let mut args = extra.to_vec();
     args.push("verify");
     let out = w.ok_with(&args, env);

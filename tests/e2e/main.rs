@@ -19,6 +19,7 @@ mod icechunk_patch;
 mod ingest;
 mod integrity;
 mod layouts;
+mod maintenance;
 mod map;
 mod memory;
 mod operator_day;

@@ -159,7 +159,9 @@ pub async fn ingest(
     cancel: Arc<AtomicBool>,
 ) -> Result<IngestReport, CubeError> {
     let session = WriteSession::open(cube).await?;
-    ingest_into(&session, jobs, options, events, cancel).await
+    let report = ingest_into(&session, jobs, options, events, cancel).await;
+    session.close().await;
+    report
 }
 
 /// Like [`ingest`], on a session the caller holds: with `options.final_commit` false the
@@ -182,6 +184,7 @@ pub async fn ingest_into(
     });
     let per_side = grid.chunks_per_side() as usize;
     let (tx, rx) = mpsc::channel::<Msg>(2 * per_side + 2 * threads + 8);
+    let jobs_of: Vec<(i32, TileName)> = jobs.iter().map(|j| (j.year, j.tile)).collect();
     let jobs = Arc::new(jobs);
     let reader = read::Reader {
         jobs: Arc::clone(&jobs),
@@ -215,15 +218,17 @@ pub async fn ingest_into(
         return Err(CubeError::Panicked("reader"));
     }
     if let Some(refused) = refused {
-        // The tiles recorded before the refusal land if the storage still takes a commit
-        // (a full disk may not); the refusal is the ingest's outcome either way.
-        if options.commit
+        // The tiles recorded before a storage refusal land if the storage still takes a
+        // commit (a full disk may not); the refusal is the ingest's outcome either way.
+        if matches!(refused, CubeError::StorageRefused { .. })
+            && options.commit
             && options.final_commit
             && let Ok(Some(c)) = session.commit(None).await
         {
             events.send(Event::committed(&c));
+            report.commits.push(c.snapshot);
         }
-        return Err(refused);
+        return Err(stopped(session, &mut report, &jobs_of, &events, refused).await);
     }
     if cancel.load(Ordering::SeqCst) {
         report.cancelled = true;
@@ -239,32 +244,9 @@ pub async fn ingest_into(
             // are not in the cube. Each is a failure, journaled for `write --failed`.
             Err(e) if e.is_transient() => {
                 let error = format!("written, but its commit failed: {}", crate::error_chain(&e));
-                for (year, tiles) in session.take_pending().await {
-                    for tile in tiles.into_keys() {
-                        if let Some(w) = report.written.get_mut(&year) {
-                            w.remove(&tile);
-                        }
-                        let failure = TileFailure {
-                            year,
-                            tile,
-                            error: error.clone(),
-                            transient: true,
-                            attempts: 1,
-                        };
-                        log::warn!("{failure}");
-                        events.send(Event::TileFailed {
-                            year,
-                            tile,
-                            error: error.clone(),
-                            transient: true,
-                            attempts: 1,
-                        });
-                        report.failed.push(failure);
-                    }
-                }
-                report.written.retain(|_, w| !w.is_empty());
+                fail_pending(session, &mut report, &events, &error).await;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(stopped(session, &mut report, &jobs_of, &events, e).await),
         }
     }
     report.pending = session.pending();
@@ -274,6 +256,103 @@ pub async fn ingest_into(
         cancelled: report.cancelled,
     });
     Ok(report)
+}
+
+/// Fail the tiles that wait for a commit (their commit cannot land): each is a failure,
+/// journaled through its event for `write --failed`, and no longer counted as written.
+async fn fail_pending(
+    session: &WriteSession,
+    report: &mut IngestReport,
+    events: &EventSink,
+    error: &str,
+) {
+    for (year, tiles) in session.take_pending().await {
+        for tile in tiles.into_keys() {
+            if let Some(w) = report.written.get_mut(&year) {
+                w.remove(&tile);
+            }
+            let failure = TileFailure {
+                year,
+                tile,
+                error: error.to_string(),
+                transient: true,
+                attempts: 1,
+            };
+            log::warn!("{failure}");
+            events.send(Event::TileFailed {
+                year,
+                tile,
+                error: error.to_string(),
+                transient: true,
+                attempts: 1,
+            });
+            report.failed.push(failure);
+        }
+    }
+    report.written.retain(|_, w| !w.is_empty());
+}
+
+/// The error of an ingest stopped as a whole by `cause` (a concurrent `extend`, `expire` or
+/// `overviews`, a recreated repository, a refusing storage, a lapsed announcement): the
+/// tiles that landed at its checkpoints are named, and every other tile of the write is
+/// named as not landed; those it had written wait for no commit any more and are failed into
+/// the journal, so `write --failed` and `write --missing` take them.
+async fn stopped(
+    session: &WriteSession,
+    report: &mut IngestReport,
+    jobs: &[(i32, TileName)],
+    events: &EventSink,
+    cause: CubeError,
+) -> CubeError {
+    let cause_text = crate::error_chain(&cause);
+    let error = format!("not committed: the write stopped: {cause_text}");
+    fail_pending(session, report, events, &error).await;
+    let landed: Vec<String> = report
+        .written
+        .iter()
+        .flat_map(|(y, t)| t.keys().map(move |t| format!("{y}/{t}")))
+        .collect();
+    let mut not_landed: Vec<String> = jobs
+        .iter()
+        .filter(|(y, t)| !report.written.get(y).is_some_and(|w| w.contains_key(t)))
+        .map(|(y, t)| format!("{y}/{t}"))
+        .collect();
+    not_landed.dedup();
+    let list = |v: &[String]| {
+        const SHOWN: usize = 12;
+        let mut s = v.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(" ");
+        if v.len() > SHOWN {
+            s.push_str(&format!(" and {} more", v.len() - SHOWN));
+        }
+        s
+    };
+    let landed_text = match (landed.len(), not_landed.len()) {
+        (0, n) => format!(
+            "no tile of this write landed; {} not landed ({}): `write --missing` writes them",
+            crate::runs::plural(n, "tile"),
+            list(&not_landed)
+        ),
+        (l, 0) => format!(
+            "{} of this write landed at its checkpoints ({}), in {}",
+            crate::runs::plural(l, "tile"),
+            list(&landed),
+            crate::runs::plural(report.commits.len(), "commit")
+        ),
+        (l, n) => format!(
+            "{} of this write landed at its checkpoints ({}), in {}; {} did not ({}): `write --missing` writes them",
+            crate::runs::plural(l, "tile"),
+            list(&landed),
+            crate::runs::plural(report.commits.len(), "commit"),
+            crate::runs::plural(n, "tile"),
+            list(&not_landed)
+        ),
+    };
+    CubeError::WriteStopped {
+        cause_text: cause_text.into(),
+        landed_text: landed_text.into(),
+        tiles: Box::new((landed, not_landed)),
+        cause: Box::new(cause),
+    }
 }
 
 #[cfg(test)]

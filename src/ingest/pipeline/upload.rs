@@ -250,6 +250,7 @@ impl Uploader {
     async fn checkpoint_if_due(&mut self) -> Result<(), CubeError> {
         let o = &self.options;
         let due = o.commit
+            && self.refused.is_none()
             && self.uncommitted > 0
             && ((o.commit_every > 0 && self.uncommitted >= o.commit_every)
                 || (o.commit_refs > 0 && self.session.pending_refs() >= o.commit_refs as u64)
@@ -277,7 +278,13 @@ impl Uploader {
                 self.last_commit = Instant::now();
                 return Ok(());
             }
-            Err(e) => return Err(e),
+            // The commit cannot land (the arrays or the branch changed under the write, its
+            // announcement lapsed): the write stops; what landed before is reported.
+            Err(e) => {
+                self.cancel.store(true, Ordering::SeqCst);
+                self.refused.get_or_insert(e);
+                return Ok(());
+            }
         }
         self.uncommitted = 0;
         self.last_commit = Instant::now();

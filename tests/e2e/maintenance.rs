@@ -1,0 +1,358 @@
+//! Maintenance beside running writes: `gc` spares what a held write may still commit (its
+//! announcement in the repository), `repair` lands only on the head it checked, `verify`
+//! sees short objects and the holes of a level, and the reference lock outlives the deletion
+//! of its file. Each ends with a read-back of the tiles, pixel for pixel.
+
+use crate::common::{Work, t, tile_names};
+use crate::hostile::manifest_of_level;
+use crate::hygiene::{assert_head_exact, verify_ok};
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn announcements(w: &Work) -> usize {
+    std::fs::read_dir(w.repo().join("tilecube-writers"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// A write held with its chunks uploaded and not committed: `gc` with an age that reaches
+/// them is refused naming the write (its pid), a dry run still counts them, and once
+/// released the write lands every tile whole.
+#[test]
+fn gc_beside_a_held_write_is_refused_and_the_write_lands_whole() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let w = Work::new();
+    let names = tile_names(3);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    let env = w.hold_env("chunks-uploaded#1");
+    let writer = w.spawn_with(
+        &["write", "--year", "2000", "--all", "--threads", "1"],
+        &env,
+    );
+    let pid = writer.id();
+    w.wait_held("chunks-uploaded", 1);
+    assert_eq!(announcements(&w), 1, "the write announced itself");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for age in ["1s", "0s"] {
+        let o = w.run(&["gc", "--older-than", age]);
+        let said = text(&o);
+        assert_eq!(o.status.code(), Some(2), "gc {age} must be refused: {said}");
+        assert!(
+            said.contains(&format!("gc --older-than {age} is refused"))
+                && said.contains(&format!("pid {pid}"))
+                && said.contains("give an age of at least"),
+            "{said}"
+        );
+    }
+    let dry = json(&w.ok(&["gc", "--older-than", "0s", "--dry-run", "--json"]));
+    assert!(
+        dry["chunks"]["objects"].as_u64().unwrap_or(0) > 0,
+        "the held write's uploads are unreferenced: {dry}"
+    );
+    assert_eq!(dry["writers"].as_array().map(Vec::len), Some(1), "{dry}");
+    w.release("chunks-uploaded", 1);
+    let out = writer.wait_with_output().expect("writer");
+    assert!(
+        out.status.success(),
+        "the write failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        announcements(&w),
+        0,
+        "the ended write took its announcement back"
+    );
+    // Nothing holds back a gc now; it takes nothing the cube reads.
+    w.ok(&["gc", "--older-than", "0s"]);
+    rt.block_on(assert_head_exact(&w, &names, "after gc beside the write"));
+    verify_ok(&w, &[], &[], "after gc beside the write");
+}
+
+/// A write killed at its commit leaves its announcement; on its own host gc knows the
+/// process is gone and is not held back by it.
+#[test]
+fn a_killed_writers_announcement_holds_nothing_back() {
+    let w = Work::new();
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    let o = w.run_with(
+        &["write", "--year", "2000", "--all"],
+        &[("TILECUBE_TEST_STOP_AT", "chunks-uploaded".into())],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(
+        announcements(&w),
+        1,
+        "the killed write's announcement stays"
+    );
+    let g = json(&w.ok(&["gc", "--older-than", "0s", "--json"]));
+    assert!(g["chunks"]["objects"].as_u64().unwrap_or(0) > 0, "{g}");
+    assert!(
+        g.get("writers").is_none(),
+        "a dead writer is not listed: {g}"
+    );
+}
+
+/// `repair` checks the head, a write lands a new chunk of the tile whose chunk was lost,
+/// then the repair's commit: it must not land over the write (which it did not check), so it
+/// checks again and finds nothing to drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_racing_a_write_drops_nothing_the_write_landed() {
+    let w = Work::new();
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    w.ok(&["write", "--all"]);
+    // One level-0 chunk of the first tile lost.
+    let cube = w.cube().await;
+    let session = cube.head_session().await.unwrap();
+    let path = cube.layout.level_path(0);
+    let mut lost = None;
+    {
+        use futures::TryStreamExt;
+        let mut all = Box::pin(session.all_chunks().await.unwrap());
+        while let Some((p, info)) = all.try_next().await.unwrap() {
+            if p.to_string() == path
+                && cube.layout.tile_of_chunk(&info.coord.0) == Some((2000, t(&names[0])))
+                && let icechunk::format::manifest::ChunkPayload::Ref(r) = info.payload
+            {
+                lost = Some(r.id.to_string());
+                break;
+            }
+        }
+    }
+    let lost = lost.expect("a stored chunk of the tile");
+    std::fs::remove_file(w.repo().join("chunks").join(&lost)).unwrap();
+    // The repair checks the head (the chunk is lost) and is held before its commit.
+    let env = w.hold_env("repair-checked#1");
+    let repair = w.spawn_with(&["repair"], &env);
+    w.wait_held("repair-checked", 1);
+    // Meanwhile the tile is written again: a new, valid chunk.
+    w.ok(&["write", "--tiles", &names[0], "--year", "2000"]);
+    w.release("repair-checked", 1);
+    let out = repair.wait_with_output().expect("repair");
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("nothing to repair"),
+        "the repair checked the new head again and found nothing lost: {said}"
+    );
+    assert_head_exact(&w, &names, "after repair beside a write").await;
+    verify_ok(&w, &[], &[], "after repair beside a write");
+}
+
+/// A chunk object cut short fails `verify` naming its tile, `repair` drops it, `write
+/// --missing` writes the tile again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_chunk_fails_verify_and_repair_drops_it() {
+    let w = Work::new();
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    w.ok(&["write", "--all"]);
+    let cube = w.cube().await;
+    let session = cube.head_session().await.unwrap();
+    let path = cube.layout.level_path(0);
+    let mut cut = None;
+    {
+        use futures::TryStreamExt;
+        let mut all = Box::pin(session.all_chunks().await.unwrap());
+        while let Some((p, info)) = all.try_next().await.unwrap() {
+            if p.to_string() == path
+                && cube.layout.tile_of_chunk(&info.coord.0) == Some((2000, t(&names[1])))
+                && let icechunk::format::manifest::ChunkPayload::Ref(r) = info.payload
+            {
+                cut = Some(r.id.to_string());
+                break;
+            }
+        }
+    }
+    let cut = cut.expect("a stored chunk of the tile");
+    std::fs::write(w.repo().join("chunks").join(&cut), b"").unwrap();
+    let o = w.run(&["verify"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("short: 2000/{}: 1 chunk objects", names[1])),
+        "{said}"
+    );
+    let o = w.run(&["status"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "status marks the tile verify found: {}",
+        text(&o)
+    );
+    let out = w.ok(&["repair"]);
+    assert!(
+        out.contains("dropped references to chunk objects cut short: 2000 level 0: 1 chunk"),
+        "{out}"
+    );
+    let out = w.ok(&["write", "--missing"]);
+    assert!(out.contains("1 tile written"), "{out}");
+    assert_head_exact(&w, &names, "after the short chunk's repair").await;
+    verify_ok(&w, &[], &[], "after the short chunk's repair");
+}
+
+/// A lost manifest of a level written with the tile: after `repair` the level has a hole
+/// where level 0 holds data; `verify` names it, `status` marks the tile and exits 1, `repair`
+/// says the level is incomplete, `overviews` fills it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_level_manifest_after_repair_is_a_hole_verify_and_status_report() {
+    let w = Work::with_overviews(Some(400));
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    w.ok(&["write", "--all"]);
+    let lost = manifest_of_level(&w, 1, 2000, &names[0]).await;
+    std::fs::remove_file(w.repo().join("manifests").join(&lost)).unwrap();
+    let out = w.ok(&["repair"]);
+    assert!(
+        out.contains(&format!("dropped lost manifest {lost}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("left incomplete: overview levels ×2") && out.contains("`tilecube overviews`"),
+        "{out}"
+    );
+    let o = w.run(&["verify"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("hole: 2000/{} ×2:", names[0])),
+        "verify names the level and the tile: {said}"
+    );
+    let o = w.run(&["status", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let st = json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(st["years"]["2000"]["tiles"][&names[0]], "hole", "{st}");
+    assert_eq!(st["years"]["2000"]["tiles"][&names[1]], "written", "{st}");
+    w.ok(&["overviews"]);
+    verify_ok(&w, &[], &[], "after overviews");
+    w.ok(&["status"]);
+    assert_head_exact(&w, &names, "after overviews").await;
+}
+
+/// The lock file deleted while a commit holds the lock: a second committer still waits
+/// (the lock is on the directory), says who holds it, and both commits land.
+#[test]
+fn deleting_the_lock_file_lets_no_second_committer_in() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let w = Work::new();
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    let env = w.hold_env("snapshot-written#1");
+    let first = w.spawn_with(&["write", "--year", "2000", "--tiles", &names[0]], &env);
+    w.wait_held("snapshot-written", 1);
+    let note = w.repo().join(tilecube::cube::LOCK_FILE);
+    let holder = std::fs::read_to_string(&note).unwrap_or_default();
+    assert!(holder.contains(&format!("pid {}", first.id())), "{holder}");
+    std::fs::remove_file(&note).unwrap();
+    let second = w.spawn_with(&["write", "--year", "2000", "--tiles", &names[1]], &[]);
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    w.release("snapshot-written", 1);
+    let a = first.wait_with_output().expect("first");
+    let b = second.wait_with_output().expect("second");
+    assert!(a.status.success(), "{}", text(&a));
+    assert!(b.status.success(), "{}", text(&b));
+    let waited = String::from_utf8_lossy(&b.stderr);
+    assert!(
+        waited.contains("waiting") && waited.contains("commit lock"),
+        "the second committer said what it waited for: {waited}"
+    );
+    let log = w.ok(&["log"]);
+    for n in &names {
+        assert!(log.contains(n.as_str()), "{n} is in the history: {log}");
+    }
+    rt.block_on(assert_head_exact(&w, &names, "after the deleted lock"));
+}
+
+/// A write with checkpoints ended by a concurrent `extend`: it names the tile that landed at
+/// its first checkpoint and those that did not; `write --missing` writes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_ended_by_extend_names_what_landed_and_what_did_not() {
+    let w = Work::new();
+    let names = tile_names(3);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    let env = w.hold_env("chunks-uploaded#2");
+    let writer = w.spawn_with(
+        &[
+            "write",
+            "--year",
+            "2000",
+            "--all",
+            "--threads",
+            "1",
+            "--commit-every",
+            "1",
+        ],
+        &env,
+    );
+    w.wait_held("chunks-uploaded", 2);
+    let o = w.run(&["extend", "--year", "2025"]);
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains("warning: 1 write going on this repository")
+            && said.contains("running: write on"),
+        "extend names the write going on: {said}"
+    );
+    w.release("chunks-uploaded", 2);
+    let out = writer.wait_with_output().expect("writer");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("1 tile of this write landed at its checkpoints (2000/")
+            && said.contains("in 1 commit; 2 tiles did not (")
+            && said.contains("`write --missing` writes them"),
+        "{said}"
+    );
+    let st = json(&w.ok(&["status", "--json"]));
+    assert_eq!(st["years"]["2000"]["written"], 1, "{st}");
+    let out = w.ok(&["write", "--missing", "--year", "2000"]);
+    assert!(out.contains("2 tiles written"), "{out}");
+    assert_head_exact(&w, &names, "after the write ended by extend").await;
+    verify_ok(&w, &[], &[], "after the write ended by extend");
+}
+
+/// `expire --older-than 0s` beside a held write keeps the snapshot the write started from,
+/// says so, and the write lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expire_beside_a_held_write_keeps_its_base_and_the_write_lands() {
+    let w = Work::new();
+    let names = tile_names(3);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    w.ok(&["write", "--year", "2000", "--tiles", &names[0]]);
+    w.ok(&["write", "--year", "2000", "--tiles", &names[1]]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let env = w.hold_env("chunks-uploaded#1");
+    let writer = w.spawn_with(&["write", "--year", "2000", "--tiles", &names[2]], &env);
+    w.wait_held("chunks-uploaded", 1);
+    let out = w.ok(&["expire", "--older-than", "0s"]);
+    assert!(
+        out.contains("running: write on") && out.contains("kept the snapshots flushed since"),
+        "{out}"
+    );
+    w.release("chunks-uploaded", 1);
+    let o = writer.wait_with_output().expect("writer");
+    assert!(o.status.success(), "{}", text(&o));
+    let st = json(&w.ok(&["status", "--json"]));
+    assert_eq!(st["years"]["2000"]["written"], 3, "{st}");
+    assert_head_exact(&w, &names, "after expire beside a write").await;
+    verify_ok(&w, &[], &[], "after expire beside a write");
+}
