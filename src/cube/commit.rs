@@ -187,26 +187,14 @@ fn rebase_refused(cube: &Cube, e: icechunk::session::SessionError) -> CubeError 
 
 /// Land a commit that changes no chunk or metadata (its snapshot properties are the change:
 /// the records `expire` carries forward) only if the branch's tip is still the snapshot the
-/// session opened on: under the reference lock, without rebase. `Ok(None)` when the branch
-/// moved meanwhile: the caller reads the branch again and makes its commit anew.
+/// session opened on: [`commit_at_tip`] of an empty session.
 pub(crate) async fn commit_empty_at_tip(
     cube: &Cube,
     session: &mut Session,
     message: &str,
     properties: SnapshotProperties,
 ) -> Result<Option<SnapshotId>, CubeError> {
-    let _lock = RefLock::acquire(&cube.location).await?;
-    match session
-        .commit(message)
-        .properties(properties)
-        .allow_empty(true)
-        .execute()
-        .await
-    {
-        Ok(id) => Ok(Some(id)),
-        Err(e) if matches!(e.kind(), SessionErrorKind::Conflict { .. }) => Ok(None),
-        Err(e) => Err(CubeError::icechunk("committing", e)),
-    }
+    land_at_tip(cube, session, message, properties, true).await
 }
 
 /// Amend the branch's tip commit with a session opened on it: the tip is replaced by one
@@ -232,17 +220,28 @@ pub(crate) async fn amend(
 /// Land a session's changes only if the branch's tip is still the snapshot the session
 /// opened on: under the reference lock, without rebase (the changes were decided from that
 /// snapshot, as `repair`'s are). `Ok(None)` when the branch moved meanwhile: the caller reads
-/// the branch again.
+/// the branch again and makes its commit anew.
 pub(crate) async fn commit_at_tip(
     cube: &Cube,
     session: &mut Session,
     message: &str,
     properties: SnapshotProperties,
 ) -> Result<Option<SnapshotId>, CubeError> {
+    land_at_tip(cube, session, message, properties, false).await
+}
+
+async fn land_at_tip(
+    cube: &Cube,
+    session: &mut Session,
+    message: &str,
+    properties: SnapshotProperties,
+    allow_empty: bool,
+) -> Result<Option<SnapshotId>, CubeError> {
     let _lock = RefLock::acquire(&cube.location).await?;
     match session
         .commit(message)
         .properties(properties)
+        .allow_empty(allow_empty)
         .execute()
         .await
     {

@@ -19,6 +19,24 @@ fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
+/// The object id of a stored level-0 chunk of `tile` in 2000, in the head.
+async fn stored_chunk_of(w: &Work, tile: &str) -> String {
+    use futures::TryStreamExt;
+    let cube = w.cube().await;
+    let session = cube.head_session().await.unwrap();
+    let path = cube.layout.level_path(0);
+    let mut all = Box::pin(session.all_chunks().await.unwrap());
+    while let Some((p, info)) = all.try_next().await.unwrap() {
+        if p.to_string() == path
+            && cube.layout.tile_of_chunk(&info.coord.0) == Some((2000, t(tile)))
+            && let icechunk::format::manifest::ChunkPayload::Ref(r) = info.payload
+        {
+            return r.id.to_string();
+        }
+    }
+    panic!("no stored chunk of {tile}")
+}
+
 fn announcements(w: &Work) -> usize {
     std::fs::read_dir(w.repo().join("tilecube-writers"))
         .map(|d| d.count())
@@ -116,24 +134,7 @@ async fn repair_racing_a_write_drops_nothing_the_write_landed() {
     w.ok(&["init"]);
     w.ok(&["write", "--all"]);
     // One level-0 chunk of the first tile lost.
-    let cube = w.cube().await;
-    let session = cube.head_session().await.unwrap();
-    let path = cube.layout.level_path(0);
-    let mut lost = None;
-    {
-        use futures::TryStreamExt;
-        let mut all = Box::pin(session.all_chunks().await.unwrap());
-        while let Some((p, info)) = all.try_next().await.unwrap() {
-            if p.to_string() == path
-                && cube.layout.tile_of_chunk(&info.coord.0) == Some((2000, t(&names[0])))
-                && let icechunk::format::manifest::ChunkPayload::Ref(r) = info.payload
-            {
-                lost = Some(r.id.to_string());
-                break;
-            }
-        }
-    }
-    let lost = lost.expect("a stored chunk of the tile");
+    let lost = stored_chunk_of(&w, &names[0]).await;
     std::fs::remove_file(w.repo().join("chunks").join(&lost)).unwrap();
     // The repair checks the head (the chunk is lost) and is held before its commit.
     let env = w.hold_env("repair-checked#1");
@@ -162,24 +163,7 @@ async fn a_short_chunk_fails_verify_and_repair_drops_it() {
     w.listed_tiles(2000, &names);
     w.ok(&["init"]);
     w.ok(&["write", "--all"]);
-    let cube = w.cube().await;
-    let session = cube.head_session().await.unwrap();
-    let path = cube.layout.level_path(0);
-    let mut cut = None;
-    {
-        use futures::TryStreamExt;
-        let mut all = Box::pin(session.all_chunks().await.unwrap());
-        while let Some((p, info)) = all.try_next().await.unwrap() {
-            if p.to_string() == path
-                && cube.layout.tile_of_chunk(&info.coord.0) == Some((2000, t(&names[1])))
-                && let icechunk::format::manifest::ChunkPayload::Ref(r) = info.payload
-            {
-                cut = Some(r.id.to_string());
-                break;
-            }
-        }
-    }
-    let cut = cut.expect("a stored chunk of the tile");
+    let cut = stored_chunk_of(&w, &names[1]).await;
     std::fs::write(w.repo().join("chunks").join(&cut), b"").unwrap();
     let o = w.run(&["verify"]);
     let said = text(&o);
