@@ -340,3 +340,109 @@ async fn expire_beside_a_held_write_keeps_its_base_and_the_write_lands() {
     assert_head_exact(&w, &names, "after expire beside a write").await;
     verify_ok(&w, &[], &[], "after expire beside a write");
 }
+
+/// A plan's shards staged and waiting for their merge: `gc` with an age that reaches their
+/// uploads is refused naming the plan; the merge lands every tile whole and takes the
+/// announcements back, after which gc runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_between_staged_shards_and_their_merge_takes_nothing_of_them() {
+    let w = Work::new();
+    let names = tile_names(4);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    let (plan, stage) = w.staged_shards(2, &[]);
+    assert_eq!(announcements(&w), 2, "each staged shard stays announced");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let o = w.run(&["gc", "--older-than", "1s"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("gc --older-than 1s is refused") && said.contains("staged since"),
+        "{said}"
+    );
+    let dry = json(&w.ok(&["gc", "--older-than", "0s", "--dry-run", "--json"]));
+    assert!(
+        dry["chunks"]["objects"].as_u64().unwrap_or(0) > 0,
+        "the staged uploads are unreferenced until the merge: {dry}"
+    );
+    let out = w.ok(&["merge", "--plan", &plan, "--stage", &stage]);
+    assert!(out.contains("merged 4 tiles from 2 shards"), "{out}");
+    assert_eq!(
+        announcements(&w),
+        0,
+        "the merge took the announcements back"
+    );
+    w.ok(&["gc", "--older-than", "0s"]);
+    assert_head_exact(&w, &names, "after gc and merge").await;
+    verify_ok(&w, &[], &[], "after gc and merge");
+}
+
+/// The same guard on an S3 repository: the announcement lives in the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_beside_a_held_write_on_s3_is_refused_and_the_write_lands_whole() {
+    use crate::common::s3::Moto;
+    let moto = Moto::start();
+    moto.create_bucket("cubes");
+    let env = moto.env();
+    let w = Work::new();
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    let repo = "s3://cubes/beside";
+    let with = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["--repo".to_string(), repo.to_string()];
+        a.extend(args.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |args: &[&str]| {
+        let a = with(args);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        w.run_with(&refs, &env)
+    };
+    assert!(run(&["init"]).status.success());
+    let mut hold = env.clone();
+    hold.extend(w.hold_env("chunks-uploaded#1"));
+    let a = with(&["write", "--year", "2000", "--all", "--threads", "1"]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let writer = w.spawn_with(&refs, &hold);
+    let pid = writer.id();
+    w.wait_held("chunks-uploaded", 1);
+    assert_eq!(
+        moto.list("cubes", "beside/tilecube-writers").await.len(),
+        1,
+        "the write announced itself in the bucket"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let o = run(&["gc", "--older-than", "1s"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(said.contains(&format!("pid {pid}")), "{said}");
+    w.release("chunks-uploaded", 1);
+    let out = writer.wait_with_output().expect("writer");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        moto.list("cubes", "beside/tilecube-writers")
+            .await
+            .is_empty(),
+        "the announcement was taken back"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let g = run(&["gc", "--older-than", "0s"]);
+    assert!(g.status.success(), "{}", text(&g));
+    let v = run(&["verify"]);
+    assert!(v.status.success(), "{}", text(&v));
+    moto.export();
+    let cube = tilecube::cube::Cube::open(
+        tilecube::cube::RepoLocation::parse(repo, &Default::default()).expect("location"),
+        "main",
+    )
+    .await
+    .expect("open");
+    for n in &names {
+        let path = tilecube::demo::tile_path(&w.source(), 2000, t(n));
+        assert!(
+            crate::common::cube_pixels(&cube, 2000, t(n)).await
+                == crate::common::gdal_pixels(&path),
+            "{n} differs"
+        );
+    }
+}
