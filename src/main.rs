@@ -21,6 +21,7 @@ fn main() {
     tilecube::cube::steps::arm_from_env();
     tilecube::notice::set_hook(|text| eprintln!("{text}"));
     let cli = cli::Cli::parse();
+    tilecube::notice::set_command(&cli::command_name(&cli));
     match cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -27,14 +27,39 @@ pub(crate) async fn gc(
         );
     }
     let cube = settings.open_cube().await?;
+    // Ctrl-C stops gc after the kind it is deleting (a second one at once): what it did is
+    // reported, and the exit code is 130.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = std::sync::Arc::clone(&stop);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "interrupted: gc stops after the kind of object it is deleting (Ctrl-C again stops at once; nothing a branch or tag reaches is touched either way)"
+                );
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!(
+                        "interrupted again: gc stopped at once; what it deleted was garbage, the rest stays for the next gc"
+                    );
+                    std::process::exit(130);
+                }
+            }
+        })
+    };
     let report = cube
-        .garbage_collect(older_than, dry_run)
+        .garbage_collect_until(older_than, dry_run, &stop)
         .await
-        .with_context(|| format!("gc of {}", cube.location))?;
+        .with_context(|| format!("gc of {}", cube.location));
+    watcher.abort();
+    let report = report?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_gc(&cube.location.to_string(), &report);
+    }
+    if report.interrupted {
+        return Ok(130);
     }
     Ok(if report.is_ok() { 0 } else { 1 })
 }
@@ -53,6 +78,9 @@ fn print_gc(location: &str, r: &GcReport) {
     );
     for w in &r.writers {
         println!("  spared: what {w} may still commit (newer than its start)");
+    }
+    for w in &r.gone_writers {
+        println!("  not waited for: {w} (gone: its process ended, or no sign of life for 60 s)");
     }
     let row = |name: &str, k: Removed| {
         println!(
@@ -83,6 +111,11 @@ fn print_gc(location: &str, r: &GcReport) {
             r.skipped.join(", ")
         );
     }
+    if r.interrupted {
+        println!(
+            "interrupted: the kinds after the last one shown were not collected; run gc again for them"
+        );
+    }
 }
 
 pub(crate) async fn expire(
@@ -91,13 +124,28 @@ pub(crate) async fn expire(
     as_json: bool,
 ) -> Result<i32> {
     let cube = settings.open_cube().await?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = std::sync::Arc::clone(&stop);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "interrupted: expire stops after the step under way (a commit carrying records, or the expiry: each all or nothing)"
+                );
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
     let report = cube
-        .expire(older_than)
+        .expire_until(older_than, &stop)
         .await
-        .with_context(|| format!("expire of {}", cube.location))?;
+        .with_context(|| format!("expire of {}", cube.location));
+    watcher.abort();
+    let report = report?;
+    let code = if report.interrupted { 130 } else { 0 };
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(0);
+        return Ok(code);
     }
     for w in &report.writers {
         println!("running: {w}");
@@ -127,13 +175,26 @@ pub(crate) async fn expire(
         format_age(older_than),
         report.cutoff.format("%Y-%m-%d %H:%M:%S UTC")
     );
-    for id in &report.released {
+    // A long history is not listed whole (`--json` has every id).
+    const SHOWN: usize = 20;
+    for id in report.released.iter().take(SHOWN) {
         println!("  {id}");
+    }
+    if report.released.len() > SHOWN {
+        println!(
+            "  … and {} more (`--json` lists them all)",
+            report.released.len() - SHOWN
+        );
     }
     if !report.released.is_empty() {
         println!("now `tilecube gc` reclaims their objects that no branch or tag reaches");
     }
-    Ok(0)
+    if report.interrupted {
+        println!(
+            "interrupted before the expiry: the commits above carried records forward, no snapshot was released; run expire again"
+        );
+    }
+    Ok(code)
 }
 
 #[cfg(test)]

@@ -11,6 +11,14 @@ pub(crate) async fn init(settings: &Settings, force: bool) -> Result<i32> {
     let layout = Layout::new(&settings.preset, &grid);
     let location = settings.location()?;
     let started = std::time::Instant::now();
+    // Laying out a new cube over one that writes are going on: they are named.
+    if force && let Ok(old) = Cube::open(location.clone(), &settings.branch).await {
+        super::extend::warn_running_writes(
+            &old,
+            "a new cube replaces the one they write (their tiles do not carry over)",
+        )
+        .await;
+    }
     let cube = Cube::init(
         location,
         layout,

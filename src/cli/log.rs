@@ -110,6 +110,18 @@ pub(crate) fn one_line(message: &str) -> String {
 
 /// `tilecube tag NAME [--snapshot ID] [--message M]`: name a snapshot of the branch
 /// (default: its head), with release notes.
+pub(crate) async fn delete_tag(settings: &Settings, name: &str) -> Result<i32> {
+    let cube = settings.open_cube().await?;
+    let snapshot = cube
+        .delete_release(name)
+        .await
+        .with_context(|| format!("deleting tag {name}"))?;
+    println!(
+        "deleted tag {name} (it named {snapshot}); `tilecube gc` reclaims what it alone reached"
+    );
+    Ok(0)
+}
+
 pub(crate) async fn tag(
     settings: &Settings,
     name: &str,
@@ -125,6 +137,16 @@ pub(crate) async fn tag(
         }
         None => cube.head().await?.to_string(),
     };
+    // A tag on a damaged snapshot (manifests lost from storage) is made, and said.
+    if let Ok(lost) = cube.lost_manifests_of_snapshot(&id).await
+        && !lost.is_empty()
+    {
+        eprintln!(
+            "warning: snapshot {id} lists {} storage no longer has (first: {}): `tilecube verify` would fail on it; a tag keeps it, and `gc` cannot reclaim around it until the tag is deleted (`tilecube tag --delete {name}`)",
+            tilecube::runs::plural(lost.len(), "manifest"),
+            lost[0]
+        );
+    }
     let done = cube
         .tag(name, &id, message)
         .await

@@ -118,12 +118,16 @@ pub enum Command {
         /// The tag's name, e.g. v1.0.
         name: String,
         /// The snapshot to tag (default: the branch head).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "delete")]
         snapshot: Option<String>,
         /// Release notes kept with the tag (in the repository's metadata; spec 2). Given
         /// again on a tag already on that snapshot, it replaces the message.
-        #[arg(long, value_parser = non_empty_message)]
+        #[arg(long, value_parser = non_empty_tag_message, conflicts_with = "delete")]
         message: Option<String>,
+        /// Delete the tag instead (its snapshot stays while a branch or another tag reaches
+        /// it; `gc` then reclaims what it alone held).
+        #[arg(long)]
+        delete: bool,
     },
     /// Delete the objects no branch or tag reaches (a failed write's uploads, expired
     /// snapshots' chunks and manifests, merged shards' parts) with Icechunk's garbage
@@ -256,11 +260,11 @@ pub struct WriteArgs {
     /// and CPU overlap (default: config, else 2; 0: GDAL fetches on demand).
     #[arg(long)]
     pub read_ahead: Option<usize>,
-    /// Print the report as JSON.
     /// The message of the write's commits (each still records its tiles), e.g. "write
     /// GLAD LCLU data"; default: a message naming the tiles.
     #[arg(long, value_parser = non_empty_message)]
     pub message: Option<String>,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -315,9 +319,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             rt.block_on(hygiene::expire(&settings, older_than, json))
         }
         Some(Command::Tag {
+            name, delete: true, ..
+        }) => rt.block_on(log::delete_tag(&settings, &name)),
+        Some(Command::Tag {
             name,
             snapshot,
             message,
+            ..
         }) => rt.block_on(log::tag(
             &settings,
             &name,
@@ -365,10 +373,32 @@ pub fn run(cli: Cli) -> Result<i32> {
 }
 
 /// A `--message`: some text (an empty one is refused: leave the flag out instead).
+/// A tag's message, if it says anything.
+fn non_empty_tag_message(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("the message is empty; give the release notes, or leave --message out".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
 fn non_empty_message(s: &str) -> Result<String, String> {
     if s.trim().is_empty() {
         Err("an empty message; leave --message out (commits then name their tiles)".into())
     } else {
         Ok(s.to_string())
+    }
+}
+
+/// "tilecube write": the program and the subcommand it runs, for the notes other processes
+/// read (no flag or value is named).
+pub(crate) fn command_name(cli: &Cli) -> String {
+    match &cli.command {
+        None => "tilecube".into(),
+        Some(c) => {
+            let debug = format!("{c:?}");
+            let variant: String = debug.chars().take_while(|c| c.is_alphanumeric()).collect();
+            format!("tilecube {}", variant.to_lowercase())
+        }
     }
 }

@@ -156,6 +156,21 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
             failed.insert((y, t), e);
         }
     }
+    // A tile a reader meets a hole in is not counted written; any such tile (a lost manifest,
+    // a hole verify found, chunks missing from a recorded tile) makes status exit 1.
+    let broken = |y: i32| -> usize {
+        grid.tiles()
+            .filter(|t| {
+                coverage.is_written(y, *t)
+                    && (lost_tiles.contains(&(y, *t)) || holes.contains(&(y, *t)))
+            })
+            .count()
+    };
+    let written_ok = |y: i32| coverage.written_count(y).saturating_sub(broken(y));
+    let incomplete = coverage.tiles.iter().any(|((y, _), st)| {
+        years.contains(y) && matches!(st, tilecube::cube::TileState::Incomplete { .. })
+    });
+    let damaged = !lost.is_empty() || !holes.is_empty() || incomplete;
     if as_json {
         let mut out = serde_json::Map::new();
         for &y in &years {
@@ -184,7 +199,7 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
                 json!({
                     "listed": list.map(|l| l.tiles.len()),
                     "no_list": no_list.get(&y),
-                    "written": coverage.written_count(y),
+                    "written": written_ok(y),
                     "tiles": tiles,
                 }),
             );
@@ -212,11 +227,7 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
             },
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(if lost.is_empty() && holes.is_empty() {
-            0
-        } else {
-            1
-        });
+        return Ok(if damaged { 1 } else { 0 });
     }
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -231,11 +242,7 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
             (None, Some(path)) => format!("no list ({path})"),
             (None, None) => "? listed".into(),
         };
-        writeln!(
-            out,
-            "\n{y}: {} written / {listed}",
-            coverage.written_count(y)
-        )?;
+        writeln!(out, "\n{y}: {} written / {listed}", written_ok(y))?;
         // Column labels every 6 columns.
         let mut header = String::from("     ");
         for c in 0..grid.columns {
@@ -327,8 +334,16 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
             shown.join(" ")
         )?;
     }
+    if incomplete {
+        writeln!(
+            out,
+            "tiles marked ? are recorded with chunks missing (dropped by a repair, or lost): `tilecube write --missing` writes them again"
+        )?;
+    }
     if !lost.is_empty() || !holes.is_empty() {
         writeln!(out, "{REPAIR_HINT}")?;
+    }
+    if damaged {
         return Ok(1);
     }
     Ok(0)

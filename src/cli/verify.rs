@@ -54,7 +54,13 @@ pub(crate) async fn repair(settings: &Settings, as_json: bool) -> Result<i32> {
         }
     }
     println!("committed {id}");
-    if !report.tiles.is_empty() {
+    let level0 = report
+        .chunks
+        .keys()
+        .chain(report.short.keys())
+        .any(|l| level_of(l).is_none())
+        || report.manifests.iter().any(|m| m.factor == 1);
+    if level0 {
         println!(
             "the tiles that lost level-0 chunks show as ? until written again: `tilecube write --missing`"
         );

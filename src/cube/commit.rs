@@ -88,13 +88,16 @@ pub(crate) async fn commit_guarded(
             }
             // Behind the branch: move onto its tip first (a coarse chunk written by an
             // earlier attempt is ours, and is computed again below).
-            session.rebase(&solver).await.map_err(|e| {
+            let rebase = session.rebase(&solver).await.map_err(|e| {
                 if matches!(e.kind(), SessionErrorKind::RebaseFailed { .. }) {
                     rebase_refused(cube, e)
                 } else {
                     CubeError::icechunk("rebasing over a concurrent commit", e)
                 }
-            })?;
+            });
+            if let Err(e) = rebase {
+                return Err(made_again(cube, e).await);
+            }
             rebased = true;
         }
         if coarse && !(rebased && no_refresh_after_rebase) {
@@ -135,13 +138,31 @@ pub(crate) async fn commit(
     } else {
         REBASE_ATTEMPTS
     };
-    session
+    match session
         .commit(message)
         .properties(properties)
         .rebase(&solver, attempts)
         .execute()
         .await
-        .map_err(|e| rebase_refused(cube, e))
+    {
+        Ok(id) => Ok(id),
+        Err(e) => Err(made_again(cube, rebase_refused(cube, e)).await),
+    }
+}
+
+/// A commit refused because the arrays changed under it is told apart when the change was
+/// an `init --force` laying out a new cube at the branch (its identity, `cube_id`, differs).
+async fn made_again(cube: &Cube, e: CubeError) -> CubeError {
+    if !matches!(e, CubeError::ArraysChangedUnder { .. }) || cube.layout.cube_id.is_empty() {
+        return e;
+    }
+    match Cube::open(cube.location.clone(), &cube.branch).await {
+        Ok(now) if now.layout.cube_id != cube.layout.cube_id => CubeError::CubeMadeAgain {
+            location: cube.location.to_string(),
+            branch: cube.branch.clone(),
+        },
+        _ => e,
+    }
 }
 
 /// Refuse to land a session on a branch that no longer descends from the snapshot it opened

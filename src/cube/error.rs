@@ -138,9 +138,33 @@ pub enum CubeError {
     NoRepositoryMetadata { what: &'static str },
     #[error("{0}")]
     Grid(#[from] crate::grid::GridError),
+    /// The branch's head snapshot is not in storage.
+    #[error(
+        "branch {branch} of {location} points at snapshot {snapshot}, whose object snapshots/{snapshot} is not in storage (deleted behind Icechunk's back): nothing of the branch can be read; restore that object from a backup"
+    )]
+    HeadSnapshotLost {
+        location: String,
+        branch: String,
+        snapshot: String,
+    },
+    /// A new cube was laid out at the branch (`init --force`) while a write ran.
+    #[error(
+        "a new cube was laid out on branch {branch} of {location} (`init --force`) while this write ran: its tiles belong to the cube that was replaced, and this commit did not land in the new one"
+    )]
+    CubeMadeAgain { location: String, branch: String },
+    /// `tag --delete`: no such tag.
+    #[error("there is no tag {name:?} (the tags: {tags})")]
+    NoSuchTag { name: String, tags: String },
+    /// `gc`: a branch or tag reaches a snapshot that names objects storage no longer has.
+    #[error("{what}")]
+    GcUnreadable {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
     /// `extend`: another change of the arrays landed while the extension was made.
     #[error(
-        "another commit changed the cube's arrays while year {year} was being added (another `extend`, or `overviews`, landed on {branch} meanwhile): nothing was added; run `tilecube extend --year {year}` again"
+        "another commit changed the cube's arrays while year {year} was being added (another `extend`, or `overviews`, landed on {branch} meanwhile): nothing was added; `tilecube log` shows what landed, and if {year} is still to come after the cube's years, run `tilecube extend --year {year}` again"
     )]
     ExtendRaced {
         year: i32,

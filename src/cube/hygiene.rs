@@ -28,6 +28,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::num::{NonZeroU16, NonZeroUsize};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -80,6 +81,13 @@ pub struct GcReport {
     /// age given spares.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub writers: Vec<String>,
+    /// Announced writes that are gone (killed, or silent past the lapse): not waited for;
+    /// a real run removes their announcements.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gone_writers: Vec<String>,
+    /// Stopped by the operator before every kind was collected: the figures are what the
+    /// passes so far did.
+    pub interrupted: bool,
 }
 
 impl GcReport {
@@ -100,7 +108,7 @@ impl GcReport {
 
     /// Whether every delete went through.
     pub fn is_ok(&self) -> bool {
-        self.failed_objects == 0 && self.skipped.is_empty()
+        self.failed_objects == 0 && self.skipped.is_empty() && !self.interrupted
     }
 }
 
@@ -135,6 +143,9 @@ pub struct ExpireReport {
     /// is expired (its next commit must still descend from it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept_for_writers: Option<DateTime<Utc>>,
+    /// Stopped by the operator before the expiry itself: only the carry commits listed were
+    /// made, nothing was released.
+    pub interrupted: bool,
 }
 
 /// The memory limits of a garbage collection, chosen so that it stays under 512 MB whatever
@@ -373,12 +384,25 @@ impl Cube {
         older_than: Duration,
         dry_run: bool,
     ) -> Result<GcReport, CubeError> {
+        self.garbage_collect_until(older_than, dry_run, &AtomicBool::new(false))
+            .await
+    }
+
+    /// [`Cube::garbage_collect`], stopping after the pass under way once `stop` is set (an
+    /// operator's Ctrl-C): the report then holds what the passes so far did, and says so.
+    pub async fn garbage_collect_until(
+        &self,
+        older_than: Duration,
+        dry_run: bool,
+        stop: &AtomicBool,
+    ) -> Result<GcReport, CubeError> {
         let cutoff = cutoff_of(older_than);
         let age = format_age(older_than);
         // What running and staged writes may still commit is newer than their `started`:
         // an age that reaches past it is refused, with the writer named.
         let now = Utc::now();
-        let live = self.live_writers().await?;
+        let all = self.writers().await?;
+        let (live, gone): (Vec<_>, Vec<_>) = all.into_iter().partition(|a| a.is_live(now));
         if !dry_run && let Some(oldest) = live.iter().min_by_key(|a| a.started) {
             let spare =
                 oldest.started - chrono::Duration::from_std(CLOCK_MARGIN).unwrap_or_default();
@@ -412,23 +436,78 @@ impl Cube {
                 Some(config.repo_update_retries()),
                 config.num_updates_per_repo_info_file(),
             )
-            .await
-            .map_err(|e| self.hygiene_error("garbage collection", e))?;
+            .await;
+            let summary = match summary {
+                Ok(s) => s,
+                Err(e) => return Err(self.gc_failed(e).await),
+            };
             let failed = summary.objects_failed_to_delete > 0 || !summary.skipped_phases.is_empty();
             passes.push(summary);
             if failed {
                 break;
             }
+            if kinds < 4 && stop.load(Ordering::SeqCst) {
+                break;
+            }
         }
         let mut report = gc_report(&passes, dry_run, age, cutoff);
         report.writers = writers;
+        report.gone_writers = gone.iter().map(|a| a.describe(now)).collect();
+        if !dry_run && !gone.is_empty() {
+            let _ = self.clear_lapsed_writers().await;
+        }
+        if passes.len() < 4 && stop.load(Ordering::SeqCst) {
+            report.interrupted = true;
+        }
         Ok(report)
+    }
+
+    /// A gc that failed: when a branch or tag reaches an object storage no longer has, the
+    /// error names the ref, the snapshot and the object, and what to do.
+    async fn gc_failed(&self, e: icechunk::ops::gc::GCError) -> CubeError {
+        let damaged = match self.unreadable_refs().await {
+            Ok(d) if !d.is_empty() => d,
+            _ => return self.hygiene_error("garbage collection", e),
+        };
+        let what: Vec<String> = damaged
+            .iter()
+            .map(|(r, why)| {
+                let fix = match (r.strip_prefix("tag "), why.starts_with("its snapshot")) {
+                    (Some(tag), _) => format!(
+                        "delete the tag (`tilecube tag --delete {tag}`) if what it names is lost anyway"
+                    ),
+                    (None, true) => "run `tilecube repair` on it".to_string(),
+                    (None, false) => String::new(),
+                };
+                let fix = if fix.is_empty() { String::new() } else { format!("; {fix}") };
+                format!("{r}: {why}{fix}")
+            })
+            .collect();
+        CubeError::GcUnreadable {
+            what: format!(
+                "gc of {} cannot read what a branch or tag reaches, so it cannot tell what is garbage: {}",
+                self.location,
+                what.join("; ")
+            ),
+            source: Box::new(e),
+        }
     }
 
     /// Expire every snapshot flushed more than `older_than` ago from the histories (tagged
     /// snapshots and branch heads are kept, no ref is deleted), with Icechunk's expiration,
     /// after carrying forward on every branch the records the expiry would drop.
     pub async fn expire(&self, older_than: Duration) -> Result<ExpireReport, CubeError> {
+        self.expire_until(older_than, &AtomicBool::new(false)).await
+    }
+
+    /// [`Cube::expire`], stopping before its next step once `stop` is set (an operator's
+    /// Ctrl-C): each carry commit and the expiry itself are all or nothing; the report says
+    /// what was done.
+    pub async fn expire_until(
+        &self,
+        older_than: Duration,
+        stop: &AtomicBool,
+    ) -> Result<ExpireReport, CubeError> {
         let mut cutoff = cutoff_of(older_than);
         let age = format_age(older_than);
         // A running write's next commit must descend from the snapshot it started from:
@@ -455,11 +534,33 @@ impl Cube {
             .map_err(|e| CubeError::icechunk("listing the branches", e))?;
         let mut carried = Vec::new();
         for branch in branches {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(ExpireReport {
+                    older_than: age,
+                    cutoff,
+                    carried,
+                    writers,
+                    kept_for_writers,
+                    interrupted: true,
+                    ..Default::default()
+                });
+            }
             let mut cube = self.clone();
             cube.branch = branch;
             if let Some(c) = cube.carry_records(&age, cutoff).await? {
                 carried.push(c);
             }
+        }
+        if stop.load(Ordering::SeqCst) {
+            return Ok(ExpireReport {
+                older_than: age,
+                cutoff,
+                carried,
+                writers,
+                kept_for_writers,
+                interrupted: true,
+                ..Default::default()
+            });
         }
         let _lock = RefLock::acquire(&self.location).await?;
         let config = self.repo.config();
@@ -486,6 +587,7 @@ impl Cube {
             edited: sorted(result.edited_snapshots),
             writers,
             kept_for_writers,
+            interrupted: false,
         })
     }
 

@@ -88,8 +88,8 @@ fn lock_dir(dir: &Path, shown: &str) -> Result<File, LockError> {
             let holder = std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap_or_default();
             let holder = holder.trim();
             crate::notice::notice(&format!(
-                "waiting {} s for the commit lock of {shown}: held by {}",
-                waited.as_secs(),
+                "waiting {:.1} s for the commit lock of {shown}: held by {}",
+                waited.as_secs_f64(),
                 if holder.is_empty() {
                     "another process (it did not say which)".to_string()
                 } else {
@@ -107,21 +107,11 @@ fn lock_dir(dir: &Path, shown: &str) -> Result<File, LockError> {
 /// Write who holds the lock into the lock file (best effort: a read-only repository keeps
 /// the old text, and the commit then fails with the storage's error).
 fn note_holder(path: &Path) {
-    // The program and its subcommand only: flags may name places a reader need not see.
-    let command: Vec<String> = std::env::args()
-        .take(2)
-        .map(|a| {
-            Path::new(&a)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or(a)
-        })
-        .collect();
     let text = format!(
         "pid {} on {} ({}), since {}\n",
         std::process::id(),
         super::writers::host_name(),
-        command.join(" "),
+        crate::notice::command(),
         chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
     );
     if let Ok(mut f) = OpenOptions::new()

@@ -36,6 +36,8 @@ pub struct Merger {
     commits: usize,
     /// The plan merged: no commit of this merger lands over another merge of it.
     plan: Option<String>,
+    /// The merge's announcement (its coarse-level refresh uploads chunks before each commit).
+    announced: Option<super::writers::Announced>,
 }
 
 impl Cube {
@@ -44,7 +46,11 @@ impl Cube {
     /// branch's tip). No commit of the merger lands over a merge of the plan made by another
     /// process meanwhile ([`CubeError::MergedConcurrently`]).
     pub async fn merger(&self, plan: &str, resume: Option<String>) -> Result<Merger, CubeError> {
+        let announced = self
+            .announce_writer(&format!("merge of plan {plan}"), None)
+            .await?;
         Ok(Merger {
+            announced: Some(announced),
             cube: self.clone(),
             session: self.writable_session().await?,
             parts: 0,
@@ -57,6 +63,13 @@ impl Cube {
 }
 
 impl Merger {
+    /// The merge is done: its announcement is taken back.
+    pub async fn close(mut self) {
+        if let Some(a) = self.announced.take() {
+            a.end().await;
+        }
+    }
+
     /// Fold one staged part (`Session::as_bytes` of a fork) into the session; `name` says
     /// which part in an error.
     pub async fn absorb(&mut self, name: &str, bytes: &[u8]) -> Result<(), CubeError> {

@@ -51,6 +51,22 @@ impl Cube {
         batch: usize,
         progress: impl Fn(usize, usize),
     ) -> Result<OverviewReport, CubeError> {
+        // Announced like a write: what it uploads waits for its batch's commit, and gc
+        // spares it.
+        let announced = self.announce_writer("overviews", None).await?;
+        let report = self
+            .build_overviews_announced(overviews, batch, progress)
+            .await;
+        announced.end().await;
+        report
+    }
+
+    async fn build_overviews_announced(
+        &mut self,
+        overviews: Overviews,
+        batch: usize,
+        progress: impl Fn(usize, usize),
+    ) -> Result<OverviewReport, CubeError> {
         let mut report = OverviewReport::default();
         match self.layout.overviews {
             // A laid-out pyramid keeps the zstd level its levels were laid out with.

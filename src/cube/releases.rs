@@ -34,6 +34,11 @@ pub fn tag_name_problem(name: &str) -> Option<&'static str> {
     if name.len() > MAX_TAG_LEN {
         return Some("it is longer than 100 characters");
     }
+    if !name.is_ascii() {
+        return Some(
+            "only ASCII letters, digits, '.', '_' and '-' are taken (it holds a letter outside ASCII)",
+        );
+    }
     if !first.is_ascii_alphanumeric() {
         return Some("it must start with a letter or a digit");
     }
@@ -147,6 +152,29 @@ impl Cube {
                 })?;
         }
         Ok(outcome)
+    }
+
+    /// Delete tag `name` (the snapshot it named stays while a branch or another tag reaches
+    /// it; `gc` then reclaims what it alone held). Under the reference lock. Returns the
+    /// snapshot it named.
+    pub async fn delete_release(&self, name: &str) -> Result<String, CubeError> {
+        let Some(r) = self.releases().await?.into_iter().find(|r| r.name == name) else {
+            let names: Vec<String> = self.releases().await?.into_iter().map(|r| r.name).collect();
+            return Err(CubeError::NoSuchTag {
+                name: name.to_string(),
+                tags: if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                },
+            });
+        };
+        let _lock = super::lock::RefLock::acquire(&self.location).await?;
+        self.repo
+            .delete_tag(name)
+            .await
+            .map_err(|e| CubeError::icechunk(format!("deleting tag {name}"), e))?;
+        Ok(r.snapshot)
     }
 
     /// The repository's tags, by name, each with its snapshot and message (if any).

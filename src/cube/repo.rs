@@ -215,12 +215,31 @@ impl Cube {
                 return Err(CubeError::icechunk(format!("opening branch {branch}"), e));
             }
         };
-        let layout =
-            super::dataset::read_layout(session)
-                .await?
-                .ok_or_else(|| CubeError::NotACube {
-                    location: location.to_string(),
-                })?;
+        let head = session.snapshot_id().clone();
+        let layout = match super::dataset::read_layout(session).await {
+            Ok(l) => l,
+            Err(e) => {
+                // The branch names a snapshot whose object is gone: said by branch and object.
+                if let Err(gone) = repo.asset_manager().fetch_snapshot(&head).await
+                    && matches!(
+                        gone.kind(),
+                        icechunk::repository::RepositoryErrorKind::StorageError(
+                            icechunk::storage::StorageErrorKind::ObjectNotFound
+                        )
+                    )
+                {
+                    return Err(CubeError::HeadSnapshotLost {
+                        location: location.to_string(),
+                        branch: branch.to_string(),
+                        snapshot: head.to_string(),
+                    });
+                }
+                return Err(e);
+            }
+        }
+        .ok_or_else(|| CubeError::NotACube {
+            location: location.to_string(),
+        })?;
         Ok(Self {
             coverage_cache: CoverageCache::disabled(),
             location,

@@ -313,6 +313,90 @@ impl Cube {
             .collect())
     }
 
+    /// [`Cube::lost_manifests`] of a snapshot named as `tilecube log` shows it.
+    pub async fn lost_manifests_of_snapshot(
+        &self,
+        id: &str,
+    ) -> Result<Vec<LostManifest>, CubeError> {
+        let sid =
+            SnapshotId::try_from(id).map_err(|_| CubeError::UnknownSnapshot(id.to_string()))?;
+        self.lost_manifests(&sid).await
+    }
+
+    /// What every branch head and tag reaches that storage no longer has, as people read it:
+    /// "tag v1 (snapshot S): manifest M of /lclu (… of 2000/10N_020E) is not in storage";
+    /// one listing of the manifests and a snapshot read a ref (what `gc` names when it cannot
+    /// read an object).
+    pub async fn unreadable_refs(&self) -> Result<Vec<(String, String)>, CubeError> {
+        let stored = stored_ids(self, "manifests").await?;
+        let mut refs: Vec<(String, SnapshotId)> = Vec::new();
+        let listing = |e| CubeError::icechunk("listing the refs", e);
+        for b in self.repo.list_branches().await.map_err(listing)? {
+            if let Ok(id) = self.repo.lookup_branch(&b).await {
+                refs.push((format!("branch {b}"), id));
+            }
+        }
+        for t in self.repo.list_tags().await.map_err(listing)? {
+            if let Ok(id) = self.repo.lookup_tag(&t).await {
+                refs.push((format!("tag {t}"), id));
+            }
+        }
+        let mut out = Vec::new();
+        for (name, id) in refs {
+            // The ref's own snapshot first, then its history (gc reads every snapshot a ref
+            // reaches): the newest damaged one is named.
+            let history = self
+                .history_of(&icechunk::repository::VersionInfo::SnapshotId(id.clone()))
+                .await
+                .unwrap_or_default();
+            let mut found = None;
+            for (back, commit) in history.iter().enumerate() {
+                let Ok(sid) = SnapshotId::try_from(commit.id.as_str()) else {
+                    continue;
+                };
+                match self.manifests_of(&sid).await {
+                    Ok(ms) => {
+                        if let Some(m) = ms.iter().find(|m| !stored.contains(&m.id.to_string())) {
+                            found = Some((
+                                back,
+                                commit.time,
+                                sid,
+                                format!(
+                                    "lists manifest {} that storage no longer has",
+                                    self.lost(m)
+                                ),
+                            ));
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        found = Some((
+                            back,
+                            commit.time,
+                            sid,
+                            format!("cannot be read: {}", crate::error_chain(&e)),
+                        ));
+                        break;
+                    }
+                }
+            }
+            let Some((back, time, sid, why)) = found else {
+                continue;
+            };
+            let text = if back == 0 {
+                format!("its snapshot {sid} {why}")
+            } else {
+                let age = (chrono::Utc::now() - time).num_seconds().max(0);
+                format!(
+                    "snapshot {sid}, {} back in its history, {why}; `tilecube expire --older-than {age}s` drops it and what is older from the history (heads and tags kept), then gc runs",
+                    crate::runs::plural(back, "commit")
+                )
+            };
+            out.push((name, text));
+        }
+        Ok(out)
+    }
+
     /// The manifests of snapshot `id` a commit of these tiles (year index, cell) would read,
     /// found lost from storage: its cost follows the tiles, not the cube. A commit reads only
     /// the manifests of the splits it changes (one split a tile and year on level 0 and the

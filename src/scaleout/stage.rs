@@ -483,6 +483,8 @@ pub async fn merge(
         );
         batches += 1;
     }
+    let commits = merger.commits();
+    merger.close().await;
     Ok(MergeOutcome {
         snapshot,
         already: None,
@@ -490,7 +492,7 @@ pub async fn merge(
         parts,
         shards: merged_shards.len(),
         batches,
-        commits: merger.commits(),
+        commits,
         omitted: problems,
     })
 }

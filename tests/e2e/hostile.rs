@@ -274,7 +274,14 @@ async fn a_lost_manifest_is_named_with_its_tiles_and_repair_lets_the_branch_move
         out.contains(&format!("dropped lost manifest {lost}")),
         "{out}"
     );
-    let st = json(&w.ok(&["status", "--json"]));
+    let o = w.run(&["status", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the tile's chunks are missing: {}",
+        text(&o)
+    );
+    let st = json(&String::from_utf8_lossy(&o.stdout));
     assert_eq!(
         st["years"]["2000"]["tiles"][&names[1]], "incomplete",
         "{st}"

@@ -170,14 +170,19 @@ async fn status_shows_inconsistent_for_exactly_the_tiles_whose_record_and_chunks
     w.ok(&["write", "--year", "2000", "--tiles", &n[..4].join(",")]);
     common::tamper(&w, 2000, &n[1], &n[4]).await;
 
-    let status = json(&w.ok(&["status", "--json", "--year", "2000"]));
+    // A recorded tile with chunks missing is a hole a reader meets: status exits 1.
+    let o = w.run(&["status", "--json", "--year", "2000"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let status = json(&String::from_utf8_lossy(&o.stdout));
     let tiles = &status["years"]["2000"]["tiles"];
     assert_eq!(tiles[&n[1]], "incomplete", "{status}");
     assert_eq!(tiles[&n[4]], "unrecorded", "{status}");
     for name in [&n[0], &n[2], &n[3]] {
         assert_eq!(tiles[name], "written", "{name}: {status}");
     }
-    let text = w.ok(&["status", "--year", "2000"]);
+    let o = w.run(&["status", "--year", "2000"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
     let row = text.lines().find(|l| l.starts_with("00N")).unwrap();
     // 00N_000E..00N_040E are columns 18..22, after the row label "00N  ".
     assert_eq!(&row[5 + 18..5 + 23], "#?##?", "{text}");

@@ -446,3 +446,156 @@ async fn gc_beside_a_held_write_on_s3_is_refused_and_the_write_lands_whole() {
         );
     }
 }
+
+/// `overviews` announces itself like a write: a gc beside it is refused, and it lands every
+/// level whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_beside_a_held_overviews_run_is_refused() {
+    let w = Work::with_overviews(Some(400));
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    w.ok(&["write", "--all"]);
+    let env = w.hold_env("chunks-uploaded#1");
+    let run = w.spawn_with(&["overviews"], &env);
+    w.wait_held("chunks-uploaded", 1);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let o = w.run(&["gc", "--older-than", "1s"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(said.contains("overviews on"), "{said}");
+    w.release("chunks-uploaded", 1);
+    let out = run.wait_with_output().expect("overviews");
+    assert!(out.status.success(), "{}", text(&out));
+    w.ok(&["gc", "--older-than", "0s"]);
+    verify_ok(&w, &[], &[], "after gc beside overviews");
+    assert_head_exact(&w, &names, "after gc beside overviews").await;
+}
+
+/// A tag on a snapshot whose manifest was lost: tagging it warns; gc fails naming the tag,
+/// the snapshot and the manifest, and says to delete the tag; `tag --delete` does, and gc
+/// runs. Tag names outside ASCII and empty messages are refused saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_names_a_damaged_tag_and_tag_delete_lets_it_run() {
+    let w = Work::new();
+    let names = tile_names(2);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    w.ok(&["write", "--all"]);
+    let lost = manifest_of_level(&w, 0, 2000, &names[0]).await;
+    std::fs::remove_file(w.repo().join("manifests").join(&lost)).unwrap();
+    let o = w.run(&["tag", "v1"]);
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains("warning: snapshot") && said.contains("tilecube tag --delete v1"),
+        "{said}"
+    );
+    w.ok(&["repair"]);
+    let o = w.run(&["gc", "--older-than", "0s"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("tag v1")
+            && said.contains(&lost)
+            && said.contains("tilecube tag --delete v1"),
+        "gc names the tag, the manifest and what to do: {said}"
+    );
+    let out = w.ok(&["tag", "--delete", "v1"]);
+    assert!(out.contains("deleted tag v1"), "{out}");
+    let o = w.run(&["tag", "--delete", "v1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("there is no tag \"v1\""), "{}", text(&o));
+    // The branch's own history still holds the damaged snapshot: gc says so, and how to drop
+    // it.
+    let o = w.run(&["gc", "--older-than", "0s"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("branch main: snapshot")
+            && said.contains("1 commit back in its history")
+            && said.contains(&lost)
+            && said.contains("tilecube expire --older-than"),
+        "{said}"
+    );
+    w.ok(&["expire", "--older-than", "0s"]);
+    w.ok(&["gc", "--older-than", "0s"]);
+    w.ok(&["write", "--missing"]);
+    verify_ok(&w, &[], &[], "after the tag's deletion");
+    assert_head_exact(&w, &names, "after the tag's deletion").await;
+
+    let o = w.run(&["tag", "über"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("outside ASCII"), "{}", text(&o));
+    let o = w.run(&["tag", "v2", "--message", ""]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("the message is empty"), "{}", text(&o));
+}
+
+/// A new cube laid out (`init --force`) under a write with checkpoints: `init` names the
+/// write, and the write says the cube was replaced, not that its tiles are in it.
+#[test]
+fn a_write_under_init_force_says_the_cube_was_replaced() {
+    let w = Work::new();
+    let names = tile_names(3);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    let env = w.hold_env("chunks-uploaded#2");
+    let writer = w.spawn_with(
+        &[
+            "write",
+            "--year",
+            "2000",
+            "--all",
+            "--threads",
+            "1",
+            "--commit-every",
+            "1",
+        ],
+        &env,
+    );
+    w.wait_held("chunks-uploaded", 2);
+    let o = w.run(&["init", "--force"]);
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("running: write on"), "{said}");
+    w.release("chunks-uploaded", 2);
+    let out = writer.wait_with_output().expect("writer");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("a new cube was laid out on branch main")
+            && said.contains("landed at its checkpoints in the cube that was there before")
+            && said.contains("none of its 3 tiles is in the cube there now"),
+        "{said}"
+    );
+    let st = json(&w.ok(&["status", "--json"]));
+    assert_eq!(st["years"]["2000"]["written"], 0, "{st}");
+}
+
+/// A branch whose head snapshot object is gone is named with the object.
+#[test]
+fn a_lost_head_snapshot_is_named_with_its_branch_and_object() {
+    let w = Work::new();
+    let names = tile_names(1);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    w.ok(&["write", "--all"]);
+    let log = json(&w.ok(&["log", "--json"]));
+    let head = log[0]["id"]
+        .as_str()
+        .or_else(|| log["commits"][0]["id"].as_str())
+        .unwrap_or_else(|| panic!("log --json: {log}"))
+        .to_string();
+    std::fs::remove_file(w.repo().join("snapshots").join(&head)).unwrap();
+    let o = w.run(&["status"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "branch main of {} points at snapshot {head}, whose object snapshots/{head} is not in storage",
+            w.repo().display()
+        )),
+        "{said}"
+    );
+}

@@ -326,7 +326,17 @@ async fn stopped(
         }
         s
     };
+    let replaced = matches!(
+        cause,
+        CubeError::CubeMadeAgain { .. } | CubeError::BaseGone { .. }
+    );
     let landed_text = match (landed.len(), not_landed.len()) {
+        (l, n) if replaced && l > 0 => format!(
+            "{} of this write landed at its checkpoints in the cube that was there before ({}); none of its {} is in the cube there now: write them again (`write --missing`)",
+            crate::runs::plural(l, "tile"),
+            list(&landed),
+            crate::runs::plural(l + n, "tile")
+        ),
         (0, n) => format!(
             "no tile of this write landed; {} not landed ({}): `write --missing` writes them",
             crate::runs::plural(n, "tile"),
