@@ -236,7 +236,8 @@ mod tests {
             ("v1..2", "'..'"),
             ("v1.", "end with '.'"),
             ("it's", "quotes"),
-            ("é", "start with a letter"),
+            ("é", "outside ASCII"),
+            ("über", "outside ASCII"),
         ] {
             let e = check_tag_name(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
