@@ -29,24 +29,12 @@ pub(crate) async fn gc(
     let cube = settings.open_cube().await?;
     // Ctrl-C stops gc after the kind it is deleting (a second one at once): what it did is
     // reported, and the exit code is 130.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let stop = std::sync::Arc::clone(&stop);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "interrupted: gc stops after the kind of object it is deleting (Ctrl-C again stops at once; nothing a branch or tag reaches is touched either way)"
-                );
-                stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!(
-                        "interrupted again: gc stopped at once; what it deleted was garbage, the rest stays for the next gc"
-                    );
-                    std::process::exit(130);
-                }
-            }
-        })
-    };
+    let (stop, watcher) = stop_on_ctrl_c(
+        "interrupted: gc stops after the kind of object it is deleting (Ctrl-C again stops at once; nothing a branch or tag reaches is touched either way)",
+        Some(
+            "interrupted again: gc stopped at once; what it deleted was garbage, the rest stays for the next gc",
+        ),
+    );
     let report = cube
         .garbage_collect_until(older_than, dry_run, &stop)
         .await
@@ -118,24 +106,42 @@ fn print_gc(location: &str, r: &GcReport) {
     }
 }
 
+/// A flag Ctrl-C sets, saying `first`; with `again`, a second Ctrl-C says it and exits 130
+/// at once. The watcher is aborted when the command ends.
+fn stop_on_ctrl_c(
+    first: &'static str,
+    again: Option<&'static str>,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("{first}");
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Some(again) = again
+                && tokio::signal::ctrl_c().await.is_ok()
+            {
+                eprintln!("{again}");
+                std::process::exit(130);
+            }
+        }
+    });
+    (stop, watcher)
+}
+
 pub(crate) async fn expire(
     settings: &Settings,
     older_than: Duration,
     as_json: bool,
 ) -> Result<i32> {
     let cube = settings.open_cube().await?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let stop = std::sync::Arc::clone(&stop);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "interrupted: expire stops after the step under way (a commit carrying records, or the expiry: each all or nothing)"
-                );
-                stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        })
-    };
+    let (stop, watcher) = stop_on_ctrl_c(
+        "interrupted: expire stops after the step under way (a commit carrying records, or the expiry: each all or nothing)",
+        None,
+    );
     let report = cube
         .expire_until(older_than, &stop)
         .await

@@ -533,17 +533,12 @@ impl Cube {
             .await
             .map_err(|e| CubeError::icechunk("listing the branches", e))?;
         let mut carried = Vec::new();
+        // Stopped between steps: only the carry commits made so far, nothing released.
+        let mut stopped = false;
         for branch in branches {
-            if stop.load(Ordering::SeqCst) {
-                return Ok(ExpireReport {
-                    older_than: age,
-                    cutoff,
-                    carried,
-                    writers,
-                    kept_for_writers,
-                    interrupted: true,
-                    ..Default::default()
-                });
+            stopped = stop.load(Ordering::SeqCst);
+            if stopped {
+                break;
             }
             let mut cube = self.clone();
             cube.branch = branch;
@@ -551,7 +546,7 @@ impl Cube {
                 carried.push(c);
             }
         }
-        if stop.load(Ordering::SeqCst) {
+        if stopped || stop.load(Ordering::SeqCst) {
             return Ok(ExpireReport {
                 older_than: age,
                 cutoff,
