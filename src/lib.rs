@@ -2,9 +2,9 @@
 //!
 //! This library is the engine — [`grid`], [`preset`], [`source`], [`cube`], [`ingest`], and
 //! [`scaleout`] for many machines — and
-//! the settings that drive it ([`config`]); with the `test-support` feature, `netem` is the
-//! bench's and the tests' way to put a local server a round trip away and `nginx` their HTTP
-//! server. It knows nothing of terminals: it reports progress
+//! the settings that drive it ([`config`]); with the `loopback` feature (the bench's and the
+//! tests'), `netem` puts a local server a round trip away, `netfault` makes it fail and `nginx`
+//! is their HTTP server. It knows nothing of terminals: it reports progress
 //! as [`ingest::Event`]s on a channel. The headless CLI, the console and the benchmark are
 //! modules of the `tilecube` binary, thin faces over this library; nothing here depends on
 //! them.
@@ -16,11 +16,11 @@ pub mod fault;
 pub mod grid;
 pub mod ingest;
 pub mod legend;
-#[cfg(feature = "test-support")]
+#[cfg(feature = "loopback")]
 pub mod netem;
-#[cfg(feature = "test-support")]
+#[cfg(feature = "loopback")]
 pub mod netfault;
-#[cfg(feature = "test-support")]
+#[cfg(feature = "loopback")]
 pub mod nginx;
 pub mod notice;
 pub mod overview;

@@ -105,7 +105,17 @@ pub(crate) async fn demo(
             cube.layout.tile_pixels
         );
     }
-    eprintln!("making a GLAD-like source in {} ...", source_dir.display());
+    match tilecube::demo::missing_tiles(&source_dir, &grid, &years) {
+        0 => eprintln!(
+            "the GLAD-like source in {} is there from an earlier demo",
+            source_dir.display()
+        ),
+        n => eprintln!(
+            "making {} of a GLAD-like source in {} ...",
+            tilecube::runs::plural(n, "tile"),
+            source_dir.display()
+        ),
+    }
     let per_year = {
         let (s, g, y) = (source_dir.clone(), grid.clone(), years.clone());
         tokio::task::spawn_blocking(move || tilecube::demo::make_source(&s, &g, &y, texture))
@@ -148,7 +158,7 @@ pub(crate) async fn demo(
             return tokio::task::spawn_blocking(move || crate::tui::run(&s)).await?;
         }
     }
-    status(&demo_settings, false, &[]).await?;
+    status(&demo_settings, false, &[], false).await?;
     eprintln!(
         "demo cube: {}\n  try: tilecube --repo {} --source {} log",
         repo_dir.display(),

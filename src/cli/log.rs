@@ -65,7 +65,9 @@ pub(crate) async fn log(settings: &Settings, as_json: bool) -> Result<i32> {
             println!("{heading}");
         }
         let local = c.time.with_timezone(&chrono::Local);
-        let tiles = if c.tile_count() > 0 {
+        // The tiles, unless the message names them already (the message a write makes).
+        let tiles = if c.tile_count() > 0 && c.message != tilecube::cube::commit_message(&c.written)
+        {
             format!("  [{}]", c.tiles_summary(6))
         } else {
             String::new()

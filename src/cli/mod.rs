@@ -70,6 +70,10 @@ pub enum Command {
         /// The plan's stage location (default: the one its shards' records name).
         #[arg(long, requires = "plan")]
         stage: Option<String>,
+        /// Also list the repository's manifest objects to find lost ones (as `verify` does);
+        /// without it, status shows the manifests the last listing here found lost.
+        #[arg(long, conflicts_with = "plan")]
+        deep: bool,
     },
     /// Fix the work of a scale-out write once: the base snapshot, the (year, tile) jobs and
     /// their split into balanced shards, saved for every task to read.
@@ -306,7 +310,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             stage,
             ..
         }) => rt.block_on(shard::status(&settings, &plan, stage.as_deref(), json)),
-        Some(Command::Status { json, years, .. }) => rt.block_on(status(&settings, json, &years)),
+        Some(Command::Status {
+            json, years, deep, ..
+        }) => rt.block_on(status(&settings, json, &years, deep)),
         Some(Command::Plan(args)) => rt.block_on(shard::plan(&settings, &args)),
         Some(Command::Merge(args)) => rt.block_on(shard::merge(&settings, &overrides, &args)),
         Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
@@ -362,10 +368,16 @@ pub fn run(cli: Cli) -> Result<i32> {
                 drop(rt);
                 crate::tui::run(&settings)
             } else if settings.repo.is_some() {
-                rt.block_on(status(&settings, false, &[]))
+                rt.block_on(status(&settings, false, &[], false))
             } else {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 cmd.print_help()?;
+                let hint = tilecube::config::demo_hint();
+                if !hint.is_empty() {
+                    println!(
+                        "\nNo repository is configured (--repo, or `repo` in the config file){hint}"
+                    );
+                }
                 Ok(0)
             }
         }

@@ -58,17 +58,22 @@ pub fn list(as_json: bool) -> Result<i32> {
         println!("no runs (start one with `tilecube write --detach …`)");
         return Ok(0);
     }
+    let dir = tilecube::config::runs_dir();
     println!(
-        "{:<12}  {:<9}  {:>7}  {:>7}  {:>6}  {:>6}  {:<19}  {:<24}  plan / log",
-        "id", "state", "written", "landed", "failed", "of", "started", "repository"
+        "runs launched from this machine as this user, of every repository (their plans and logs under {}/ID):",
+        dir.display()
+    );
+    println!(
+        "{:<12}  {:<9}  {:>7}  {:>7}  {:>6}  {:>6}  {:<19}  repository",
+        "id", "state", "written", "landed", "failed", "of", "started"
     );
     let now = chrono::Utc::now();
     for r in &all {
         let t = r.tally();
         println!(
-            "{:<12}  {:<9}  {:>7}  {:>7}  {:>6}  {:>6}  {:<19}  {:<24}  {}/{{plan,log.txt}}",
+            "{:<12}  {:<9}  {:>7}  {:>7}  {:>6}  {:>6}  {:<19}  {}",
             r.info.id,
-            r.state,
+            r.state.to_string(),
             t.written,
             t.landed,
             t.failed,
@@ -76,12 +81,9 @@ pub fn list(as_json: bool) -> Result<i32> {
             r.info
                 .started
                 .with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S"),
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string(),
             r.info.repo,
-            r.log
-                .parent()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default()
         );
         if let Some(note) = r.stall_note(now) {
             println!(

@@ -466,6 +466,14 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
 /// Record in the shard's record that the shard failed as a whole, and why (a record that
 /// cannot be written is warned about: the error itself is what the task reports).
 async fn record_failure(recorder: &mut Recorder, shard: usize, e: &anyhow::Error) {
+    // Tiles landed in a cube that is not there any more (laid out again, removed) are not
+    // claimed as landed.
+    if e.chain().any(|c| {
+        c.downcast_ref::<tilecube::cube::CubeError>()
+            .is_some_and(|c| c.cube_replaced())
+    }) {
+        recorder.forget_landed();
+    }
     if let Err(w) = recorder.fail(tilecube::anyhow_chain(e)).await {
         eprintln!(
             "warning: shard {shard}'s progress record: {}",

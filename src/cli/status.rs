@@ -42,7 +42,15 @@ fn glyph(name: &str) -> char {
     .glyph()
 }
 
-pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) -> Result<i32> {
+/// `tilecube status`: the head's tiles by year against the source's lists. `deep` lists the
+/// manifest objects to find lost ones (what `verify` and `repair` do too); without it the
+/// manifests the last listing found lost are shown, so status's cost follows the tiles.
+pub(crate) async fn status(
+    settings: &Settings,
+    as_json: bool,
+    years: &[i32],
+    deep: bool,
+) -> Result<i32> {
     let cube = settings.open_cube().await?;
     let head_id = cube.head().await?;
     let grid = cube.layout.grid();
@@ -92,13 +100,26 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
         }
         (lists, problems, no_list)
     };
-    let (coverage, lost, (lists, problems, no_list)) = tokio::join!(
-        cube.coverage_of(&head_id),
-        cube.lost_manifests(&head_id),
-        read_lists
-    );
+    let find_lost = async {
+        if deep {
+            let at = chrono::Utc::now().to_rfc3339();
+            let lost = cube.lost_manifests(&head_id).await?;
+            Ok::<_, tilecube::cube::CubeError>((
+                lost,
+                Some(tilecube::cube::ManifestsListed {
+                    at,
+                    lost: Vec::new(),
+                }),
+            ))
+        } else {
+            cube.known_lost_manifests(&head_id).await
+        }
+    };
+    let (coverage, lost, (lists, problems, no_list)) =
+        tokio::join!(cube.coverage_of(&head_id), find_lost, read_lists);
     let coverage: Coverage = coverage?;
-    let lost = lost?;
+    let (lost, listed) = lost?;
+    let listed_at = listed.map(|l| l.at);
     // Written tiles whose source changed since (one listing a year or a lookup per tile,
     // from the sources recorded with the coverage); a source that cannot be reached is
     // said, and the cube shown as it is.
@@ -214,6 +235,9 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
                 .collect::<Vec<_>>(),
             "failed": failed.values().collect::<Vec<_>>(),
             "lost_manifests": lost,
+            // When the manifest objects were last listed here (by `status --deep`, `verify`,
+            // `repair`), null if never: the lost manifests shown are what it found.
+            "manifests_listed": listed_at,
             "holes": holes.iter().map(|(y, t)| format!("{y}/{t}")).collect::<Vec<_>>(),
             "source_check": match (&check, &check_error) {
                 (Some(c), _) => json!({
@@ -240,7 +264,9 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
         let listed = match (list, no_list.get(&y)) {
             (Some(l), _) => format!("{} listed", l.tiles.len()),
             (None, Some(path)) => format!("no list ({path})"),
-            (None, None) => "? listed".into(),
+            (None, None) => {
+                "lists not read (no source: give --source or `source =` in the config)".into()
+            }
         };
         writeln!(out, "\n{y}: {} written / {listed}", written_ok(y))?;
         // Column labels every 6 columns.
@@ -323,6 +349,21 @@ pub(crate) async fn status(settings: &Settings, as_json: bool, years: &[i32]) ->
         writeln!(
             out,
             "lost manifest: {m} is not in storage: its chunks cannot be read"
+        )?;
+    }
+    if deep {
+        if lost.is_empty() {
+            writeln!(
+                out,
+                "manifests: every manifest the head lists is in storage (listed now)"
+            )?;
+        }
+    } else if !lost.is_empty()
+        && let Some(at) = &listed_at
+    {
+        writeln!(
+            out,
+            "(lost manifests as found by the listing of {at}; `tilecube status --deep` lists them again)"
         )?;
     }
     if !holes.is_empty() {

@@ -97,8 +97,33 @@ pub(crate) async fn refuse_lost_manifests(
         cube.lost_manifests_of_tiles(&head, &tiles).await?
     };
     if let Some(m) = lost.first() {
+        // Years of the write no lost manifest belongs to: written now without the others.
+        let lost_years: std::collections::BTreeSet<i32> =
+            lost.iter().flat_map(|m| m.years.iter().copied()).collect();
+        let asked: std::collections::BTreeSet<i32> = jobs.iter().map(|j| j.year).collect();
+        let clear: Vec<i32> = asked.difference(&lost_years).copied().collect();
+        let leave_out = if !lost_years.is_empty() && !clear.is_empty() {
+            format!(
+                "; only year{} {} {} affected: leave {} out to write the others now ({})",
+                if lost_years.len() == 1 { "" } else { "s" },
+                lost_years
+                    .iter()
+                    .map(|y| y.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if lost_years.len() == 1 { "is" } else { "are" },
+                if lost_years.len() == 1 { "it" } else { "them" },
+                clear
+                    .iter()
+                    .map(|y| format!("--year {y}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        } else {
+            String::new()
+        };
         bail!(
-            "{} manifest{} of {} @ {} {} lost from storage (first: {} of {}, holding {}): no commit of these tiles can land over it; {REPAIR_HINT}",
+            "{} manifest{} of {} @ {} {} lost from storage (first: {} of {}, holding {}): no commit of these tiles can land over it{leave_out}; {REPAIR_HINT}",
             lost.len(),
             if lost.len() == 1 { "" } else { "s" },
             cube.location,

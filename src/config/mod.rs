@@ -17,7 +17,7 @@ use crate::cube::{S3Settings, StorageRetries};
 
 #[cfg(feature = "test-support")]
 pub use keys::setting_keys;
-pub use settings::{Overrides, Settings, io_runtime, max_threads};
+pub use settings::{Overrides, Settings, demo_cube, demo_hint, io_runtime, max_threads};
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,12 @@ pub fn cache_dir() -> PathBuf {
 
 /// Where detached runs are kept: `runs/` under the user data dir.
 pub fn runs() -> crate::runs::Runs {
-    crate::runs::Runs::at(data_dir().join("runs"))
+    crate::runs::Runs::at(runs_dir())
+}
+
+/// Where detached runs keep their plans, records and logs: `runs/` under the user data dir.
+pub fn runs_dir() -> PathBuf {
+    data_dir().join("runs")
 }
 
 /// Where failure journals are kept: `journal/` under the user data dir.

@@ -120,10 +120,12 @@ impl Settings {
     }
 
     pub fn location(&self) -> Result<RepoLocation> {
-        let repo = self
-            .repo
-            .as_deref()
-            .context("no repository: pass --repo or set `repo` in the config file")?;
+        let Some(repo) = self.repo.as_deref() else {
+            anyhow::bail!(
+                "no repository: pass --repo or set `repo` in the config file{}",
+                demo_hint()
+            );
+        };
         Ok(RepoLocation::parse(repo, &self.file.s3)?.with_retries(self.file.storage_retries))
     }
 
@@ -250,4 +252,26 @@ pub fn io_runtime() -> Result<tokio::runtime::Runtime> {
         .thread_name("tilecube-io")
         .build()
         .context("starting the I/O runtime")
+}
+
+/// Where `tilecube demo` made its cube, if it did (with its source): said where no
+/// repository is configured, so a new user finds the cube the demo just made.
+pub fn demo_cube() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let root = super::data_dir().join("demo");
+    let (cube, source) = (root.join("cube"), root.join("source"));
+    (cube.is_dir() && std::fs::read_dir(&cube).is_ok_and(|mut d| d.next().is_some()))
+        .then_some((cube, source))
+}
+
+/// "; the demo's cube is …: `tilecube --repo … status`", or nothing without a demo cube.
+pub fn demo_hint() -> String {
+    match demo_cube() {
+        Some((cube, source)) => format!(
+            "; `tilecube demo` made a cube at {}: `tilecube --repo {} --source {} status` (or without `status`, the console)",
+            cube.display(),
+            cube.display(),
+            source.display()
+        ),
+        None => String::new(),
+    }
 }

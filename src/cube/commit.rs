@@ -65,7 +65,10 @@ pub(crate) async fn commit_guarded(
         return commit(cube, session, message, properties).await;
     }
     super::steps::reached("chunks-uploaded");
-    let _lock = RefLock::acquire(&cube.location).await?;
+    let _lock = match RefLock::acquire(&cube.location).await {
+        Ok(lock) => lock,
+        Err(e) => return Err(made_again(cube, e).await),
+    };
     ensure_descends(cube, session).await?;
     let solver = BasicConflictSolver::default();
     let no_rebase = steps::disabled(Mechanism::Rebase);
@@ -151,8 +154,15 @@ pub(crate) async fn commit(
 }
 
 /// A commit refused because the arrays changed under it is told apart when the change was
-/// an `init --force` laying out a new cube at the branch (its identity, `cube_id`, differs).
+/// an `init --force` laying out a new cube at the branch (its identity, `cube_id`, differs);
+/// any refusal is told as the repository's removal when storage no longer holds it.
 async fn made_again(cube: &Cube, e: CubeError) -> CubeError {
+    // Any refusal, when the repository itself is gone from storage, is told as that.
+    if let Ok(false) = icechunk::Repository::exists(cube.repo.storage().clone(), None).await {
+        return CubeError::RepositoryGone {
+            location: cube.location.to_string(),
+        };
+    }
     if !matches!(e, CubeError::ArraysChangedUnder { .. }) || cube.layout.cube_id.is_empty() {
         return e;
     }

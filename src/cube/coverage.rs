@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::{Commit, Cube, CubeError, TileKey};
 use crate::grid::TileName;
 
-pub use super::coverage_cache::CoverageCache;
+pub use super::coverage_cache::{CoverageCache, ManifestsListed};
 
 /// What the repository says of one tile of one year.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,11 @@
 //!   after that; a cached snapshot is opened, browsed and diffed without a request;
 //! - an entry is written atomically (a temporary file renamed over the name), so a reader
 //!   sees a whole entry or none; an entry that cannot be read is a miss, never an error;
+//! - what a listing of the manifest objects found (the manifests lost from storage, and when)
+//!   is kept per repository (`manifests-listed.json`): a lost manifest is rare, so `status`
+//!   shows what the last listing (`verify`, `repair`, `status --deep`, a write's lookups)
+//!   found instead of listing every manifest object each time; a listing replaces it, a
+//!   write's lookups add to it;
 //! - the key is a hash of the repository's name (`RepoLocation::key`), which holds no
 //!   credential; entries hold tile names, states and snapshot ids only.
 
@@ -34,6 +39,15 @@ struct EntryTile {
     /// The source record of the tile's write, if it noted one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<String>,
+}
+
+/// What the last listing of a repository's manifest objects found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestsListed {
+    /// When it was listed (RFC 3339).
+    pub at: String,
+    /// The manifests found lost from storage (ids), among those the listing checked.
+    pub lost: Vec<String>,
 }
 
 /// The cache directory of one repository.
@@ -101,6 +115,50 @@ impl CoverageCache {
         }
     }
 
+    /// What the last listing of the manifest objects found, if one was kept.
+    pub fn manifests_listed(&self) -> Option<ManifestsListed> {
+        let path = self.dir.as_ref()?.join("manifests-listed.json");
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    /// Keep what a listing of the manifest objects found (replacing what was kept).
+    pub fn put_manifests_listed(&self, listed: &ManifestsListed) {
+        let Some(dir) = self.dir.as_ref() else { return };
+        let Ok(bytes) = serde_json::to_vec(listed) else {
+            return;
+        };
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        let tmp = dir.join(format!(
+            ".manifests-listed.{}.{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        if std::fs::write(&tmp, bytes).is_ok()
+            && std::fs::rename(&tmp, dir.join("manifests-listed.json")).is_err()
+        {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+
+    /// Add manifests found lost by lookups (a write's) to what the last listing found.
+    pub fn add_lost_manifests(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut listed = self.manifests_listed().unwrap_or_default();
+        for id in ids {
+            if !listed.lost.contains(id) {
+                listed.lost.push(id.clone());
+            }
+        }
+        if listed.at.is_empty() {
+            listed.at = chrono::Utc::now().to_rfc3339();
+        }
+        self.put_manifests_listed(&listed);
+    }
+
     /// The coverage of a snapshot, if cached.
     pub fn get(&self, snapshot: &str) -> Option<Coverage> {
         let text = std::fs::read(self.path(snapshot)?).ok()?;
@@ -157,6 +215,29 @@ impl CoverageCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_listing_is_kept_replaced_and_added_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CoverageCache::at(dir.path().to_path_buf(), "repo");
+        assert_eq!(cache.manifests_listed(), None);
+        let listed = ManifestsListed {
+            at: "2026-01-01T00:00:00+00:00".into(),
+            lost: vec!["M1".into()],
+        };
+        cache.put_manifests_listed(&listed);
+        assert_eq!(cache.manifests_listed(), Some(listed.clone()));
+        cache.add_lost_manifests(&["M2".into(), "M1".into()]);
+        let got = cache.manifests_listed().unwrap();
+        assert_eq!(got.lost, vec!["M1".to_string(), "M2".to_string()]);
+        assert_eq!(got.at, listed.at);
+        cache.put_manifests_listed(&ManifestsListed {
+            at: "2026-01-02T00:00:00+00:00".into(),
+            lost: vec![],
+        });
+        assert!(cache.manifests_listed().unwrap().lost.is_empty());
+        assert_eq!(CoverageCache::disabled().manifests_listed(), None);
+    }
 
     fn sample() -> Coverage {
         let t = |s: &str| s.parse::<TileName>().unwrap();

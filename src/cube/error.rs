@@ -152,6 +152,17 @@ pub enum CubeError {
         "a new cube was laid out on branch {branch} of {location} (`init --force`) while this write ran: its tiles belong to the cube that was replaced, and this commit did not land in the new one"
     )]
     CubeMadeAgain { location: String, branch: String },
+    /// The repository was removed (its configuration is gone from storage) while a write ran.
+    #[error(
+        "the repository {location} was removed while this write ran (storage no longer holds it): the write stopped, and nothing more of it is written there; `tilecube init` makes a new one, then the tiles are written again (`write --missing`)"
+    )]
+    RepositoryGone { location: String },
+    /// A tile showed that the whole source does not fit the cube (another resolution): the
+    /// write stopped at it rather than fail every tile the same way.
+    #[error(
+        "{tile}: {reason}; the write stopped at this first tile rather than fail every tile of the source the same way"
+    )]
+    SourceDoesNotFit { tile: String, reason: String },
     /// `tag --delete`: no such tag.
     #[error("there is no tag {name:?} (the tags: {tags})")]
     NoSuchTag { name: String, tags: String },
@@ -223,5 +234,18 @@ impl CubeError {
     /// (told from the typed causes: I/O error kinds, the object store's denials).
     pub fn is_storage_refusal(&self) -> bool {
         crate::fault::refusal_cause(self)
+    }
+
+    /// Whether the cube a write wrote into is not there any more: laid out again at its
+    /// branch, the branch moved off the write's base, or the repository removed (what it
+    /// landed before is not in any cube there now).
+    pub fn cube_replaced(&self) -> bool {
+        match self {
+            Self::CubeMadeAgain { .. } | Self::BaseGone { .. } | Self::RepositoryGone { .. } => {
+                true
+            }
+            Self::WriteStopped { cause, .. } => cause.cube_replaced(),
+            _ => false,
+        }
     }
 }

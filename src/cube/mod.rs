@@ -33,7 +33,7 @@ mod verify;
 mod writer;
 mod writers;
 
-pub use coverage::{ChunkCounts, Coverage, CoverageCache, TileState};
+pub use coverage::{ChunkCounts, Coverage, CoverageCache, ManifestsListed, TileState};
 pub use error::{BoxError, CubeError};
 pub use extend::{Extension, check_new_year};
 pub use history::{

@@ -141,6 +141,16 @@ impl WriteSession {
         self.announced.lock().ok().and_then(|a| a.clone())
     }
 
+    /// The repository was removed from storage under this write (its announcement's refresh
+    /// found it gone): the error that stops the write, or `None`.
+    pub fn repository_gone(&self) -> Option<CubeError> {
+        self.announced()
+            .is_some_and(|a| a.repository_gone())
+            .then(|| CubeError::RepositoryGone {
+                location: self.cube().location.to_string(),
+            })
+    }
+
     /// The writer is done: its announcement is removed (what it did not commit is no longer
     /// held back from `gc`). Later commits of this session are refused.
     pub async fn close(&self) {
@@ -294,6 +304,14 @@ impl WriteSession {
         // A writer whose announcement lapsed may have been taken for gone by a gc, which
         // then removed what it uploaded: nothing of it is committed (or staged).
         let announced = self.announced();
+        if let Some(e) = self.repository_gone() {
+            if let Ok(mut p) = self.pending.lock() {
+                for (year, tiles) in written {
+                    p.entry(year).or_default().extend(tiles);
+                }
+            }
+            return Err(e);
+        }
         if let Some(a) = &announced
             && a.lapsed()
         {

@@ -66,6 +66,10 @@ pub struct LostManifest {
     /// The (year, tile) pairs of level 0 it held (empty for a level).
     #[serde(skip)]
     pub level0_tiles: Vec<(i32, crate::grid::TileName)>,
+    /// The years its chunks belong to (a manifest lies within one year when it follows the
+    /// splits).
+    #[serde(skip)]
+    pub years: Vec<i32>,
 }
 
 impl std::fmt::Display for LostManifest {
@@ -297,20 +301,69 @@ impl Cube {
             chunks: m.chunks,
             tiles: tiles.into_iter().collect(),
             level0_tiles: level0,
+            years: {
+                let year =
+                    |i: Option<&u32>| i.and_then(|&i| self.layout.years.get(i as usize).copied());
+                match (year(m.first.first()), year(m.last.first())) {
+                    (Some(a), Some(b)) => self
+                        .layout
+                        .years
+                        .iter()
+                        .copied()
+                        .filter(|y| (a..=b).contains(y))
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            },
         }
     }
 
     /// The manifests snapshot `id` lists that storage no longer has, with what they held:
     /// one listing of the manifests and one snapshot read (O(manifests), never O(chunks)).
+    /// What it found is kept ([`Cube::known_lost_manifests`]).
     pub async fn lost_manifests(&self, id: &SnapshotId) -> Result<Vec<LostManifest>, CubeError> {
-        let stored = stored_ids(self, "manifests").await?;
-        Ok(self
+        let at = chrono::Utc::now().to_rfc3339();
+        let (stored, manifests) =
+            futures::try_join!(stored_ids(self, "manifests"), self.manifests_of(id))?;
+        let lost: Vec<&ManifestOf> = manifests
+            .iter()
+            .filter(|m| !stored.contains(&m.id.to_string()))
+            .collect();
+        self.keep_manifests_listed(at, lost.iter().map(|m| m.id.to_string()).collect());
+        Ok(lost.into_iter().map(|m| self.lost(m)).collect())
+    }
+
+    /// Keep what a listing of the manifest objects found (replacing what was kept).
+    pub(super) fn keep_manifests_listed(&self, at: String, lost: Vec<String>) {
+        self.coverage_cache
+            .put_manifests_listed(&super::ManifestsListed { at, lost });
+    }
+
+    /// The manifests of snapshot `id` known lost from storage, as the last listing of the
+    /// manifest objects found them (`verify`, `repair`, [`Cube::lost_manifests`], a write's
+    /// lookups), and what that listing was, if there was one here: no listing, and no request
+    /// at all when none is known lost. A lost manifest is rare and `verify`'s to find; this is
+    /// what `status` shows, so that its cost follows the tiles.
+    pub async fn known_lost_manifests(
+        &self,
+        id: &SnapshotId,
+    ) -> Result<(Vec<LostManifest>, Option<super::ManifestsListed>), CubeError> {
+        let listed = self.coverage_cache.manifests_listed();
+        let known: HashSet<&str> = listed
+            .iter()
+            .flat_map(|l| l.lost.iter().map(String::as_str))
+            .collect();
+        if known.is_empty() {
+            return Ok((Vec::new(), listed));
+        }
+        let lost = self
             .manifests_of(id)
             .await?
             .iter()
-            .filter(|m| !stored.contains(&m.id.to_string()))
+            .filter(|m| known.contains(m.id.to_string().as_str()))
             .map(|m| self.lost(m))
-            .collect())
+            .collect();
+        Ok((lost, listed))
     }
 
     /// [`Cube::lost_manifests`] of a snapshot named as `tilecube log` shows it.
@@ -492,11 +545,13 @@ impl Cube {
             .collect();
         if read.len() > LOOKUPS {
             let stored = stored_ids(self, "manifests").await?;
-            return Ok(read
+            let lost: Vec<&ManifestOf> = read
                 .into_iter()
                 .filter(|m| !stored.contains(&m.id.to_string()))
-                .map(|m| self.lost(m))
-                .collect());
+                .collect();
+            self.coverage_cache
+                .add_lost_manifests(&lost.iter().map(|m| m.id.to_string()).collect::<Vec<_>>());
+            return Ok(lost.into_iter().map(|m| self.lost(m)).collect());
         }
         let storage = self.repo.storage();
         let ctx = self.repo.storage_context();
@@ -522,7 +577,11 @@ impl Cube {
             .buffered(16)
             .try_collect()
             .await?;
-        Ok(found.into_iter().flatten().collect())
+        let found: Vec<LostManifest> = found.into_iter().flatten().collect();
+        // What the lookups found lost, `status` shows too.
+        self.coverage_cache
+            .add_lost_manifests(&found.iter().map(|l| l.manifest.clone()).collect::<Vec<_>>());
+        Ok(found)
     }
 
     /// Check every manifest and chunk the branch head references against storage.
@@ -543,6 +602,7 @@ impl Cube {
         head: &SnapshotId,
         mut missing: impl FnMut(&str, icechunk::format::ChunkIndices),
     ) -> Result<(Verification, Vec<icechunk::format::ManifestId>), CubeError> {
+        let at = chrono::Utc::now().to_rfc3339();
         let chunks = stored_chunk_sizes(self).await?;
         let manifests = stored_ids(self, "manifests").await?;
         let mut out = Verification {
@@ -623,6 +683,7 @@ impl Cube {
                 }
             }
         }
+        self.keep_manifests_listed(at, lost.iter().map(|m| m.to_string()).collect());
         Ok((out, lost))
     }
 }

@@ -180,6 +180,9 @@ pub struct Announced {
     /// Set once a refresh came later than [`SELF_LAPSE`]: the writer may have been taken
     /// for gone.
     lapsed: Arc<AtomicBool>,
+    /// Set once a refresh found the repository gone from storage (removed under the write):
+    /// the refresh stops writing there.
+    gone: Arc<AtomicBool>,
     refresher: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -205,6 +208,11 @@ impl Announced {
             self.lapsed.store(true, Ordering::SeqCst);
         }
         self.lapsed.load(Ordering::SeqCst)
+    }
+
+    /// Whether a refresh found the repository removed from storage under the writer.
+    pub fn repository_gone(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
     }
 
     /// Seconds since the last refresh that went through.
@@ -245,6 +253,9 @@ impl Announced {
             r.abort();
         }
         let id = self.id();
+        if self.repository_gone() {
+            return;
+        }
         if let Err(e) = remove(&self.cube, &id).await {
             crate::notice::notice(&format!(
                 "warning: removing the announcement of this write ({}) failed: {}; it lapses in {} s",
@@ -343,12 +354,14 @@ impl Cube {
         put(self, &record).await?;
         let last_ok = Arc::new(AtomicI64::new(now.timestamp_millis()));
         let lapsed = Arc::new(AtomicBool::new(false));
+        let gone = Arc::new(AtomicBool::new(false));
         let record = Arc::new(std::sync::Mutex::new(record));
         let refresher = {
-            let (cube, last_ok, lapsed, record) = (
+            let (cube, last_ok, lapsed, gone, record) = (
                 self.clone(),
                 Arc::clone(&last_ok),
                 Arc::clone(&lapsed),
+                Arc::clone(&gone),
                 Arc::clone(&record),
             );
             tokio::spawn(async move {
@@ -361,6 +374,15 @@ impl Cube {
                         > SELF_LAPSE.as_millis() as i64
                     {
                         lapsed.store(true, Ordering::SeqCst);
+                    }
+                    // A repository removed under the writer (`rm -rf`, a deleted prefix):
+                    // said once, and nothing written there again (a refresh would make its
+                    // directory again). A lookup that fails is left to the refresh below.
+                    if let Ok(false) =
+                        icechunk::Repository::exists(cube.repo.storage().clone(), None).await
+                    {
+                        gone.store(true, Ordering::SeqCst);
+                        return;
                     }
                     let Ok(current) = record.lock().map(|mut r| {
                         r.heartbeat = now;
@@ -384,6 +406,7 @@ impl Cube {
             record,
             last_ok,
             lapsed,
+            gone,
             refresher: Some(refresher),
         })
     }

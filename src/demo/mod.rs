@@ -286,6 +286,20 @@ pub fn looks_made_by_demo(root: &Path, grid: &Grid, years: &[i32]) -> bool {
     })
 }
 
+/// How many tiles of the whole GLAD-like source under `root` are not there yet.
+pub fn missing_tiles(root: &Path, grid: &Grid, years: &[i32]) -> usize {
+    let tiles = land_tiles(grid);
+    years
+        .iter()
+        .map(|&y| {
+            tiles
+                .iter()
+                .filter(|&&t| !tile_path(root, y, t).exists())
+                .count()
+        })
+        .sum()
+}
+
 /// Make a whole GLAD-like source under `root`: every land tile for every year, and the lists.
 /// Tiles already present are kept. Returns the number of tiles per year.
 pub fn make_source(

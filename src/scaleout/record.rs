@@ -322,6 +322,14 @@ impl Recorder {
         Ok(())
     }
 
+    /// What this attempt landed is in no cube any more (the cube was laid out again, or the
+    /// repository removed, under it): its landed count goes back to none.
+    pub fn forget_landed(&mut self) {
+        self.record.landed = 0;
+        self.record.skipped = 0;
+        self.dirty = true;
+    }
+
     /// Record that the shard failed as a whole, and why.
     pub async fn fail(&mut self, reason: String) -> Result<(), ScaleError> {
         self.record.error = Some(reason);

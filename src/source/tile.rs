@@ -34,12 +34,16 @@ pub enum TileError {
     #[error("data type is {0}; expected uint8")]
     DataType(String),
     #[error(
-        "size is {width}x{height} px; expected {expected}x{expected}, the cube's tile size (a cube of other tiles is laid out with `init --tile-pixels N`)"
+        "size is {width}x{height} px; expected {expected}x{expected}, the cube's tile size{}",
+        size_hint(.fits, .expected)
     )]
     Size {
         width: usize,
         height: usize,
         expected: u64,
+        /// The tile side a cube of this source's resolution would have, when the tile is
+        /// square and covers its whole cell (the source, not the tile, differs from the cube).
+        fits: Option<u64>,
     },
     #[error("CRS is {0}; expected EPSG:{1}")]
     Crs(String, u32),
@@ -93,6 +97,12 @@ impl TileError {
         }
     }
 
+    /// Whether the tile tells that the whole source does not fit the cube (its tiles are of
+    /// another resolution), not that this one tile is bad: the write stops at the first.
+    pub fn is_cube_wide(&self) -> bool {
+        matches!(self, Self::Size { fits: Some(_), .. })
+    }
+
     /// Whether retrying could help (I/O trouble rather than a bad file). Typed causes
     /// decide (the HTTP status or network error of a remote open, the cube's error kind);
     /// GDAL reports read trouble only as text, so its messages are read as the last resort.
@@ -104,6 +114,16 @@ impl TileError {
             Self::Unreadable { reason, .. } => gdal_message_is_transient(reason),
             _ => false,
         }
+    }
+}
+
+/// What a tile of the wrong size tells the operator to do.
+fn size_hint(fits: &Option<u64>, expected: &u64) -> String {
+    match fits {
+        Some(n) => format!(
+            ": the tile covers its whole cell at another resolution, so the source's tiles fit a cube laid out with `init --tile-pixels {n}` (this one is of {expected}-px tiles)"
+        ),
+        None => " (a cube of other tiles is laid out with `init --tile-pixels N`)".to_string(),
     }
 }
 
@@ -463,10 +483,18 @@ fn validate(ds: &Dataset, grid: &Grid, listed_as: TileName) -> Result<Cell, Tile
     }
     let (width, height) = ds.raster_size();
     if width as u64 != grid.tile_pixels || height as u64 != grid.tile_pixels {
+        // Square, and spanning its cell's degrees: the source is of another resolution.
+        let cell = f64::from(grid.tile_degrees);
+        let spans = |step: f64, n: usize| ((step.abs() * n as f64) - cell).abs() < cell * 1e-6;
+        let fits = ds.geo_transform().ok().and_then(|gt| {
+            (width == height && width > 0 && spans(gt[1], width) && spans(gt[5], height))
+                .then_some(width as u64)
+        });
         return Err(TileError::Size {
             width,
             height,
             expected: grid.tile_pixels,
+            fits,
         });
     }
     match ds.spatial_ref() {

@@ -615,9 +615,13 @@ fn footer_rank(command: Command) -> u8 {
     match command {
         Command::Cancel => 0,
         Command::Write | Command::Open | Command::Back => 1,
-        Command::Select | Command::Up | Command::Year(_) | Command::JumpFailed => 2,
-        Command::Left | Command::Find | Command::Diff | Command::Map => 3,
-        Command::Focus => 4,
+        Command::Select
+        | Command::Up
+        | Command::Left
+        | Command::Year(_)
+        | Command::JumpFailed
+        | Command::Focus => 2,
+        Command::Find | Command::Diff | Command::Map => 3,
         _ => 5,
     }
 }
@@ -804,7 +808,7 @@ mod tests {
         // At 80 columns the grid's footer keeps the most needed keys, in the table's order.
         assert_eq!(
             footer(Footer::Grid, offer(5), 80),
-            "←↓↑→ move  1-5 year  space select  / find  w write  m map  ? help  q quit"
+            "←↓↑→ move  1-5 year  space select  / find  w write  Tab panel  ? help  q quit"
         );
     }
 

@@ -640,14 +640,26 @@ fn on_grid_command(app: &mut App, command: Command) -> Vec<Action> {
             } else {
                 app.years.clone()
             };
-            for y in years {
+            let before = app.selected.len();
+            for y in &years {
                 for t in app.grid.tiles().collect::<Vec<_>>() {
-                    if app.is_missing(y, t) {
-                        app.selected.insert((y, t));
+                    if app.is_missing(*y, t) {
+                        app.selected.insert((*y, t));
                     }
                 }
             }
-            app.status_line = selection_line(app);
+            app.status_line = if app.selected.len() == before && app.selected.is_empty() {
+                let which = if years.len() == 1 {
+                    format!("of {}", years[0])
+                } else {
+                    "of any year".to_string()
+                };
+                format!(
+                    "nothing to select: every listed tile {which} is written already (space selects one tile to write again)"
+                )
+            } else {
+                selection_line(app)
+            };
         }
         Command::SelectFailed => {
             let failed: Vec<_> = app.failed.keys().copied().collect();

@@ -84,7 +84,7 @@ async fn manifests_that_span_tiles_fall_back_to_listing_and_status_stays_exact()
     w.ok(&["write", "--all", "--year", "2005"]);
     let split_by_tile = w.cube().await.head().await.expect("head");
 
-    let out = std::process::Command::new(common::python())
+    let out = std::process::Command::new(common::python_ic2())
         .arg("-c")
         .arg(REWRITE)
         .arg(w.repo())

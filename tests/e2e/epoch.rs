@@ -647,7 +647,8 @@ async fn extend_write_missing_and_status_on_a_repository_on_s3() {
         .filter(|((_, c), _)| c[0] < 5)
         .collect();
     assert_eq!(earlier, refs);
-    // xarray (icechunk-python 1.1: the workspace's cubes are spec 1) reads every year.
+    // xarray (icechunk-python 2.x: the workspace's cubes are of the default spec 2) reads
+    // every year.
     let expect = expect_readback(
         &w,
         &ALL_YEARS,
@@ -659,7 +660,7 @@ async fn extend_write_missing_and_status_on_a_repository_on_s3() {
         ],
         &[(5, "00N_000E")],
     );
-    let out = common::python_readback(repo, &expect, &env);
+    let out = common::python_readback_with(&common::python_ic2(), repo, &expect, &env);
     assert!(
         out.contains("readback ok: 4 tiles, 1 unwritten regions"),
         "{out}"

@@ -47,7 +47,7 @@ fn ok_in(w: &Work, dir: &Path, args: &[&str]) -> String {
 fn preset_args(w: &Work) -> Vec<String> {
     let config = w.dir.path().join("preset-only.toml");
     let text = format!(
-        "preset = {:?}\ntile_pixels = {}\nspec_version = 1\n",
+        "preset = {:?}\ntile_pixels = {}\n",
         w.preset_path(),
         common::TILE
     );
@@ -237,18 +237,34 @@ async fn a_lost_manifest_is_named_with_its_tiles_and_repair_lets_the_branch_move
     let lost = manifest_of_level(&w, 0, 2000, &names[1]).await;
     std::fs::remove_file(w.repo().join("manifests").join(&lost)).unwrap();
 
-    let o = w.run(&["status", "--json"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let st = json(&String::from_utf8_lossy(&o.stdout));
-    assert_eq!(
-        st["years"]["2000"]["tiles"][&names[1]], "lost_manifest",
-        "{st}"
-    );
-    assert_eq!(st["years"]["2000"]["tiles"][&names[0]], "written");
+    // Plain status does not list the manifest objects (its cost follows the tiles): it shows
+    // what the last listing found, here none yet.
+    let st = json(&w.ok(&["status", "--json"]));
+    assert_eq!(st["manifests_listed"], serde_json::Value::Null, "{st}");
+    assert_eq!(st["years"]["2000"]["tiles"][&names[1]], "written", "{st}");
+    // `--deep` lists them and finds the loss; plain status shows it from then on.
+    for deep in [true, false] {
+        let args: &[&str] = if deep {
+            &["status", "--json", "--deep"]
+        } else {
+            &["status", "--json"]
+        };
+        let o = w.run(args);
+        assert_eq!(o.status.code(), Some(1), "{deep}: {}", text(&o));
+        let st = json(&String::from_utf8_lossy(&o.stdout));
+        assert_eq!(
+            st["years"]["2000"]["tiles"][&names[1]], "lost_manifest",
+            "{deep}: {st}"
+        );
+        assert_eq!(st["years"]["2000"]["tiles"][&names[0]], "written");
+        assert!(st["manifests_listed"].is_string(), "{st}");
+    }
     let o = w.run(&["status"]);
     let said = text(&o);
     assert!(
-        said.contains(&format!("lost manifest: {lost}")) && said.contains("tilecube repair"),
+        said.contains(&format!("lost manifest: {lost}"))
+            && said.contains("tilecube repair")
+            && said.contains("status --deep"),
         "{said}"
     );
 

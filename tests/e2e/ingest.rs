@@ -33,9 +33,15 @@ async fn written_tiles_read_back_equal_to_gdal_and_untouched_chunks_stay_unstore
     w.list(2000, &y2000, "");
     w.list(2020, &y2020, "");
 
-    let out = w.ok(&["init", "--spec-version", "2"]);
+    // The default format, as a user gets it (the workspace's config names none).
+    let out = w.ok(&["init"]);
     assert!(out.contains("initialized"), "{out}");
     let cube = w.cube().await;
+    assert_eq!(
+        cube.repo.spec_version(),
+        icechunk::format::format_constants::SpecVersionBin::V2,
+        "init makes spec-2 repositories by default"
+    );
     assert!(
         cube.chunks_present(&VersionInfo::BranchTipRef("main".into()))
             .await

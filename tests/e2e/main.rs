@@ -22,6 +22,7 @@ mod layouts;
 mod maintenance;
 mod map;
 mod memory;
+mod messages;
 mod operator_day;
 mod overviews;
 mod python_readback;

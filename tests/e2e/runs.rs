@@ -139,19 +139,56 @@ async fn a_detached_write_outlives_the_terminal_that_launched_it() {
     assert!(log.contains("6 tiles written"), "{log}");
     // One vocabulary: written, landed, failed, of all.
     let listed = w.ok(&["runs"]);
-    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+    let mut lines = listed.lines();
+    let whose = lines.next().unwrap();
+    assert!(
+        whose.contains("of every repository") && whose.contains("runs"),
+        "the list says whose runs it shows: {listed}"
+    );
+    let header_line = lines.next().unwrap();
+    let header: Vec<&str> = header_line.split_whitespace().collect();
     assert_eq!(
-        header[..6],
-        ["id", "state", "written", "landed", "failed", "of"],
+        header[..8],
+        [
+            "id",
+            "state",
+            "written",
+            "landed",
+            "failed",
+            "of",
+            "started",
+            "repository"
+        ],
         "{listed}"
     );
-    let row: Vec<&str> = listed
+    let row_line = listed
         .lines()
         .find(|l| l.starts_with(id))
-        .expect("the run's row")
-        .split_whitespace()
-        .collect();
+        .expect("the run's row");
+    let row: Vec<&str> = row_line.split_whitespace().collect();
     assert_eq!(row[1..6], ["done", "6", "6", "0", "6"], "{listed}");
+    // The columns line up: each count ends where its heading ends, the state and the
+    // repository start where theirs start.
+    let end_of = |line: &str, word: &str, from: usize| {
+        line[from..].find(word).map(|i| from + i + word.len())
+    };
+    let mut at = 0;
+    for (word, value) in [
+        ("written", "6"),
+        ("landed", "6"),
+        ("failed", "0"),
+        ("of", "6"),
+    ] {
+        let end = end_of(header_line, word, at).expect(word);
+        assert_eq!(&row_line[end - 1..end], value, "{word} column:\n{listed}");
+        at = end;
+    }
+    assert_eq!(header_line.find("state"), row_line.find("done"), "{listed}");
+    assert_eq!(
+        header_line.find("repository"),
+        row_line.find(&w.repo().display().to_string()),
+        "{listed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -326,11 +326,10 @@ async fn stopped(
         }
         s
     };
-    let replaced = matches!(
-        cause,
-        CubeError::CubeMadeAgain { .. } | CubeError::BaseGone { .. }
-    );
+    let replaced = cause.cube_replaced();
+    let misfit = matches!(cause, CubeError::SourceDoesNotFit { .. });
     let landed_text = match (landed.len(), not_landed.len()) {
+        (0, n) if misfit => format!("none of its {} was written", crate::runs::plural(n, "tile")),
         (l, n) if replaced && l > 0 => format!(
             "{} of this write landed at its checkpoints in the cube that was there before ({}); none of its {} is in the cube there now: write them again (`write --missing`)",
             crate::runs::plural(l, "tile"),

@@ -248,6 +248,15 @@ impl Uploader {
     }
 
     async fn checkpoint_if_due(&mut self) -> Result<(), CubeError> {
+        // The repository removed under the write: it stops here, at the end of a tile,
+        // writing nothing more there.
+        if self.refused.is_none()
+            && let Some(e) = self.session.repository_gone()
+        {
+            self.cancel.store(true, Ordering::SeqCst);
+            self.refused = Some(e);
+            return Ok(());
+        }
         let o = &self.options;
         let due = o.commit
             && self.refused.is_none()
@@ -292,6 +301,11 @@ impl Uploader {
     }
 
     fn fail(&mut self, job: &TileJob, e: &TileError, attempt: u32) {
+        // Tiles read before the stop for a source that does not fit meet the same misfit:
+        // the first one tells it; they are not failed one by one.
+        if e.is_cube_wide() && matches!(self.refused, Some(CubeError::SourceDoesNotFit { .. })) {
+            return;
+        }
         let failure = TileFailure {
             year: job.year,
             tile: job.tile,
@@ -307,6 +321,15 @@ impl Uploader {
             transient: failure.transient,
             attempts: failure.attempts,
         });
+        // The first tile tells that the source does not fit the cube: every other would
+        // fail alike, so the write stops here instead of failing them one by one.
+        if e.is_cube_wide() && self.refused.is_none() && self.report.written.is_empty() {
+            self.cancel.store(true, Ordering::SeqCst);
+            self.refused = Some(CubeError::SourceDoesNotFit {
+                tile: format!("{}/{}", job.year, job.tile),
+                reason: failure.error.clone(),
+            });
+        }
         self.report.failed.push(failure);
     }
 }

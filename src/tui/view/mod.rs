@@ -822,6 +822,65 @@ mod tests {
     }
 
     #[test]
+    fn at_100x30_the_map_legend_names_every_class_whole() {
+        let mut a = app();
+        a.show_map = true;
+        let s = render(&a, 100, 30);
+        // The legend's words beside the grid, read in order: each class's label whole.
+        let beside: String = s
+            .lines()
+            .map(|l| l.chars().skip(82).collect::<String>())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let words: Vec<&str> = beside
+            .split_whitespace()
+            .filter(|w| {
+                w.chars()
+                    .all(|c| c.is_alphanumeric() || "-/,()".contains(c))
+            })
+            .collect();
+        let text = words.join(" ");
+        for class in tilecube::legend::classes() {
+            assert!(
+                text.contains(class.label.as_str()),
+                "{:?} whole in the legend:\n{s}",
+                class.label
+            );
+        }
+    }
+
+    #[test]
+    fn help_lines_keep_off_the_border() {
+        for (w, h) in [(80, 24), (100, 30), (160, 48)] {
+            let mut a = app();
+            a.popup = Some(Popup::Help);
+            let s = render(&a, w, h);
+            for line in s.lines() {
+                let chars: Vec<char> = line.chars().collect();
+                // Inside the popup's box: the character before its right border is blank.
+                if let Some(end) = chars.iter().rposition(|&c| c == '│')
+                    && let Some(start) = chars.iter().position(|&c| c == '│')
+                    && end > start + 2
+                {
+                    assert_eq!(
+                        chars[end - 1],
+                        ' ',
+                        "{w}x{h}: a help line runs into the border:\n{s}"
+                    );
+                    assert_eq!(chars[start + 1], ' ', "{w}x{h}:\n{s}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn at_80x24_the_footer_keeps_tab() {
+        let s = render(&app(), 80, 24);
+        let footer = s.lines().last().unwrap_or_default();
+        assert!(footer.contains("Tab"), "{footer}");
+    }
+
+    #[test]
     fn dialogs_say_what_they_do() {
         let mut a = app();
         a.popup = Some(Popup::ConfirmWrite(crate::tui::state::WriteAsk {

@@ -24,12 +24,18 @@ pub(super) const LEGEND_NARROW_WIDTH: u16 = 20;
 pub(super) fn draw_legend_narrow(frame: &mut Frame, app: &App, area: Rect) {
     let mut lines = vec![Line::from(format!(" {}", app.year()))];
     if app.show_map {
+        // A label longer than the room goes on under itself, never cut.
+        let room = (area.width as usize).saturating_sub(3).max(8);
         for class in tilecube::legend::classes() {
             let swatch = class_swatch(app, class.from);
+            let mut parts = wrap_words(&class.label, room).into_iter();
             lines.push(Line::from(vec![
                 swatch,
-                Span::raw(format!(" {}", class.label)),
+                Span::raw(format!(" {}", parts.next().unwrap_or_default())),
             ]));
+            for rest in parts {
+                lines.push(Line::from(format!("   {rest}")));
+            }
         }
     } else {
         let year = app.year();
@@ -53,6 +59,29 @@ pub(super) fn draw_legend_narrow(frame: &mut Frame, app: &App, area: Rect) {
         }
     }
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// `text` in lines of at most `width` characters, broken between words (a word longer than
+/// the width is cut).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || out.is_empty() {
+        out.push(line);
+    }
+    out.into_iter()
+        .map(|l| l.chars().take(width.max(1)).collect())
+        .collect()
 }
 
 /// A class's swatch in the legends: its colour, or its shading glyph without colour.

@@ -22,7 +22,23 @@ pub(super) fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect
             lines.push(Line::from(""));
             lines.extend(glyph_lines(app));
             let n = lines.len() as u16;
-            (" keys and glyphs (Esc closes) ", lines, 78, n + 2)
+            // As wide as its longest line and a space either side, within the screen: no
+            // line runs into the border.
+            let widest = lines.iter().map(Line::width).max().unwrap_or(0) as u16;
+            let lines = lines
+                .into_iter()
+                .map(|l| {
+                    let mut spans = vec![Span::raw(" ")];
+                    spans.extend(l.spans);
+                    Line::from(spans).style(l.style)
+                })
+                .collect();
+            (
+                " keys and glyphs (Esc closes) ",
+                lines,
+                (widest + 4).max(78).min(area.width),
+                n + 2,
+            )
         }
         Popup::ConfirmWrite(ask) => {
             let mut lines = vec![Line::from(format!(

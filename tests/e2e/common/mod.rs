@@ -70,7 +70,7 @@ impl Work {
         let preset_path = dir.path().join("preset.toml");
         std::fs::write(&preset_path, &preset_text).expect("preset");
         let config = format!(
-            "preset = {:?}\nrepo = {:?}\nsource = {:?}\ntile_pixels = {tile}\nspec_version = 1\n",
+            "preset = {:?}\nrepo = {:?}\nsource = {:?}\ntile_pixels = {tile}\n",
             preset_path,
             dir.path().join("repo"),
             dir.path().join("source"),
