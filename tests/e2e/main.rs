@@ -24,6 +24,7 @@ mod map;
 mod memory;
 mod operator_day;
 mod overviews;
+mod promises;
 mod python_readback;
 mod readahead;
 mod releases;
