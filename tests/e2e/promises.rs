@@ -1,7 +1,11 @@
 //! Promises of the README held one by one: each test breaks when its promise does. A tile
 //! named twice is written once; a failed rewrite leaves the tile as written before, and
 //! `status` says so; plain `tilecube` opens the console on a terminal and prints the status
-//! in a pipe; the scheduler recipes parse and name only commands and flags that exist.
+//! in a pipe; the scheduler recipes parse and name only commands and flags that exist; a
+//! bucket that denies writes makes `write` exit 2; an S3 try gives up at its connect and
+//! answer limits; the console keeps a tile's last failure during its retry and `L` holds a
+//! run's last 2,000 log lines; a run's record is rewritten about once a second, and `runs`
+//! says when a worker stopped progressing.
 
 use crate::common;
 
@@ -872,10 +876,10 @@ fn l_shows_the_last_2000_lines_of_the_runs_log() {
 
 #[test]
 fn a_detached_runs_record_is_rewritten_about_once_a_second_while_it_writes() {
-    // A busy run: tiles of 2,000 px in chunks of 100 (400 chunks each), one thread, so
+    // A busy run: 96 tiles of 2,000 px in chunks of 100 (400 chunks each), one thread, so
     // its chunks progress many times a second for several seconds.
     let w = Work::with_grid(2_000, 100);
-    let names = common::tile_names(48);
+    let names = common::tile_names(96);
     w.listed_tiles(2000, &names);
     w.ok(&["init"]);
     w.ok(&[
@@ -949,8 +953,8 @@ fn a_detached_runs_record_is_rewritten_about_once_a_second_while_it_writes() {
         "a run's record rewritten within a second of the last: {gaps:.2?}"
     );
     assert!(
-        gaps.iter().all(|&g| g <= 1.6),
-        "a busy run's record left unchanged for over a second and a half: {gaps:.2?}"
+        gaps.iter().all(|&g| g <= 2.0),
+        "a busy run's record left unchanged for over 2 s: {gaps:.2?}"
     );
 }
 
