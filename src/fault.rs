@@ -276,11 +276,19 @@ pub fn transient_cause(e: &(dyn std::error::Error + 'static)) -> Option<bool> {
 
 /// Whether an error's chain holds a refusal that every write to the same storage would
 /// meet: permission denied, a read-only or full file system or quota (I/O error kinds), or
-/// an object store's denial of the credentials.
+/// an object store's denial of the credentials (`object_store`'s, or S3's error code).
 pub fn refusal_cause(e: &(dyn std::error::Error + 'static)) -> bool {
     use std::io::ErrorKind as K;
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
+        if let Some(meta) = c.downcast_ref::<aws_smithy_types::error::ErrorMetadata>()
+            && matches!(
+                meta.code(),
+                Some("AccessDenied" | "AllAccessDisabled" | "AccountProblem")
+            )
+        {
+            return true;
+        }
         if let Some(io) = c.downcast_ref::<std::io::Error>()
             && matches!(
                 io.kind(),
@@ -351,6 +359,19 @@ mod tests {
         assert_eq!(code("AccessDenied"), Some(false));
         assert_eq!(code("NoSuchBucket"), Some(false));
         assert_eq!(code("SomethingElse"), None);
+        let refused = |c: &str| {
+            let meta = aws_smithy_types::error::ErrorMetadata::builder()
+                .code(c)
+                .message("m")
+                .build();
+            refusal_cause(&Outer(Box::new(meta)))
+        };
+        assert!(
+            refused("AccessDenied"),
+            "a denied bucket refuses every write"
+        );
+        assert!(!refused("SlowDown"));
+        assert!(!refused("NoSuchKey"));
         let timeout =
             aws_smithy_runtime_api::client::result::ConnectorError::timeout("no answer".into());
         assert_eq!(transient_cause(&Outer(Box::new(timeout))), Some(true));

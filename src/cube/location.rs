@@ -47,7 +47,8 @@ impl StorageRetries {
 /// How long a try of an S3 request waits for its connection.
 pub const S3_CONNECT_TIMEOUT_MS: u32 = 10_000;
 
-/// How long a try of an S3 request waits for the server's next bytes.
+/// How long a try of an S3 request waits for the server's answer to start (the SDK's read
+/// timeout: from the request to the response's first bytes).
 pub const S3_READ_TIMEOUT_MS: u32 = 60_000;
 
 /// A repository location.

@@ -38,5 +38,5 @@ fn completion_scripts_name_the_commands_and_their_flags() {
         .args(["completions", "tcsh"])
         .output()
         .expect("run tilecube");
-    assert!(!bad.status.success(), "an unknown shell is refused");
+    assert_eq!(bad.status.code(), Some(2), "an unknown shell is refused");
 }

@@ -314,13 +314,25 @@ fn the_console_works_on_a_repository_on_s3() {
     assert!(s.contains("80N # # "), "{s}");
     assert!(!s.contains(common::s3::SECRET_KEY), "{s}");
     // The run's plan, record and log hold no credential.
-    for f in walk(&w.dir.path().join("data").join("runs")) {
+    let runs_dir = w.dir.path().join("data").join("runs");
+    let mut read = std::collections::BTreeSet::new();
+    for f in walk(&runs_dir) {
         let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
         assert!(
             !text.contains(common::s3::SECRET_KEY),
             "{} holds the secret",
             f.display()
         );
+        let rel = f.strip_prefix(&runs_dir).unwrap().components().skip(1);
+        read.insert(rel.collect::<std::path::PathBuf>().display().to_string());
+    }
+    for f in [
+        "run.json",
+        "log.txt",
+        "plan/plan.json",
+        "plan/shards/0000.json",
+    ] {
+        assert!(read.contains(f), "the scan read no {f}: {read:?}");
     }
     tmux.keys(&["q"]);
     tmux.wait_for("CONSOLE-EXITED 0");

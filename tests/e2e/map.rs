@@ -201,7 +201,7 @@ fn map_factor_draws_that_level_at_its_size() {
         none.to_str().unwrap(),
     ]);
     let said = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{said}");
+    assert_eq!(o.status.code(), Some(2), "{said}");
     assert!(
         said.contains("--factor 16: the cube's levels have factors 1, 2, 4, 8"),
         "{said}"

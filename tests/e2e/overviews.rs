@@ -280,7 +280,7 @@ async fn the_overviews_command_gives_the_levels_a_write_with_them_gives() {
     let off = Work::with_overviews(None);
     off.ok(&["init"]);
     let out = off.run(&["overviews"]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("switches overviews off"), "{err}");
 }

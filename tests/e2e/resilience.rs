@@ -534,9 +534,9 @@ async fn read_only_and_full_storage_fail_clearly_keep_the_head_and_resume() {
     // Read-only: a clear error, the head intact, then resumable.
     mount.remount("ro");
     let out = w.run(&["write", "--year", "2020", "--tiles", &refs[2..4].join(",")]);
-    assert_ne!(
+    assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(2),
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
@@ -565,7 +565,7 @@ async fn read_only_and_full_storage_fail_clearly_keep_the_head_and_resume() {
         .unwrap();
     mount.remount(&format!("size={}", used + 96 * 1024));
     let out = w.run(&["write", "--missing"]);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.to_lowercase().contains("no space left on device"),

@@ -341,13 +341,21 @@ async fn a_slurm_array_in_stage_mode_and_a_dependent_merge_make_one_commit_witho
         looked >= 1 + 4 + 4 + 6,
         "plan, records, manifests, parts: {objects:?}"
     );
+    let mut logs_read = std::collections::BTreeSet::new();
     for f in std::fs::read_dir(w.dir.path()).expect("dir").flatten() {
         let name = f.file_name().to_string_lossy().to_string();
         if name.ends_with(".out") {
             let text = std::fs::read_to_string(f.path()).expect("log");
             assert!(!text.contains(SECRET_KEY), "{name} holds the secret key");
+            logs_read.insert(name);
         }
     }
+    // The four tasks' logs and the merge's.
+    let shard_logs = (0..4)
+        .map(|i| format!("slurm-{array}_{i}.out"))
+        .chain([format!("merge-{merged}.out")])
+        .collect();
+    assert_eq!(logs_read, shard_logs, "the Slurm logs read");
 }
 
 fn commit_count(w: &Work, repo: &str, env: &[(&str, String)]) -> usize {

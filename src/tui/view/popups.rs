@@ -141,8 +141,12 @@ pub(super) fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect
                 Ok(all) if all.is_empty() => vec![Line::from("reading the log …")],
                 Ok(all) => {
                     // The window ending `scroll` lines above the last one, a line a row (long
-                    // lines cut: the popup is as wide as the terminal allows).
-                    let end = all.len().saturating_sub(*scroll);
+                    // lines cut: the popup is as wide as the terminal allows); near the top it
+                    // stays whole, from the first line (Home shows the oldest lines, not one).
+                    let end = all
+                        .len()
+                        .saturating_sub(*scroll)
+                        .max(all.len().min(inner_h as usize));
                     let start = end.saturating_sub(inner_h as usize);
                     all[start..end]
                         .iter()
