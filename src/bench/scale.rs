@@ -91,7 +91,35 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     for target in &targets {
         println!("\n== {} ({})", target.name, target.repo);
-        measure(&rt, &work, &config, target, tiles[0])?;
+        let proxy = if target.env.is_empty() {
+            None
+        } else {
+            _proxy
+                .as_ref()
+                .map(|p| (p, Duration::from_millis(args.rtt_ms)))
+        };
+        measure(&rt, &work, &config, target, tiles[0], proxy)?;
+    }
+    // Where the long write's time on S3 goes: the same write straight to the S3 server, no
+    // round trip added (the server's own cost), against the local disk and the proxied one.
+    if let Some(endpoint) = &args.scale_s3 {
+        let bucket = format!("bench-scale-direct-{}", std::process::id());
+        create_bucket(endpoint, &bucket)?;
+        let direct = Target {
+            name: "S3, no added round trip".into(),
+            repo: format!("s3://{bucket}/cube"),
+            env: vec![("AWS_ENDPOINT_URL", endpoint.clone())],
+        };
+        let cache = work.join("cache-direct");
+        let _ = std::fs::remove_dir_all(&cache);
+        std::fs::create_dir_all(&cache)?;
+        child(&config, &direct, &cache, &["init"])?;
+        let build = child(&config, &direct, &cache, &["write", "--missing"])?;
+        println!(
+            "\n== {}: long write of every tile {} wall (the server's own share of the S3 write)",
+            direct.name,
+            secs(build.wall)
+        );
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
@@ -172,6 +200,7 @@ fn measure(
     config: &Path,
     target: &Target,
     tile: TileName,
+    proxy: Option<(&LatencyProxy, Duration)>,
 ) -> Result<()> {
     let cache = work.join(format!("cache-{}", target.name.replace(' ', "-")));
     let fresh_cache = || -> Result<()> {
@@ -181,12 +210,29 @@ fn measure(
     };
     fresh_cache()?;
     child(config, target, &cache, &["init"])?;
+    let requests_before = proxy.map(|(p, _)| p.requests());
     let build = child(config, target, &cache, &["write", "--missing"])?;
     println!(
         "long write of every tile (default settings): {} wall, peak RSS {:.0} MB",
         secs(build.wall),
         build.max_rss_mb
     );
+    let commits = child(config, target, &cache, &["log", "--json"])
+        .ok()
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.stdout).ok())
+        .and_then(|v| v.as_array().map(|a| a.len()))
+        .unwrap_or(0);
+    match (proxy, requests_before) {
+        (Some((p, rtt)), Some(before)) => {
+            let n = p.requests() - before;
+            println!(
+                "  {n} requests in {commits} commits ({:.0} a commit); {:.1} s of round trips if each waited alone",
+                n as f64 / commits.max(1) as f64,
+                n as f64 * rtt.as_secs_f64()
+            );
+        }
+        _ => println!("  {commits} commits"),
+    }
 
     // status: cold (nothing cached), then cached.
     fresh_cache()?;

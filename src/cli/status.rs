@@ -125,7 +125,14 @@ pub(crate) async fn status(
     // said, and the cube shown as it is.
     let mut check_error = None;
     let check = match &source {
-        Some(src) => match tilecube::ingest::check_sources(&coverage, src, &years).await {
+        Some(src) => match tilecube::ingest::check_sources(
+            &coverage,
+            src,
+            &years,
+            &tilecube::config::digest_cache(),
+        )
+        .await
+        {
             Ok(c) => Some(c),
             Err(e) => {
                 let e = tilecube::error_chain(&e);

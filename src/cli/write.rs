@@ -26,7 +26,9 @@ pub(crate) async fn selection(args: &Choice, cube: &Cube, source: &Source) -> Re
             args.years.clone()
         };
         let coverage = cube.coverage().await?;
-        let check = ingest::check_sources(&coverage, source, &years).await?;
+        let check =
+            ingest::check_sources(&coverage, source, &years, &tilecube::config::digest_cache())
+                .await?;
         if check.changed.is_empty() {
             eprintln!(
                 "no written tile's source changed since it was written ({} compared{})",

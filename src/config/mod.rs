@@ -95,6 +95,12 @@ pub fn runs() -> crate::runs::Runs {
     crate::runs::Runs::at(runs_dir())
 }
 
+/// The digests of local source files taken to compare them (`digests.json` under the
+/// user cache dir).
+pub fn digest_cache() -> crate::source::DigestCache {
+    crate::source::DigestCache::at(cache_dir().join("digests.json"))
+}
+
 /// Where detached runs keep their plans, records and logs: `runs/` under the user data dir.
 pub fn runs_dir() -> PathBuf {
     data_dir().join("runs")

@@ -7,7 +7,10 @@
 //! listing per year on S3, else a lookup per tile with bounded concurrency; a tile whose last write recorded no source (written before provenance was
 //! recorded, or carried by an expiry) is "source unknown", never changed, and so is one read
 //! from another kind of source than the one configured now (an ETag then, a file's time
-//! now); a tile whose source is gone is not changed either (it is reported apart).
+//! now); a tile whose source is gone is not changed either (it is reported apart); a local
+//! file whose size is the same and whose time moved is changed only if its bytes' digest
+//! differs from the one its write recorded (a copy is not a change), digests kept by
+//! [`DigestCache`] so each such file is read once.
 
 use std::collections::BTreeSet;
 
@@ -16,7 +19,7 @@ use serde::Serialize;
 use crate::cube::{Coverage, TileState};
 use crate::fault::RemoteError;
 use crate::grid::TileName;
-use crate::source::{Provenance, Source};
+use crate::source::{DigestCache, Provenance, Source, TileLocation};
 
 /// What a look at the sources found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -48,7 +51,11 @@ pub async fn check_sources(
     coverage: &Coverage,
     source: &Source,
     years: &[i32],
+    digests: &DigestCache,
 ) -> Result<SourceCheck, CheckError> {
+    // Local files of the same size whose time moved, with the digest their write recorded:
+    // decided by their bytes below.
+    let mut by_content: Vec<((i32, TileName), std::path::PathBuf, Provenance, String)> = Vec::new();
     let mut check = SourceCheck::default();
     let mut asked: Vec<(i32, Vec<(TileName, Provenance)>)> = Vec::new();
     for &year in years {
@@ -96,13 +103,33 @@ pub async fn check_sources(
                     check.compared -= 1;
                     check.unknown.insert((year, tile));
                 }
-                Some(Some(p)) if *p != was => {
-                    check.changed.insert((year, tile));
-                }
+                Some(Some(p)) if !p.same_as(&was) => match (&was.digest, source.tile(year, tile)) {
+                    (Some(d), TileLocation::Local(path)) if p.size == was.size => {
+                        by_content.push(((year, tile), path, p.clone(), d.clone()));
+                    }
+                    _ => {
+                        check.changed.insert((year, tile));
+                    }
+                },
                 Some(None) => {
                     check.gone.insert((year, tile));
                 }
                 _ => {}
+            }
+        }
+    }
+    if !by_content.is_empty() {
+        let files: Vec<(std::path::PathBuf, Provenance)> = by_content
+            .iter()
+            .map(|(_, path, now, _)| (path.clone(), now.clone()))
+            .collect();
+        let cache = digests.clone();
+        let now = tokio::task::spawn_blocking(move || cache.digests(&files))
+            .await
+            .unwrap_or_default();
+        for (key, path, _, was) in by_content {
+            if now.get(&path) != Some(&was) {
+                check.changed.insert(key);
             }
         }
     }

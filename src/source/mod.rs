@@ -21,7 +21,7 @@ pub use gdal::{check_gdal_cachemax, gdal_s3_options_from_env, gdal_setup};
 pub use list::{ListProblem, TileList};
 pub use location::{Store, TileLocation, absolute_path};
 pub use open::{OpenTile, ReadAheadOptions};
-pub use provenance::Provenance;
+pub use provenance::{DigestCache, Provenance};
 pub use remote::RemoteError;
 pub use tile::{TileError, TileReader, crs_wkt};
 

@@ -5,7 +5,11 @@
 //!
 //! Invariants: a provenance holds no credential and no signed URL (only a size and the
 //! object's own version tag); its record is compact (`size/kind:value`, a few dozen bytes);
-//! two provenances of one object are equal exactly when its size and version are.
+//! two provenances of one object are equal exactly when its size and version are. A local
+//! file's record also carries a digest of its bytes (CRC-64, taken after its write read it,
+//! from the page cache): a file whose time moved but whose size and bytes did not (a copy
+//! without `-p`) is not a change; one whose bytes moved is, whatever its size. Digests taken
+//! to compare are kept by path, size and time ([`DigestCache`]), so a file is read once.
 //! Looking sources up costs one request per tile at most (a `stat` locally, a HEAD remotely,
 //! with bounded concurrency), or one listing per year on S3.
 
@@ -24,6 +28,8 @@ pub struct Provenance {
     pub size: u64,
     /// `etag:…`, `version:…` or `mtime:…` (nanoseconds since the epoch).
     pub version: String,
+    /// `crc64:…` of a local file's bytes, when its write took one.
+    pub digest: Option<String>,
 }
 
 /// HEAD requests in flight at once when sources are looked up one by one.
@@ -36,18 +42,40 @@ impl Provenance {
         self.version.split(':').next().unwrap_or_default()
     }
 
-    /// The record kept in a commit: `size/version`.
+    /// The record kept in a commit: `size/version`, and `#digest` when there is one.
     pub fn to_record(&self) -> String {
-        format!("{}/{}", self.size, self.version)
+        match &self.digest {
+            Some(d) => format!("{}/{}#{d}", self.size, self.version),
+            None => format!("{}/{}", self.size, self.version),
+        }
     }
 
     /// A record read back; `None` if it is not one.
     pub fn from_record(record: &str) -> Option<Self> {
+        let (record, digest) = match record.split_once('#') {
+            Some((r, d)) => (r, Some(d.to_string())),
+            None => (record, None),
+        };
         let (size, version) = record.split_once('/')?;
         Some(Self {
             size: size.parse().ok()?,
             version: version.to_string(),
+            digest,
         })
+    }
+
+    /// Whether the object is as it was: the same size and version (the digest aside).
+    pub fn same_as(&self, other: &Self) -> bool {
+        self.size == other.size && self.version == other.version
+    }
+
+    /// The digest of a local file's bytes (`crc64:…`, CRC-64/NVME).
+    pub fn digest_of_file(path: &std::path::Path) -> std::io::Result<String> {
+        let text = path.to_str().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "path is not UTF-8")
+        })?;
+        let crc = crc_fast::checksum_file(crc_fast::CrcAlgorithm::Crc64Nvme, text, None)?;
+        Ok(format!("crc64:{crc:016x}"))
     }
 
     /// A local file's: its size and modification time.
@@ -61,6 +89,7 @@ impl Provenance {
         Ok(Self {
             size: meta.len(),
             version: format!("mtime:{mtime}"),
+            digest: None,
         })
     }
 
@@ -79,6 +108,7 @@ impl Provenance {
         Self {
             size: meta.size,
             version,
+            digest: None,
         }
     }
 
@@ -113,6 +143,70 @@ impl Provenance {
                 }
             }
         }
+    }
+}
+
+/// Digests of local files taken to compare them, kept by path, size and time (a JSON file
+/// under the user cache dir), so a copied source is read once, not at every `status`.
+#[derive(Debug, Clone)]
+pub struct DigestCache {
+    file: Option<std::path::PathBuf>,
+}
+
+impl DigestCache {
+    /// The cache in `file`.
+    pub fn at(file: std::path::PathBuf) -> Self {
+        Self { file: Some(file) }
+    }
+
+    /// A cache that keeps nothing.
+    pub fn disabled() -> Self {
+        Self { file: None }
+    }
+
+    fn load(&self) -> BTreeMap<String, String> {
+        self.file
+            .as_ref()
+            .and_then(|f| std::fs::read(f).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// The digest of each local file of `files` (path with its provenance now), from the
+    /// cache or read; a file that cannot be read has none.
+    pub fn digests(
+        &self,
+        files: &[(std::path::PathBuf, Provenance)],
+    ) -> BTreeMap<std::path::PathBuf, String> {
+        let mut kept = self.load();
+        let mut out = BTreeMap::new();
+        let mut added = false;
+        for (path, now) in files {
+            let key = format!("{}|{}|{}", path.display(), now.size, now.version);
+            let digest = match kept.get(&key) {
+                Some(d) => Some(d.clone()),
+                None => Provenance::digest_of_file(path).ok().inspect(|d| {
+                    kept.insert(key, d.clone());
+                    added = true;
+                }),
+            };
+            if let Some(d) = digest {
+                out.insert(path.clone(), d);
+            }
+        }
+        if added && let Some(file) = &self.file {
+            if let Some(dir) = file.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let tmp = file.with_extension(format!("{}.tmp", std::process::id()));
+            if let Ok(bytes) = serde_json::to_vec(&kept)
+                && std::fs::write(&tmp, bytes).is_ok()
+                && std::fs::rename(&tmp, file).is_err()
+            {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        out
     }
 }
 
@@ -182,6 +276,7 @@ mod tests {
         let p = Provenance {
             size: 1_600_000_000,
             version: "etag:9b2cf535f27731c974343645a3985328".into(),
+            digest: None,
         };
         let r = p.to_record();
         assert_eq!(r, "1600000000/etag:9b2cf535f27731c974343645a3985328");
@@ -200,5 +295,28 @@ mod tests {
         let b = Provenance::of_file(&f).unwrap();
         assert_eq!(a.size, b.size);
         assert_ne!(a, b, "same size, other mtime");
+        assert!(!a.same_as(&b));
+    }
+
+    #[test]
+    fn a_digest_rides_in_the_record_and_tells_bytes_apart_whatever_the_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (f, g) = (dir.path().join("t.tif"), dir.path().join("u.tif"));
+        std::fs::write(&f, b"one").unwrap();
+        std::fs::copy(&f, &g).unwrap();
+        let d = Provenance::digest_of_file(&f).unwrap();
+        assert!(d.starts_with("crc64:"), "{d}");
+        assert_eq!(Provenance::digest_of_file(&g).unwrap(), d);
+        std::fs::write(&g, b"two").unwrap();
+        assert_ne!(Provenance::digest_of_file(&g).unwrap(), d);
+        let mut p = Provenance::of_file(&f).unwrap();
+        p.digest = Some(d);
+        assert_eq!(Provenance::from_record(&p.to_record()), Some(p.clone()));
+        // Kept: a file read once.
+        let cache = DigestCache::at(dir.path().join("cache").join("digests.json"));
+        let now = Provenance::of_file(&f).unwrap();
+        let first = cache.digests(&[(f.clone(), now.clone())]);
+        assert_eq!(first.get(&f), p.digest.as_ref());
+        assert!(dir.path().join("cache").join("digests.json").exists());
     }
 }

@@ -556,9 +556,14 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             let years = app.years.clone();
             tokio::spawn(async move {
                 let r = match cube.coverage().await {
-                    Ok(coverage) => tilecube::ingest::check_sources(&coverage, &source, &years)
-                        .await
-                        .map_err(|e| error_chain(&e)),
+                    Ok(coverage) => tilecube::ingest::check_sources(
+                        &coverage,
+                        &source,
+                        &years,
+                        &tilecube::config::digest_cache(),
+                    )
+                    .await
+                    .map_err(|e| error_chain(&e)),
                     Err(e) => Err(error_chain(&e)),
                 };
                 let _ = tx.send(Done::Sources(r));

@@ -69,7 +69,7 @@ async fn a_local_tile_reissued_shows_changed_and_write_changed_writes_it_alone()
     assert_eq!(tiles, all("written", None));
     assert_eq!(check["compared"], 3);
     assert_eq!(check["changed"], 0);
-    // Each tile's record: size and modification time, nothing else.
+    // Each tile's record: size, modification time and the digest of its bytes.
     let log = json(&w.ok(&["log", "--json"]));
     let rec = log[0]["sources"]["2000"]["10N_010E"]
         .as_str()
@@ -79,7 +79,7 @@ async fn a_local_tile_reissued_shows_changed_and_write_changed_writes_it_alone()
     assert_eq!(
         rec,
         format!(
-            "{}/mtime:{}",
+            "{}/mtime:{}#{}",
             std::fs::metadata(&file).unwrap().len(),
             std::fs::metadata(&file)
                 .unwrap()
@@ -87,7 +87,8 @@ async fn a_local_tile_reissued_shows_changed_and_write_changed_writes_it_alone()
                 .unwrap()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
-                .as_nanos()
+                .as_nanos(),
+            tilecube::source::Provenance::digest_of_file(&file).unwrap()
         )
     );
 
@@ -126,6 +127,61 @@ async fn a_local_tile_reissued_shows_changed_and_write_changed_writes_it_alone()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A source copied without keeping times (`cp -r`), or a tile uploaded again with the same
+/// bytes, is no change: decided by the digest each write recorded. A change of the bytes at
+/// the same size still is.
+#[test]
+fn a_copied_source_is_no_change_but_other_bytes_of_the_same_size_are() {
+    let w = Work::new();
+    for n in NAMES {
+        w.tile(2000, n, Flaw::None);
+    }
+    w.list(2000, &NAMES, "");
+    w.ok(&["init"]);
+    w.ok(&["write", "--all", "--year", "2000"]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Copied away and back without -p: every file's time moves, no byte does.
+    let copy = w.dir.path().join("copy");
+    let out = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(w.source())
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::remove_dir_all(w.source()).unwrap();
+    let out = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&copy)
+        .arg(w.source())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let file = tilecube::demo::tile_path(&w.source(), 2000, t("10N_010E"));
+    let (tiles, check) = states(&w, &[], &[]);
+    assert_eq!(tiles, all("written", None), "{check}");
+    assert_eq!(check["changed"], 0);
+    assert_eq!(check["compared"], 3);
+    // The digests taken are kept by path, size and time: the next status reads no file.
+    let cache = json(
+        &std::fs::read_to_string(w.dir.path().join("data").join("cache").join("digests.json"))
+            .unwrap(),
+    );
+    assert_eq!(cache.as_object().unwrap().len(), 3, "{cache}");
+    // One byte of one tile's pixels flipped: the same size, other bytes.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let (tiles, check) = states(&w, &[], &[]);
+    assert_eq!(
+        tiles,
+        all("written", Some(("10N_010E", "changed"))),
+        "{check}"
+    );
+    assert_eq!(check["changed"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,10 +135,19 @@ impl Reader {
             {
                 *next_open = Some((i + 1, scope.spawn(move || self.open_tile(next))));
             }
-            let provenance = opened.as_ref().ok().and_then(|o| o.provenance().cloned());
+            let mut provenance = opened.as_ref().ok().and_then(|o| o.provenance().cloned());
             let result = opened.and_then(|opened| {
                 pool.install(|| self.read_tile(i, attempt, job, strips, opened))
             });
+            // A local file read whole and unchanged meanwhile: its bytes' digest, from the
+            // page cache its read filled, so a copy of it later is told from a change.
+            if result.is_ok()
+                && let (Some(p), crate::source::TileLocation::Local(path)) =
+                    (&mut provenance, &job.location)
+                && crate::source::Provenance::of_file(path).is_ok_and(|now| now.same_as(p))
+            {
+                p.digest = crate::source::Provenance::digest_of_file(path).ok();
+            }
             let retrying = matches!(&result, Err(e) if e.is_transient()) && attempt + 1 < attempts;
             if let (true, Err(e)) = (retrying, &result) {
                 self.events.send(Event::TileRetry {
