@@ -133,7 +133,10 @@ pub(crate) async fn commit(
     properties: SnapshotProperties,
 ) -> Result<SnapshotId, CubeError> {
     super::steps::reached("chunks-uploaded");
-    let _lock = RefLock::acquire(&cube.location).await?;
+    let _lock = match RefLock::acquire(&cube.location).await {
+        Ok(lock) => lock,
+        Err(e) => return Err(made_again(cube, e).await),
+    };
     ensure_descends(cube, session).await?;
     let solver = BasicConflictSolver::default();
     let attempts = if steps::disabled(Mechanism::Rebase) {
@@ -158,7 +161,7 @@ pub(crate) async fn commit(
 /// any refusal is told as the repository's removal when storage no longer holds it.
 async fn made_again(cube: &Cube, e: CubeError) -> CubeError {
     // Any refusal, when the repository itself is gone from storage, is told as that.
-    if let Ok(false) = icechunk::Repository::exists(cube.repo.storage().clone(), None).await {
+    if cube.repository_gone().await {
         return CubeError::RepositoryGone {
             location: cube.location.to_string(),
         };

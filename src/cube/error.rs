@@ -31,6 +31,12 @@ pub enum CubeError {
     },
     #[error("no tilecube cube in repository {location}; run `tilecube init` first")]
     NotACube { location: String },
+    /// A local directory that holds files but no repository (what a write left there after
+    /// its repository was removed, say): `init` refuses it too.
+    #[error(
+        "{location} holds no repository but is not empty ({entries}): `tilecube init` makes one only in an empty or new directory, so remove what is there or choose another path"
+    )]
+    NotARepositoryDirectory { location: String, entries: String },
     #[error(
         "repository {location} already holds a repository; pass --force to lay out a fresh cube over it (history is kept)"
     )]

@@ -188,6 +188,29 @@ impl Cube {
         let (storage, exists) = storage_and_existence(&location, false).await?;
 
         if !exists {
+            // A directory with files in it and no repository: `init` refuses it, so it is
+            // not "run init" that helps.
+            if let RepoLocation::Local(dir) = &location
+                && let Ok(read) = std::fs::read_dir(dir)
+            {
+                let mut names: Vec<String> = read
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                if !names.is_empty() {
+                    names.sort();
+                    let n = names.len();
+                    names.truncate(4);
+                    let mut entries = names.join(", ");
+                    if n > 4 {
+                        entries.push_str(&format!(" and {} more", n - 4));
+                    }
+                    return Err(CubeError::NotARepositoryDirectory {
+                        location: location.to_string(),
+                        entries,
+                    });
+                }
+            }
             return Err(CubeError::NotACube {
                 location: location.to_string(),
             });

@@ -143,12 +143,17 @@ impl WriteSession {
 
     /// The repository was removed from storage under this write (its announcement's refresh
     /// found it gone): the error that stops the write, or `None`.
-    pub fn repository_gone(&self) -> Option<CubeError> {
-        self.announced()
-            .is_some_and(|a| a.repository_gone())
-            .then(|| CubeError::RepositoryGone {
-                location: self.cube().location.to_string(),
-            })
+    pub async fn repository_gone(&self) -> Option<CubeError> {
+        // A local repository is looked at each time (a file or two read): the write stops
+        // within a tile; a remote one at its announcement's refresh.
+        let gone = if self.cube().location.is_local_path() {
+            self.cube().repository_gone().await
+        } else {
+            self.announced().is_some_and(|a| a.repository_gone())
+        };
+        gone.then(|| CubeError::RepositoryGone {
+            location: self.cube().location.to_string(),
+        })
     }
 
     /// The writer is done: its announcement is removed (what it did not commit is no longer
@@ -304,7 +309,7 @@ impl WriteSession {
         // A writer whose announcement lapsed may have been taken for gone by a gc, which
         // then removed what it uploaded: nothing of it is committed (or staged).
         let announced = self.announced();
-        if let Some(e) = self.repository_gone() {
+        if let Some(e) = self.repository_gone().await {
             if let Ok(mut p) = self.pending.lock() {
                 for (year, tiles) in written {
                     p.entry(year).or_default().extend(tiles);

@@ -330,6 +330,21 @@ async fn remove(cube: &Cube, id: &str) -> Result<(), CubeError> {
 }
 
 impl Cube {
+    /// Whether the repository is gone from storage (removed under this process): a local
+    /// directory that is not there, or a storage that says it holds no repository. A
+    /// lookup that fails says nothing (false).
+    pub(crate) async fn repository_gone(&self) -> bool {
+        if let super::RepoLocation::Local(dir) = &self.location
+            && !dir.exists()
+        {
+            return true;
+        }
+        matches!(
+            icechunk::Repository::exists(self.repo.storage().clone(), None).await,
+            Ok(false)
+        )
+    }
+
     /// Announce a writer of this cube's branch (`what`: for people) and keep the
     /// announcement fresh until it ends.
     pub async fn announce_writer(
@@ -378,9 +393,7 @@ impl Cube {
                     // A repository removed under the writer (`rm -rf`, a deleted prefix):
                     // said once, and nothing written there again (a refresh would make its
                     // directory again). A lookup that fails is left to the refresh below.
-                    if let Ok(false) =
-                        icechunk::Repository::exists(cube.repo.storage().clone(), None).await
-                    {
+                    if cube.repository_gone().await {
                         gone.store(true, Ordering::SeqCst);
                         return;
                     }

@@ -59,7 +59,9 @@ pub async fn plan(
     let grid = layout.grid();
     let named = !years.is_empty();
     let years: Vec<i32> = if named {
-        years.to_vec()
+        // A year named twice is planned once, as a tile named twice is.
+        let mut seen = std::collections::BTreeSet::new();
+        years.iter().copied().filter(|y| seen.insert(*y)).collect()
     } else {
         layout.years.clone()
     };

@@ -47,6 +47,12 @@ pub enum SourceError {
     },
     #[error("source {0:?}: unsupported location; use a directory, gs://, s3:// or https://")]
     Location(String),
+    /// A source URL carrying a credential (a user and password, a signed query): refused, as
+    /// it would be printed in messages and stored in records.
+    #[error(
+        "source {shown}: the URL carries a credential ({what}); tilecube never prints or stores one, so it does not take it in the URL: give credentials through the environment (AWS_*, GDAL's, or a netrc) and the plain URL here"
+    )]
+    CredentialInUrl { shown: String, what: &'static str },
     #[error("no tile list for {year}: {path} is not there")]
     NoList { year: i32, path: String },
     #[error("source directory {0} is not there")]
@@ -76,6 +82,31 @@ impl Source {
             .iter()
             .any(|s| root.starts_with(s))
         {
+            let (scheme, rest) = root.split_once("://").unwrap_or(("", root));
+            let host = rest.split(['/', '?']).next().unwrap_or_default();
+            let query = rest.split_once('?').map(|(_, q)| q.to_ascii_lowercase());
+            let what = if host.contains('@') {
+                Some("a user and password before the host")
+            } else if query.as_deref().is_some_and(|q| {
+                ["signature", "x-amz-credential", "sig=", "token", "key="]
+                    .iter()
+                    .any(|k| q.contains(k))
+            }) {
+                Some("a signed or keyed query")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                let host = host.rsplit('@').next().unwrap_or_default();
+                let path = rest[rest.find('/').unwrap_or(rest.len())..]
+                    .split('?')
+                    .next()
+                    .unwrap_or_default();
+                return Err(SourceError::CredentialInUrl {
+                    shown: format!("{scheme}://…@{host}{path}"),
+                    what,
+                });
+            }
             SourceRoot::Remote(root.trim_end_matches('/').to_string())
         } else if root.contains("://") || root.is_empty() {
             return Err(SourceError::Location(root.to_string()));
@@ -209,6 +240,20 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_url_with_a_credential_is_refused_without_saying_it() {
+        let spec = crate::preset::Preset::glad().source;
+        for url in [
+            "http://user:s3cretPW@127.0.0.1:8765/glad",
+            "https://example.org/glad?X-Amz-Signature=s3cretPW&x=1",
+        ] {
+            let e = Source::new(url, &spec).unwrap_err().to_string();
+            assert!(e.contains("carries a credential"), "{e}");
+            assert!(!e.contains("s3cretPW"), "{e}");
+        }
+        assert!(Source::new("https://storage.googleapis.com/glad", &spec).is_ok());
+    }
     use crate::preset::Preset;
 
     #[test]

@@ -288,6 +288,10 @@ fn status_years(w: &Work, extra: &[&str], env: &[(&str, String)]) -> serde_json:
     args.extend(["status", "--json"]);
     let mut doc = json(&w.ok_with(&args, env));
     doc.as_object_mut().expect("status").remove("head");
+    // When the manifest objects were last listed moves with any listing (a write's own).
+    doc.as_object_mut()
+        .expect("status")
+        .remove("manifests_listed");
     doc
 }
 

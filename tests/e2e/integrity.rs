@@ -17,11 +17,17 @@ fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
-/// Every file of the repository but the moving references (branches, tags, the lock), with
-/// a hash of its bytes.
+/// Every file of the repository but the moving references (branches, tags, the lock, and on
+/// spec 2 the repository's info object `repo`, which every commit replaces as it moves the
+/// branch) and the writers' announcements, with a hash of its bytes.
 fn files(repo: &Path) -> BTreeMap<String, u64> {
     let mut all = common::file_hashes(repo);
-    all.retain(|rel, _| !rel.starts_with("refs") && !rel.contains(".tilecube-refs.lock"));
+    all.retain(|rel, _| {
+        !rel.starts_with("refs")
+            && rel != "repo"
+            && !rel.starts_with("tilecube-writers")
+            && !rel.contains(".tilecube-refs.lock")
+    });
     all
 }
 

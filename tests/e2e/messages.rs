@@ -113,15 +113,19 @@ fn status_without_a_source_says_so_and_log_names_tiles_once() {
         "once a line: {line}"
     );
     // A message of one's own keeps the tiles beside it.
-    w.ok(&[
+    // A year named twice is written once.
+    let out = w.ok(&[
         "write",
         "--tiles",
         &names[1],
         "--year",
         "2000",
+        "--year",
+        "2000",
         "--message",
         "fix one",
     ]);
+    assert!(out.contains("1 tile written"), "{out}");
     let log = w.ok(&["log"]);
     let line = log.lines().find(|l| l.contains("fix one")).expect("line");
     assert!(line.contains(&format!("[2000/{}]", names[1])), "{line}");
@@ -276,10 +280,37 @@ fn a_repository_removed_under_a_detached_write_stops_it_saying_so() {
         .expect("row");
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cols[3], "0", "landed: {listed}");
-    // status and init agree: there is no repository; init makes one.
+    // status and init agree: there is no repository (if anything was left at the path,
+    // both say it is not empty); init makes one where nothing is.
     let o = w.run(&["status"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    if w.repo().exists() {
+        assert!(
+            text(&o).contains("holds no repository but is not empty"),
+            "{}",
+            text(&o)
+        );
+        let i = w.run(&["init"]);
+        assert_eq!(i.status.code(), Some(2), "{}", text(&i));
+        std::fs::remove_dir_all(w.repo()).unwrap();
+    }
     w.ok(&["init"]);
+    // A directory holding files but no repository: status says what init would, by name.
+    let junk = w.dir.path().join("junk");
+    std::fs::create_dir_all(junk.join("chunks")).unwrap();
+    std::fs::write(junk.join("chunks").join("X"), b"x").unwrap();
+    let junk_arg = junk.display().to_string();
+    let o = w.run(&["--repo", &junk_arg, "status"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("holds no repository but is not empty (chunks)")
+            && said.contains("only in an empty or new directory"),
+        "{said}"
+    );
+    let o = w.run(&["--repo", &junk_arg, "init"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not empty"), "{}", text(&o));
     let st = json(&w.ok(&["status", "--json"]));
     assert_eq!(st["years"]["2000"]["written"], 0, "{st}");
 }

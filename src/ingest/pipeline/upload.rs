@@ -251,7 +251,7 @@ impl Uploader {
         // The repository removed under the write: it stops here, at the end of a tile,
         // writing nothing more there.
         if self.refused.is_none()
-            && let Some(e) = self.session.repository_gone()
+            && let Some(e) = self.session.repository_gone().await
         {
             self.cancel.store(true, Ordering::SeqCst);
             self.refused = Some(e);
