@@ -196,10 +196,8 @@ fn wait_ended(w: &Work) -> serde_json::Value {
     }
 }
 
-/// `init --force` under a detached write with checkpoints: the run says the cube was made
-/// again, and claims none of the old cube's tiles as landed.
-#[test]
-fn a_detached_write_under_init_force_says_the_cube_was_made_again_and_claims_no_tile() {
+/// A detached write of three tiles, a commit after each, held before its second commit.
+fn held_detached_write() -> Work {
     let w = Work::new();
     let names = tile_names(3);
     w.listed_tiles(2000, &names);
@@ -220,6 +218,24 @@ fn a_detached_write_under_init_force_says_the_cube_was_made_again_and_claims_no_
     );
     assert!(launched.status.success(), "{}", text(&launched));
     w.wait_held("chunks-uploaded", 2);
+    w
+}
+
+/// The columns of run `r`'s row in `tilecube runs`.
+fn row_of<'a>(listed: &'a str, r: &serde_json::Value) -> Vec<&'a str> {
+    listed
+        .lines()
+        .find(|l| l.starts_with(r["id"].as_str().unwrap_or("?")))
+        .expect("the run's row")
+        .split_whitespace()
+        .collect()
+}
+
+/// `init --force` under a detached write with checkpoints: the run says the cube was made
+/// again, and claims none of the old cube's tiles as landed.
+#[test]
+fn a_detached_write_under_init_force_says_the_cube_was_made_again_and_claims_no_tile() {
+    let w = held_detached_write();
     let o = w.run(&["init", "--force"]);
     assert!(o.status.success(), "{}", text(&o));
     w.release("chunks-uploaded", 2);
@@ -231,11 +247,7 @@ fn a_detached_write_under_init_force_says_the_cube_was_made_again_and_claims_no_
             && !listed.contains("another commit changed the cube's arrays"),
         "{listed}"
     );
-    let row = listed
-        .lines()
-        .find(|l| l.starts_with(r["id"].as_str().unwrap()))
-        .expect("row");
-    let cols: Vec<&str> = row.split_whitespace().collect();
+    let cols = row_of(&listed, &r);
     assert_eq!(cols[3], "0", "landed: none in the cube there now: {listed}");
     let st = json(&w.ok(&["status", "--json"]));
     assert_eq!(st["years"]["2000"]["written"], 0, "{st}");
@@ -245,26 +257,7 @@ fn a_detached_write_under_init_force_says_the_cube_was_made_again_and_claims_no_
 /// so, claims no tile, and leaves no repository-looking directory behind.
 #[test]
 fn a_repository_removed_under_a_detached_write_stops_it_saying_so() {
-    let w = Work::new();
-    let names = tile_names(3);
-    w.listed_tiles(2000, &names);
-    w.ok(&["init"]);
-    let launched = w.run_with(
-        &[
-            "write",
-            "--detach",
-            "--all",
-            "--year",
-            "2000",
-            "--threads",
-            "1",
-            "--commit-every",
-            "1",
-        ],
-        &w.hold_env("chunks-uploaded#2"),
-    );
-    assert!(launched.status.success(), "{}", text(&launched));
-    w.wait_held("chunks-uploaded", 2);
+    let w = held_detached_write();
     std::fs::remove_dir_all(w.repo()).unwrap();
     w.release("chunks-uploaded", 2);
     let r = wait_ended(&w);
@@ -274,11 +267,7 @@ fn a_repository_removed_under_a_detached_write_stops_it_saying_so() {
         listed.contains("was removed while this write ran"),
         "{listed}"
     );
-    let row = listed
-        .lines()
-        .find(|l| l.starts_with(r["id"].as_str().unwrap()))
-        .expect("row");
-    let cols: Vec<&str> = row.split_whitespace().collect();
+    let cols = row_of(&listed, &r);
     assert_eq!(cols[3], "0", "landed: {listed}");
     // status and init agree: there is no repository (if anything was left at the path,
     // both say it is not empty); init makes one where nothing is.
