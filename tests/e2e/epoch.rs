@@ -488,7 +488,9 @@ fn extend_refuses_a_year_there_one_before_the_last_an_absurd_one_and_a_repositor
     let other = other.display().to_string();
     assert_eq!(
         refused(&w, &["--repo", &other, "extend", "--year", "2025"]),
-        format!("error: no tilecube cube in repository {other}; run `tilecube init` first\n")
+        format!(
+            "error: {other} holds no repository but is not empty (notes.txt): `tilecube init` makes one only in an empty or new directory, so remove what is there or choose another path\n"
+        )
     );
     let nowhere = w.dir.path().join("nowhere").display().to_string();
     assert_eq!(
