@@ -14,6 +14,7 @@ pub mod cube;
 pub mod demo;
 pub mod fault;
 pub mod grid;
+pub mod ids;
 pub mod ingest;
 pub mod legend;
 #[cfg(feature = "loopback")]
@@ -28,6 +29,7 @@ pub mod preset;
 pub mod runs;
 pub mod scaleout;
 pub mod source;
+pub mod text;
 
 pub use source::gdal_setup;
 

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "bench")]
 mod bench;
+mod cell;
 mod cli;
 mod progress;
 mod tui;

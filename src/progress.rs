@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use tilecube::ingest::Event;
-use tilecube::runs::plural;
+use tilecube::text::plural;
 
 /// What the line shows.
 #[derive(Debug, Default)]

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::process_start;
 use crate::scaleout::{Place, ShardPlan, ShardRecord, ShardState};
 
 /// The runs kept in one directory (one per machine and user: the user data dir's `runs/`).
@@ -188,7 +189,7 @@ impl Runs {
     pub async fn launch(&self, plan: &ShardPlan, worker: &Worker) -> Result<RunInfo, RunError> {
         use std::os::unix::process::CommandExt;
         use std::process::{Command, Stdio};
-        let id = crate::scaleout::plan::new_id();
+        let id = crate::ids::new_id();
         let dir = self.run_dir(&id);
         let io = |path: &Path, source| RunError::Io {
             id: id.clone(),
@@ -259,14 +260,6 @@ impl Runs {
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.run_dir(id).join("log.txt")
     }
-}
-
-/// A process's start time in clock ticks since boot, if it exists.
-pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after "pid (comm) ": state is field 3, starttime field 22.
-    let rest = stat.rsplit_once(") ")?.1;
-    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Whether the worker of a run is alive: its pid exists and started when the worker did (a
@@ -441,33 +434,6 @@ impl std::fmt::Display for Tally {
     }
 }
 
-/// `n` and the noun, in the singular for one: "1 tile", "2 tiles".
-pub fn plural(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else if ["s", "x", "ch", "sh"].iter().any(|end| noun.ends_with(end)) {
-        format!("{n} {noun}es")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
-
-/// Bytes as people read them (powers of 1000): "999 B", "1.5 KB", "2.0 GB".
-pub fn bytes_text(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 impl Runs {
     /// The runs of one cube: at its repository (as a plan names it: an absolute path or a URL)
     /// and of its key ([`crate::cube::Cube::key`]; runs that recorded none match by repository
@@ -519,18 +485,6 @@ impl Runs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_read_as_words() {
-        assert_eq!(plural(1, "tile"), "1 tile");
-        assert_eq!(plural(0, "tile"), "0 tiles");
-        assert_eq!(plural(3, "batch"), "3 batches");
-        assert_eq!(plural(2, "new commit"), "2 new commits");
-        assert_eq!(bytes_text(0), "0 B");
-        assert_eq!(bytes_text(999), "999 B");
-        assert_eq!(bytes_text(1500), "1.5 KB");
-        assert_eq!(bytes_text(2_340_000_000), "2.3 GB");
-    }
 
     #[test]
     fn this_process_is_alive_by_pid_and_start_time_and_a_changed_start_is_not() {

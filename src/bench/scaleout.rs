@@ -18,8 +18,9 @@ use chrono::Utc;
 use super::{BenchArgs, ChildRun, run_child, scratch};
 use tilecube::cube::{Cube, InitOptions, Layout, RepoLocation, TileChunks, WriteSession};
 use tilecube::grid::{Grid, TileName};
+use tilecube::ids::new_id;
 use tilecube::preset::{GLAD_TOML, Preset};
-use tilecube::scaleout::plan::{PLAN_FORMAT, new_id, split};
+use tilecube::scaleout::plan::{PLAN_FORMAT, split};
 use tilecube::scaleout::{Place, PlanJob, ShardPlan, ShardState, StageWriter};
 
 /// Tile-years of the whole GLAD cube, as the brief counts them.

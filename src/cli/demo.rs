@@ -112,7 +112,7 @@ pub(crate) async fn demo(
         ),
         n => eprintln!(
             "making {} of a GLAD-like source in {} ...",
-            tilecube::runs::plural(n, "tile"),
+            tilecube::text::plural(n, "tile"),
             source_dir.display()
         ),
     }

@@ -28,7 +28,7 @@ pub(crate) async fn extend(settings: &Settings, year: i32, as_json: bool) -> Res
         report.snapshot,
         years.join(", "),
         years.len(),
-        tilecube::runs::plural(report.arrays.len(), "array")
+        tilecube::text::plural(report.arrays.len(), "array")
     );
     println!(
         "next: list the year's tiles in the source ({}) and run `tilecube write --year {year} --missing`",
@@ -57,7 +57,7 @@ pub(crate) async fn warn_running_writes(cube: &tilecube::cube::Cube, does: &str)
             }
             eprintln!(
                 "warning: {} going on this repository; {does}, so each stops at its next commit: the tiles it committed before stay, it names those that did not land, and `write --missing` writes them",
-                tilecube::runs::plural(writes.len(), "write")
+                tilecube::text::plural(writes.len(), "write")
             );
             for a in writes {
                 eprintln!("  running: {}", a.describe(now));

@@ -11,7 +11,7 @@ use tilecube::cube::{GcReport, Removed, format_age};
 
 /// Bytes as people read them.
 fn size(bytes: u64) -> String {
-    tilecube::runs::bytes_text(bytes)
+    tilecube::text::bytes_text(bytes)
 }
 
 pub(crate) async fn gc(
@@ -166,7 +166,7 @@ pub(crate) async fn expire(
         println!(
             "{}: carried the records of {}{} forward in {}",
             c.branch,
-            tilecube::runs::plural(c.tiles, "tile"),
+            tilecube::text::plural(c.tiles, "tile"),
             if c.layout {
                 " and the layout marker"
             } else {
@@ -177,7 +177,7 @@ pub(crate) async fn expire(
     }
     println!(
         "released {} older than {} (flushed before {}) from the history; tagged snapshots and branch heads kept",
-        tilecube::runs::plural(report.released.len(), "snapshot"),
+        tilecube::text::plural(report.released.len(), "snapshot"),
         format_age(older_than),
         report.cutoff.format("%Y-%m-%d %H:%M:%S UTC")
     );

@@ -145,7 +145,7 @@ pub(crate) async fn tag(
     {
         eprintln!(
             "warning: snapshot {id} lists {} storage no longer has (first: {}): `tilecube verify` would fail on it; a tag keeps it, and `gc` cannot reclaim around it until the tag is deleted (`tilecube tag --delete {name}`)",
-            tilecube::runs::plural(lost.len(), "manifest"),
+            tilecube::text::plural(lost.len(), "manifest"),
             lost[0]
         );
     }

@@ -59,10 +59,10 @@ pub async fn overviews(settings: &Settings, args: &OverviewsArgs) -> Result<i32>
     } else {
         println!(
             "{}{}; {} in {}",
-            tilecube::runs::plural(report.levels as usize, "level"),
+            tilecube::text::plural(report.levels as usize, "level"),
             if report.laid_out { " laid out" } else { "" },
-            tilecube::runs::plural(report.tiles, "tile"),
-            tilecube::runs::plural(report.commits.len(), "commit")
+            tilecube::text::plural(report.tiles, "tile"),
+            tilecube::text::plural(report.commits.len(), "commit")
         );
     }
     Ok(0)

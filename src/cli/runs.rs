@@ -39,7 +39,7 @@ pub async fn detach(settings: &Settings, args: &WriteArgs) -> Result<i32> {
     let id = &info.id;
     println!(
         "run {id}: {}, worker pid {}, log {}",
-        tilecube::runs::plural(plan.job_count(), "tile"),
+        tilecube::text::plural(plan.job_count(), "tile"),
         info.pid,
         tilecube::config::runs().log_path(id).display()
     );

@@ -16,8 +16,9 @@ use serde_json::json;
 use super::{Choice, WriteArgs, print_report, report_plan_problems, run_ingest, selection};
 use tilecube::config::{Overrides, Settings};
 use tilecube::cube::WriteSession;
+use tilecube::ids::new_id;
 use tilecube::preset::Preset;
-use tilecube::scaleout::plan::{PLAN_FILE, new_id};
+use tilecube::scaleout::plan::PLAN_FILE;
 use tilecube::scaleout::record::{RecordFailure, Recorder, host_name};
 use tilecube::scaleout::stage::plan_commits;
 use tilecube::scaleout::{
@@ -317,7 +318,7 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
         "shard {shard} of plan {} ({}): {}{}, {mode} mode",
         plan.id,
         task.origin,
-        tilecube::runs::plural(jobs.len(), "tile"),
+        tilecube::text::plural(jobs.len(), "tile"),
         if skipped > 0 {
             format!(
                 " ({skipped} already landed {})",
@@ -415,7 +416,7 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
                     &format!(
                         "plan {} shard {shard} ({})",
                         plan.id,
-                        tilecube::runs::plural(report.written_count(), "tile")
+                        tilecube::text::plural(report.written_count(), "tile")
                     ),
                 )
                 .await
@@ -446,8 +447,8 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
     } else if stager.is_some() {
         println!(
             "shard {shard}: {} staged in {}, {} failed ({})",
-            tilecube::runs::plural(report.written_count(), "tile"),
-            tilecube::runs::plural(report.commits.len(), "part"),
+            tilecube::text::plural(report.written_count(), "tile"),
+            tilecube::text::plural(report.commits.len(), "part"),
             report.failed.len(),
             state.name()
         );
@@ -521,11 +522,11 @@ pub async fn merge(local: &Settings, flags: &Overrides, args: &MergeArgs) -> Res
         match &outcome.snapshot {
             Some(id) => println!(
                 "merged {} from {} ({} staged, {}, {}) into {} as {id} in {secs:.1} s",
-                tilecube::runs::plural(outcome.tiles, "tile"),
-                tilecube::runs::plural(outcome.shards, "shard"),
-                tilecube::runs::plural(outcome.parts, "part"),
-                tilecube::runs::plural(outcome.batches, "batch"),
-                tilecube::runs::plural(outcome.commits, "new commit"),
+                tilecube::text::plural(outcome.tiles, "tile"),
+                tilecube::text::plural(outcome.shards, "shard"),
+                tilecube::text::plural(outcome.parts, "part"),
+                tilecube::text::plural(outcome.batches, "batch"),
+                tilecube::text::plural(outcome.commits, "new commit"),
                 cube.branch
             ),
             None => println!("nothing staged to merge"),
@@ -578,7 +579,7 @@ pub async fn status(local: &Settings, at: &str, stage: Option<&str>, as_json: bo
             f.failure.tile,
             f.shard,
             f.failure.error,
-            tilecube::runs::plural(f.failure.attempts as usize, "attempt")
+            tilecube::text::plural(f.failure.attempts as usize, "attempt")
         );
     }
     Ok(0)

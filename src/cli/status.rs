@@ -30,7 +30,7 @@ fn tile_state_name(state: Option<&TileState>, listed: Option<bool>) -> &'static 
 
 /// The grid's glyph of a state, as the console draws it (one table for both faces).
 fn glyph(name: &str) -> char {
-    use crate::tui::state::CellState;
+    use crate::cell::CellState;
     match name {
         "written" => CellState::Written,
         "incomplete" | "unrecorded" | "lost_manifest" => CellState::Inconsistent,
@@ -343,7 +343,7 @@ pub(crate) async fn status(
             e.year,
             e.tile,
             e.reason,
-            tilecube::runs::plural(e.attempts as usize, "attempt"),
+            tilecube::text::plural(e.attempts as usize, "attempt"),
             e.time.format("%Y-%m-%d %H:%M:%S UTC"),
             if coverage.is_written(e.year, e.tile) {
                 "; the cube keeps the tile as written before"

@@ -95,8 +95,8 @@ fn print_by_level(what: &str, counts: &std::collections::BTreeMap<String, u64>) 
     for ((year, level), (n, places)) in by {
         println!(
             "{what}: {year} {level}: {} in {}",
-            tilecube::runs::plural(n as usize, "chunk"),
-            tilecube::runs::plural(places, "place")
+            tilecube::text::plural(n as usize, "chunk"),
+            tilecube::text::plural(places, "place")
         );
     }
 }

@@ -241,9 +241,9 @@ pub(crate) fn report_plan_problems(plan: &ingest::Plan, source: &tilecube::sourc
 pub(crate) fn print_report(report: &ingest::IngestReport) {
     println!(
         "{} written, {} failed, {}{}",
-        tilecube::runs::plural(report.written_count(), "tile"),
+        tilecube::text::plural(report.written_count(), "tile"),
         report.failed.len(),
-        tilecube::runs::plural(report.commits.len(), "commit"),
+        tilecube::text::plural(report.commits.len(), "commit"),
         report
             .commits
             .last()

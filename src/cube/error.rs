@@ -222,6 +222,15 @@ pub enum CubeError {
 }
 
 impl CubeError {
+    /// The failure of a tile whose chunks this error kept from being written: the whole
+    /// chain as its reason, transient as [`CubeError::is_transient`] decides.
+    pub fn as_tile_error(&self) -> crate::source::TileError {
+        crate::source::TileError::Write {
+            reason: crate::error_chain(self),
+            transient: self.is_transient(),
+        }
+    }
+
     /// Wrap an Icechunk or zarrs error with what was being done.
     pub(crate) fn icechunk(what: impl Into<String>, err: impl Into<BoxError>) -> Self {
         Self::Icechunk {

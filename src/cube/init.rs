@@ -28,7 +28,7 @@ impl Cube {
     ) -> Result<Self, CubeError> {
         let (storage, exists) = storage_and_existence(&location, true).await?;
         let mut layout = layout;
-        layout.cube_id = crate::scaleout::plan::new_id();
+        layout.cube_id = crate::ids::new_id();
 
         let config = repo_config(&layout);
         let repo = if exists {

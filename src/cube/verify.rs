@@ -442,7 +442,7 @@ impl Cube {
                 let age = (chrono::Utc::now() - time).num_seconds().max(0);
                 format!(
                     "snapshot {sid}, {} back in its history, {why}; `tilecube expire --older-than {age}s` drops it and what is older from the history (heads and tags kept), then gc runs",
-                    crate::runs::plural(back, "commit")
+                    crate::text::plural(back, "commit")
                 )
             };
             out.push((name, text));

@@ -95,7 +95,7 @@ impl Announcement {
         if self.kind == WriterKind::Write
             && self.host == host_name()
             && let Some(start) = self.pid_start
-            && crate::runs::process_start(self.pid) != Some(start)
+            && crate::ids::process_start(self.pid) != Some(start)
         {
             return false;
         }
@@ -364,7 +364,7 @@ impl Cube {
             what: what.to_string(),
             plan: None,
             base_time,
-            pid_start: crate::runs::process_start(std::process::id()),
+            pid_start: crate::ids::process_start(std::process::id()),
         };
         put(self, &record).await?;
         let last_ok = Arc::new(AtomicI64::new(now.timestamp_millis()));

@@ -12,9 +12,10 @@ use std::collections::BTreeSet;
 
 use chrono::Utc;
 
-use super::plan::{PLAN_FORMAT, new_id, split};
+use super::plan::{PLAN_FORMAT, split};
 use super::{PlanJob, ScaleError, ShardPlan};
 use crate::cube::{Cube, S3Settings};
+use crate::ids::new_id;
 use crate::ingest::{self, Selection};
 use crate::source::{Source, SourceRoot};
 

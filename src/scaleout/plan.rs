@@ -7,7 +7,6 @@
 //! job once; a plan holds addresses and settings, never a credential.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -71,16 +70,6 @@ pub struct ShardPlan {
     /// it was made is refused by tasks and by `merge`.
     #[serde(default)]
     pub sum: String,
-}
-
-/// A new plan id: 12 hex digits, random.
-pub fn new_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let h = std::collections::hash_map::RandomState::new().hash_one((nanos, std::process::id()));
-    format!("{:012x}", h & 0xffff_ffff_ffff)
 }
 
 /// Split jobs into `n` shards of sizes differing by at most one. Jobs are dealt in turn in
@@ -315,7 +304,7 @@ mod tests {
         let place = Place::parse(&dir.path().display().to_string()).unwrap();
         let plan = ShardPlan {
             format: PLAN_FORMAT,
-            id: new_id(),
+            id: crate::ids::new_id(),
             created: Utc::now(),
             repo: "s3://bucket/cube".into(),
             cube: "cube:0123".into(),

@@ -264,8 +264,8 @@ impl PlanStatus {
             "landed in {}: {} of {} in {}{staged}{merged}; {} failed",
             self.branch,
             self.landed,
-            crate::runs::plural(self.jobs, "tile"),
-            crate::runs::plural(self.commits, "commit"),
+            crate::text::plural(self.jobs, "tile"),
+            crate::text::plural(self.commits, "commit"),
             self.failed.len()
         )
     }

@@ -88,15 +88,6 @@ impl TileError {
         }
     }
 
-    /// A failure to write the tile's chunks, with the cube error's whole chain as the
-    /// reason and its transience decided from its typed causes.
-    pub fn write(e: &crate::cube::CubeError) -> Self {
-        Self::Write {
-            reason: crate::error_chain(e),
-            transient: e.is_transient(),
-        }
-    }
-
     /// Whether the tile tells that the whole source does not fit the cube (its tiles are of
     /// another resolution), not that this one tile is bad: the write stops at the first.
     pub fn is_cube_wide(&self) -> bool {

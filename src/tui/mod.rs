@@ -461,7 +461,7 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             tokio::spawn(async move {
                 let r = cube.diff(&from, &to).await.map(|changed| Browse {
                     snapshot: to.clone(),
-                    message: format!("{} changed", runs::plural(changed.len(), "tile")),
+                    message: format!("{} changed", tilecube::text::plural(changed.len(), "tile")),
                     coverage: changed.clone(),
                     diff_against: Some(from.clone()),
                     changed,

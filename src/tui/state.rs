@@ -13,71 +13,7 @@ use tilecube::grid::{Cell, Grid, TileName};
 use tilecube::runs::{Run, RunState};
 use tilecube::scaleout::record::parse_tile_key;
 
-/// What one tile of one year is, as the grid shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CellState {
-    /// No tile in the source list.
-    NoTile,
-    /// Listed, not written.
-    Listed,
-    Queued,
-    /// Being written: chunks done of total.
-    Running {
-        done: u64,
-        total: u64,
-    },
-    /// Written in the branch head.
-    Written,
-    /// Written by a run, not yet committed (it lands at the run's next checkpoint).
-    Uncommitted,
-    Failed,
-    /// Recorded but its chunks are not all there, or chunks no commit recorded.
-    Inconsistent,
-    /// Written, but its source changed since (re-issued upstream).
-    Changed,
-    /// Listed; whether the branch head holds it is still being read.
-    Loading,
-    /// In a diff: the tile differs between the two snapshots.
-    Differs,
-}
-
-impl CellState {
-    /// The glyph that shows the state without colour.
-    pub fn glyph(self) -> char {
-        match self {
-            Self::NoTile => '.',
-            Self::Listed => 'o',
-            Self::Queued => 'q',
-            Self::Running { done, total } => {
-                let tenth = (done * 10).checked_div(total).unwrap_or(0).min(9);
-                char::from_digit(tenth as u32, 10).unwrap_or('0')
-            }
-            Self::Written => '#',
-            Self::Uncommitted => '+',
-            Self::Failed => '!',
-            Self::Inconsistent => '?',
-            Self::Changed => '%',
-            Self::Loading => '~',
-            Self::Differs => '◆',
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::NoTile => "no tile in the source list",
-            Self::Listed => "listed, not written",
-            Self::Queued => "queued",
-            Self::Running { .. } => "running",
-            Self::Written => "written (committed)",
-            Self::Uncommitted => "written, not committed",
-            Self::Failed => "failed",
-            Self::Inconsistent => "inconsistent",
-            Self::Changed => "written; its source changed since",
-            Self::Loading => "listed; reading the repository",
-            Self::Differs => "differs between the two snapshots",
-        }
-    }
-}
+pub use crate::cell::CellState;
 
 /// Which panel has the keyboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,7 +276,7 @@ pub struct SelectionBytes {
 impl SelectionBytes {
     /// "3.4 GB at the source" (and how many are not there).
     pub fn text(&self) -> String {
-        let mut s = format!("{} at the source", tilecube::runs::bytes_text(self.bytes));
+        let mut s = format!("{} at the source", tilecube::text::bytes_text(self.bytes));
         if self.absent > 0 {
             s.push_str(&format!(" ({} not there)", self.absent));
         }
@@ -783,7 +719,7 @@ pub fn run_outcome(run: &Run) -> String {
             },
             run.tally(),
             run.info.id,
-            tilecube::runs::plural(r.commits, "commit")
+            tilecube::text::plural(r.commits, "commit")
         ),
     }
 }

@@ -353,7 +353,7 @@ fn on_done(app: &mut App, done: Done) -> Vec<Action> {
                     app.status_line = format!(
                         "{}; {} not landed selected again: w writes {}",
                         app.status_line,
-                        tilecube::runs::plural(left.len(), "tile"),
+                        tilecube::text::plural(left.len(), "tile"),
                         if left.len() == 1 { "it" } else { "them" }
                     );
                     app.selected.extend(left);
@@ -577,8 +577,8 @@ fn selection_line(app: &App) -> String {
     let years: std::collections::BTreeSet<i32> = app.selected.iter().map(|(y, _)| *y).collect();
     format!(
         "{} selected in {}{}{SELECTION_TAIL}",
-        tilecube::runs::plural(app.selected.len(), "tile"),
-        tilecube::runs::plural(years.len(), "year"),
+        tilecube::text::plural(app.selected.len(), "tile"),
+        tilecube::text::plural(years.len(), "year"),
         app.selection_bytes()
             .map(|b| format!(", {}", b.text()))
             .unwrap_or_default()
@@ -895,7 +895,7 @@ fn on_popup_key(app: &mut App, popup: Popup, key: KeyEvent) -> Vec<Action> {
                 app.derive_from_runs();
                 app.status_line = format!(
                     "launching a run of {}",
-                    tilecube::runs::plural(tiles.len(), "tile")
+                    tilecube::text::plural(tiles.len(), "tile")
                 );
                 let message = Some(ask.message.trim().to_string()).filter(|m| !m.is_empty());
                 return vec![Action::Launch { tiles, message }];

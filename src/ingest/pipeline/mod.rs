@@ -329,30 +329,30 @@ async fn stopped(
     let replaced = cause.cube_replaced();
     let misfit = matches!(cause, CubeError::SourceDoesNotFit { .. });
     let landed_text = match (landed.len(), not_landed.len()) {
-        (0, n) if misfit => format!("none of its {} was written", crate::runs::plural(n, "tile")),
+        (0, n) if misfit => format!("none of its {} was written", crate::text::plural(n, "tile")),
         (l, n) if replaced && l > 0 => format!(
             "{} of this write landed at its checkpoints in the cube that was there before ({}); none of its {} is in the cube there now: write them again (`write --missing`)",
-            crate::runs::plural(l, "tile"),
+            crate::text::plural(l, "tile"),
             list(&landed),
-            crate::runs::plural(l + n, "tile")
+            crate::text::plural(l + n, "tile")
         ),
         (0, n) => format!(
             "no tile of this write landed; {} not landed ({}): `write --missing` writes them",
-            crate::runs::plural(n, "tile"),
+            crate::text::plural(n, "tile"),
             list(&not_landed)
         ),
         (l, 0) => format!(
             "{} of this write landed at its checkpoints ({}), in {}",
-            crate::runs::plural(l, "tile"),
+            crate::text::plural(l, "tile"),
             list(&landed),
-            crate::runs::plural(report.commits.len(), "commit")
+            crate::text::plural(report.commits.len(), "commit")
         ),
         (l, n) => format!(
             "{} of this write landed at its checkpoints ({}), in {}; {} did not ({}): `write --missing` writes them",
-            crate::runs::plural(l, "tile"),
+            crate::text::plural(l, "tile"),
             list(&landed),
-            crate::runs::plural(report.commits.len(), "commit"),
-            crate::runs::plural(n, "tile"),
+            crate::text::plural(report.commits.len(), "commit"),
+            crate::text::plural(n, "tile"),
             list(&not_landed)
         ),
     };

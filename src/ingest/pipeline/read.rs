@@ -378,7 +378,7 @@ impl Reader {
             let per_tile = (level.tile / level.chunk) as u64;
             let data = o.encoders[c.level - 1]
                 .encode(&c.pixels)
-                .map_err(|e| TileError::write(&e))?;
+                .map_err(|e| e.as_tile_error())?;
             self.tx
                 .blocking_send(Msg::Chunk {
                     job: job_index,
@@ -418,7 +418,7 @@ impl Reader {
                     let piece = pyramid.map(|p| p.reduce_chunk(chunk, side));
                     (self.encoder.encode(chunk), piece)
                 });
-                let data = data.map_err(|e| TileError::write(&e))?;
+                let data = data.map_err(|e| e.as_tile_error())?;
                 self.tx
                     .blocking_send(Msg::Chunk {
                         job: job_index,

@@ -210,7 +210,7 @@ impl Uploader {
         let job = self.jobs[key.0].clone();
         let (result, retrying) = t.ended.unwrap_or((Err(TileError::Cancelled), false));
         let result = match (result, t.upload_error) {
-            (Ok(()), Some(e)) => Err(TileError::write(&e)),
+            (Ok(()), Some(e)) => Err(e.as_tile_error()),
             (r, _) => r,
         };
         match result {
@@ -237,7 +237,7 @@ impl Uploader {
                             pixel_bytes: self.pixel_bytes,
                         });
                     }
-                    Err(e) => self.fail(&job, &TileError::write(&e), key.1),
+                    Err(e) => self.fail(&job, &e.as_tile_error(), key.1),
                 }
             }
             Err(_) if retrying => {}
@@ -280,7 +280,7 @@ impl Uploader {
                 let message = format!(
                     "a checkpoint commit failed ({}); its {} stay in the session for the next commit",
                     crate::error_chain(&e),
-                    crate::runs::plural(self.uncommitted, "tile")
+                    crate::text::plural(self.uncommitted, "tile")
                 );
                 log::warn!("{message}");
                 self.events.send(Event::Warning { message });

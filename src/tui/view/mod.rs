@@ -220,7 +220,7 @@ fn draw_title(frame: &mut Frame, app: &App, area: Rect) {
                 "DIFF {} -> {}: {} {} (◆) Esc: head",
                 short(older),
                 short(&b.snapshot),
-                tilecube::runs::plural(b.changed.len(), "tile"),
+                tilecube::text::plural(b.changed.len(), "tile"),
                 if b.changed.len() == 1 {
                     "differs"
                 } else {

@@ -232,7 +232,7 @@ pub(super) fn tile_lines(
         } else {
             "last attempt failed"
         };
-        let attempts = tilecube::runs::plural(f.attempts as usize, "attempt");
+        let attempts = tilecube::text::plural(f.attempts as usize, "attempt");
         lines.push(Line::styled(
             format!("{when} ({attempts}): {}", f.error),
             style(app, Color::Red),
@@ -313,7 +313,7 @@ pub(super) fn draw_runs(frame: &mut Frame, app: &App, area: Rect) {
                 "run {} {state}: {}, {}",
                 run.info.id,
                 run.tally(),
-                tilecube::runs::plural(commits, "commit")
+                tilecube::text::plural(commits, "commit")
             )));
             if let Some(note) = run.stall_note(app.now) {
                 lines.push(Line::styled(
@@ -335,7 +335,7 @@ pub(super) fn draw_runs(frame: &mut Frame, app: &App, area: Rect) {
             if more > 0 {
                 lines.push(Line::from(format!(
                     "{} going (x cancels all)",
-                    tilecube::runs::plural(more, "more run")
+                    tilecube::text::plural(more, "more run")
                 )));
             }
             lines.push(Line::from(format!("log {}", run.log.display())));
@@ -402,7 +402,7 @@ pub(super) fn draw_history(frame: &mut Frame, app: &App, area: Rect) {
         .map(|(i, c)| {
             let local = c.time.with_timezone(&chrono::Local);
             let tiles = if c.tile_count() > 0 {
-                format!(" [{}]", tilecube::runs::plural(c.tile_count(), "tile"))
+                format!(" [{}]", tilecube::text::plural(c.tile_count(), "tile"))
             } else {
                 String::new()
             };

@@ -43,10 +43,10 @@ pub(super) fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect
         Popup::ConfirmWrite(ask) => {
             let mut lines = vec![Line::from(format!(
                 "Write {} of {} to branch {} on {}?",
-                tilecube::runs::plural(ask.tiles, "tile"),
-                tilecube::runs::plural(ask.years, "year"),
+                tilecube::text::plural(ask.tiles, "tile"),
+                tilecube::text::plural(ask.years, "year"),
                 ask.branch,
-                tilecube::runs::plural(ask.threads, "thread")
+                tilecube::text::plural(ask.threads, "thread")
             ))];
             if app.source.is_some() {
                 lines.push(Line::from(match &ask.bytes {
@@ -89,7 +89,7 @@ pub(super) fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect
                 vec![
                     Line::from(format!(
                         "Cancel {} going ({})?",
-                        tilecube::runs::plural(runs.len(), "run"),
+                        tilecube::text::plural(runs.len(), "run"),
                         runs.join(", ")
                     )),
                     Line::from(format!("So far: {tally}.")),
@@ -183,7 +183,7 @@ pub(super) fn draw_popup(frame: &mut Frame, app: &App, popup: &Popup, area: Rect
                 vec![
                     Line::from(format!(
                         "{} going: {tally}.",
-                        tilecube::runs::plural(runs.len(), "run")
+                        tilecube::text::plural(runs.len(), "run")
                     )),
                     Line::from("Enter/l: leave running and quit"),
                     Line::from("c: cancel (finished tiles kept) and quit"),
