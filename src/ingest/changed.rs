@@ -9,8 +9,10 @@
 //! from another kind of source than the one configured now (an ETag then, a file's time
 //! now); a tile whose source is gone is not changed either (it is reported apart); a local
 //! file whose size is the same and whose time moved is changed only if its bytes' digest
-//! differs from the one its write recorded (a copy is not a change), digests kept by
-//! [`DigestCache`] so each such file is read once.
+//! differs from the one its write recorded (a copy is not a change), and so is a remote
+//! object of the same size whose ETag or version moved (a re-upload of the same bytes is not
+//! a change: it is read whole, once); digests kept by [`DigestCache`] so each such source is
+//! read once.
 
 use std::collections::BTreeSet;
 
@@ -56,6 +58,8 @@ pub async fn check_sources(
     // Local files of the same size whose time moved, with the digest their write recorded:
     // decided by their bytes below.
     let mut by_content: Vec<((i32, TileName), std::path::PathBuf, Provenance, String)> = Vec::new();
+    // Remote objects likewise (their ETag or version moved): read whole below.
+    let mut by_object: Vec<((i32, TileName), String, Provenance, String)> = Vec::new();
     let mut check = SourceCheck::default();
     let mut asked: Vec<(i32, Vec<(TileName, Provenance)>)> = Vec::new();
     for &year in years {
@@ -107,6 +111,9 @@ pub async fn check_sources(
                     (Some(d), TileLocation::Local(path)) if p.size == was.size => {
                         by_content.push(((year, tile), path, p.clone(), d.clone()));
                     }
+                    (Some(d), TileLocation::Object { url, .. }) if p.size == was.size => {
+                        by_object.push(((year, tile), url, p.clone(), d.clone()));
+                    }
                     _ => {
                         check.changed.insert((year, tile));
                     }
@@ -129,6 +136,18 @@ pub async fn check_sources(
             .unwrap_or_default();
         for (key, path, _, was) in by_content {
             if now.get(&path) != Some(&was) {
+                check.changed.insert(key);
+            }
+        }
+    }
+    if !by_object.is_empty() {
+        let objects: Vec<(String, Provenance)> = by_object
+            .iter()
+            .map(|(_, url, now, _)| (url.clone(), now.clone()))
+            .collect();
+        let now = digests.object_digests(&objects).await;
+        for (key, url, _, was) in by_object {
+            if now.get(&url) != Some(&was) {
                 check.changed.insert(key);
             }
         }

@@ -6,6 +6,7 @@
 //! (`/vsigs/`, `/vsis3/`, `/vsicurl/`). Tile lists are small and are fetched with
 //! `object_store`.
 
+pub mod digest;
 pub mod fetch;
 mod gdal;
 mod list;

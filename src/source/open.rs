@@ -108,6 +108,11 @@ impl OpenTile {
         self.provenance.as_ref()
     }
 
+    /// The remote object it is read from through the read-ahead, if it is.
+    pub fn fetched(&self) -> Option<std::sync::Arc<RemoteFile>> {
+        self.fetched.as_ref().map(|f| (**f).clone())
+    }
+
     /// The tile's cell in the grid, from its own geotransform.
     pub fn cell(&self) -> Cell {
         self.cell

@@ -146,8 +146,9 @@ impl Provenance {
     }
 }
 
-/// Digests of local files taken to compare them, kept by path, size and time (a JSON file
-/// under the user cache dir), so a copied source is read once, not at every `status`.
+/// Digests of sources taken to compare them — local files by path, size and time, remote
+/// objects by URL, size and version (a JSON file under the user cache dir) — so a copied or
+/// re-uploaded source is read once, not at every `status`.
 #[derive(Debug, Clone)]
 pub struct DigestCache {
     file: Option<std::path::PathBuf>,
@@ -194,19 +195,77 @@ impl DigestCache {
                 out.insert(path.clone(), d);
             }
         }
-        if added && let Some(file) = &self.file {
+        if added {
+            self.save(&kept);
+        }
+        out
+    }
+
+    /// The digest of each remote object of `objects` (URL with its provenance now), from the
+    /// cache or read whole (a few at a time, in bounded parts); one that cannot be read has
+    /// none.
+    pub async fn object_digests(
+        &self,
+        objects: &[(String, Provenance)],
+    ) -> BTreeMap<String, String> {
+        let mut kept = self.load();
+        let key = |url: &str, now: &Provenance| format!("{url}|{}|{}", now.size, now.version);
+        let to_read: Vec<(String, Provenance)> = objects
+            .iter()
+            .filter(|(url, now)| !kept.contains_key(&key(url, now)))
+            .cloned()
+            .collect();
+        let mut read: Vec<(String, Option<String>)> = vec![];
+        for batch in to_read.chunks(4) {
+            read.extend(
+                futures::future::join_all(batch.iter().map(|(url, now)| async move {
+                    let digest = match super::remote::store_for(url, None) {
+                        Ok((store, path)) => super::digest::digest_of_object(
+                            store.as_ref(),
+                            &path,
+                            now.size,
+                            &super::digest::Pieces::default(),
+                            now.version.strip_prefix("etag:"),
+                        )
+                        .await
+                        .ok(),
+                        Err(_) => None,
+                    };
+                    (key(url, now), digest)
+                }))
+                .await,
+            );
+        }
+        let mut added = false;
+        for (k, d) in read {
+            if let Some(d) = d {
+                kept.insert(k, d);
+                added = true;
+            }
+        }
+        let out = objects
+            .iter()
+            .filter_map(|(url, now)| kept.get(&key(url, now)).map(|d| (url.clone(), d.clone())))
+            .collect();
+        if added {
+            self.save(&kept);
+        }
+        out
+    }
+
+    fn save(&self, kept: &BTreeMap<String, String>) {
+        if let Some(file) = &self.file {
             if let Some(dir) = file.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
             let tmp = file.with_extension(format!("{}.tmp", std::process::id()));
-            if let Ok(bytes) = serde_json::to_vec(&kept)
+            if let Ok(bytes) = serde_json::to_vec(kept)
                 && std::fs::write(&tmp, bytes).is_ok()
                 && std::fs::rename(&tmp, file).is_err()
             {
                 let _ = std::fs::remove_file(&tmp);
             }
         }
-        out
     }
 }
 

@@ -9,7 +9,7 @@ use crate::common;
 
 use std::path::PathBuf;
 
-use common::nginx::{Nginx, copy_tree};
+use common::nginx::{LoggedNginx, Nginx, copy_tree};
 use common::s3::{ACCESS_KEY, Moto, SECRET_KEY};
 use common::{Work, cube_pixels, gdal_pixels, t};
 use tilecube::demo::Flaw;
@@ -182,6 +182,101 @@ fn a_copied_source_is_no_change_but_other_bytes_of_the_same_size_are() {
         "{check}"
     );
     assert_eq!(check["changed"], 1);
+}
+
+/// A remote tile uploaded again with the same bytes — a new ETag over HTTP and the GCS-style
+/// endpoint, a multipart upload's ETag on S3 — is no change: its write recorded the digest of
+/// the object's bytes, taken from the parts the read fetched, and the check reads the object
+/// whose ETag moved, once. Other bytes of the same size still are a change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_tile_uploaded_again_with_the_same_bytes_is_no_change() {
+    let w = Work::new();
+    for n in NAMES {
+        w.tile(2000, n, Flaw::None);
+    }
+    w.list(2000, &NAMES, "");
+    let www = w.dir.path().join("www");
+    copy_tree(&w.source(), &www.join("glad-bucket/v2"));
+    let nginx = Nginx::serve(&www);
+    // The HTTP source on a server that logs its requests, to count the object's reads.
+    let logged = LoggedNginx::serve(&www, "0");
+    w.ok(&["init"]);
+    let http = format!("{}/glad-bucket/v2", logged.url());
+    w.ok(&["--source", &http, "write", "--all", "--year", "2000"]);
+    let file = tilecube::demo::tile_path(&w.source(), 2000, t("10N_010E"));
+    let served = www.join("glad-bucket/v2/2000/10N_010E.tif");
+    let log = json(&w.ok(&["log", "--json"]));
+    let rec = log[0]["sources"]["2000"]["10N_010E"].as_str().unwrap();
+    assert!(
+        rec.ends_with(&format!(
+            "#{}",
+            tilecube::source::Provenance::digest_of_file(&file).unwrap()
+        )),
+        "the record carries the digest of the object's bytes: {rec}"
+    );
+    // Uploaded again, the same bytes: the server's ETag moves (its time did), no byte did.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&served, std::fs::read(&file).unwrap()).unwrap();
+    let (tiles, check) = states(&w, &["--source", &http], &[]);
+    assert_eq!(tiles, all("written", None), "{check}");
+    assert_eq!(check["changed"], 0, "{check}");
+    let anonymous = [("GS_NO_SIGN_REQUEST", "YES".to_string())];
+    let url = nginx.url();
+    let gs = ["--source", "gs://glad-bucket/v2", "--gcs-endpoint", &url];
+    let (tiles, check) = states(&w, &gs, &anonymous);
+    assert_eq!(tiles, all("written", None), "{check}");
+    // The digest read is kept: the next status reads the object no more.
+    let reads = |n: &LoggedNginx| {
+        n.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/2000/10N_010E.tif"))
+            .count()
+    };
+    let before = reads(&logged);
+    assert!(before > 0, "the object whose ETag moved was read");
+    let (tiles, _) = states(&w, &["--source", &http], &[]);
+    assert_eq!(tiles, all("written", None));
+    assert_eq!(reads(&logged), before, "a kept digest is not read again");
+    // One byte flipped, the same size: changed.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xff;
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&served, &bytes).unwrap();
+    let (tiles, check) = states(&w, &["--source", &http], &[]);
+    assert_eq!(
+        tiles,
+        all("written", Some(("10N_010E", "changed"))),
+        "{check}"
+    );
+
+    // S3: uploaded again by a multipart upload, the same bytes under another ETag.
+    let moto = Moto::start();
+    moto.create_bucket("tiles");
+    moto.upload_dir(&w.source(), "tiles", "glad").await;
+    let env = moto.env();
+    let src = ["--source", "s3://tiles/glad"];
+    let mut write = src.to_vec();
+    write.extend(["write", "--all", "--year", "2000"]);
+    w.ok_with(&write, &env);
+    let etag = |log: &serde_json::Value| {
+        log[0]["sources"]["2000"]["10N_010E"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = etag(&json(&w.ok(&["log", "--json"])));
+    moto.upload_multipart(&file, "tiles", "glad/2000/10N_010E.tif")
+        .await;
+    let (tiles, check) = states(&w, &src, &env);
+    assert_eq!(tiles, all("written", None), "{check}");
+    assert_eq!(check["changed"], 0, "{check}");
+    assert!(before.contains("/etag:"), "{before}");
+    std::fs::write(&file, &bytes).unwrap();
+    moto.upload_multipart(&file, "tiles", "glad/2000/10N_010E.tif")
+        .await;
+    let (tiles, _) = states(&w, &src, &env);
+    assert_eq!(tiles, all("written", Some(("10N_010E", "changed"))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,6 +136,7 @@ impl Reader {
                 *next_open = Some((i + 1, scope.spawn(move || self.open_tile(next))));
             }
             let mut provenance = opened.as_ref().ok().and_then(|o| o.provenance().cloned());
+            let fetched = opened.as_ref().ok().and_then(|o| o.fetched());
             let result = opened.and_then(|opened| {
                 pool.install(|| self.read_tile(i, attempt, job, strips, opened))
             });
@@ -148,6 +149,14 @@ impl Reader {
             {
                 p.digest = crate::source::Provenance::digest_of_file(path).ok();
             }
+            // A remote object: its digest from the parts the read fetched (what it left out
+            // fetched from the same version), so a re-upload of the same bytes is no change.
+            if result.is_ok()
+                && let (Some(p), Some(file)) = (&mut provenance, &fetched)
+            {
+                p.digest = file.digest().ok();
+            }
+            drop(fetched);
             let retrying = matches!(&result, Err(e) if e.is_transient()) && attempt + 1 < attempts;
             if let (true, Err(e)) = (retrying, &result) {
                 self.events.send(Event::TileRetry {

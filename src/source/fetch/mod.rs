@@ -129,6 +129,8 @@ pub struct RemoteFile {
     error: Mutex<Option<RemoteError>>,
     requests: AtomicU64,
     bytes: AtomicU64,
+    /// The CRC of each part fetched, for the object's digest ([`RemoteFile::digest`]).
+    pieces: Mutex<super::digest::Pieces>,
 }
 
 /// Keeps a [`RemoteFile`] reachable by GDAL; dropping it makes the path unknown again.
@@ -179,6 +181,7 @@ impl RemoteFile {
             error: Mutex::new(None),
             requests: AtomicU64::new(1),
             bytes: AtomicU64::new(0),
+            pieces: Mutex::new(super::digest::Pieces::default()),
         });
         registry().insert(file.gdal_path.clone(), file.clone());
         Ok(Registered(file))
@@ -202,6 +205,27 @@ impl RemoteFile {
     /// The object's size and version when it was opened.
     pub fn provenance(&self) -> &super::Provenance {
         &self.provenance
+    }
+
+    /// The digest of the object's bytes as they were read: the parts fetched, combined, and
+    /// whatever the read left out fetched now from the same version (see
+    /// [`super::digest`]). An error when that version is gone or a fetch fails.
+    pub fn digest(&self) -> Result<String, RemoteError> {
+        let pieces = self
+            .pieces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let etag = self.provenance.version.strip_prefix("etag:");
+        runtime()
+            .block_on(super::digest::digest_of_object(
+                self.store.as_ref(),
+                &self.key,
+                self.size,
+                &pieces,
+                etag,
+            ))
+            .map_err(|e| crate::fault::classify_store_error(&self.url, e))
     }
 
     /// The first fetch failure since the last call, with its typed cause.
@@ -283,6 +307,10 @@ impl RemoteFile {
             let state = match got {
                 Ok(b) if b.len() as u64 == end - start => {
                     file.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    file.pieces
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .add(start, &b);
                     PartState::Ready(b)
                 }
                 Ok(b) => PartState::Failed(RemoteError::Network {

@@ -125,6 +125,20 @@ impl Moto {
             .to_vec()
     }
 
+    /// Upload a file as `bucket/key` by a multipart upload (its ETag is then not the MD5 of
+    /// its bytes, as a single-part upload's is).
+    pub async fn upload_multipart(&self, file: &Path, bucket: &str, key: &str) {
+        use object_store::ObjectStoreExt;
+        let store = self.store(bucket);
+        let bytes = std::fs::read(file).expect("read file");
+        let mut upload = store
+            .put_multipart(&object_store::path::Path::from(key))
+            .await
+            .expect("start multipart");
+        upload.put_part(bytes.into()).await.expect("upload part");
+        upload.complete().await.expect("complete multipart");
+    }
+
     /// Upload a local directory tree under `bucket/prefix`.
     pub async fn upload_dir(&self, dir: &Path, bucket: &str, prefix: &str) {
         let store = self.store(bucket);
