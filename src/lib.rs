@@ -1,11 +1,12 @@
 //! tilecube: assemble analysis-ready raster datacubes in Icechunk from tiled GeoTIFFs.
 //!
 //! This library is the engine — [`grid`], [`preset`], [`source`], [`cube`], [`ingest`], and
-//! [`scaleout`] for many machines — and
-//! the settings that drive it ([`config`]); with the `loopback` feature (the bench's and the
-//! tests'), `netem` puts a local server a round trip away, `netfault` makes it fail and `nginx`
-//! is their HTTP server. It knows nothing of terminals: it reports progress
-//! as [`ingest::Event`]s on a channel. The headless CLI, the console and the benchmark are
+//! [`scaleout`] for many machines — and the settings that drive it ([`config`]; how this
+//! process reaches object storage, read once by a face, is [`storage_settings`]); with the
+//! `loopback` feature (the bench's and the tests'), `netem` puts a local server a round trip
+//! away, `netfault` makes it fail (the two share one loopback listener, `loopback_proxy`) and
+//! `nginx` is their HTTP server. It knows nothing of terminals: it reports progress as
+//! [`ingest::Event`]s on a channel. The headless CLI, the console and the benchmark are
 //! modules of the `tilecube` binary, thin faces over this library; nothing here depends on
 //! them.
 
@@ -18,6 +19,8 @@ pub mod ids;
 pub mod ingest;
 pub mod legend;
 #[cfg(feature = "loopback")]
+mod loopback_proxy;
+#[cfg(feature = "loopback")]
 pub mod netem;
 #[cfg(feature = "loopback")]
 pub mod netfault;
@@ -29,6 +32,7 @@ pub mod preset;
 pub mod runs;
 pub mod scaleout;
 pub mod source;
+pub mod storage_settings;
 pub mod text;
 
 pub use source::gdal_setup;

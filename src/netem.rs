@@ -9,7 +9,8 @@
 //! - requests are counted by parsing the client's side as HTTP/1.1 (request heads, then
 //!   `Content-Length` or chunked bodies); a connection whose stream cannot be parsed stops
 //!   being counted (and is reported by [`LatencyProxy::unparsed`]) but is still forwarded;
-//! - it listens on 127.0.0.1 only and stops when dropped;
+//! - it listens on 127.0.0.1 only and stops when dropped (the listener and its accept loop
+//!   are `loopback_proxy`'s, shared with `netfault`);
 //! - with [`LatencyProxy::cut_responses`], the next connections that carry that many bytes of
 //!   answers are closed there, mid-response, as a failing network or server does.
 
@@ -19,9 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::loopback_proxy::{Behaviour, Listener, connect_upstream};
 
 /// Counters of a proxy.
 #[derive(Debug, Default)]
@@ -36,47 +39,52 @@ struct Counters {
 
 /// A running proxy; dropping it stops it.
 pub struct LatencyProxy {
-    addr: SocketAddr,
+    listener: Listener,
     counters: Arc<Counters>,
-    task: tokio::task::JoinHandle<()>,
+}
+
+/// The proxy's behaviour on its connections: each is counted and relayed, `one_way` late
+/// each way.
+struct Latency {
+    one_way: Duration,
+    counters: Arc<Counters>,
+}
+
+impl Behaviour for Latency {
+    type Plan = ();
+
+    fn accept(&self, _n: u64) {
+        self.counters.connections.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn serve(self: Arc<Self>, _plan: (), client: TcpStream, upstream: SocketAddr) {
+        if let Ok(server) = connect_upstream(upstream).await {
+            let _ = client.set_nodelay(true);
+            relay(client, server, self.one_way, Arc::clone(&self.counters)).await;
+        }
+    }
 }
 
 impl LatencyProxy {
     /// Start a proxy to `upstream` that adds `round_trip` to every exchange.
     pub async fn start(upstream: SocketAddr, round_trip: Duration) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
-        let c = Arc::clone(&counters);
-        let one_way = round_trip / 2;
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                c.connections.fetch_add(1, Ordering::SeqCst);
-                let c = Arc::clone(&c);
-                tokio::spawn(async move {
-                    if let Ok(server) = TcpStream::connect(upstream).await {
-                        let _ = client.set_nodelay(true);
-                        let _ = server.set_nodelay(true);
-                        relay(client, server, one_way, c).await;
-                    }
-                });
-            }
+        let behaviour = Arc::new(Latency {
+            one_way: round_trip / 2,
+            counters: Arc::clone(&counters),
         });
-        Ok(Self {
-            addr,
-            counters,
-            task,
-        })
+        let listener = Listener::start(upstream, behaviour).await?;
+        Ok(Self { listener, counters })
     }
 
     /// The address clients connect to.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listener.addr()
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.listener.url()
     }
 
     /// HTTP requests seen since the start (or the last [`Self::reset`]).
@@ -111,12 +119,6 @@ impl LatencyProxy {
         self.counters.requests.store(0, Ordering::SeqCst);
         self.counters.connections.store(0, Ordering::SeqCst);
         self.counters.unparsed.store(0, Ordering::SeqCst);
-    }
-}
-
-impl Drop for LatencyProxy {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -340,6 +342,7 @@ fn body_of(head: &[u8]) -> Option<ParseState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpListener;
 
     #[test]
     fn requests_are_counted_across_pieces_bodies_and_chunks() {

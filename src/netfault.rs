@@ -12,7 +12,8 @@
 //! - every connection is counted once under the fault it got ([`FaultCounts`]);
 //! - while [`FaultProxy::hold`] is on, no byte moves on any connection, open or new (a network
 //!   gone silent); bytes held are forwarded, in order, once it is off;
-//! - it listens on 127.0.0.1 only and stops when dropped.
+//! - it listens on 127.0.0.1 only and stops when dropped (the listener and its accept loop
+//!   are `loopback_proxy`'s, shared with `netem`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+use crate::loopback_proxy::{Behaviour, Listener, connect_upstream};
 
 /// Shares of connections (each 0..=1, summing to at most 1) and their parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,9 +110,42 @@ enum Fault {
 
 /// A running proxy; dropping it stops it.
 pub struct FaultProxy {
-    addr: SocketAddr,
+    listener: Listener,
     counters: Arc<Counters>,
-    task: tokio::task::JoinHandle<()>,
+}
+
+/// The proxy's behaviour on its connections: each gets the fault of its number (or, during an
+/// outage, `503 SlowDown`), counted under it.
+struct Injector {
+    faults: Faults,
+    counters: Arc<Counters>,
+}
+
+impl Behaviour for Injector {
+    type Plan = Fault;
+
+    fn accept(&self, n: u64) -> Fault {
+        let c = &self.counters;
+        c.connections.fetch_add(1, Ordering::SeqCst);
+        if c.outage.load(Ordering::SeqCst) {
+            Fault::SlowDown
+        } else {
+            self.faults.of(n)
+        }
+    }
+
+    async fn serve(self: Arc<Self>, fault: Fault, client: TcpStream, upstream: SocketAddr) {
+        let c = &self.counters;
+        let counter = match fault {
+            Fault::SlowDown => &c.slow_down,
+            Fault::ServerError => &c.server_error,
+            Fault::Reset { .. } => &c.reset,
+            Fault::Stall => &c.stall,
+            Fault::None => &c.relayed,
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+        serve(client, upstream, fault, self.faults.stall_for, c).await;
+    }
 }
 
 fn mix(mut h: u64) -> u64 {
@@ -151,47 +187,23 @@ impl Faults {
 impl FaultProxy {
     /// Start a proxy to `upstream` that injects `faults`.
     pub async fn start(upstream: SocketAddr, faults: Faults) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
-        let c = Arc::clone(&counters);
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let n = c.connections.fetch_add(1, Ordering::SeqCst);
-                let fault = if c.outage.load(Ordering::SeqCst) {
-                    Fault::SlowDown
-                } else {
-                    faults.of(n)
-                };
-                let c = Arc::clone(&c);
-                tokio::spawn(async move {
-                    let counter = match fault {
-                        Fault::SlowDown => &c.slow_down,
-                        Fault::ServerError => &c.server_error,
-                        Fault::Reset { .. } => &c.reset,
-                        Fault::Stall => &c.stall,
-                        Fault::None => &c.relayed,
-                    };
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    serve(client, upstream, fault, faults.stall_for, &c).await;
-                });
-            }
+        let behaviour = Arc::new(Injector {
+            faults,
+            counters: Arc::clone(&counters),
         });
-        Ok(Self {
-            addr,
-            counters,
-            task,
-        })
+        let listener = Listener::start(upstream, behaviour).await?;
+        Ok(Self { listener, counters })
     }
 
     /// The address clients connect to.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listener.addr()
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.listener.url()
     }
 
     /// Stop (`true`) or resume every byte on every connection.
@@ -218,12 +230,6 @@ impl FaultProxy {
             stall: get(&c.stall),
             relayed: get(&c.relayed),
         }
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -272,8 +278,7 @@ async fn serve(
             upstream: up,
             after,
         } => {
-            if let Ok(server) = TcpStream::connect(upstream).await {
-                let _ = server.set_nodelay(true);
+            if let Ok(server) = connect_upstream(upstream).await {
                 // A zero linger makes the close a reset and never blocks (only a positive
                 // linger waits for unsent data, which is why tokio deprecates the setter).
                 #[allow(deprecated)]
@@ -285,8 +290,7 @@ async fn serve(
             }
         }
         Fault::None => {
-            if let Ok(server) = TcpStream::connect(upstream).await {
-                let _ = server.set_nodelay(true);
+            if let Ok(server) = connect_upstream(upstream).await {
                 relay(client, server, None, c).await;
             }
         }

@@ -113,8 +113,8 @@ pub struct BenchArgs {
 }
 
 /// Run the benchmark and print its figures.
-pub fn run(args: &BenchArgs) -> Result<()> {
-    tilecube::gdal_setup();
+pub fn run(args: &BenchArgs, storage: &tilecube::storage_settings::StorageSettings) -> Result<()> {
+    tilecube::gdal_setup(storage);
     if args.scale {
         return scale::run(args);
     }

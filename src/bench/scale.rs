@@ -21,6 +21,7 @@ use tilecube::cube::{ChunkEncoder, CoverageCache, Cube, RepoLocation, TileChunks
 use tilecube::grid::{Grid, TileName};
 use tilecube::netem::LatencyProxy;
 use tilecube::preset::{GLAD_TOML, Preset};
+use tilecube::storage_settings::StorageSettings;
 
 const TILE: u64 = 400;
 const CHUNK: u64 = 10;
@@ -262,8 +263,10 @@ fn measure(
         // SAFETY: the bench's own threads read these only through the cube opened below.
         unsafe { std::env::set_var(k, v) };
     }
+    // The target's storage settings, read as the children read them.
+    let storage = StorageSettings::from_env()?;
     let (open, diff, diff_again, changed) = rt.block_on(async {
-        let location = RepoLocation::parse(&target.repo, &Default::default())?;
+        let location = RepoLocation::parse(&target.repo, &storage)?;
         let mut cube = Cube::open(location.clone(), "main").await?;
         let history = cube.history().await?;
         let with_tiles: Vec<_> = history.iter().filter(|c| c.tile_count() > 0).collect();
@@ -332,8 +335,9 @@ fn measure(
     // The repository's share of a tile, in process: record 1,600 chunk references and
     // commit, into the full cube and into the empty one.
     let (rec_full, rec_empty) = rt.block_on(async {
-        let open = |repo: String| async move {
-            Cube::open(RepoLocation::parse(&repo, &Default::default())?, "main").await
+        let open = |repo: String| {
+            let storage = &storage;
+            async move { Cube::open(RepoLocation::parse(&repo, storage)?, "main").await }
         };
         let full = record_and_commit(&open(target.repo.clone()).await?, tile, 5).await?;
         let empty = record_and_commit(&open(empty_target.repo.clone()).await?, tile, 5).await?;

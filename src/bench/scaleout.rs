@@ -92,10 +92,13 @@ async fn merge_at_scale(shards: usize) -> Result<()> {
     }
     .sealed();
     let plan_dir = work.join("plan");
-    let plan_place = Place::parse(&plan_dir.display().to_string())?;
+    let plan_place = Place::parse(&plan_dir.display().to_string(), &Default::default())?;
     plan.save(&plan_place, true).await?;
     let stage_dir = work.join("stage");
-    let stage = Arc::new(Place::parse(&stage_dir.display().to_string())?);
+    let stage = Arc::new(Place::parse(
+        &stage_dir.display().to_string(),
+        &Default::default(),
+    )?);
 
     // Cheap fills: references to chunk objects of a typical GLAD chunk's size, not uploaded.
     let chunk_len = 40_000u64;

@@ -100,7 +100,8 @@ pub(super) fn floor_tile(
 ) -> Result<TileFloor> {
     use tilecube::overview::{Resampling, TileLevel, TilePyramid};
     let encoder = ChunkEncoder::new(layout)?;
-    let (reader, _) = TileReader::open(path, grid, tile)?;
+    // A local tile: no storage settings to reach it with.
+    let (reader, _) = TileReader::open(path, grid, tile, &Default::default())?;
     let side = grid.chunk_pixels as usize;
     let width = grid.tile_pixels as usize;
     let levels: Vec<TileLevel> = layout

@@ -118,8 +118,11 @@ pub(crate) async fn demo(
     }
     let per_year = {
         let (s, g, y) = (source_dir.clone(), grid.clone(), years.clone());
-        tokio::task::spawn_blocking(move || tilecube::demo::make_source(&s, &g, &y, texture))
-            .await??
+        let storage = settings.storage();
+        tokio::task::spawn_blocking(move || {
+            tilecube::demo::make_source(&s, &g, &y, texture, &storage)
+        })
+        .await??
     };
     eprintln!("{per_year} land tiles per year, {} years", years.len());
     let mut demo_settings = settings.clone();

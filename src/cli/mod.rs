@@ -1,6 +1,7 @@
 //! The headless front end: `tilecube init|write|status|log|demo`, for scripts and CI.
 //!
-//! It resolves settings (flags over config file over defaults), calls the engine, and prints
+//! It reads the environment's storage settings once, resolves settings (flags over config file
+//! over environment over defaults), calls the engine, and prints
 //! results as text or `--json`. Errors name the setting or tile at fault.
 
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use tilecube::config::{Settings, io_runtime};
+use tilecube::storage_settings::StorageSettings;
 
 mod demo;
 mod extend;
@@ -275,10 +277,11 @@ pub struct WriteArgs {
 
 /// Run the CLI; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
-    tilecube::source::check_gdal_cachemax().map_err(anyhow::Error::msg)?;
+    // The one read of the environment's storage settings: every command hands them down.
+    let storage_env = StorageSettings::from_env()?;
     #[cfg(feature = "bench")]
     if let Some(Command::Bench(args)) = &cli.command {
-        crate::bench::run(args)?;
+        crate::bench::run(args, &storage_env)?;
         return Ok(0);
     }
     if let Some(Command::Completions { shell }) = &cli.command {
@@ -287,7 +290,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         return Ok(0);
     }
     let overrides = cli.global.overrides();
-    let settings = Settings::resolve(&overrides)?;
+    let settings = Settings::resolve(&overrides, storage_env)?;
     if let Some(Command::Merge(_)) = &cli.command {
         tilecube::cube::limit_allocator_arenas();
     }

@@ -92,7 +92,8 @@ pub async fn plan(settings: &Settings, args: &PlanArgs) -> Result<i32> {
     if args.shards == 0 {
         bail!("--shards must be at least 1");
     }
-    let place = Place::parse(&args.out).with_context(|| format!("--out {}", args.out))?;
+    let place = Place::parse(&args.out, &settings.storage())
+        .with_context(|| format!("--out {}", args.out))?;
     let Some(plan) = build_plan(settings, &args.choice, args.shards).await? else {
         eprintln!("nothing to plan: no tile to write (the branch already holds every one chosen)");
         return Ok(0);
@@ -196,7 +197,7 @@ pub(crate) async fn load_plan(
     flags: &Overrides,
     at: &str,
 ) -> Result<(Place, ShardPlan, Settings)> {
-    let place = Place::parse(at).with_context(|| format!("--plan {at}"))?;
+    let place = Place::parse(at, &local.storage()).with_context(|| format!("--plan {at}"))?;
     let plan = ShardPlan::load(&place).await?;
     let settings = plan_settings(local, flags, &plan)?;
     Ok((place, plan, settings))
@@ -227,7 +228,7 @@ pub async fn write(local: &Settings, flags: &Overrides, args: &WriteArgs) -> Res
     let stage = args
         .stage
         .as_deref()
-        .map(|s| Place::parse(s).with_context(|| format!("--stage {s}")))
+        .map(|s| Place::parse(s, &settings.storage()).with_context(|| format!("--stage {s}")))
         .transpose()?
         .map(Arc::new);
     if stage.is_none() && task.scheduler.is_some() && cube.location.is_local_path() {
@@ -485,7 +486,8 @@ async fn record_failure(recorder: &mut Recorder, shard: usize, e: &anyhow::Error
 
 pub async fn merge(local: &Settings, flags: &Overrides, args: &MergeArgs) -> Result<i32> {
     let (_, plan, settings) = load_plan(local, flags, &args.plan).await?;
-    let stage = Place::parse(&args.stage).with_context(|| format!("--stage {}", args.stage))?;
+    let stage = Place::parse(&args.stage, &settings.storage())
+        .with_context(|| format!("--stage {}", args.stage))?;
     let cube = settings.open_cube().await?;
     plan.check_cube(&cube)?;
     let started = std::time::Instant::now();
@@ -539,12 +541,12 @@ pub async fn status(local: &Settings, at: &str, stage: Option<&str>, as_json: bo
     let flags = Overrides::default();
     let (place, plan, settings) = load_plan(local, &flags, at).await?;
     let stage = stage
-        .map(|s| Place::parse(s).with_context(|| format!("--stage {s}")))
+        .map(|s| Place::parse(s, &settings.storage()).with_context(|| format!("--stage {s}")))
         .transpose()?;
     let cube = settings.open_cube().await?;
     // A repository made again since the plan: its tiles say nothing of the plan's.
     plan.check_cube(&cube)?;
-    let st = PlanStatus::gather(&plan, &place, &cube, stage.as_ref()).await?;
+    let st = PlanStatus::gather(&plan, &place, &cube, stage.as_ref(), &settings.storage()).await?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&st)?);
         return Ok(0);

@@ -1,7 +1,8 @@
 //! The configuration file and how it meets the command line.
 //!
 //! Settings come from, in order of precedence: command-line flags, the config file
-//! (`--config`, else `config.toml` in the user config dir), built-in defaults. Every command
+//! (`--config`, else `config.toml` in the user config dir), the environment's storage
+//! settings a face read once ([`crate::storage_settings`]), built-in defaults. Every command
 //! runs without a config file.
 
 #[cfg(feature = "test-support")]

@@ -1,11 +1,15 @@
 //! Settings: what a face sets ([`Overrides`], the command-line flags), resolved over the
-//! config file and the defaults into what the engine needs — the repository, the source, the ingest options and
-//! the I/O runtime.
+//! config file, the environment the face read once ([`StorageSettings::from_env`]) and the
+//! defaults into what the engine needs — the repository, the source, the ingest options, how
+//! storage is reached ([`Settings::storage`]) and the I/O runtime.
 //!
-//! Invariants: flags override the config file, which overrides the defaults; both faces build
-//! their engine options here and nowhere else, so a setting means the same in each.
+//! Invariants: flags override the config file, which overrides the environment, which
+//! overrides the defaults; both faces build their engine options here and nowhere else, so a
+//! setting means the same in each; every engine option that reaches storage carries the one
+//! [`StorageSettings`] of [`Settings::storage`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
@@ -17,6 +21,7 @@ use crate::ingest::{
 };
 use crate::preset::Preset;
 use crate::source::Source;
+use crate::storage_settings::StorageSettings;
 
 /// What a face sets over the config file (its command-line flags, say); `None` leaves the
 /// config file's value or the default.
@@ -59,10 +64,15 @@ pub struct Settings {
     pub branch: String,
     /// The config file read, if any (a detached run's worker reads the same one).
     pub config_path: Option<std::path::PathBuf>,
+    /// What the process environment says of storage, as the face read it once;
+    /// [`Settings::storage`] lays the flags and the config file over it.
+    pub storage_env: StorageSettings,
 }
 
 impl Settings {
-    pub fn resolve(g: &Overrides) -> Result<Self> {
+    /// The flags `g` over the config file (theirs, else the default one) over the storage
+    /// settings `storage_env` the face read from the environment.
+    pub fn resolve(g: &Overrides, storage_env: StorageSettings) -> Result<Self> {
         let (mut file, config_path) = ConfigFile::load(g.config.as_deref())?;
         // Paths in a config file are the file's: a relative one is taken from the file's
         // directory, wherever the command runs (flags stay relative to the command's).
@@ -116,7 +126,19 @@ impl Settings {
             preset,
             file,
             config_path,
+            storage_env,
         })
+    }
+
+    /// How storage is reached: the environment's settings with the flags' and config file's
+    /// `[s3]`, `[gcs]` endpoint and `[storage_retries]` over them. The value every engine
+    /// option built here carries.
+    pub fn storage(&self) -> Arc<StorageSettings> {
+        Arc::new(self.storage_env.clone().with_config(
+            &self.file.s3,
+            self.file.gcs.endpoint.as_deref(),
+            self.file.storage_retries,
+        ))
     }
 
     pub fn location(&self) -> Result<RepoLocation> {
@@ -126,7 +148,7 @@ impl Settings {
                 demo_hint()
             );
         };
-        Ok(RepoLocation::parse(repo, &self.file.s3)?.with_retries(self.file.storage_retries))
+        Ok(RepoLocation::parse(repo, &self.storage())?)
     }
 
     pub fn source(&self) -> Result<Source> {
@@ -134,10 +156,7 @@ impl Settings {
             .source
             .as_deref()
             .context("no source: pass --source or set `source` in the config file")?;
-        if let Some(ep) = &self.file.gcs.endpoint {
-            crate::source::remote::set_gcs_endpoint(ep);
-        }
-        Ok(Source::new(root, &self.preset.source)?)
+        Ok(Source::new(root, &self.preset.source)?.with_storage(self.storage()))
     }
 
     pub async fn open_cube(&self) -> Result<Cube> {
@@ -213,6 +232,7 @@ impl Settings {
                 .read_ahead_mb
                 .map(|m| m << 20)
                 .unwrap_or(DEFAULT_READ_AHEAD_BYTES),
+            storage: self.storage(),
             ..IngestOptions::default()
         })
     }
@@ -273,5 +293,63 @@ pub fn demo_hint() -> String {
             source.display()
         ),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_storage_settings_are_the_environments_under_the_config_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            "[s3]\nendpoint_url = \"http://config:9000\"\n\
+             [gcs]\nendpoint = \"http://config-gcs\"\n\
+             [storage_retries]\ntries = 4\n",
+        )
+        .unwrap();
+        let env = StorageSettings::from_lookup(|k| match k {
+            "AWS_ENDPOINT_URL" => Some("http://env:9000".into()),
+            "AWS_REGION" => Some("eu-west-1".into()),
+            "GS_NO_SIGN_REQUEST" => Some("yes".into()),
+            _ => None,
+        })
+        .unwrap();
+        let overrides = Overrides {
+            config: Some(config),
+            repo: Some("s3://cubes/glad".into()),
+            source: Some("gs://tiles/glad".into()),
+            s3_region: Some("us-west-2".into()),
+            ..Default::default()
+        };
+        let settings = Settings::resolve(&overrides, env).unwrap();
+        let storage = settings.storage();
+        assert_eq!(
+            storage.repo_s3().endpoint_url.as_deref(),
+            Some("http://config:9000")
+        );
+        assert_eq!(storage.repo_s3().region.as_deref(), Some("us-west-2"));
+        assert_eq!(storage.aws.endpoint_url.as_deref(), Some("http://env:9000"));
+        assert_eq!(storage.gcs_endpoint(), Some("http://config-gcs/"));
+        assert!(storage.gcs.no_sign_request);
+        assert_eq!(storage.retries.tries.map(|t| t.get()), Some(4));
+        match settings.location().unwrap() {
+            RepoLocation::S3 {
+                settings: s3,
+                retries,
+                ..
+            } => {
+                assert_eq!(s3.endpoint_url.as_deref(), Some("http://config:9000"));
+                assert_eq!(retries, storage.retries);
+            }
+            other => panic!("{other:?}"),
+        }
+        let source = settings.source().unwrap();
+        assert_eq!(**source.storage(), *storage);
+        let options = settings.write_options(None, None, None).unwrap();
+        assert_eq!(*options.storage, *storage);
     }
 }

@@ -1,8 +1,9 @@
 //! Where a repository lives: a local directory (the default), `s3://bucket/prefix` or
 //! `gs://bucket/prefix`, and how to reach it.
 //!
-//! S3 settings not given explicitly come from the standard AWS environment variables;
-//! credentials are only ever handed to the storage client, never displayed.
+//! S3 settings not given explicitly come from the standard AWS environment variables, as
+//! read once into the [`StorageSettings`] a location is parsed with; credentials are read by
+//! the storage client itself, never by tilecube, and never displayed.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -12,37 +13,8 @@ use icechunk::Storage;
 use icechunk::config::{S3Credentials, S3Options};
 
 use super::CubeError;
-
-/// S3 connection settings for a repository; anything left `None` falls back to the
-/// environment (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials from `AWS_*` and profiles).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct S3Settings {
-    pub region: Option<String>,
-    pub endpoint_url: Option<String>,
-    pub path_style: Option<bool>,
-    pub anonymous: Option<bool>,
-}
-
-/// How the storage client of a repository in an object store retries a failed request
-/// (Icechunk's storage settings, for S3 and GCS alike). Anything left `None` keeps
-/// Icechunk's default: 10 tries, the first back-off 100 ms, at most 3 minutes between tries.
-/// Set when the client is made (the first request), so it holds for the whole process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StorageRetries {
-    /// Tries of one request, the first included (at least 1).
-    pub tries: Option<std::num::NonZeroU16>,
-    pub initial_backoff_ms: Option<u32>,
-    pub max_backoff_ms: Option<u32>,
-}
-
-impl StorageRetries {
-    /// Whether every value is Icechunk's default.
-    pub fn is_default(&self) -> bool {
-        *self == Self::default()
-    }
-}
+use crate::storage_settings::StorageSettings;
+pub use crate::storage_settings::{S3Settings, StorageRetries};
 
 /// How long a try of an S3 request waits for its connection.
 pub const S3_CONNECT_TIMEOUT_MS: u32 = 10_000;
@@ -91,28 +63,27 @@ fn split_bucket(rest: &str, original: &str) -> Result<(String, String), CubeErro
 }
 
 impl RepoLocation {
-    /// Parse `--repo`: a local path, `s3://bucket/prefix` or `gs://bucket/prefix`.
-    pub fn parse(text: &str, s3: &S3Settings) -> Result<Self, CubeError> {
+    /// Parse `--repo`: a local path, `s3://bucket/prefix` or `gs://bucket/prefix`, reached
+    /// as `storage` says (an S3 repository's settings over the environment's endpoint and
+    /// region, GCS anonymously with `GS_NO_SIGN_REQUEST`, the storage client's retries).
+    pub fn parse(text: &str, storage: &StorageSettings) -> Result<Self, CubeError> {
         if let Some(rest) = text.strip_prefix("s3://") {
             let (bucket, prefix) = split_bucket(rest, text)?;
             return Ok(Self::S3 {
                 bucket,
                 prefix,
-                settings: s3.clone(),
-                retries: StorageRetries::default(),
+                settings: storage.repo_s3(),
+                retries: storage.retries,
             });
         }
         if let Some(rest) = text.strip_prefix("gs://") {
             let (bucket, prefix) = split_bucket(rest, text)?;
             // Application default credentials, or none with GS_NO_SIGN_REQUEST=YES.
-            let anonymous = std::env::var("GS_NO_SIGN_REQUEST").is_ok_and(|v| {
-                matches!(v.to_ascii_uppercase().as_str(), "YES" | "TRUE" | "1" | "ON")
-            });
             return Ok(Self::Gcs {
                 bucket,
                 prefix,
-                anonymous,
-                retries: StorageRetries::default(),
+                anonymous: storage.gcs.no_sign_request,
+                retries: storage.retries,
             });
         }
         if text.contains("://") {
@@ -128,16 +99,6 @@ impl RepoLocation {
             });
         }
         Ok(Self::Local(PathBuf::from(text)))
-    }
-
-    /// The same location, its storage client retrying as `retries` says (a local
-    /// repository has no client: it is unchanged).
-    pub fn with_retries(mut self, retries: StorageRetries) -> Self {
-        match &mut self {
-            Self::Local(_) => {}
-            Self::S3 { retries: r, .. } | Self::Gcs { retries: r, .. } => *r = retries,
-        }
-        self
     }
 
     /// Icechunk's storage settings for this location: its retries, if any differ from
@@ -217,20 +178,14 @@ impl RepoLocation {
                 settings,
                 ..
             } => {
-                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-                let endpoint_url = settings
-                    .endpoint_url
-                    .clone()
-                    .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-                    .or_else(|| env("AWS_ENDPOINT_URL"));
+                // The environment's endpoint and region were laid under these at parse.
+                let endpoint_url = settings.endpoint_url.clone();
                 let allow_http = endpoint_url
                     .as_deref()
                     .is_some_and(|u| u.starts_with("http://"));
                 let region = settings
                     .region
                     .clone()
-                    .or_else(|| env("AWS_REGION"))
-                    .or_else(|| env("AWS_DEFAULT_REGION"))
                     .or_else(|| endpoint_url.as_ref().map(|_| "us-east-1".to_string()));
                 let anonymous = settings.anonymous.unwrap_or(false);
                 let mut options = S3Options::default();
@@ -283,10 +238,14 @@ mod tests {
 
     #[test]
     fn locations_parse_and_display_without_settings() {
-        let s3 = S3Settings {
-            endpoint_url: Some("http://127.0.0.1:9000".into()),
-            ..Default::default()
-        };
+        let s3 = StorageSettings::default().with_config(
+            &S3Settings {
+                endpoint_url: Some("http://127.0.0.1:9000".into()),
+                ..Default::default()
+            },
+            None,
+            StorageRetries::default(),
+        );
         let l = RepoLocation::parse("s3://bucket/some/prefix/", &s3).unwrap();
         assert_eq!(l.to_string(), "s3://bucket/some/prefix");
         let l = RepoLocation::parse("gs://b", &s3).unwrap();
@@ -296,5 +255,42 @@ mod tests {
         for bad in ["s3://", "ftp://x/y", ""] {
             assert!(RepoLocation::parse(bad, &s3).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_location_takes_the_environment_under_its_settings() {
+        let storage = StorageSettings::from_lookup(|k| match k {
+            "AWS_ENDPOINT_URL" => Some("http://env:9000".into()),
+            "AWS_REGION" => Some("eu-west-1".into()),
+            "GS_NO_SIGN_REQUEST" => Some("YES".into()),
+            _ => None,
+        })
+        .unwrap();
+        let retries = StorageRetries {
+            max_backoff_ms: Some(500),
+            ..Default::default()
+        };
+        let flags = S3Settings {
+            region: Some("us-west-2".into()),
+            ..Default::default()
+        };
+        let storage = storage.with_config(&flags, None, retries);
+        match RepoLocation::parse("s3://b/p", &storage).unwrap() {
+            RepoLocation::S3 {
+                settings, retries, ..
+            } => {
+                assert_eq!(settings.endpoint_url.as_deref(), Some("http://env:9000"));
+                assert_eq!(settings.region.as_deref(), Some("us-west-2"));
+                assert_eq!(retries.max_backoff_ms, Some(500));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            RepoLocation::parse("gs://b/p", &storage).unwrap(),
+            RepoLocation::Gcs {
+                anonymous: true,
+                ..
+            }
+        ));
     }
 }

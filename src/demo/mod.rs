@@ -301,15 +301,17 @@ pub fn missing_tiles(root: &Path, grid: &Grid, years: &[i32]) -> usize {
 }
 
 /// Make a whole GLAD-like source under `root`: every land tile for every year, and the lists.
-/// Tiles already present are kept. Returns the number of tiles per year.
+/// Tiles already present are kept, and GDAL is set up as `storage` says (its block cache).
+/// Returns the number of tiles per year.
 pub fn make_source(
     root: &Path,
     grid: &Grid,
     years: &[i32],
     texture: Texture,
+    storage: &crate::storage_settings::StorageSettings,
 ) -> Result<usize, DemoError> {
     use rayon::prelude::*;
-    crate::source::gdal_setup();
+    crate::source::gdal_setup(storage);
     let tiles = land_tiles(grid);
     for &year in years {
         tiles.par_iter().try_for_each(|&t| {

@@ -4,9 +4,10 @@
 //!
 //! Invariants: every write replaces an object whole (a temporary file renamed into place on
 //! a directory, a single PUT on an object store), so a reader sees the old object or the new
-//! one, never half of one; errors name the object's address; object-store credentials come
-//! from the environment (`AWS_*`, Google's application default credentials) and are never
-//! part of an address.
+//! one, never half of one; errors name the object's address; an object store is reached as
+//! the [`StorageSettings`] handed down say, its credentials read by the store's client from
+//! the environment (`AWS_*`, Google's application default credentials), never part of an
+//! address.
 
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use super::ScaleError;
 use crate::fault::classify_store_error;
 use crate::source::remote::store_for;
+use crate::storage_settings::StorageSettings;
 
 /// A directory or object-store prefix holding named objects.
 pub enum Place {
@@ -45,8 +47,8 @@ impl std::fmt::Display for Place {
 }
 
 impl Place {
-    /// A place from a path or an `s3://` / `gs://` URL.
-    pub fn parse(text: &str) -> Result<Self, ScaleError> {
+    /// A place from a path or an `s3://` / `gs://` URL, reached as `storage` says.
+    pub fn parse(text: &str, storage: &StorageSettings) -> Result<Self, ScaleError> {
         let text = text.trim();
         if text.is_empty() {
             return Err(ScaleError::Bad {
@@ -56,7 +58,7 @@ impl Place {
         }
         if text.starts_with("s3://") || text.starts_with("gs://") {
             let url = text.trim_end_matches('/').to_string();
-            let (store, prefix) = store_for(&url, None)?;
+            let (store, prefix) = store_for(&url, storage, None)?;
             return Ok(Self::Remote { url, store, prefix });
         }
         if text.contains("://") {
@@ -233,7 +235,11 @@ mod tests {
     #[tokio::test]
     async fn a_local_place_puts_gets_lists_and_deletes_whole_objects() {
         let dir = tempfile::tempdir().unwrap();
-        let place = Place::parse(&dir.path().join("plan").display().to_string()).unwrap();
+        let place = Place::parse(
+            &dir.path().join("plan").display().to_string(),
+            &Default::default(),
+        )
+        .unwrap();
         assert!(place.get("plan.json").await.unwrap().is_none());
         assert!(place.list("shards").await.unwrap().is_empty());
         place
@@ -261,7 +267,7 @@ mod tests {
         place.delete("shards/0000.json").await.unwrap();
         assert_eq!(place.list("shards").await.unwrap(), ["0001.json"]);
         for bad in ["", "http://x/y", "ftp://a/b"] {
-            assert!(Place::parse(bad).is_err(), "{bad}");
+            assert!(Place::parse(bad, &Default::default()).is_err(), "{bad}");
         }
     }
 }

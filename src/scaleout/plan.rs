@@ -301,7 +301,7 @@ mod tests {
     #[tokio::test]
     async fn a_plan_round_trips_and_is_not_overwritten_by_accident() {
         let dir = tempfile::tempdir().unwrap();
-        let place = Place::parse(&dir.path().display().to_string()).unwrap();
+        let place = Place::parse(&dir.path().display().to_string(), &Default::default()).unwrap();
         let plan = ShardPlan {
             format: PLAN_FORMAT,
             id: crate::ids::new_id(),
@@ -342,7 +342,11 @@ mod tests {
         edited.save(&place, true).await.unwrap();
         let e = ShardPlan::load(&place).await.unwrap_err().to_string();
         assert!(e.contains("in shard 0 and in shard 1"), "{e}");
-        let empty = Place::parse(&dir.path().join("none").display().to_string()).unwrap();
+        let empty = Place::parse(
+            &dir.path().join("none").display().to_string(),
+            &Default::default(),
+        )
+        .unwrap();
         let e = ShardPlan::load(&empty).await.unwrap_err().to_string();
         assert!(e.contains("no plan there"), "{e}");
     }

@@ -17,6 +17,7 @@ use super::stage::plan_commits;
 use super::{Place, ScaleError, ShardPlan, ShardRecord, StageManifest};
 use crate::cube::Cube;
 use crate::grid::TileName;
+use crate::storage_settings::StorageSettings;
 
 /// One shard of a plan, as things stand.
 #[derive(Debug, Clone, Serialize)]
@@ -90,12 +91,13 @@ impl ShardStatus {
 
 impl PlanStatus {
     /// Gather a plan's progress. `stage` is read when given, else the stage the shards'
-    /// records name (if any).
+    /// records name (if any), reached as `storage` says.
     pub async fn gather(
         plan: &ShardPlan,
         place: &Place,
         cube: &Cube,
         stage: Option<&Place>,
+        storage: &StorageSettings,
     ) -> Result<Self, ScaleError> {
         // A record that cannot be read is that shard's problem, not the plan's: the others
         // still show.
@@ -128,7 +130,7 @@ impl PlanStatus {
             .iter()
             .flatten()
             .find_map(|r| r.stage.clone())
-            .map(|s| Place::parse(&s))
+            .map(|s| Place::parse(&s, storage))
             .transpose()?;
         let stage = stage.or(named_stage.as_ref());
         let manifests: Vec<Option<StageManifest>> = match stage {

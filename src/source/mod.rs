@@ -4,7 +4,8 @@
 //! is decoded by GDAL from `/vsitilecube/` ([`fetch`]), whose bytes `object_store` fetches
 //! ahead of the decoder; with read-ahead off, through GDAL's own network file systems
 //! (`/vsigs/`, `/vsis3/`, `/vsicurl/`). Tile lists are small and are fetched with
-//! `object_store`.
+//! `object_store`. How remote ones are reached is the [`StorageSettings`] a source is given
+//! ([`Source::with_storage`]); every remote read below takes them from there.
 
 pub mod digest;
 pub mod fetch;
@@ -18,7 +19,7 @@ mod tile;
 
 use std::path::PathBuf;
 
-pub use gdal::{check_gdal_cachemax, gdal_s3_options_from_env, gdal_setup};
+pub use gdal::{gdal_s3_options, gdal_setup};
 pub use list::{ListProblem, TileList};
 pub use location::{Store, TileLocation, absolute_path};
 pub use open::{OpenTile, ReadAheadOptions};
@@ -26,8 +27,11 @@ pub use provenance::{DigestCache, Provenance};
 pub use remote::RemoteError;
 pub use tile::{TileError, TileReader, crs_wkt};
 
+use std::sync::Arc;
+
 use crate::grid::{Grid, TileName};
 use crate::preset::SourceSpec;
+use crate::storage_settings::StorageSettings;
 
 /// Errors reading a source's tile lists.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +70,9 @@ pub struct Source {
     pub root: SourceRoot,
     pub tile_template: String,
     pub list_template: String,
+    /// How its remote tiles and lists are reached (empty settings until
+    /// [`Source::with_storage`]: no endpoint, region or no-sign from the environment).
+    storage: Arc<StorageSettings>,
 }
 
 /// Where a source lives.
@@ -120,7 +127,19 @@ impl Source {
             root,
             tile_template: spec.tile.clone(),
             list_template: spec.list.clone(),
+            storage: Arc::default(),
         })
+    }
+
+    /// The same source, its remote tiles and lists reached as `storage` says.
+    pub fn with_storage(mut self, storage: Arc<StorageSettings>) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// How the source's remote tiles and lists are reached.
+    pub fn storage(&self) -> &Arc<StorageSettings> {
+        &self.storage
     }
 
     fn fill(template: &str, year: i32, tile: Option<TileName>) -> String {
@@ -217,7 +236,7 @@ impl Source {
                     });
                 }
             },
-            SourceRoot::Remote(_) => match remote::fetch(&location).await {
+            SourceRoot::Remote(_) => match remote::fetch(&location, &self.storage).await {
                 Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
                 Ok(None) => {
                     return Err(SourceError::NoList {

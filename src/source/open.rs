@@ -19,6 +19,7 @@ use super::location::TileLocation;
 use super::tile::{TileError, TileReader};
 use crate::fault::RemoteError;
 use crate::grid::{Cell, Grid, TileName};
+use crate::storage_settings::StorageSettings;
 
 /// How far a remote tile is read ahead of its decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,23 +45,25 @@ pub struct OpenTile {
 }
 
 impl OpenTile {
-    /// Open the tile at `location`, listed as `listed_as`, and check it against `grid`.
+    /// Open the tile at `location`, listed as `listed_as`, and check it against `grid`; a
+    /// remote one is reached as `storage` says.
     pub fn open(
         location: &TileLocation,
         grid: &Grid,
         listed_as: TileName,
         ahead: ReadAheadOptions,
+        storage: &StorageSettings,
     ) -> Result<Self, TileError> {
         let fetched = match location.url() {
-            Some(url) if ahead.windows > 0 => {
-                Some(RemoteFile::open(url).map_err(|source| match source {
+            Some(url) if ahead.windows > 0 => Some(RemoteFile::open(url, storage).map_err(
+                |source| match source {
                     RemoteError::NotFound { url } => TileError::Missing { path: url },
                     source => TileError::Remote {
                         path: url.to_string(),
                         source,
                     },
-                })?)
-            }
+                },
+            )?),
             _ => None,
         };
         // What is read: looked at before the first byte, so a source replaced while it is
@@ -69,13 +72,13 @@ impl OpenTile {
             (Some(file), _) => Some(file.provenance().clone()),
             (None, TileLocation::Local(path)) => super::Provenance::of_file(path).ok(),
             (None, object) => super::fetch::runtime()
-                .block_on(super::Provenance::look_up(object))
+                .block_on(super::Provenance::look_up(object, storage))
                 .ok()
                 .flatten(),
         };
         let (reader, cell) = match &fetched {
             Some(file) => TileReader::open_fetched(file, grid, listed_as)?,
-            None => TileReader::open(&location.gdal_path(), grid, listed_as)?,
+            None => TileReader::open(&location.gdal_path(), grid, listed_as, storage)?,
         };
         let tile_rows = grid.tile_pixels as usize;
         let window = window_rows(grid.chunk_pixels as usize, reader.block_rows());

@@ -21,6 +21,7 @@ use object_store::{ObjectStore, ObjectStoreExt as _};
 use super::{Source, TileLocation};
 use crate::fault::RemoteError;
 use crate::grid::TileName;
+use crate::storage_settings::StorageSettings;
 
 /// A source object's size and version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -112,8 +113,12 @@ impl Provenance {
         }
     }
 
-    /// The provenance of the object at `location` now; `Ok(None)` if it is not there.
-    pub async fn look_up(location: &TileLocation) -> Result<Option<Self>, RemoteError> {
+    /// The provenance of the object at `location` now, reached as `storage` says; `Ok(None)`
+    /// if it is not there.
+    pub async fn look_up(
+        location: &TileLocation,
+        storage: &StorageSettings,
+    ) -> Result<Option<Self>, RemoteError> {
         match location {
             TileLocation::Local(path) => {
                 let at = path.clone();
@@ -133,7 +138,7 @@ impl Provenance {
                 }
             }
             TileLocation::Object { url, .. } => {
-                let (store, key) = super::remote::store_for(url, None)?;
+                let (store, key) = super::remote::store_for(url, storage, None)?;
                 match store.head(&key).await {
                     Ok(meta) => Ok(Some(Self::of_meta(&meta))),
                     Err(e) => match crate::fault::classify_store_error(url, e) {
@@ -283,7 +288,7 @@ pub async fn look_up_year(
     let listed = match locations.first() {
         Some((_, TileLocation::Object { url, .. })) if url.starts_with("s3://") => {
             let dir = url.rsplit_once('/').map(|(d, _)| d).unwrap_or(url);
-            Some(list_s3(dir).await?)
+            Some(list_s3(dir, source.storage()).await?)
         }
         _ => None,
     };
@@ -298,7 +303,9 @@ pub async fn look_up_year(
         return Ok(out);
     }
     let mut looked = futures::stream::iter(locations)
-        .map(|(tile, location)| async move { (tile, Provenance::look_up(&location).await) })
+        .map(|(tile, location)| async move {
+            (tile, Provenance::look_up(&location, source.storage()).await)
+        })
         .buffer_unordered(LOOKUPS);
     while let Some((tile, found)) = looked.next().await {
         out.insert(tile, found?);
@@ -307,9 +314,12 @@ pub async fn look_up_year(
 }
 
 /// Every object under an `s3://` prefix, by URL, with its provenance: one listing.
-async fn list_s3(dir: &str) -> Result<BTreeMap<String, Provenance>, RemoteError> {
+async fn list_s3(
+    dir: &str,
+    storage: &StorageSettings,
+) -> Result<BTreeMap<String, Provenance>, RemoteError> {
     let probe = format!("{dir}/_");
-    let (store, key) = super::remote::store_for(&probe, None)?;
+    let (store, key) = super::remote::store_for(&probe, storage, None)?;
     let prefix = object_store::path::Path::from(
         key.as_ref()
             .rsplit_once('/')

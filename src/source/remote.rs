@@ -1,56 +1,25 @@
-//! Small reads from object storage and HTTP (tile lists, existence probes), configured from
-//! the standard environment: `AWS_*` for S3 (including `AWS_ENDPOINT_URL` for S3-compatible
-//! services and `AWS_NO_SIGN_REQUEST`), application default credentials or
-//! `GS_NO_SIGN_REQUEST` for GCS.
+//! Small reads from object storage and HTTP (tile lists, existence probes), reached as the
+//! [`StorageSettings`] handed down say: for S3 the environment's endpoint (`AWS_ENDPOINT_URL`
+//! for S3-compatible services), region and `AWS_NO_SIGN_REQUEST`; for GCS the settings' or
+//! `CPL_GS_ENDPOINT`'s endpoint and `GS_NO_SIGN_REQUEST`.
 //!
 //! Invariants: errors are typed ([`RemoteError`], classified in [`crate::fault`]) and keep
 //! their cause. No error carries a credential: URLs are the objects' own addresses.
+//! Credentials (`AWS_*` keys and profiles, Google's application default credentials) are read
+//! by the object-store clients' own builders, never by this module.
 
 use bytes::Bytes;
 
 use crate::error_chain;
 pub use crate::fault::{NetworkKind, RemoteError};
 use crate::fault::{classify_store_error, from_status, network_error};
+use crate::storage_settings::StorageSettings;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-/// The Google Cloud Storage endpoint set by the settings (`--gcs-endpoint`, `[gcs]`), for
-/// this process: GDAL's `/vsigs/` reads and the list fetches use it alike.
-static GCS_ENDPOINT: std::sync::RwLock<Option<String>> = std::sync::RwLock::new(None);
-
-/// Point `gs://` reads at another endpoint (an emulator, a mirror, a proxy). GDAL's GCS
-/// endpoint is a process-wide setting, so this one is too. Without it, `CPL_GS_ENDPOINT`
-/// from the environment applies to both.
-pub fn set_gcs_endpoint(endpoint: &str) {
-    let endpoint = format!("{}/", endpoint.trim_end_matches('/'));
-    let _ = gdal::config::set_config_option("CPL_GS_ENDPOINT", &endpoint);
-    if let Ok(mut e) = GCS_ENDPOINT.write() {
-        *e = Some(endpoint);
-    }
-}
-
-/// The GCS endpoint in force: the settings', else `CPL_GS_ENDPOINT`.
-pub fn gcs_endpoint() -> Option<String> {
-    GCS_ENDPOINT
-        .read()
-        .ok()
-        .and_then(|e| e.clone())
-        .or_else(|| env("CPL_GS_ENDPOINT"))
-}
-
-fn env_flag(name: &str) -> bool {
-    std::env::var(name)
-        .map(|v| matches!(v.to_ascii_uppercase().as_str(), "YES" | "TRUE" | "1" | "ON"))
-        .unwrap_or(false)
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 /// Fetch a whole object; `Ok(None)` if it does not exist.
-pub async fn fetch(url: &str) -> Result<Option<Bytes>, RemoteError> {
-    let (store, path) = store_for(url, None)?;
+pub async fn fetch(url: &str, storage: &StorageSettings) -> Result<Option<Bytes>, RemoteError> {
+    let (store, path) = store_for(url, storage, None)?;
     let got = match store.get(&path).await {
         Ok(r) => r.bytes().await,
         Err(e) => Err(e),
@@ -66,7 +35,7 @@ pub async fn fetch(url: &str) -> Result<Option<Bytes>, RemoteError> {
 
 /// Look at an object once, without retries: its size, `Ok(None)` if it does not exist, or
 /// the error (an HTTP status, a timeout) that kept us from knowing.
-pub async fn probe(url: &str) -> Result<Option<u64>, RemoteError> {
+pub async fn probe(url: &str, storage: &StorageSettings) -> Result<Option<u64>, RemoteError> {
     if url.starts_with("http://") || url.starts_with("https://") {
         return probe_http(url).await;
     }
@@ -74,7 +43,7 @@ pub async fn probe(url: &str) -> Result<Option<u64>, RemoteError> {
         max_retries: 0,
         ..Default::default()
     };
-    let (store, path) = store_for(url, Some(no_retry))?;
+    let (store, path) = store_for(url, storage, Some(no_retry))?;
     match store.head(&path).await {
         Ok(meta) => Ok(Some(meta.size)),
         Err(e) => match classify_store_error(url, e) {
@@ -108,8 +77,10 @@ async fn probe_http(url: &str) -> Result<Option<u64>, RemoteError> {
     }
 }
 
+/// The client and key of the object at `url`, reached as `storage` says.
 pub(crate) fn store_for(
     url: &str,
+    storage: &StorageSettings,
     retry: Option<object_store::RetryConfig>,
 ) -> Result<(Box<dyn ObjectStore>, StorePath), RemoteError> {
     let build_err = |e: object_store::Error| RemoteError::Other {
@@ -120,17 +91,17 @@ pub(crate) fn store_for(
         url.strip_prefix("s3://")
     {
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        // The builder's own reading of the environment brings the credentials.
         let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Some(ep) = env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL")) {
+        let aws = &storage.aws;
+        if let Some(ep) = &aws.endpoint_url {
             b = b
                 .with_allow_http(ep.starts_with("http://"))
                 .with_endpoint(ep)
                 .with_virtual_hosted_style_request(false);
         }
-        if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
-            b = b.with_region("us-east-1");
-        }
-        if env_flag("AWS_NO_SIGN_REQUEST") {
+        b = b.with_region(aws.region.as_deref().unwrap_or("us-east-1"));
+        if aws.no_sign_request {
             b = b.with_skip_signature(true);
         }
         if let Some(r) = retry.clone() {
@@ -144,14 +115,14 @@ pub(crate) fn store_for(
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
         let mut b =
             object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
-        if let Some(ep) = gcs_endpoint() {
+        if let Some(ep) = storage.gcs_endpoint() {
             b = b
                 .with_base_url(ep.trim_end_matches('/'))
                 .with_client_options(
                     object_store::ClientOptions::new().with_allow_http(ep.starts_with("http://")),
                 );
         }
-        if env_flag("GS_NO_SIGN_REQUEST") {
+        if storage.gcs.no_sign_request {
             b = b.with_skip_signature(true);
         }
         if let Some(r) = retry.clone() {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use super::fetch::RemoteFile;
 use crate::grid::{Cell, Grid, TileName};
+use crate::storage_settings::StorageSettings;
 
 /// Why a tile cannot be ingested.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -186,8 +187,14 @@ pub struct TileReader {
 
 impl TileReader {
     /// Open a tile by its GDAL path and check it against the grid and the name it is listed
-    /// under. Returns the reader and the tile's cell (from its own geotransform).
-    pub fn open(path: &str, grid: &Grid, listed_as: TileName) -> Result<(Self, Cell), TileError> {
+    /// under. Returns the reader and the tile's cell (from its own geotransform). A remote
+    /// tile GDAL could not open is looked at once, reached as `storage` says.
+    pub fn open(
+        path: &str,
+        grid: &Grid,
+        listed_as: TileName,
+        storage: &StorageSettings,
+    ) -> Result<(Self, Cell), TileError> {
         if !path.starts_with("/vsi") && !std::path::Path::new(path).exists() {
             return Err(TileError::Missing {
                 path: path.to_string(),
@@ -200,7 +207,7 @@ impl TileReader {
                 match super::TileLocation::from_gdal_path(path)
                     .and_then(|l| l.url().map(str::to_string))
                 {
-                    Some(url) => open_remote_again(path, &url, reason)?,
+                    Some(url) => open_remote_again(path, &url, reason, storage)?,
                     None => return Err(local_open_error(path, reason)),
                 }
             }
@@ -436,7 +443,12 @@ fn local_open_error(path: &str, reason: String) -> TileError {
 /// missing; an HTTP or network error is reported as such (and may be retried); an object that
 /// is there gets one more open with GDAL's cache cleared, in case the first met a passing
 /// fault, and is unreadable if that fails too.
-fn open_remote_again(path: &str, url: &str, gdal_reason: String) -> Result<Dataset, TileError> {
+fn open_remote_again(
+    path: &str,
+    url: &str,
+    gdal_reason: String,
+    storage: &StorageSettings,
+) -> Result<Dataset, TileError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -444,7 +456,7 @@ fn open_remote_again(path: &str, url: &str, gdal_reason: String) -> Result<Datas
             path: path.to_string(),
             reason: format!("cannot start a runtime to look at it: {e}"),
         })?;
-    match rt.block_on(super::remote::probe(url)) {
+    match rt.block_on(super::remote::probe(url, storage)) {
         Ok(None) => Err(TileError::Missing {
             path: url.to_string(),
         }),

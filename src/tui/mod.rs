@@ -573,9 +573,11 @@ fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
             let Some(plan) = rt.plan.clone() else {
                 return;
             };
+            let storage = rt.settings.storage();
             tokio::spawn(async move {
                 let (place, plan) = &*plan;
-                let r = tilecube::scaleout::PlanStatus::gather(plan, place, &cube, None).await;
+                let r = tilecube::scaleout::PlanStatus::gather(plan, place, &cube, None, &storage)
+                    .await;
                 let _ = tx.send(Done::Plan(r.map_err(|e| error_chain(&e))));
             });
         }

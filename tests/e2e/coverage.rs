@@ -251,7 +251,11 @@ async fn status_makes_a_bounded_number_of_requests_whatever_the_tiles() {
     // SAFETY: as above.
     unsafe { std::env::set_var("TILECUBE_CACHE_DIR", cache.path()) };
     let cube = Cube::open(
-        RepoLocation::parse(&repo_large, &Default::default()).expect("location"),
+        RepoLocation::parse(
+            &repo_large,
+            &tilecube::storage_settings::StorageSettings::from_env().expect("storage settings"),
+        )
+        .expect("location"),
         "main",
     )
     .await

@@ -602,8 +602,11 @@ async fn extend_write_missing_and_status_on_a_repository_on_s3() {
     };
     run(&["init"]);
     run(&["write", "--all"]);
-    let location =
-        tilecube::cube::RepoLocation::parse(repo, &tilecube::cube::S3Settings::default()).unwrap();
+    let location = tilecube::cube::RepoLocation::parse(
+        repo,
+        &tilecube::storage_settings::StorageSettings::from_env().unwrap(),
+    )
+    .unwrap();
     let cube = Cube::open(location.clone(), "main").await.unwrap();
     let refs = data_refs(&cube).await;
     let manifests = array_manifests(&cube).await;

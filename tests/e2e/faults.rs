@@ -8,11 +8,13 @@ use crate::common;
 
 use common::s3::Moto;
 use common::{Work, cube_pixels, gdal_pixels, t, tile_names};
-use tilecube::cube::{Cube, RepoLocation, S3Settings, TileState};
+use tilecube::cube::{Cube, RepoLocation, TileState};
 use tilecube::netfault::{FaultProxy, Faults};
+use tilecube::storage_settings::StorageSettings;
 
 fn s3_cube(url: &str) -> RepoLocation {
-    RepoLocation::parse(url, &S3Settings::default()).expect("s3 location")
+    RepoLocation::parse(url, &StorageSettings::from_env().expect("storage settings"))
+        .expect("s3 location")
 }
 
 fn text(o: &std::process::Output) -> String {

@@ -16,7 +16,8 @@ use common::{Work, cube_pixels, gdal_pixels, t, tile_names};
 use futures::TryStreamExt;
 use icechunk::format::manifest::ChunkPayload;
 use icechunk::repository::VersionInfo;
-use tilecube::cube::{Cube, RepoLocation, S3Settings};
+use tilecube::cube::{Cube, RepoLocation};
+use tilecube::storage_settings::StorageSettings;
 use zarrs::array::{Array, ArraySubset};
 use zarrs_icechunk::AsyncIcechunkStore;
 
@@ -584,7 +585,11 @@ async fn gc_and_expire_work_on_an_s3_repository() {
     verify_ok(&w, &["--repo", repo], &env, "s3 after gc");
     moto.export();
     let cube = Cube::open(
-        RepoLocation::parse(repo, &S3Settings::default()).expect("location"),
+        RepoLocation::parse(
+            repo,
+            &StorageSettings::from_env().expect("storage settings"),
+        )
+        .expect("location"),
         "main",
     )
     .await

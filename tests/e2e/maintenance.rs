@@ -432,7 +432,11 @@ async fn gc_beside_a_held_write_on_s3_is_refused_and_the_write_lands_whole() {
     assert!(v.status.success(), "{}", text(&v));
     moto.export();
     let cube = tilecube::cube::Cube::open(
-        tilecube::cube::RepoLocation::parse(repo, &Default::default()).expect("location"),
+        tilecube::cube::RepoLocation::parse(
+            repo,
+            &tilecube::storage_settings::StorageSettings::from_env().expect("storage settings"),
+        )
+        .expect("location"),
         "main",
     )
     .await

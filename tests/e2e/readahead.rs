@@ -23,7 +23,8 @@ fn read_ahead_stays_within_its_budget_and_reads_every_byte_as_served() {
     std::fs::write(www.join("f.bin"), &data).expect("file");
     let nginx = Nginx::serve(&www);
 
-    let file = RemoteFile::open(&format!("{}/f.bin", nginx.url())).expect("open");
+    let file =
+        RemoteFile::open(&format!("{}/f.bin", nginx.url()), &Default::default()).expect("open");
     assert_eq!(file.size(), data.len() as u64);
     let window = 100_000u64;
     let windows: Vec<Vec<Range<u64>>> = (0..30)
@@ -60,7 +61,7 @@ fn read_ahead_stays_within_its_budget_and_reads_every_byte_as_served() {
     let mut buf = vec![0u8; 10];
     assert_eq!(file.read_at(file.size() - 4, &mut buf), 4);
     assert!(buf[..4] == data[data.len() - 4..]);
-    match RemoteFile::open(&format!("{}/nope.bin", nginx.url())) {
+    match RemoteFile::open(&format!("{}/nope.bin", nginx.url()), &Default::default()) {
         Err(RemoteError::NotFound { url }) => assert!(url.ends_with("/nope.bin"), "{url}"),
         Err(e) => panic!("a missing object: {e}"),
         Ok(_) => panic!("a missing object opened"),
@@ -74,7 +75,8 @@ fn a_fetch_that_fails_is_kept_with_its_cause_and_the_read_comes_back_short() {
     std::fs::create_dir_all(&www).expect("www");
     std::fs::write(www.join("f.bin"), vec![7u8; 200_000]).expect("file");
     let nginx = Nginx::serve(&www);
-    let file = RemoteFile::open(&format!("{}/f.bin", nginx.url())).expect("open");
+    let file =
+        RemoteFile::open(&format!("{}/f.bin", nginx.url()), &Default::default()).expect("open");
     // The server goes away after the file was looked at.
     drop(nginx);
     let mut buf = vec![0u8; 1000];

@@ -9,10 +9,11 @@ use std::sync::atomic::AtomicBool;
 
 use common::s3::{Moto, SECRET_KEY};
 use common::{Work, cube_pixels, gdal_pixels, t};
-use tilecube::cube::{Cube, RepoLocation, S3Settings, WriteSession};
+use tilecube::cube::{Cube, RepoLocation, WriteSession};
 use tilecube::demo::Flaw;
 use tilecube::ingest::{self, EventSink, IngestOptions, Selection};
 use tilecube::source::Source;
+use tilecube::storage_settings::StorageSettings;
 
 fn check_no_secret(what: &str, out: &std::process::Output) {
     for text in [&out.stdout, &out.stderr] {
@@ -35,7 +36,8 @@ fn init_on_s3(w: &Work, moto: &Moto, repo: &str) {
 }
 
 fn s3_cube(url: &str) -> RepoLocation {
-    RepoLocation::parse(url, &S3Settings::default()).expect("s3 location")
+    RepoLocation::parse(url, &StorageSettings::from_env().expect("storage settings"))
+        .expect("s3 location")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -305,7 +305,11 @@ async fn a_slurm_array_in_stage_mode_and_a_dependent_merge_make_one_commit_witho
     assert_eq!(records(&w, repo, &env), all_once(&names));
     moto.export();
     let cube = Cube::open(
-        RepoLocation::parse(repo, &Default::default()).expect("location"),
+        RepoLocation::parse(
+            repo,
+            &tilecube::storage_settings::StorageSettings::from_env().expect("storage settings"),
+        )
+        .expect("location"),
         "main",
     )
     .await

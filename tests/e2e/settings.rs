@@ -283,10 +283,13 @@ fn the_example_config_documents_every_setting_and_no_other() {
         tilecube::config::ConfigFile::load(Some(&example)).expect("the example loads");
     assert_eq!(path.as_deref(), Some(example.as_path()));
     assert_eq!(file.branch.as_deref(), Some("main"));
-    let settings = tilecube::config::Settings::resolve(&tilecube::config::Overrides {
-        config: Some(example.clone()),
-        ..Default::default()
-    })
+    let settings = tilecube::config::Settings::resolve(
+        &tilecube::config::Overrides {
+            config: Some(example.clone()),
+            ..Default::default()
+        },
+        tilecube::storage_settings::StorageSettings::default(),
+    )
     .expect("settings resolve over the example");
     assert_eq!(settings.branch, "main");
 
@@ -314,10 +317,13 @@ fn the_example_config_documents_every_setting_and_no_other() {
         unknown.is_empty(),
         "config.example.toml documents keys the settings do not know: {unknown:?}"
     );
-    let settings = tilecube::config::Settings::resolve(&tilecube::config::Overrides {
-        config: Some(copy.clone()),
-        ..Default::default()
-    })
+    let settings = tilecube::config::Settings::resolve(
+        &tilecube::config::Overrides {
+            config: Some(copy.clone()),
+            ..Default::default()
+        },
+        tilecube::storage_settings::StorageSettings::default(),
+    )
     .expect("settings resolve over the example with every key on");
     assert_eq!(
         settings.file.storage_retries.tries.map(|t| t.get()),

@@ -26,6 +26,7 @@ use super::plan::TileJob;
 use crate::cube::{ChunkEncoder, Cube, CubeError, EncodedChunk, WriteSession, WrittenTiles};
 use crate::grid::TileName;
 use crate::source::TileError;
+use crate::storage_settings::StorageSettings;
 
 /// How to run an ingest.
 #[derive(Debug, Clone)]
@@ -55,6 +56,9 @@ pub struct IngestOptions {
     /// Bytes a remote tile's read-ahead may hold (a window being decoded is always
     /// fetched).
     pub read_ahead_bytes: u64,
+    /// How remote tiles are reached, and GDAL's settings (default: empty — no endpoint,
+    /// region or no-sign from the environment, GDAL's cache at 64 MB).
+    pub storage: Arc<StorageSettings>,
 }
 
 /// Default windows each worker reads ahead from a remote tile.
@@ -86,6 +90,7 @@ impl Default for IngestOptions {
             final_commit: true,
             read_ahead: DEFAULT_READ_AHEAD,
             read_ahead_bytes: DEFAULT_READ_AHEAD_BYTES,
+            storage: Arc::default(),
         }
     }
 }
@@ -174,7 +179,7 @@ pub async fn ingest_into(
     events: EventSink,
     cancel: Arc<AtomicBool>,
 ) -> Result<IngestReport, CubeError> {
-    crate::source::gdal_setup();
+    crate::source::gdal_setup(&options.storage);
     let layout = &session.cube().layout;
     let grid = layout.grid();
     let threads = options.threads.max(1);

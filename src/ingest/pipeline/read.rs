@@ -194,6 +194,7 @@ impl Reader {
                 windows: self.options.read_ahead * self.threads,
                 bytes: self.options.read_ahead_bytes,
             },
+            &self.options.storage,
         )
     }
 

@@ -30,6 +30,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::fault::RemoteError;
+use crate::storage_settings::StorageSettings;
 
 mod vsi;
 
@@ -151,14 +152,15 @@ impl Drop for Registered {
 
 impl RemoteFile {
     /// Look at the object at `url` (its size; one request, not retried) and make it
-    /// readable by GDAL at [`RemoteFile::gdal_path`] while the guard lives.
-    pub fn open(url: &str) -> Result<Registered, RemoteError> {
+    /// readable by GDAL at [`RemoteFile::gdal_path`] while the guard lives; the object is
+    /// reached as `storage` says.
+    pub fn open(url: &str, storage: &StorageSettings) -> Result<Registered, RemoteError> {
         install();
         let no_retry = object_store::RetryConfig {
             max_retries: 0,
             ..Default::default()
         };
-        let (store, key) = super::remote::store_for(url, Some(no_retry))?;
+        let (store, key) = super::remote::store_for(url, storage, Some(no_retry))?;
         let store: Arc<dyn ObjectStore> = Arc::from(store);
         let head = {
             let (store, key) = (store.clone(), key.clone());
