@@ -145,7 +145,7 @@ pub async fn check_sources(
             .iter()
             .map(|(_, url, now, _)| (url.clone(), now.clone()))
             .collect();
-        let now = digests.object_digests(&objects).await;
+        let now = digests.object_digests(&objects, source.storage()).await;
         for (key, url, _, was) in by_object {
             if now.get(&url) != Some(&was) {
                 check.changed.insert(key);

@@ -212,6 +212,7 @@ impl DigestCache {
     pub async fn object_digests(
         &self,
         objects: &[(String, Provenance)],
+        storage: &crate::storage_settings::StorageSettings,
     ) -> BTreeMap<String, String> {
         let mut kept = self.load();
         let key = |url: &str, now: &Provenance| format!("{url}|{}|{}", now.size, now.version);
@@ -224,7 +225,7 @@ impl DigestCache {
         for batch in to_read.chunks(4) {
             read.extend(
                 futures::future::join_all(batch.iter().map(|(url, now)| async move {
-                    let digest = match super::remote::store_for(url, None) {
+                    let digest = match super::remote::store_for(url, storage, None) {
                         Ok((store, path)) => super::digest::digest_of_object(
                             store.as_ref(),
                             &path,
