@@ -6,6 +6,10 @@
 //! taller terminals show the details, runs and history panels beside the grid, grow the
 //! grid's cells to the room there is and add a legend panel. The world map (`m`) is drawn in
 //! the grid's place, on the same cells, so the cursor and marks sit where the grid's would.
+//!
+//! Invariants: drawing only — the view reads the state through a shared borrow and changes
+//! nothing; below 80×24 it says the terminal is too small rather than draw a clipped grid;
+//! the screens are pinned by the snapshots in `snapshots/` (the tests below).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
