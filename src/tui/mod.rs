@@ -1,10 +1,18 @@
-//! The operator console: a terminal UI over the ingest engine.
+//! The operator console: a terminal UI over the ingest engine, Elm-shaped.
 //!
-//! `state` holds what the screen shows, `update` turns every [`Msg`] into state changes and
-//! [`Action`]s, `keys` is the one key table, `view` draws, `widgets` holds the quick-look.
+//! - `state`: what the screen shows — the components and what they share (the cube as read,
+//!   the selection, the runs);
+//! - `components`: the console by feature — the grid, the map, the history, the runs panel,
+//!   the details, the legend and each popup — each owning its state, its commands and its
+//!   drawing;
+//! - `msg`: the messages in and the actions out; `update`: every [`Msg`] into state changes
+//!   and [`Action`](msg::Action)s, keys dispatched to the popup open or the panel focused;
+//! - `keys`: the one key table; `view`: the screen's layout; `widgets`: the quick-look;
+//! - `tasks`: what each action does, off the UI loop.
+//!
 //! This file is the runtime only: it owns the terminal, reads keys on a thread of their own,
-//! runs each action as a task off the UI loop (through engine functions only), feeds the
-//! results back as messages, and redraws at a steady rate.
+//! runs each action as a task off the UI loop (`tasks`, through engine functions only),
+//! feeds the results back as messages, and redraws at a steady rate.
 //!
 //! Invariants:
 //! - the first frame never waits for storage: the repository is opened, its head's tiles
@@ -18,8 +26,11 @@
 //! - reopened on the same repository, the console finds the runs going and attaches to them.
 
 mod clipboard;
+pub mod components;
 mod keys;
+pub mod msg;
 pub mod state;
+mod tasks;
 pub mod update;
 pub mod view;
 pub mod widgets;
@@ -36,17 +47,12 @@ use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::crossterm::{cursor, execute, terminal};
 use tokio::sync::mpsc;
 
-use state::{App, Browse, Exit};
+use msg::{Done, Msg};
+use state::{App, Exit};
 use tilecube::config::{Settings, io_runtime};
 use tilecube::cube::{Cube, Layout};
-use tilecube::error_chain;
 use tilecube::grid::Grid;
-use tilecube::ingest::{Journal, Selection};
-use tilecube::runs;
-use update::{Action, Done, Msg};
-
-/// How long a cancel waits for a run to stop at its next strip and commit.
-const CANCEL_WAIT: Duration = Duration::from_secs(120);
+use tilecube::ingest::Journal;
 
 /// How often the progress of the runs going is read.
 const WATCH_EVERY: Duration = Duration::from_millis(300);
@@ -122,20 +128,20 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
         years,
         threads,
     );
-    app.loading = Some(format!("opening {location}"));
+    app.cube.loading = Some(format!("opening {location}"));
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    app.source = settings.source().ok();
-    if app.source.is_none() {
+    app.cube.source = settings.source().ok();
+    if app.cube.source.is_none() {
         app.status_line = "no source configured: pass --source to list and write tiles".into();
     }
     app.show_logs = true;
     if let Some(p) = &plan {
-        app.plan = Some(state::PlanView {
+        app.plan = Some(components::popups::plan::PlanView {
             at: p.0.to_string(),
             status: None,
             error: None,
         });
-        app.popup = Some(state::Popup::Plan);
+        app.popup = Some(components::popups::Popup::Plan);
     }
 
     let _ = tui_logger::init_logger(log::LevelFilter::Info);
@@ -159,8 +165,13 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
         let r = opening.open_cube().await;
         let _ = open_tx.send(r.map_err(|e| tilecube::anyhow_chain(&e)));
     });
-    if let Some(source) = app.source.clone() {
-        spawn_lists(source, app.years.clone(), app.grid.clone(), done_tx);
+    if let Some(source) = app.cube.source.clone() {
+        tasks::spawn_lists(
+            source,
+            app.cube.years.clone(),
+            app.cube.grid.clone(),
+            done_tx,
+        );
     }
 
     // The terminal: raw mode on the alternate screen, restored on every way out.
@@ -203,7 +214,7 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
     };
     // Runs keep going; only cancels the operator asked for are waited for.
     for task in rt.cancels.drain(..) {
-        let _ = tokio::time::timeout(CANCEL_WAIT, task).await;
+        let _ = tokio::time::timeout(tasks::CANCEL_WAIT, task).await;
     }
     drop(term);
     drop(guard);
@@ -215,26 +226,6 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
         );
     }
     Ok(exit.code())
-}
-
-/// Read the source's lists of `years`, off the UI task, each year as it comes.
-fn spawn_lists(
-    source: tilecube::source::Source,
-    years: Vec<i32>,
-    grid: Grid,
-    tx: mpsc::UnboundedSender<Done>,
-) {
-    tokio::spawn(async move {
-        for year in years {
-            let tiles = match source.tile_list(year, &grid).await {
-                Ok(list) => Ok(list.tiles),
-                // A dataset need not have every year: that year shows no listed tile.
-                Err(tilecube::source::SourceError::NoList { .. }) => Ok(Vec::new()),
-                Err(e) => Err(error_chain(&e)),
-            };
-            let _ = tx.send(Done::Listed { year, tiles });
-        }
-    });
 }
 
 /// What the event loop listens to besides keys, ticks and signals.
@@ -292,9 +283,9 @@ async fn event_loop(
                         // Years the cube gained past its preset's (`tilecube extend`): their
                         // lists are read too (the preset's years are being read already).
                         let gained: Vec<i32> =
-                            years.iter().copied().filter(|y| !app.years.contains(y)).collect();
-                        if let Some(source) = app.source.clone() && !gained.is_empty() {
-                            spawn_lists(source, gained, grid.clone(), rt.done.clone());
+                            years.iter().copied().filter(|y| !app.cube.years.contains(y)).collect();
+                        if let Some(source) = app.cube.source.clone() && !gained.is_empty() {
+                            tasks::spawn_lists(source, gained, grid.clone(), rt.done.clone());
                         }
                         // The failure journal is the cube's (by its key), read once it is open.
                         let mut warning = None;
@@ -333,7 +324,7 @@ async fn event_loop(
         };
         if let Some(msg) = msg {
             for action in update::update(app, msg) {
-                run_action(action, app, rt);
+                tasks::run_action(action, app, rt);
             }
         }
         if app.exit.is_some() {
@@ -343,7 +334,7 @@ async fn event_loop(
         // that fails means the terminal is gone.
         if redraw_now && term.draw(|f| view::draw(f, app)).is_err() {
             for action in update::update(app, Msg::TerminalLost) {
-                run_action(action, app, rt);
+                tasks::run_action(action, app, rt);
             }
             return Ok(None);
         }
@@ -364,290 +355,4 @@ fn panic_on_test_key(msg: &Msg) {
     {
         panic!("test panic on key {c:?} (TILECUBE_TEST_PANIC_ON_KEY)");
     }
-}
-
-/// Run one action off the UI loop; its result comes back as a [`Done`] message.
-fn run_action(action: Action, app: &mut App, rt: &mut Runtime) {
-    let tx = rt.done.clone();
-    // Runs are found by their repository, whether or not it is open here yet.
-    match action {
-        Action::Quit => return,
-        Action::ReadLog(path) => {
-            tokio::task::spawn_blocking(move || {
-                let r = read_log_tail(&path, LOG_LINES);
-                let _ = tx.send(Done::Log(r));
-            });
-            return;
-        }
-        Action::Copy(text) => {
-            // OSC 52: the terminal (local, or at the far end of SSH) puts it on its clipboard.
-            use std::io::Write;
-            let mut out = std::io::stdout();
-            let _ = write!(out, "{}", clipboard::osc52(&text));
-            let _ = out.flush();
-            return;
-        }
-        Action::ScanRuns => {
-            let repo = rt.runs_repo.clone();
-            let cube = rt.cube.as_ref().map(|c| c.key()).unwrap_or_default();
-            tokio::task::spawn_blocking(move || {
-                let _ = tx.send(Done::Runs(tilecube::config::runs().for_repo(&repo, &cube)));
-            });
-            return;
-        }
-        Action::WatchRuns(ids) => {
-            tokio::task::spawn_blocking(move || {
-                let read = ids
-                    .iter()
-                    .filter_map(|id| tilecube::config::runs().load(id).ok())
-                    .collect();
-                let _ = tx.send(Done::Runs(read));
-            });
-            return;
-        }
-        Action::CancelRuns(ids) => {
-            rt.cancels.push(tokio::task::spawn_blocking(move || {
-                let r = ids
-                    .iter()
-                    .map(|id| {
-                        tilecube::config::runs()
-                            .cancel(id, CANCEL_WAIT)
-                            .map(|run| format!("run {id}: {} ({})", run.state, run.tally()))
-                    })
-                    .collect::<Result<Vec<_>, _>>();
-                let _ = tx.send(Done::Cancelled(r.map_err(|e| error_chain(&e))));
-            }));
-            return;
-        }
-        _ => {}
-    }
-    // Everything else acts on the repository; `update` asks for none of it while loading.
-    let Some(cube) = rt.cube.clone() else {
-        // The answer goes through `update` like every other: the runtime sets no state.
-        let message = "the repository is not open yet".to_string();
-        let _ = tx.send(match action {
-            Action::Launch { .. } => Done::Launched(Err(message)),
-            _ => Done::Error(message),
-        });
-        return;
-    };
-    match action {
-        Action::Quit
-        | Action::Copy(_)
-        | Action::ReadLog(_)
-        | Action::ScanRuns
-        | Action::WatchRuns(_)
-        | Action::CancelRuns(_) => {}
-        Action::Launch { tiles, message } => {
-            let settings = Arc::clone(&rt.settings);
-            tokio::spawn(async move {
-                let r = launch(&settings, tiles, message).await;
-                let _ = tx.send(Done::Launched(r.map_err(|e| tilecube::anyhow_chain(&e))));
-            });
-        }
-        Action::Browse { snapshot, message } => {
-            tokio::spawn(async move {
-                let r = cube.snapshot_tiles(&snapshot).await.map(|tiles| Browse {
-                    snapshot: snapshot.clone(),
-                    message,
-                    coverage: tiles.keys().copied().collect(),
-                    diff_against: None,
-                    changed: Default::default(),
-                });
-                let _ = tx.send(Done::Browse(r.map_err(|e| error_chain(&e))));
-            });
-        }
-        Action::Diff { from, to } => {
-            tokio::spawn(async move {
-                let r = cube.diff(&from, &to).await.map(|changed| Browse {
-                    snapshot: to.clone(),
-                    message: format!("{} changed", tilecube::text::plural(changed.len(), "tile")),
-                    coverage: changed.clone(),
-                    diff_against: Some(from.clone()),
-                    changed,
-                });
-                let _ = tx.send(Done::Browse(r.map_err(|e| error_chain(&e))));
-            });
-        }
-        Action::Tag { snapshot, name } => {
-            tokio::spawn(async move {
-                let r = cube
-                    .tag(&name, &snapshot, None)
-                    .await
-                    .map(|done| match done {
-                        tilecube::cube::Released::AlreadyThere => {
-                            format!("tag {name} already names {snapshot}")
-                        }
-                        _ => format!("tagged {snapshot} as {name}"),
-                    });
-                let _ = tx.send(Done::Tagged(r.map_err(|e| error_chain(&e))));
-            });
-        }
-        Action::LoadMap { key, width } => {
-            tokio::spawn(async move {
-                let k = cube.level_for_width(width);
-                let r = cube
-                    .read_level(key.snapshot.as_deref(), k, key.year, None)
-                    .await
-                    .map_err(|e| error_chain(&e));
-                let _ = tx.send(Done::Map(key, r));
-            });
-        }
-        Action::QuickLook { year, tile } => {
-            tokio::spawn(async move {
-                let r = cube.quicklook_fitting(year, tile, 64).await;
-                let _ = tx.send(Done::QuickLook(r.map_err(|e| error_chain(&e))));
-            });
-        }
-        Action::Refresh => {
-            // Only what changed since the head shown is read: the coverage of a snapshot
-            // seen before is cached, and the history is read down to the commit shown.
-            let known = app.history.clone();
-            tokio::spawn(async move {
-                let r = async {
-                    let head = cube.head().await?;
-                    let history = cube.history_since(&known).await?;
-                    // A layout commit since (an `extend`): the cube's years are read again.
-                    let seen: std::collections::BTreeSet<&str> =
-                        known.iter().map(|c| c.id.as_str()).collect();
-                    let years = if history
-                        .iter()
-                        .any(|c| !seen.contains(c.id.as_str()) && c.changes_layout())
-                    {
-                        match cube.layout_at(&head).await? {
-                            Some(l) if l.years != cube.layout.years => Some(l.years),
-                            _ => None,
-                        }
-                    } else {
-                        None
-                    };
-                    Ok::<_, tilecube::cube::CubeError>(Done::Refreshed {
-                        coverage: cube.coverage_of(&head).await?,
-                        history,
-                        head: Some(head.to_string()),
-                        tags: cube.tags().await?,
-                        years,
-                    })
-                }
-                .await;
-                let _ = tx.send(r.unwrap_or_else(|e| Done::ReadFailed(error_chain(&e))));
-            });
-        }
-        Action::ReadLists(years) => {
-            if let Some(source) = app.source.clone() {
-                spawn_lists(source, years, app.grid.clone(), tx);
-            }
-        }
-        Action::SizeTiles(tiles) => {
-            let Some(source) = app.source.clone() else {
-                return;
-            };
-            tokio::spawn(async move {
-                let r = tilecube::ingest::source_sizes(&source, &tiles)
-                    .await
-                    .map_err(|e| error_chain(&e));
-                let _ = tx.send(Done::Sizes(r));
-            });
-        }
-        Action::CheckSources => {
-            let Some(source) = app.source.clone() else {
-                return;
-            };
-            let years = app.years.clone();
-            tokio::spawn(async move {
-                let r = match cube.coverage().await {
-                    Ok(coverage) => tilecube::ingest::check_sources(
-                        &coverage,
-                        &source,
-                        &years,
-                        &tilecube::config::digest_cache(),
-                    )
-                    .await
-                    .map_err(|e| error_chain(&e)),
-                    Err(e) => Err(error_chain(&e)),
-                };
-                let _ = tx.send(Done::Sources(r));
-            });
-        }
-        Action::PlanStatus => {
-            let Some(plan) = rt.plan.clone() else {
-                return;
-            };
-            let storage = rt.settings.storage();
-            tokio::spawn(async move {
-                let (place, plan) = &*plan;
-                let r = tilecube::scaleout::PlanStatus::gather(plan, place, &cube, None, &storage)
-                    .await;
-                let _ = tx.send(Done::Plan(r.map_err(|e| error_chain(&e))));
-            });
-        }
-        Action::CheckHead => {
-            tokio::spawn(async move {
-                let _ = tx.send(match cube.head().await {
-                    Ok(head) => Done::Head(Some(head.to_string())),
-                    Err(e) => Done::ReadFailed(error_chain(&e)),
-                });
-            });
-        }
-    }
-}
-
-/// Launch a run writing `tiles`: plan them (one shard) and start its worker, which reads
-/// the console's config file. Returns the run's id.
-/// The most of a run's log the console reads (its last lines).
-const LOG_LINES: usize = 2000;
-
-/// The last `n` lines of a run's log, read from at most its last 1 MB.
-fn read_log_tail(path: &std::path::Path, n: usize) -> Result<Vec<String>, String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let from = len.saturating_sub(1 << 20);
-    f.seek(SeekFrom::Start(from))
-        .and_then(|_| {
-            let mut bytes = Vec::new();
-            f.read_to_end(&mut bytes).map(|_| bytes)
-        })
-        .map(|bytes| {
-            let text = String::from_utf8_lossy(&bytes);
-            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-            // A read that starts mid-file starts mid-line: that first piece is dropped.
-            if from > 0 && !lines.is_empty() {
-                lines.remove(0);
-            }
-            let skip = lines.len().saturating_sub(n);
-            lines.split_off(skip)
-        })
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-async fn launch(
-    settings: &Settings,
-    tiles: Vec<(i32, tilecube::grid::TileName)>,
-    message: Option<String>,
-) -> anyhow::Result<String> {
-    use anyhow::Context;
-    let cube = settings.open_cube().await?;
-    let source = settings.source()?;
-    let built = tilecube::scaleout::build_plan(
-        &cube,
-        &source,
-        settings.plan_origin()?,
-        &[],
-        &Selection::Pairs(tiles),
-        1,
-    )
-    .await?;
-    if !built.found.rejected.is_empty() {
-        anyhow::bail!("{}", built.found.rejected.join("; "));
-    }
-    let plan = built
-        .plan
-        .context("nothing to write: every tile chosen is already written")?;
-    let mut worker = runs::Worker::this_binary(settings.config_path.clone())
-        .context("locating the tilecube binary")?;
-    if let Some(m) = message {
-        worker.flags.push(("--message".into(), m));
-    }
-    Ok(tilecube::config::runs().launch(&plan, &worker).await?.id)
 }

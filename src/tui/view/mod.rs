@@ -1,57 +1,32 @@
-//! Drawing the console: title, year tabs, the tile grid, the panels and the dialogs.
+//! Drawing the console: the screen's layout — title, year tabs, status line, footer — with
+//! each component drawn in its place (the grid or the map, the details, runs, history and
+//! legend panels, the popup open: [`super::components`]).
 //!
 //! At 80×24 the grid always fits and one panel (the focused one) sits below it; wider and
 //! taller terminals show the details, runs and history panels beside the grid, grow the
 //! grid's cells to the room there is and add a legend panel. The world map (`m`) is drawn in
 //! the grid's place, on the same cells, so the cursor and marks sit where the grid's would.
+//!
+//! Invariants: drawing only — the view reads the state through a shared borrow and changes
+//! nothing; below 80×24 it says the terminal is too small rather than draw a clipped grid;
+//! the screens are pinned by the snapshots in `snapshots/` (the tests below).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 
+use super::components::legend::{LEGEND_NARROW_WIDTH, SUMMARY_STATES};
+use super::components::look::{panel, short, style};
+use super::components::{details, grid, history, legend, popups, runs};
 use super::keys::{self, Footer};
-use super::state::{App, CellState, Focus, Popup};
-use super::widgets::quicklook_lines;
-use tilecube::grid::Cell;
-
-mod grid;
-mod panels;
-mod popups;
-
-use grid::*;
-use panels::*;
-use popups::*;
+use super::state::{App, Focus};
 
 /// The grid's width at two columns a cell: row labels and the cells (the header's last label,
 /// `170E`, reaches two columns further: the grid panel is this + 3 wide).
 fn grid_width(app: &App) -> u16 {
-    4 + app.grid.columns as u16 * 2
-}
-
-fn color_of(state: CellState) -> Color {
-    match state {
-        CellState::NoTile => Color::DarkGray,
-        CellState::Listed => Color::Gray,
-        CellState::Queued => Color::Blue,
-        CellState::Running { .. } => Color::Yellow,
-        CellState::Written => Color::Green,
-        CellState::Uncommitted => Color::Cyan,
-        CellState::Failed => Color::Red,
-        CellState::Inconsistent => Color::Magenta,
-        CellState::Changed => Color::LightYellow,
-        CellState::Loading => Color::DarkGray,
-        CellState::Differs => Color::LightMagenta,
-    }
-}
-
-fn style(app: &App, color: Color) -> Style {
-    if app.color {
-        Style::default().fg(color)
-    } else {
-        Style::default()
-    }
+    4 + app.cube.grid.columns as u16 * 2
 }
 
 /// The smallest terminal the console draws in.
@@ -70,7 +45,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         .constraints([
             Constraint::Length(1),
             Constraint::Length(1),
-            Constraint::Length(1 + app.grid.rows as u16 * cell.1),
+            Constraint::Length(1 + app.cube.grid.rows as u16 * cell.1),
             Constraint::Min(if wide { 1 } else { 3 }),
             Constraint::Length(1),
         ])
@@ -78,7 +53,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     draw_title(frame, app, rows[0]);
     draw_tabs(frame, app, rows[1]);
     if wide {
-        let grid_width = 4 + app.grid.columns as u16 * cell.0 + 3;
+        let grid_width = 4 + app.cube.grid.columns as u16 * cell.0 + 3;
         let cols = Layout::default()
             .direction(Direction::Horizontal)
             .constraints([Constraint::Length(grid_width), Constraint::Min(30)])
@@ -86,7 +61,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 height: rows[2].height + rows[3].height,
                 ..rows[2]
             });
-        draw_tiles(frame, app, cols[0], cell);
+        grid::draw(frame, app, cols[0], cell);
         let below = Rect {
             y: rows[3].y,
             height: rows[3].height,
@@ -101,11 +76,11 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 Constraint::Min(4),
             ])
             .split(cols[1]);
-        draw_details(frame, app, side[0]);
-        draw_runs(frame, app, side[1]);
+        details::draw(frame, app, side[0]);
+        runs::draw(frame, app, side[1]);
         // A tall terminal also shows the legend: the tiles' states per year, or the map's
         // classes.
-        let legend_height = 2 + if app.show_map {
+        let legend_height = 2 + if app.map.shown {
             tilecube::legend::classes().len() as u16
         } else {
             SUMMARY_STATES.len() as u16 + 1
@@ -115,7 +90,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 .direction(Direction::Vertical)
                 .constraints([Constraint::Length(legend_height), Constraint::Min(4)])
                 .split(side[2]);
-            draw_legend(frame, app, parts[0]);
+            legend::draw(frame, app, parts[0]);
             parts[1]
         } else {
             side[2]
@@ -126,10 +101,10 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 .direction(Direction::Vertical)
                 .constraints([Constraint::Min(6), Constraint::Length(8)])
                 .split(side[2]);
-            draw_history(frame, app, parts[0]);
+            history::draw(frame, app, parts[0]);
             draw_logs(frame, parts[1]);
         } else {
-            draw_history(frame, app, side[2]);
+            history::draw(frame, app, side[2]);
         }
     } else {
         // Room right of the grid (100 columns and more): the year's tiles by state.
@@ -146,9 +121,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
         } else {
             (rows[2], None)
         };
-        draw_tiles(frame, app, grid_area, cell);
+        grid::draw(frame, app, grid_area, cell);
         if let Some(beside) = beside {
-            draw_legend_narrow(frame, app, beside);
+            legend::draw_narrow(frame, app, beside);
         }
         let panel = rows[3];
         draw_status(frame, app, Rect { height: 1, ..panel });
@@ -164,25 +139,25 @@ pub fn draw(frame: &mut Frame, app: &App) {
                     .direction(Direction::Vertical)
                     .constraints([Constraint::Min(5), Constraint::Length(6)])
                     .split(rest);
-                draw_details(frame, app, parts[0]);
-                draw_runs(frame, app, parts[1]);
+                details::draw(frame, app, parts[0]);
+                runs::draw(frame, app, parts[1]);
             }
-            Focus::Grid => draw_details(frame, app, rest),
+            Focus::Grid => details::draw(frame, app, rest),
             Focus::Runs if app.show_logs && rest.height > 6 => {
                 let parts = Layout::default()
                     .direction(Direction::Vertical)
                     .constraints([Constraint::Length(4), Constraint::Min(2)])
                     .split(rest);
-                draw_runs(frame, app, parts[0]);
+                runs::draw(frame, app, parts[0]);
                 draw_logs(frame, parts[1]);
             }
-            Focus::Runs => draw_runs(frame, app, rest),
-            Focus::History => draw_history(frame, app, rest),
+            Focus::Runs => runs::draw(frame, app, rest),
+            Focus::History => history::draw(frame, app, rest),
         }
     }
     draw_footer(frame, app, rows[4]);
     if let Some(popup) = &app.popup {
-        draw_popup(frame, app, popup, area);
+        popups::draw(frame, app, popup, area);
     }
 }
 
@@ -214,7 +189,7 @@ fn draw_too_small(frame: &mut Frame, area: Rect) {
 fn draw_title(frame: &mut Frame, app: &App, area: Rect) {
     let mut spans = vec![];
     // A browsed snapshot's banner comes first, so it shows however narrow the terminal.
-    if let Some(b) = &app.browse {
+    if let Some(b) = &app.cube.browse {
         let what = match &b.diff_against {
             Some(older) => format!(
                 "DIFF {} -> {}: {} {} (◆) Esc: head",
@@ -243,20 +218,23 @@ fn draw_title(frame: &mut Frame, app: &App, area: Rect) {
         "tilecube ",
         Style::default().add_modifier(Modifier::BOLD),
     ));
-    spans.push(Span::raw(format!("{} @ {}", app.repo, app.branch)));
+    spans.push(Span::raw(format!(
+        "{} @ {}",
+        app.cube.repo, app.cube.branch
+    )));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(8)]
 }
 
 fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
     let mut texts: Vec<String> = Vec::new();
-    let diff = app.browse.as_ref().filter(|b| b.diff_against.is_some());
-    for (i, &y) in app.years.iter().enumerate() {
+    let diff = app
+        .cube
+        .browse
+        .as_ref()
+        .filter(|b| b.diff_against.is_some());
+    for (i, &y) in app.cube.years.iter().enumerate() {
         let (w, l) = app.completeness(y);
-        let text = match (diff, &app.loading) {
+        let text = match (diff, &app.cube.loading) {
             // A diff counts the tiles that differ in each year.
             (Some(b), _) => format!(
                 " {}:{y} ◆{} ",
@@ -270,13 +248,13 @@ fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
     }
     // Too many years for the width (an extended cube at 80 columns): the other years show
     // only their key and year, so the chosen one and the filter's mark stay in sight.
-    let mark = if app.filter { 14 } else { 0 };
+    let mark = if app.grid.filter { 14 } else { 0 };
     let wide: usize = texts.iter().map(|t| t.chars().count()).sum::<usize>() + mark;
     let mut spans = vec![];
     for (i, text) in texts.into_iter().enumerate() {
-        let chosen = i == app.year_index;
+        let chosen = i == app.grid.year_index;
         let text = if wide > area.width as usize && !chosen {
-            format!(" {}:{} ", i + 1, app.years[i])
+            format!(" {}:{} ", i + 1, app.cube.years[i])
         } else {
             text
         };
@@ -287,7 +265,7 @@ fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
         };
         spans.push(Span::styled(text, s));
     }
-    if app.filter {
+    if app.grid.filter {
         spans.push(Span::styled(
             " only ! % (F) ",
             style(app, Color::Yellow).add_modifier(Modifier::REVERSED),
@@ -303,7 +281,10 @@ fn cell_size(area: Rect, app: &App) -> (u16, u16) {
     if !wide {
         return (2, 1);
     }
-    let (cols, rows) = (app.grid.columns.max(1) as u16, app.grid.rows.max(1) as u16);
+    let (cols, rows) = (
+        app.cube.grid.columns.max(1) as u16,
+        app.cube.grid.rows.max(1) as u16,
+    );
     let w = (area.width.saturating_sub(4 + 3 + PANELS_MIN_WIDTH) / cols).clamp(2, 6);
     let h = (area.height.saturating_sub(5) / rows).clamp(1, 4);
     (w, h)
@@ -314,13 +295,13 @@ const PANELS_MIN_WIDTH: u16 = 40;
 
 fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     let now = app.now;
-    let text = if app.writing && !app.cancelling.is_empty() {
+    let text = if app.runs.writing && !app.runs.cancelling.is_empty() {
         format!(
             "cancelling: {}  (running tiles stop at their next strip)",
-            app.progress.tally
+            app.runs.progress.tally
         )
-    } else if app.writing {
-        let p = &app.progress;
+    } else if app.runs.writing {
+        let p = &app.runs.progress;
         match app.stall_note() {
             // Stalled: no rate and no time left to show, only how long nothing moved.
             Some(note) => format!("writing: {}  {note}", p.tally),
@@ -338,7 +319,7 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
                 )
             }
         }
-    } else if let Some(what) = &app.loading {
+    } else if let Some(what) = &app.cube.loading {
         format!("loading: {what}…")
     } else {
         app.status_line.clone()
@@ -346,19 +327,10 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(text).style(style(app, Color::Yellow)), area);
 }
 
-fn panel<'a>(title: &'a str, focused: bool) -> Block<'a> {
-    let b = Block::default().borders(Borders::TOP).title(title);
-    if focused {
-        b.title_style(Style::default().add_modifier(Modifier::BOLD | Modifier::REVERSED))
-    } else {
-        b
-    }
-}
-
 fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
     let which = match app.focus {
         Focus::History => Footer::History,
-        _ if app.browse.is_some() => Footer::Browse,
+        _ if app.cube.browse.is_some() => Footer::Browse,
         Focus::Runs => Footer::Runs,
         Focus::Grid => Footer::Grid,
     };
@@ -369,114 +341,51 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
     );
 }
 
-fn centered(area: Rect, width: u16, height: u16) -> Rect {
-    let w = width.min(area.width);
-    let h = height.min(area.height);
-    Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
-    }
+/// The log panel: engine and console messages go here, never to the screen underneath; an
+/// operator's words only (time, level, message), no source file or line.
+fn draw_logs(frame: &mut Frame, area: Rect) {
+    let w = tui_logger::TuiLoggerWidget::default()
+        .output_target(false)
+        .output_file(false)
+        .output_line(false)
+        .output_timestamp(Some("%H:%M:%S".into()))
+        .block(panel(" log ", false));
+    frame.render_widget(w, area);
 }
 
 #[cfg(test)]
 mod tests {
-    use chrono::{TimeZone, Utc};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::tui::state::{Browse, Failure};
-    use tilecube::cube::{Commit, Coverage, TileState, WrittenTiles};
-    use tilecube::grid::{Grid, TileName};
+    use crate::tui::components::map;
+    use crate::tui::components::popups::Popup;
+    use crate::tui::components::popups::cancel::CancelAsk;
+    use crate::tui::components::popups::find::FindPrompt;
+    use crate::tui::components::popups::log::LogView;
+    use crate::tui::components::popups::plan::PlanView;
+    use crate::tui::components::popups::quicklook::QuickLook;
+    use crate::tui::components::popups::tag::TagPrompt;
+    use crate::tui::components::popups::tile::TileCard;
+    use crate::tui::components::popups::write::WriteAsk;
+    use crate::tui::state::Browse;
+    use crate::tui::state::fixtures::{render, run, small_cube as app, t};
+    use crate::tui::state::runs::Failure;
+    use crate::tui::state::selection::SelectionBytes;
+    use ratatui::style::Color;
+    use tilecube::cube::Coverage;
     use tilecube::preset::Preset;
 
-    fn t(s: &str) -> TileName {
-        s.parse().unwrap()
-    }
-
-    /// A console on a small cube: three tiles listed in 2000, one written, one history entry.
     /// 2000/80N_180W failed with `error` after `attempts` attempts.
     fn fail_80n_180w(a: &mut App, error: &str, attempts: u32) {
-        a.failed.insert(
+        a.runs.failed.insert(
             (2000, t("80N_180W")),
             Failure {
                 error: error.into(),
                 attempts,
             },
         );
-    }
-
-    fn app() -> App {
-        // SAFETY: each test runs in its own process under nextest; set before any thread.
-        unsafe { std::env::set_var("TZ", "UTC") };
-        let grid = Grid::from_preset(&Preset::glad(), Some(400)).unwrap();
-        let mut app = App::new(
-            "/data/cube".into(),
-            "main".into(),
-            grid,
-            vec![2000, 2005, 2010, 2015, 2020],
-            2,
-        );
-        let listed = ["80N_180W", "80N_170W", "80N_160W", "70N_180W", "00N_000E"].map(t);
-        app.listed.insert(2000, listed.into_iter().collect());
-        app.listed
-            .insert(2005, [t("00N_000E")].into_iter().collect());
-        app.coverage = Coverage {
-            tiles: [(
-                (2000, t("80N_170W")),
-                TileState::Written {
-                    chunks: 1,
-                    snapshot: "SNAPAAAAAAAAAAAAAAAA".into(),
-                },
-            )]
-            .into(),
-            ..Default::default()
-        };
-        let mut w = WrittenTiles::new();
-        w.entry(2000).or_default().insert(t("80N_170W"), 1);
-        let time = Utc.with_ymd_and_hms(2026, 11, 24, 12, 30, 0).unwrap();
-        app.history = vec![
-            Commit {
-                id: "SNAPAAAAAAAAAAAAAAAA".into(),
-                parent: Some("INITBBBBBBBBBBBBBBBB".into()),
-                time,
-                message: "write 1 tile: 2000/80N_170W".into(),
-                written: w,
-                init: false,
-                plan: None,
-                carried: Default::default(),
-                sources: Default::default(),
-                layout_changed: false,
-            },
-            Commit {
-                id: "INITBBBBBBBBBBBBBBBB".into(),
-                parent: None,
-                time,
-                message: "initialize array".into(),
-                written: WrittenTiles::new(),
-                init: true,
-                plan: None,
-                carried: Default::default(),
-                sources: Default::default(),
-                layout_changed: false,
-            },
-        ];
-        app
-    }
-
-    fn render(app: &App, w: u16, h: u16) -> String {
-        let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-        term.draw(|f| draw(f, app)).unwrap();
-        let buf = term.backend().buffer();
-        (0..h)
-            .map(|y| {
-                let line: String = (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect();
-                line.trim_end().to_string()
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 
     fn both(name: &str, app: &App) {
@@ -488,9 +397,9 @@ mod tests {
     fn loading() {
         // The first frame on a repository still being read: tiles listed, none known yet.
         let mut a = app();
-        a.coverage = Coverage::default();
-        a.history.clear();
-        a.loading = Some("opening s3://bucket/cube".into());
+        a.cube.coverage = Coverage::default();
+        a.cube.history.clear();
+        a.cube.loading = Some("opening s3://bucket/cube".into());
         both("loading", &a);
     }
 
@@ -541,7 +450,7 @@ mod tests {
                 problem: None,
             };
         let mut a = app();
-        a.plan = Some(crate::tui::state::PlanView {
+        a.plan = Some(PlanView {
             at: "s3://bucket/plans/glad".into(),
             status: Some(PlanStatus {
                 id: "3f2a9c81d07e".into(),
@@ -580,9 +489,9 @@ mod tests {
     #[test]
     fn selection() {
         let mut a = app();
-        a.selected.insert((2000, t("80N_180W")));
-        a.selected.insert((2000, t("80N_160W")));
-        a.cursor = tilecube::grid::Cell { col: 2, row: 0 };
+        a.selection.tiles.insert((2000, t("80N_180W")));
+        a.selection.tiles.insert((2000, t("80N_160W")));
+        a.grid.cursor = tilecube::grid::Cell { col: 2, row: 0 };
         both("selection", &a);
     }
 
@@ -606,11 +515,7 @@ mod tests {
             started: chrono::Utc::now(),
             ..Default::default()
         };
-        a.apply_runs(vec![crate::tui::state::fixtures::run(
-            "7c1e0a9b3f21",
-            "running",
-            record,
-        )]);
+        a.apply_runs(vec![run("7c1e0a9b3f21", "running", record)]);
         both("running", &a);
         a.focus = Focus::Runs;
         both("running_runs_panel", &a);
@@ -634,10 +539,10 @@ mod tests {
         let small = render(&a, 80, 24);
         assert!(small.contains("got 1462 bytes, expected 1637)"), "{small}");
         both("failed_long", &a);
-        a.popup = Some(Popup::Tile {
+        a.popup = Some(Popup::Tile(TileCard {
             year: 2000,
             tile: t("80N_180W"),
-        });
+        }));
         let popup = render(&a, 80, 24);
         assert!(popup.contains("expected 1637)"), "{popup}");
         both("tile_popup", &a);
@@ -657,11 +562,7 @@ mod tests {
             progressed: Some(t0 + chrono::Duration::seconds(60)),
             ..Default::default()
         };
-        a.apply_runs(vec![crate::tui::state::fixtures::run(
-            "7c1e0a9b3f21",
-            "running",
-            record,
-        )]);
+        a.apply_runs(vec![run("7c1e0a9b3f21", "running", record)]);
         a.now = t0 + chrono::Duration::seconds(80);
         let moving = render(&a, 80, 24);
         assert!(
@@ -684,37 +585,11 @@ mod tests {
     }
 
     #[test]
-    fn a_run_stopped_as_a_whole_says_why_in_the_runs_panel() {
-        use tilecube::scaleout::{ShardRecord, ShardState};
-        let mut a = app();
-        let record = ShardRecord {
-            jobs: 2,
-            written: 2,
-            state: ShardState::Failed,
-            error: Some(
-                "committing 2 tiles:\nthe branch main no longer descends from snapshot X".into(),
-            ),
-            ..Default::default()
-        };
-        a.apply_runs(vec![crate::tui::state::fixtures::run(
-            "7c1e0a9b3f21",
-            "failed",
-            record,
-        )]);
-        let s = render(&a, 160, 48);
-        assert!(
-            s.contains("stopped: committing 2 tiles: the branch main")
-                && s.contains("no longer descends from snapshot X"),
-            "{s}"
-        );
-    }
-
-    #[test]
     fn an_ocean_cell_says_only_that_the_source_has_no_tile() {
         let mut a = app();
-        a.source =
+        a.cube.source =
             Some(tilecube::source::Source::new("/data/glad", &Preset::glad().source).unwrap());
-        a.cursor = tilecube::grid::Cell { col: 5, row: 7 };
+        a.grid.cursor = tilecube::grid::Cell { col: 5, row: 7 };
         let s = render(&a, 80, 24);
         assert!(s.contains("the source lists no tile here for 2000"), "{s}");
         assert!(!s.contains("chunks 0/"), "{s}");
@@ -726,17 +601,22 @@ mod tests {
     fn history_shows_tags_position_and_the_chosen_message_whole() {
         let mut a = with_history(app());
         a.focus = Focus::History;
-        a.history_index = 2;
-        a.tags.insert(a.history[2].id.clone(), vec!["v1.0".into()]);
-        a.tags.insert(
-            a.history[0].id.clone(),
+        a.history.index = 2;
+        a.cube
+            .tags
+            .insert(a.cube.history[2].id.clone(), vec!["v1.0".into()]);
+        a.cube.tags.insert(
+            a.cube.history[0].id.clone(),
             vec!["latest".into(), "v1.1".into()],
         );
         let s = render(&a, 80, 24);
         assert!(s.contains(" history 3/32 "), "{s}");
         assert!(s.contains("(v1.0) write 12 tiles"), "{s}");
         assert!(
-            s.contains(&format!("{} (tag: v1.0): write 12 tiles", a.history[2].id)),
+            s.contains(&format!(
+                "{} (tag: v1.0): write 12 tiles",
+                a.cube.history[2].id
+            )),
             "{s}"
         );
         both("history_tags", &a);
@@ -745,9 +625,9 @@ mod tests {
     #[test]
     fn six_years_at_80_columns_keep_the_chosen_tab_and_the_filter_mark_in_sight() {
         let mut a = app();
-        a.years.push(2025);
-        a.year_index = 5;
-        a.filter = true;
+        a.cube.years.push(2025);
+        a.grid.year_index = 5;
+        a.grid.filter = true;
         let s = render(&a, 80, 24);
         let tabs = s.lines().nth(1).unwrap();
         assert!(
@@ -767,8 +647,8 @@ mod tests {
     fn the_log_popup_and_the_filter() {
         let mut a = app();
         fail_80n_180w(&mut a, "has 3 bands; expected 1", 1);
-        a.cursor = tilecube::grid::Cell { col: 5, row: 5 };
-        a.filter = true;
+        a.grid.cursor = tilecube::grid::Cell { col: 5, row: 5 };
+        a.grid.filter = true;
         let s = render(&a, 80, 24);
         let row = s.lines().nth(3).unwrap();
         assert!(row.starts_with("80N !"), "{s}");
@@ -778,14 +658,14 @@ mod tests {
         );
         assert!(s.lines().nth(1).unwrap().contains("only ! % (F)"), "{s}");
         both("filter", &a);
-        a.filter = false;
-        a.popup = Some(Popup::Log {
+        a.grid.filter = false;
+        a.popup = Some(Popup::Log(LogView {
             run: "7c1e0a9b3f21".into(),
             scroll: 2,
-        });
-        a.log_lines = Ok((1..=40)
-            .map(|i| format!("2026-12-01T04:00:{i:02}Z INFO line {i}"))
-            .collect());
+            lines: Ok((1..=40)
+                .map(|i| format!("2026-12-01T04:00:{i:02}Z INFO line {i}"))
+                .collect()),
+        }));
         let s = render(&a, 80, 24);
         assert!(
             s.contains("line 38") && !s.contains("line 39"),
@@ -822,58 +702,6 @@ mod tests {
     }
 
     #[test]
-    fn at_100x30_the_map_legend_names_every_class_whole() {
-        let mut a = app();
-        a.show_map = true;
-        let s = render(&a, 100, 30);
-        // The legend's words beside the grid, read in order: each class's label whole.
-        let beside: String = s
-            .lines()
-            .map(|l| l.chars().skip(82).collect::<String>())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let words: Vec<&str> = beside
-            .split_whitespace()
-            .filter(|w| {
-                w.chars()
-                    .all(|c| c.is_alphanumeric() || "-/,()".contains(c))
-            })
-            .collect();
-        let text = words.join(" ");
-        for class in tilecube::legend::classes() {
-            assert!(
-                text.contains(class.label.as_str()),
-                "{:?} whole in the legend:\n{s}",
-                class.label
-            );
-        }
-    }
-
-    #[test]
-    fn help_lines_keep_off_the_border() {
-        for (w, h) in [(80, 24), (100, 30), (160, 48)] {
-            let mut a = app();
-            a.popup = Some(Popup::Help);
-            let s = render(&a, w, h);
-            for line in s.lines() {
-                let chars: Vec<char> = line.chars().collect();
-                // Inside the popup's box: the character before its right border is blank.
-                if let Some(end) = chars.iter().rposition(|&c| c == '│')
-                    && let Some(start) = chars.iter().position(|&c| c == '│')
-                    && end > start + 2
-                {
-                    assert_eq!(
-                        chars[end - 1],
-                        ' ',
-                        "{w}x{h}: a help line runs into the border:\n{s}"
-                    );
-                    assert_eq!(chars[start + 1], ' ', "{w}x{h}:\n{s}");
-                }
-            }
-        }
-    }
-
-    #[test]
     fn at_80x24_the_footer_keeps_tab() {
         let s = render(&app(), 80, 24);
         let footer = s.lines().last().unwrap_or_default();
@@ -883,20 +711,20 @@ mod tests {
     #[test]
     fn dialogs_say_what_they_do() {
         let mut a = app();
-        a.popup = Some(Popup::ConfirmWrite(crate::tui::state::WriteAsk {
+        a.popup = Some(Popup::ConfirmWrite(WriteAsk {
             tiles: 3,
             years: 1,
             threads: 2,
             branch: "main".into(),
             rewrites: 1,
             message: "fix 2000".into(),
-            bytes: Some(crate::tui::state::SelectionBytes {
+            bytes: Some(SelectionBytes {
                 bytes: 1_234_000_000,
                 absent: 0,
             }),
         }));
         let spec = Preset::glad().source;
-        a.source = Some(tilecube::source::Source::new("/data/glad", &spec).unwrap());
+        a.cube.source = Some(tilecube::source::Source::new("/data/glad", &spec).unwrap());
         let s = render(&a, 80, 24);
         assert!(s.contains("It reads 1.2 GB at the source."), "{s}");
         assert!(
@@ -912,14 +740,10 @@ mod tests {
             landed: 4,
             ..Default::default()
         };
-        a.apply_runs(vec![crate::tui::state::fixtures::run(
-            "7c1e0a9b3f21",
-            "running",
-            record,
-        )]);
-        a.popup = Some(Popup::ConfirmCancel {
+        a.apply_runs(vec![run("7c1e0a9b3f21", "running", record)]);
+        a.popup = Some(Popup::ConfirmCancel(CancelAsk {
             runs: vec!["7c1e0a9b3f21".into()],
-        });
+        }));
         let s = render(&a, 80, 24);
         assert!(s.contains("Cancel 1 run going (7c1e0a9b3f21)?"), "{s}");
         assert!(
@@ -927,25 +751,25 @@ mod tests {
             "{s}"
         );
         both("confirm_cancel", &a);
-        a.popup = Some(Popup::TagPrompt {
+        a.popup = Some(Popup::TagPrompt(TagPrompt {
             snapshot: "SNAPAAAAAAAAAAAAAAAA".into(),
             name: "first release".into(),
             refused: tilecube::cube::tag_name_problem("first release"),
-        });
+        }));
         let s = render(&a, 80, 24);
         assert!(s.contains("refused: only letters, digits"), "{s}");
         both("tag_refused", &a);
-        a.popup = Some(Popup::Find {
+        a.popup = Some(Popup::Find(FindPrompt {
             text: "99N_000E".into(),
             error: Some("\"99N_000E\" is not a tile name (like 10N_020E)".into()),
-        });
+        }));
         both("find", &a);
     }
 
     #[test]
     fn snapshot_browse_and_diff() {
         let mut a = app();
-        a.browse = Some(Browse {
+        a.cube.browse = Some(Browse {
             snapshot: "INITBBBBBBBBBBBBBBBB".into(),
             message: "initialize array".into(),
             coverage: Default::default(),
@@ -953,7 +777,7 @@ mod tests {
             changed: Default::default(),
         });
         both("browse", &a);
-        a.browse = Some(Browse {
+        a.cube.browse = Some(Browse {
             snapshot: "SNAPAAAAAAAAAAAAAAAA".into(),
             message: "1 tiles changed".into(),
             coverage: [(2000, t("80N_170W"))].into(),
@@ -981,10 +805,10 @@ mod tests {
                 }
             })
             .collect();
-        a.show_map = true;
-        a.head = Some("SNAPAAAAAAAAAAAAAAAA".into());
-        let key = a.map_key();
-        a.map = Some((
+        a.map.shown = true;
+        a.cube.head = Some("SNAPAAAAAAAAAAAAAAAA".into());
+        let key = map::wanted(&a);
+        a.map.image = Some((
             key,
             Ok(tilecube::cube::LevelImage {
                 level: 3,
@@ -996,8 +820,8 @@ mod tests {
                 pixels,
             }),
         ));
-        a.cursor = tilecube::grid::Cell { col: 12, row: 5 };
-        a.selected.insert((2000, t("00N_000E")));
+        a.grid.cursor = tilecube::grid::Cell { col: 12, row: 5 };
+        a.selection.tiles.insert((2000, t("00N_000E")));
         a
     }
 
@@ -1033,12 +857,12 @@ mod tests {
 
     /// A console on a cube being written: a history that fills its panel.
     fn with_history(mut a: App) -> App {
-        let first = a.history[0].clone();
+        let first = a.cube.history[0].clone();
         for i in 0..30 {
             let mut c = first.clone();
             c.id = format!("SNAP{i:0>16}");
             c.message = format!("write 12 tiles: 2000/{i:02}N_010E, 2000/{i:02}N_020E, …");
-            a.history.insert(0, c);
+            a.cube.history.insert(0, c);
         }
         a
     }
@@ -1064,10 +888,6 @@ mod tests {
     #[test]
     fn quicklook_help_and_quit_confirm() {
         let mut a = app();
-        a.popup = Some(Popup::QuickLook {
-            year: 2000,
-            tile: t("80N_170W"),
-        });
         let px: Vec<u8> = (0..64 * 64)
             .map(|i| match (i / 64, i % 64) {
                 (row, _) if row < 20 => 255,
@@ -1075,7 +895,11 @@ mod tests {
                 (_, col) => col as u8,
             })
             .collect();
-        a.quicklook = Some((64, px));
+        a.popup = Some(Popup::QuickLook(QuickLook {
+            year: 2000,
+            tile: t("80N_170W"),
+            pixels: Some((64, px)),
+        }));
         a.color = false;
         // The quick-look names the classes it shows, under the picture, most first.
         let s = render(&a, 80, 24);
@@ -1090,11 +914,7 @@ mod tests {
             landed: 4,
             ..Default::default()
         };
-        a.apply_runs(vec![crate::tui::state::fixtures::run(
-            "7c1e0a9b3f21",
-            "running",
-            record,
-        )]);
+        a.apply_runs(vec![run("7c1e0a9b3f21", "running", record)]);
         a.popup = Some(Popup::Leave);
         both("quit_confirm", &a);
     }
@@ -1103,7 +923,7 @@ mod tests {
     fn no_color_keeps_every_state_readable_by_glyph() {
         let mut a = app();
         fail_80n_180w(&mut a, "bad", 1);
-        a.uncommitted.insert((2000, t("80N_160W")));
+        a.runs.uncommitted.insert((2000, t("80N_160W")));
         a.color = false;
         both("no_color", &a);
         let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
