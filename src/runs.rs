@@ -6,10 +6,11 @@
 //! A run is a directory under the user data dir (`runs/{id}/`) holding a one-shard plan
 //! (`plan/plan.json`), the worker's progress record next to it (`plan/shards/0000.json`, the
 //! same record a scale-out shard keeps), `run.json` (the worker's pid and its start time, the
-//! repository, when it started) and the worker's log (`log.txt`). The worker is
-//! `tilecube write --plan … --shard 0` in a session and process group of its own, so the
-//! launching terminal's SIGHUP never reaches it; it executes the plan exactly as a shard
-//! does (checkpoints, failure journal, retries, signals).
+//! repository, when it started) and the worker's log (`log.txt`). The worker is the command
+//! line the launching binary hands over ([`Worker`]: tilecube's `write` of the run's plan, its
+//! one shard), started in a session and process group of its own, so the launching terminal's
+//! SIGHUP never reaches it; it executes the plan exactly as a shard does (checkpoints, failure
+//! journal, retries, signals). This module knows nothing of the command line's flags.
 //!
 //! Invariants: nothing needs to be started or left running besides the worker itself (no
 //! daemon, no port); a run whose record says running but whose worker is gone (killed -9, the
@@ -17,6 +18,7 @@
 //! reused pid never passes for the worker; a stale run never blocks a new one; cancelling
 //! sends the worker SIGTERM, which stops it at its next strip with finished tiles committed.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -131,11 +133,12 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    #[error("run {id}: {path} is not a run record: {reason}")]
+    #[error("run {id}: {path} is not a run record")]
     Bad {
         id: String,
         path: String,
-        reason: String,
+        #[source]
+        source: serde_json::Error,
     },
     #[error("run {0} is not running")]
     NotRunning(String),
@@ -156,23 +159,40 @@ pub enum RunError {
     },
 }
 
-/// How a run's worker is started: the tilecube binary, the config file it reads (the
-/// launcher's), and write flags (`--threads 4`, …) to pass on.
-#[derive(Debug, Clone, Default)]
+/// The arguments of a run's worker, given the directory of the run's plan.
+type WorkerArgs = dyn Fn(&Path) -> Vec<OsString> + Send + Sync;
+
+/// How a run's worker is started, as the binary that launches runs spells it: the program,
+/// and its arguments given the directory where the run keeps its plan (they make it execute
+/// that plan's one shard). [`Runs::launch`] starts it as it is handed over.
 pub struct Worker {
-    pub exe: PathBuf,
-    pub config: Option<PathBuf>,
-    pub flags: Vec<(String, String)>,
+    pub program: PathBuf,
+    args: Box<WorkerArgs>,
 }
 
 impl Worker {
-    /// The running binary as the worker, reading `config`.
-    pub fn this_binary(config: Option<PathBuf>) -> Result<Self, std::io::Error> {
-        Ok(Self {
-            exe: std::env::current_exe()?,
-            config,
-            flags: Vec::new(),
-        })
+    /// `program` started with `args(plan_dir)`.
+    pub fn new(
+        program: PathBuf,
+        args: impl Fn(&Path) -> Vec<OsString> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            program,
+            args: Box::new(args),
+        }
+    }
+
+    /// The worker's arguments for the plan kept in `plan_dir`.
+    pub fn args(&self, plan_dir: &Path) -> Vec<OsString> {
+        (self.args)(plan_dir)
+    }
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("program", &self.program)
+            .finish_non_exhaustive()
     }
 }
 
@@ -206,17 +226,8 @@ impl Runs {
         let log_file = self.log_path(&id);
         let log = std::fs::File::create(&log_file).map_err(|e| io(&log_file, e))?;
         let log2 = log.try_clone().map_err(|e| io(&log_file, e))?;
-        let mut cmd = Command::new(&worker.exe);
-        if let Some(c) = &worker.config {
-            cmd.arg("--config").arg(c);
-        }
-        cmd.arg("write")
-            .arg("--plan")
-            .arg(self.plan_dir(&id))
-            .args(["--shard", "0"]);
-        for (flag, value) in &worker.flags {
-            cmd.arg(flag).arg(value);
-        }
+        let mut cmd = Command::new(&worker.program);
+        cmd.args(worker.args(&self.plan_dir(&id)));
         cmd.stdin(Stdio::null()).stdout(log2).stderr(log);
         // SAFETY: setsid is async-signal-safe; between fork and exec it only detaches the child
         // into a session (and process group) of its own, away from the launcher's terminal.
@@ -228,7 +239,7 @@ impl Runs {
         }
         let child = cmd.spawn().map_err(|source| RunError::Spawn {
             id: id.clone(),
-            exe: worker.exe.display().to_string(),
+            exe: worker.program.display().to_string(),
             source,
         })?;
         let pid = child.id();
@@ -298,10 +309,10 @@ impl RunInfo {
             path: path.display().to_string(),
             source,
         })?;
-        serde_json::from_slice(&text).map_err(|e| RunError::Bad {
+        serde_json::from_slice(&text).map_err(|source| RunError::Bad {
             id,
             path: path.display().to_string(),
-            reason: e.to_string(),
+            source,
         })
     }
 }

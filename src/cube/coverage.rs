@@ -25,7 +25,7 @@ use icechunk::format::{Path, SnapshotId};
 use icechunk::repository::VersionInfo;
 use serde::{Deserialize, Serialize};
 
-use super::{Commit, Cube, CubeError, TileKey};
+use super::{Commit, Cube, CubeError, LayoutError, TileKey};
 use crate::grid::TileName;
 
 pub use super::coverage_cache::{CoverageCache, ManifestsListed};
@@ -196,8 +196,9 @@ impl Cube {
             .fetch_snapshot(id)
             .await
             .map_err(|e| CubeError::icechunk(format!("reading snapshot {id}"), e))?;
-        let path = Path::new(&self.layout.variable_path())
-            .map_err(|e| CubeError::Layout(format!("variable path: {e}")))?;
+        let variable = self.layout.variable_path();
+        let path = Path::new(&variable)
+            .map_err(LayoutError::node_path(&variable, Some("variable path")))?;
         let node = match snapshot.get_node(&path) {
             Ok(node) => node,
             // A snapshot from before the cube was laid out holds no data variable.
@@ -207,10 +208,7 @@ impl Cube {
             Err(e) => return Err(CubeError::icechunk("reading the data variable's node", e)),
         };
         let NodeData::Array { manifests, .. } = &node.node_data else {
-            return Err(CubeError::Layout(format!(
-                "{} is not an array",
-                self.layout.variable_path()
-            )));
+            return Err(LayoutError::NotAnArray { path: variable }.into());
         };
         let mut counts = ChunkCounts::new();
         for mref in manifests {
@@ -241,8 +239,9 @@ impl Cube {
     /// (O(chunks)): the cross-check, and the fallback for manifests that span tiles.
     pub async fn chunks_present(&self, version: &VersionInfo) -> Result<ChunkCounts, CubeError> {
         let session = self.session_at(version).await?;
-        let path = Path::new(&self.layout.variable_path())
-            .map_err(|e| CubeError::Layout(format!("variable path: {e}")))?;
+        let variable = self.layout.variable_path();
+        let path = Path::new(&variable)
+            .map_err(LayoutError::node_path(&variable, Some("variable path")))?;
         let stream = session
             .chunk_coordinates(&path)
             .await

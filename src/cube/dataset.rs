@@ -14,9 +14,9 @@ use zarrs::array::{ArrayBuilder, data_type};
 use zarrs::group::{Group, GroupBuilder};
 use zarrs_icechunk::AsyncIcechunkStore;
 
-use super::CubeError;
 use super::conventions;
 use super::layout::{LAYOUT_ATTR, Layout};
+use super::{CubeError, LayoutError};
 
 pub(super) async fn read_layout(session: Session) -> Result<Option<Layout>, CubeError> {
     let store = Arc::new(AsyncIcechunkStore::new(session));
@@ -99,7 +99,7 @@ pub(crate) async fn write_root_group(
     );
     root_attrs.insert(
         LAYOUT_ATTR.into(),
-        serde_json::to_value(layout).map_err(|e| CubeError::Layout(e.to_string()))?,
+        serde_json::to_value(layout).map_err(|source| LayoutError::Serialize { source })?,
     );
     root_attrs.extend(conventions::attributes(layout, 0));
     GroupBuilder::new()
@@ -228,8 +228,10 @@ async fn write_dataset(
     }
 
     // spatial_ref: scalar carrying the CRS
-    let wkt = crate::source::crs_wkt(layout.epsg)
-        .map_err(|e| CubeError::Layout(format!("CRS EPSG:{}: {e}", layout.epsg)))?;
+    let wkt = crate::source::crs_wkt(layout.epsg).map_err(|source| LayoutError::Crs {
+        epsg: layout.epsg,
+        source,
+    })?;
     let sr = ArrayBuilder::new(
         Vec::<u64>::new(),
         Vec::<u64>::new(),

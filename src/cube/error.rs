@@ -47,8 +47,17 @@ pub enum CubeError {
         #[source]
         source: BoxError,
     },
-    #[error("cube layout: {0}")]
-    Layout(String),
+    /// The cube's layout does not hold what was asked of it, or is not as it should be.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// Computing a tile's overview chunks ended without its result (the task panicked).
+    #[error("cube layout: computing overviews of {year}/{tile}")]
+    OverviewTask {
+        year: i32,
+        tile: crate::grid::TileName,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     /// A thread of the pipeline could not be started.
     #[error("starting the {what} thread")]
     Thread {
@@ -189,9 +198,12 @@ pub enum CubeError {
         #[source]
         source: BoxError,
     },
-    /// A writer announcement could not be made or read (`tilecube-writers/`).
-    #[error("writer announcement: {0}")]
-    Announcement(String),
+    /// A writer announcement could not be encoded (`tilecube-writers/`).
+    #[error("writer announcement: encoding")]
+    Announcement {
+        #[source]
+        source: serde_json::Error,
+    },
     /// `gc` with an age that would delete what a running (or staged) write may still commit.
     #[error(
         "gc --older-than {age} is refused: {writer}; give an age of at least {least} (or wait for it to end: `tilecube runs` shows the runs of this machine)"
@@ -219,6 +231,122 @@ pub enum CubeError {
         #[source]
         cause: Box<CubeError>,
     },
+}
+
+/// What is wrong with the cube's layout, or with what was asked of it: the kinds of
+/// [`CubeError::Layout`], each message starting "cube layout: ".
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("cube layout: year {year} is not in the cube")]
+    YearNotInCube { year: i32 },
+    /// A level (0: the cube itself, then its overviews) the cube does not have.
+    #[error("cube layout: the cube has no level {level}")]
+    NoLevel { level: usize },
+    /// A chunk was recorded for a level the cube does not have.
+    #[error("cube layout: a chunk of level {level}, which the cube does not have")]
+    ChunkOfNoLevel { level: usize },
+    /// An array's path that Icechunk refuses; the message names it by `label` when given
+    /// ("level path", "variable path"), else by the path itself.
+    #[error("cube layout: {}", label.unwrap_or(path.as_str()))]
+    NodePath {
+        path: String,
+        label: Option<&'static str>,
+        #[source]
+        source: icechunk::format::PathError,
+    },
+    #[error("cube layout: {path} is not an array")]
+    NotAnArray { path: String },
+    /// An array whose first axis does not hold the layout's years.
+    #[error(
+        "cube layout: {path} has shape {shape:?}, whose first axis should be the layout's {years} years"
+    )]
+    YearAxis {
+        path: String,
+        shape: Vec<u64>,
+        years: usize,
+    },
+    /// The root group's attribute `name` does not read as a layout.
+    #[error("cube layout: root attribute {name}")]
+    Attribute {
+        name: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cube layout: root attribute {name} is not a map")]
+    AttributeNotAMap { name: &'static str },
+    /// `extend`: the layout with the year appended does not read back as written.
+    #[error("cube layout: root attribute {name} does not read back with year {year} appended")]
+    YearNotAppended { name: &'static str, year: i32 },
+    /// The layout could not be encoded as the root group's attribute (its message is the
+    /// encoder's).
+    #[error("cube layout: {source}")]
+    Serialize {
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The layout's CRS is not one GDAL knows.
+    #[error("cube layout: CRS EPSG:{epsg}")]
+    Crs {
+        epsg: u32,
+        #[source]
+        source: gdal::errors::GdalError,
+    },
+    /// A tile size given for the cube is not the cube's.
+    #[error(
+        "cube layout: --tile-pixels {given} disagrees with the cube, whose tiles are {cube} px"
+    )]
+    TilePixelsMismatch { given: u64, cube: u64 },
+    /// A level whose chunks would have an axis of no pixels.
+    #[error("cube layout: empty chunk")]
+    EmptyChunk,
+    #[error("cube layout: a stored chunk decodes to {len} bytes, not {expected}")]
+    ChunkSize { len: usize, expected: usize },
+    /// The pyramid asked for is not the one laid out (a laid-out pyramid is kept).
+    #[error(
+        "cube layout: the cube's overviews are {} down to {} px wide, the preset asks for {} down to {} px: \
+         a laid-out pyramid is not changed",
+        cube.resampling.name(),
+        cube.coarsest_width,
+        asked.resampling.name(),
+        asked.coarsest_width
+    )]
+    OverviewsDiffer {
+        cube: super::Overviews,
+        asked: super::Overviews,
+    },
+    /// A read of the whole cube too large to make, and no overview to read instead.
+    #[error(
+        "cube layout: the cube has no overviews and is {width}×{height} px: read a smaller --bbox, or, if its preset has a pyramid, build it with `tilecube overviews`"
+    )]
+    TooLargeNoOverviews { width: u64, height: u64 },
+    /// A read of a level too large to make.
+    #[error(
+        "cube layout: level {level} (factor {factor}) is {width}×{height} px there: too large to read whole; choose a coarser level or a smaller box"
+    )]
+    LevelTooLarge {
+        level: usize,
+        factor: u64,
+        width: u64,
+        height: u64,
+    },
+}
+
+impl LayoutError {
+    /// An array path Icechunk refused, named in the message by `label` (or by the path
+    /// itself when `None`).
+    pub(crate) fn node_path(
+        path: impl Into<String>,
+        label: Option<&'static str>,
+    ) -> impl FnOnce(icechunk::format::PathError) -> CubeError {
+        let path = path.into();
+        move |source| {
+            CubeError::Layout(Self::NodePath {
+                path,
+                label,
+                source,
+            })
+        }
+    }
 }
 
 impl CubeError {
@@ -262,5 +390,74 @@ impl CubeError {
             Self::WriteStopped { cause, .. } => cause.cube_replaced(),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cube::Layout;
+    use crate::cube::layout::LAYOUT_ATTR;
+
+    #[test]
+    fn a_caller_matches_a_layout_kind_and_reads_the_message_it_always_read() {
+        let layout = Layout::glad();
+        let e = layout.check_tile_pixels(Some(512)).unwrap_err();
+        assert!(matches!(
+            e,
+            CubeError::Layout(LayoutError::TilePixelsMismatch { given: 512, cube })
+                if cube == layout.tile_pixels
+        ));
+        assert_eq!(
+            crate::error_chain(&e),
+            format!(
+                "cube layout: --tile-pixels 512 disagrees with the cube, whose tiles are {} px",
+                layout.tile_pixels
+            )
+        );
+        let e = CubeError::from(LayoutError::YearNotInCube { year: 1999 });
+        assert_eq!(
+            crate::error_chain(&e),
+            "cube layout: year 1999 is not in the cube"
+        );
+    }
+
+    #[test]
+    fn a_kept_cause_prints_after_its_prefix_as_when_it_was_formatted_in() {
+        // A path Icechunk refuses, named by its label or by itself: "prefix: cause", as the
+        // text `format!("level path: {e}")` made.
+        let refused = icechunk::format::Path::new("no-slash").unwrap_err();
+        for (label, shown) in [(Some("level path"), "level path"), (None, "no-slash")] {
+            let e = LayoutError::node_path("no-slash", label)(refused.clone());
+            assert_eq!(
+                crate::error_chain(&e),
+                format!("cube layout: {shown}: {refused}")
+            );
+            let CubeError::Layout(LayoutError::NodePath { path, source, .. }) = &e else {
+                panic!("{e:?}");
+            };
+            assert_eq!((path.as_str(), source), ("no-slash", &refused));
+        }
+        // A root attribute that is no layout: the decoder's words after the attribute's name.
+        let mut attrs = serde_json::Map::new();
+        attrs.insert(LAYOUT_ATTR.into(), serde_json::json!({"years": "none"}));
+        let e = Layout::from_root_attributes(&attrs).unwrap_err();
+        let decoded = serde_json::from_value::<Layout>(attrs[LAYOUT_ATTR].clone()).unwrap_err();
+        assert_eq!(
+            crate::error_chain(&e),
+            format!("cube layout: root attribute {LAYOUT_ATTR}: {decoded}")
+        );
+        assert!(matches!(
+            e,
+            CubeError::Layout(LayoutError::Attribute {
+                name: LAYOUT_ATTR,
+                ..
+            })
+        ));
+        // A serde error alone is the whole message, as `e.to_string()` made it.
+        let encoding = serde_json::from_str::<u8>("x").unwrap_err();
+        let text = encoding.to_string();
+        let e = CubeError::from(LayoutError::Serialize { source: encoding });
+        assert_eq!(crate::error_chain(&e), format!("cube layout: {text}"));
     }
 }

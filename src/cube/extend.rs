@@ -35,7 +35,7 @@ use zarrs::group::{Group, GroupBuilder};
 use zarrs_icechunk::AsyncIcechunkStore;
 
 use super::layout::{LAYOUT_ATTR, Layout};
-use super::{Cube, CubeError};
+use super::{Cube, CubeError, LayoutError};
 use crate::preset::YEARS;
 
 /// What [`Cube::extend_year`] did.
@@ -117,10 +117,12 @@ impl Cube {
             // The array must hold the layout's years on its first axis: anything else is a
             // cube this extension would make inconsistent.
             if shape.first() != Some(&(layout.years.len() as u64)) {
-                return Err(CubeError::Layout(format!(
-                    "{path} has shape {shape:?}, whose first axis should be the layout's {} years",
-                    layout.years.len()
-                )));
+                return Err(LayoutError::YearAxis {
+                    path,
+                    shape,
+                    years: layout.years.len(),
+                }
+                .into());
             }
             shape[0] += 1;
             array.set_shape(shape).map_err(failed(&growing))?;
@@ -137,14 +139,14 @@ impl Cube {
         let stored = root_attrs
             .get_mut(LAYOUT_ATTR)
             .and_then(Value::as_object_mut)
-            .ok_or_else(|| {
-                CubeError::Layout(format!("root attribute {LAYOUT_ATTR} is not a map"))
-            })?;
+            .ok_or(LayoutError::AttributeNotAMap { name: LAYOUT_ATTR })?;
         stored.insert("years".into(), json!(grown.years));
         if Layout::from_root_attributes(&root_attrs)?.as_ref() != Some(&grown) {
-            return Err(CubeError::Layout(format!(
-                "root attribute {LAYOUT_ATTR} does not read back with year {year} appended"
-            )));
+            return Err(LayoutError::YearNotAppended {
+                name: LAYOUT_ATTR,
+                year,
+            }
+            .into());
         }
         let writing_root = "rewriting the cube's root group";
         GroupBuilder::new()

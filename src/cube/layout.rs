@@ -11,7 +11,7 @@ use crate::grid::{Cell, Grid, TileName};
 use crate::overview::{Level, Resampling, pyramid_to};
 use crate::preset::Preset;
 
-use super::CubeError;
+use super::{CubeError, LayoutError};
 
 /// Root attribute key holding the serialized layout.
 pub const LAYOUT_ATTR: &str = "tilecube";
@@ -199,7 +199,13 @@ impl Layout {
             None => Ok(None),
             Some(v) => serde_json::from_value(v.clone())
                 .map(Some)
-                .map_err(|e| CubeError::Layout(format!("root attribute {LAYOUT_ATTR}: {e}"))),
+                .map_err(|source| {
+                    LayoutError::Attribute {
+                        name: LAYOUT_ATTR,
+                        source,
+                    }
+                    .into()
+                }),
         }
     }
 
@@ -214,10 +220,11 @@ impl Layout {
     /// A check that flags given on the command line agree with the stored layout.
     pub fn check_tile_pixels(&self, tile_pixels: Option<u64>) -> Result<(), CubeError> {
         match tile_pixels {
-            Some(n) if n != self.tile_pixels => Err(CubeError::Layout(format!(
-                "--tile-pixels {n} disagrees with the cube, whose tiles are {} px",
-                self.tile_pixels
-            ))),
+            Some(given) if given != self.tile_pixels => Err(LayoutError::TilePixelsMismatch {
+                given,
+                cube: self.tile_pixels,
+            }
+            .into()),
             _ => Ok(()),
         }
     }

@@ -50,10 +50,18 @@ impl RefLock {
         let shown = location.to_string();
         let file = tokio::task::spawn_blocking(move || lock_dir(&dir, &shown))
             .await
-            .map_err(|e| location.error(format!("waiting for the commit lock: {e}")))?
+            .map_err(|source| location.error(LockWaitError { source }))?
             .map_err(|e| location.error(e))?;
         Ok(Self { _file: Some(file) })
     }
+}
+
+/// The wait for the lock ended without its result (the waiting task panicked).
+#[derive(Debug, thiserror::Error)]
+#[error("waiting for the commit lock")]
+struct LockWaitError {
+    #[source]
+    source: tokio::task::JoinError,
 }
 
 /// The lock could not be taken.

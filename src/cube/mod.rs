@@ -34,7 +34,7 @@ mod writer;
 mod writers;
 
 pub use coverage::{ChunkCounts, Coverage, CoverageCache, ManifestsListed, TileState};
-pub use error::{BoxError, CubeError};
+pub use error::{BoxError, CubeError, LayoutError};
 pub use extend::{Extension, check_new_year};
 pub use history::{
     CarriedTiles, Commit, PlanTag, TileRecord, WrittenTiles, commit_message, written_properties,

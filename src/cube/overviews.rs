@@ -23,7 +23,7 @@ use icechunk::session::Session;
 
 use super::history::WrittenTiles;
 use super::writer::ChunkEncoder;
-use super::{Cube, CubeError, Layout};
+use super::{Cube, CubeError, Layout, LayoutError};
 use crate::overview::reduce;
 
 /// Chunk reads in flight at once when a region is read.
@@ -85,10 +85,10 @@ pub(crate) async fn refresh_coarse(
         let (h, w, c) = (level.height, level.width, level.chunk);
         let (above_shape, above_chunk) = layout.level_shape(k - 1);
         let (sh, sw) = (above_shape[1], above_shape[2]);
-        let above = Path::new(&layout.level_path(k - 1))
-            .map_err(|e| CubeError::Layout(format!("level path: {e}")))?;
-        let path = Path::new(&layout.level_path(k))
-            .map_err(|e| CubeError::Layout(format!("level path: {e}")))?;
+        let (above, path) = (layout.level_path(k - 1), layout.level_path(k));
+        let above =
+            Path::new(&above).map_err(LayoutError::node_path(&above, Some("level path")))?;
+        let path = Path::new(&path).map_err(LayoutError::node_path(&path, Some("level path")))?;
         let above_enc = ChunkEncoder::for_level(layout, k - 1)?;
         let enc = ChunkEncoder::for_level(layout, k)?;
         for [yi, cy, cx] in chunks_of_tiles(layout, tiles, level.factor, (h, w, c))? {
@@ -263,26 +263,28 @@ impl Cube {
         window: Option<((u64, u64), (u64, u64))>,
     ) -> Result<LevelImage, CubeError> {
         let sizes = self.level_sizes();
-        let &(w, h, factor) = sizes
-            .get(k)
-            .ok_or_else(|| CubeError::Layout(format!("the cube has no level {k}")))?;
+        let &(w, h, factor) = sizes.get(k).ok_or(LayoutError::NoLevel { level: k })?;
         let yi = self
             .layout
             .year_index(year)
-            .ok_or_else(|| CubeError::Layout(format!("year {year} is not in the cube")))?;
+            .ok_or(LayoutError::YearNotInCube { year })?;
         let ((r0, r1), (c0, c1)) = window.unwrap_or(((0, h), (0, w)));
         let (r0, r1, c0, c1) = (r0.min(h), r1.min(h), c0.min(w), c1.min(w));
         if (r1 - r0) * (c1 - c0) > MAX_LEVEL_READ {
             if sizes.len() == 1 {
-                return Err(CubeError::Layout(format!(
-                    "the cube has no overviews and is {w}×{h} px: read a smaller --bbox, or, if its preset has a pyramid, build it with `tilecube overviews`"
-                )));
+                return Err(LayoutError::TooLargeNoOverviews {
+                    width: w,
+                    height: h,
+                }
+                .into());
             }
-            return Err(CubeError::Layout(format!(
-                "level {k} (factor {factor}) is {}×{} px there: too large to read whole; choose a coarser level or a smaller box",
-                c1 - c0,
-                r1 - r0
-            )));
+            return Err(LayoutError::LevelTooLarge {
+                level: k,
+                factor,
+                width: c1 - c0,
+                height: r1 - r0,
+            }
+            .into());
         }
         let session = match snapshot {
             None => self.head_session().await?,
@@ -293,8 +295,8 @@ impl Cube {
                     .await?
             }
         };
-        let path = Path::new(&self.layout.level_path(k))
-            .map_err(|e| CubeError::Layout(format!("level path: {e}")))?;
+        let level = self.layout.level_path(k);
+        let path = Path::new(&level).map_err(LayoutError::node_path(&level, Some("level path")))?;
         let (_, chunk) = self.layout.level_shape(k);
         let encoder = ChunkEncoder::for_level(&self.layout, k)?;
         let pixels = read_region(

@@ -24,7 +24,7 @@ use super::history::WrittenTiles;
 use super::layout::{LAYOUT_ATTR, Overviews};
 use super::overviews::read_region;
 use super::writer::{ChunkEncoder, TileChunks};
-use super::{Cube, CubeError, TileKey, TileState};
+use super::{Cube, CubeError, LayoutError, TileKey, TileState};
 use crate::grid::TileName;
 use crate::overview::{TileLevel, TilePyramid};
 
@@ -74,14 +74,11 @@ impl Cube {
                 if (o.resampling, o.coarsest_width)
                     == (overviews.resampling, overviews.coarsest_width) => {}
             Some(o) => {
-                return Err(CubeError::Layout(format!(
-                    "the cube's overviews are {} down to {} px wide, the preset asks for {} down to {} px: \
-                     a laid-out pyramid is not changed",
-                    o.resampling.name(),
-                    o.coarsest_width,
-                    overviews.resampling.name(),
-                    overviews.coarsest_width
-                )));
+                return Err(LayoutError::OverviewsDiffer {
+                    cube: o,
+                    asked: overviews,
+                }
+                .into());
             }
             None => {
                 let id = self.lay_out_overviews(overviews).await?;
@@ -113,8 +110,8 @@ impl Cube {
             .collect::<Result<Vec<_>, _>>()?;
         let paths = (0..=levels.len())
             .map(|k| {
-                Path::new(&self.layout.level_path(k))
-                    .map_err(|e| CubeError::Layout(format!("level path: {e}")))
+                let level = self.layout.level_path(k);
+                Path::new(&level).map_err(LayoutError::node_path(&level, Some("level path")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new((tile_levels, encoders));
@@ -191,12 +188,12 @@ impl Cube {
         let region = grid.region(cell);
         let yi = layout
             .year_index(year)
-            .ok_or_else(|| CubeError::Layout(format!("year {year} is not in the cube")))?
-            as u64;
+            .ok_or(LayoutError::YearNotInCube { year })? as u64;
         let side = grid.chunk_pixels;
         let width = grid.tile_pixels as usize;
-        let level0 = Path::new(&layout.variable_path())
-            .map_err(|e| CubeError::Layout(format!("variable path: {e}")))?;
+        let variable = layout.variable_path();
+        let level0 = Path::new(&variable)
+            .map_err(LayoutError::node_path(&variable, Some("variable path")))?;
         let decoder = ChunkEncoder::new(layout)?;
         let pyramid = Arc::new(TilePyramid::new(
             width,
@@ -230,9 +227,7 @@ impl Cube {
                     .collect::<Result<Vec<_>, _>>()
             })
             .await
-            .map_err(|e| {
-                CubeError::Layout(format!("computing overviews of {year}/{tile}: {e}"))
-            })??;
+            .map_err(|source| CubeError::OverviewTask { year, tile, source })??;
             let uploads = encoded.into_iter().map(|(level, row, col, data)| {
                 let l = shared.0[level - 1];
                 let per_tile = (l.tile / l.chunk) as u64;
@@ -241,9 +236,11 @@ impl Cube {
                     cell.row as u64 * per_tile + row,
                     cell.col as u64 * per_tile + col,
                 ];
-                let path = Path::new(&layout.level_path(level));
+                let level_path = layout.level_path(level);
+                let path = Path::new(&level_path)
+                    .map_err(LayoutError::node_path(level_path, Some("level path")));
                 async move {
-                    let path = path.map_err(|e| CubeError::Layout(format!("level path: {e}")))?;
+                    let path = path?;
                     let upload = super::writer::prepare_upload(session, &path, coords)?;
                     Ok::<_, CubeError>((level, coords, upload.run(data).await?))
                 }

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::layout::LAYOUT_ATTR;
-use super::{Cube, CubeError, LostManifest};
+use super::{Cube, CubeError, LayoutError, LostManifest};
 
 /// What `repair` did.
 #[derive(Debug, Default, Serialize)]
@@ -78,8 +78,7 @@ impl Cube {
             for array in &touched {
                 // The array's own metadata, set again: the change that carries the manifests
                 // out.
-                let path =
-                    Path::new(array).map_err(|e| CubeError::Layout(format!("{array}: {e}")))?;
+                let path = Path::new(array).map_err(LayoutError::node_path(array, None))?;
                 let node = session
                     .get_array(&path)
                     .await
@@ -98,8 +97,7 @@ impl Cube {
                     .map_err(|e| CubeError::icechunk(format!("updating {array}"), e))?;
             }
             for (array, coords) in dropped {
-                let path =
-                    Path::new(&array).map_err(|e| CubeError::Layout(format!("{array}: {e}")))?;
+                let path = Path::new(&array).map_err(LayoutError::node_path(&array, None))?;
                 for coord in coords {
                     session
                         .set_chunk_ref(path.clone(), coord, None)

@@ -29,7 +29,7 @@ use tokio::sync::RwLock;
 
 use super::history::{WrittenTiles, commit_message, written_properties_with};
 use super::writer::{PreparedUpload, TileChunks, prepare_upload};
-use super::{Cube, CubeError};
+use super::{Cube, CubeError, LayoutError};
 use crate::grid::TileName;
 use crate::source::Provenance;
 
@@ -118,8 +118,8 @@ impl WriteSession {
         let announced = cube.announce_writer(what, base_time).await?;
         let paths = (0..=cube.layout.levels().len())
             .map(|k| {
-                Path::new(&cube.layout.level_path(k))
-                    .map_err(|e| CubeError::Layout(format!("variable path: {e}")))
+                let level = cube.layout.level_path(k);
+                Path::new(&level).map_err(LayoutError::node_path(&level, Some("variable path")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
@@ -257,7 +257,7 @@ impl WriteSession {
         let path = self
             .paths
             .get(level)
-            .ok_or_else(|| CubeError::Layout(format!("the cube has no level {level}")))?;
+            .ok_or(LayoutError::NoLevel { level })?;
         let guard = self.session.read().await;
         prepare_upload(&guard, path, coords)
     }

@@ -11,7 +11,7 @@ use icechunk::format::SnapshotId;
 use icechunk::repository::VersionInfo;
 use icechunk::session::Session;
 
-use super::{Cube, CubeError, TileState};
+use super::{Cube, CubeError, LayoutError, TileState};
 use crate::grid::TileName;
 
 /// A tile of a year.
@@ -104,8 +104,7 @@ impl Cube {
         let yi = self
             .layout
             .year_index(year)
-            .ok_or_else(|| CubeError::Layout(format!("year {year} is not in the cube")))?
-            as u64;
+            .ok_or(LayoutError::YearNotInCube { year })? as u64;
         let side = grid.tile_pixels as usize;
         let n = n.min(side).max(1);
         let chunk = grid.chunk_pixels as usize;

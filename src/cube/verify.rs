@@ -19,7 +19,7 @@ use icechunk::format::snapshot::NodeData;
 use icechunk::format::{IcechunkFormatErrorKind, Path, SnapshotId};
 use serde::Serialize;
 
-use super::{Cube, CubeError, Layout};
+use super::{Cube, CubeError, Layout, LayoutError};
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -238,7 +238,7 @@ impl Cube {
         let mut out = Vec::new();
         for k in 0..=self.layout.levels().len() {
             let array = self.layout.level_path(k);
-            let path = Path::new(&array).map_err(|e| CubeError::Layout(format!("{array}: {e}")))?;
+            let path = Path::new(&array).map_err(LayoutError::node_path(&array, None))?;
             let node = match snapshot.get_node(&path) {
                 Ok(node) => node,
                 Err(e) if matches!(e.kind(), IcechunkFormatErrorKind::NodeNotFound { .. }) => {

@@ -15,7 +15,7 @@ use zarrs::array::{Array, ArrayBuilder, IntoArrayBytes, data_type};
 use zarrs::array::{ArrayToBytesCodecTraits, CodecOptions};
 use zarrs::storage::store::MemoryStore;
 
-use super::{CubeError, Layout};
+use super::{CubeError, Layout, LayoutError};
 
 /// Builder of level `k`'s data variable (0: the cube itself): same type, fill and codecs,
 /// the level's shape and chunks; shared by `init` and the chunk encoders so the two can
@@ -61,7 +61,7 @@ impl ChunkEncoder {
             .level_shape(k)
             .1
             .iter()
-            .map(|&n| NonZeroU64::new(n).ok_or_else(|| CubeError::Layout("empty chunk".into())))
+            .map(|&n| NonZeroU64::new(n).ok_or(CubeError::Layout(LayoutError::EmptyChunk)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             array,
@@ -124,11 +124,11 @@ impl ChunkEncoder {
             .map_err(|e| CubeError::icechunk("decoding a chunk", e))?
             .into_owned();
         if pixels.len() != self.chunk_len() {
-            return Err(CubeError::Layout(format!(
-                "a stored chunk decodes to {} bytes, not {}",
-                pixels.len(),
-                self.chunk_len()
-            )));
+            return Err(LayoutError::ChunkSize {
+                len: pixels.len(),
+                expected: self.chunk_len(),
+            }
+            .into());
         }
         Ok(pixels)
     }
@@ -190,11 +190,9 @@ impl TileChunks {
         let mut by_level: Vec<Vec<(ChunkIndices, Option<ChunkPayload>)>> =
             vec![Vec::new(); paths.len()];
         for (k, idx, payload) in self.refs {
-            let refs = by_level.get_mut(k).ok_or_else(|| {
-                CubeError::Layout(format!(
-                    "a chunk of level {k}, which the cube does not have"
-                ))
-            })?;
+            let refs = by_level
+                .get_mut(k)
+                .ok_or(LayoutError::ChunkOfNoLevel { level: k })?;
             refs.push((idx, payload));
         }
         for (path, refs) in paths.iter().zip(by_level) {

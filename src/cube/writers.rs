@@ -296,8 +296,8 @@ impl Drop for Announced {
 }
 
 async fn put(cube: &Cube, record: &Announcement) -> Result<(), CubeError> {
-    let bytes = serde_json::to_vec_pretty(record)
-        .map_err(|e| CubeError::Announcement(format!("encoding: {e}")))?;
+    let bytes =
+        serde_json::to_vec_pretty(record).map_err(|source| CubeError::Announcement { source })?;
     let storage = cube.repo.storage();
     let ctx = cube.repo.storage_context();
     storage

@@ -12,8 +12,21 @@ use crate::legend;
 /// Errors writing a picture.
 #[derive(Debug, thiserror::Error)]
 pub enum PictureError {
-    #[error("cannot write {path}: {reason}")]
-    Write { path: String, reason: String },
+    /// The raster handed over does not hold `width`×`height` pixels (or is empty).
+    #[error("cannot write {path}: the raster is {pixels} pixels, not {width}×{height}")]
+    Size {
+        path: String,
+        pixels: usize,
+        width: usize,
+        height: usize,
+    },
+    /// GDAL could not write the picture.
+    #[error("cannot write {path}")]
+    Write {
+        path: String,
+        #[source]
+        source: gdal::errors::GdalError,
+    },
 }
 
 /// Height of one line of the legend strip at font scale `s`.
@@ -95,15 +108,13 @@ pub fn write_png(
     pixels: &[u8],
     caption: &str,
 ) -> Result<(), PictureError> {
-    let fail = |reason: String| PictureError::Write {
-        path: path.display().to_string(),
-        reason,
-    };
     if pixels.len() != width * height || width == 0 || height == 0 {
-        return Err(fail(format!(
-            "the raster is {} pixels, not {width}×{height}",
-            pixels.len()
-        )));
+        return Err(PictureError::Size {
+            path: path.display().to_string(),
+            pixels: pixels.len(),
+            width,
+            height,
+        });
     }
     let s = if width >= 1000 { 2 } else { 1 };
     let picture_width = width.max(400);
@@ -122,7 +133,10 @@ pub fn write_png(
         canvas.rect(x + 1, y + 1, 9 * s - 2, 7 * s - 2, class.rgb);
         canvas.text(x + 12 * s, y, &class.label, s, ink);
     }
-    save(path, &canvas).map_err(|e| fail(e.to_string()))
+    save(path, &canvas).map_err(|source| PictureError::Write {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn save(path: &Path, canvas: &Canvas) -> Result<(), gdal::errors::GdalError> {

@@ -51,10 +51,7 @@ impl Place {
     pub fn parse(text: &str, storage: &StorageSettings) -> Result<Self, ScaleError> {
         let text = text.trim();
         if text.is_empty() {
-            return Err(ScaleError::Bad {
-                what: "location".into(),
-                reason: "is empty".into(),
-            });
+            return Err(ScaleError::EmptyLocation);
         }
         if text.starts_with("s3://") || text.starts_with("gs://") {
             let url = text.trim_end_matches('/').to_string();
@@ -62,10 +59,7 @@ impl Place {
             return Ok(Self::Remote { url, store, prefix });
         }
         if text.contains("://") {
-            return Err(ScaleError::Bad {
-                what: text.into(),
-                reason: "is not a directory, s3:// or gs:// location".into(),
-            });
+            return Err(ScaleError::NotALocation { text: text.into() });
         }
         Ok(Self::Local(PathBuf::from(text)))
     }

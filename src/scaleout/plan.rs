@@ -124,23 +124,21 @@ impl ShardPlan {
     /// a (year, tile) is in it twice.
     fn check(&self, address: &str) -> Result<(), ScaleError> {
         if self.sum != self.checksum() {
-            return Err(ScaleError::bad(
-                address,
-                "the plan was changed after it was made (its checksum does not match its jobs); \
-                 make a new plan with `tilecube plan` instead of editing one",
-            ));
+            return Err(ScaleError::PlanEdited {
+                address: address.to_string(),
+            });
         }
         let mut seen = HashMap::new();
         for (i, jobs) in self.shards.iter().enumerate() {
             for j in jobs {
                 if let Some(first) = seen.insert((j.year, j.tile), i) {
-                    return Err(ScaleError::bad(
-                        address,
-                        format!(
-                            "{}/{} is in shard {first} and in shard {i}: a tile is written by one shard only",
-                            j.year, j.tile
-                        ),
-                    ));
+                    return Err(ScaleError::TileInTwoShards {
+                        address: address.to_string(),
+                        year: j.year,
+                        tile: j.tile,
+                        first,
+                        second: i,
+                    });
                 }
             }
         }
@@ -163,24 +161,23 @@ impl ShardPlan {
         jobs.iter()
             .map(|j| {
                 let Some(location) = source.locate(&j.path) else {
-                    return Err(ScaleError::bad(
-                        format!("plan {}: {}/{}", self.id, j.year, j.tile),
-                        format!(
-                            "its path {:?} does not lie under the plan's source {}; \
-                             a plan's paths are absolute (make the plan again)",
-                            j.path, self.source
-                        ),
-                    ));
+                    return Err(ScaleError::PathOutsideSource {
+                        plan: self.id.clone(),
+                        year: j.year,
+                        tile: j.tile,
+                        path: j.path.clone(),
+                        root: self.source.clone(),
+                    });
                 };
-                let year_index = layout.year_index(j.year).ok_or_else(|| {
-                    ScaleError::bad(
-                        format!("plan {}: {}/{}", self.id, j.year, j.tile),
-                        format!(
-                            "year {} is not in the cube (years: {:?})",
-                            j.year, layout.years
-                        ),
-                    )
-                })?;
+                let year_index =
+                    layout
+                        .year_index(j.year)
+                        .ok_or_else(|| ScaleError::YearNotInCube {
+                            plan: self.id.clone(),
+                            year: j.year,
+                            tile: j.tile,
+                            years: layout.years.clone(),
+                        })?;
                 Ok(TileJob {
                     year: j.year,
                     year_index,
@@ -197,13 +194,10 @@ impl ShardPlan {
         if self.cube.is_empty() || self.cube == cube.key() {
             return Ok(());
         }
-        Err(ScaleError::bad(
-            format!("plan {}", self.id),
-            format!(
-                "the repository {} is not the cube the plan was made for (it was made again since); make a new plan",
-                self.repo
-            ),
-        ))
+        Err(ScaleError::NotThePlansCube {
+            plan: self.id.clone(),
+            repo: self.repo.clone(),
+        })
     }
 
     /// What commits of this plan record beside their tiles.
@@ -222,45 +216,43 @@ impl ShardPlan {
     /// Save the plan in `place`; a plan already there is kept unless `force`.
     pub async fn save(&self, place: &Place, force: bool) -> Result<(), ScaleError> {
         if !force && place.get(PLAN_FILE).await?.is_some() {
-            return Err(ScaleError::bad(
-                place.address(PLAN_FILE),
-                "a plan is already there; choose another --out, or pass --force to replace it",
-            ));
+            return Err(ScaleError::PlanExists {
+                address: place.address(PLAN_FILE),
+            });
         }
-        let text = serde_json::to_vec_pretty(self)
-            .map_err(|e| ScaleError::bad(place.address(PLAN_FILE), e.to_string()))?;
+        let text = serde_json::to_vec_pretty(self).map_err(|source| ScaleError::Encode {
+            what: place.address(PLAN_FILE),
+            source,
+        })?;
         place.put(PLAN_FILE, Bytes::from(text)).await
     }
 
     /// The plan saved in `place`.
     pub async fn load(place: &Place) -> Result<Self, ScaleError> {
         let address = place.address(PLAN_FILE);
-        let bytes = place.get(PLAN_FILE).await?.ok_or_else(|| {
-            ScaleError::bad(&address, "no plan there; make one with `tilecube plan`")
-        })?;
+        let bytes = place
+            .get(PLAN_FILE)
+            .await?
+            .ok_or_else(|| ScaleError::NoPlan {
+                address: address.clone(),
+            })?;
         let format = serde_json::from_slice::<Value>(&bytes)
             .ok()
             .and_then(|v| v.get("format").and_then(Value::as_u64));
         if let Some(f) = format
             && f != u64::from(PLAN_FORMAT)
         {
-            return Err(ScaleError::bad(
-                &address,
-                format!(
-                    "plan format {f} (this tilecube reads format {PLAN_FORMAT}); make the plan again"
-                ),
-            ));
+            return Err(ScaleError::PlanFormat { address, format: f });
         }
-        let plan: Self = serde_json::from_slice(&bytes)
-            .map_err(|e| ScaleError::bad(&address, format!("not a tilecube plan: {e}")))?;
+        let plan: Self = serde_json::from_slice(&bytes).map_err(|source| ScaleError::NotAPlan {
+            address: address.clone(),
+            source,
+        })?;
         if plan.format != PLAN_FORMAT {
-            return Err(ScaleError::bad(
-                &address,
-                format!(
-                    "plan format {} (this tilecube reads format {PLAN_FORMAT})",
-                    plan.format
-                ),
-            ));
+            return Err(ScaleError::PlanFormat {
+                address,
+                format: plan.format.into(),
+            });
         }
         plan.check(&address)?;
         Ok(plan)

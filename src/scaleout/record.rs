@@ -166,7 +166,10 @@ impl ShardRecord {
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| ScaleError::bad(place.address(&name), format!("not a shard record: {e}")))
+            .map_err(|source| ScaleError::NotAShardRecord {
+                address: place.address(&name),
+                source,
+            })
     }
 }
 
@@ -312,8 +315,11 @@ impl Recorder {
             })
             .collect();
         self.record.updated = Utc::now();
-        let bytes = serde_json::to_vec_pretty(&self.record)
-            .map_err(|e| ScaleError::bad("shard record", e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(&self.record).map_err(|source| ScaleError::Encode {
+                what: "shard record".into(),
+                source,
+            })?;
         self.place
             .put(&record_name(self.record.shard), Bytes::from(bytes))
             .await?;

@@ -60,9 +60,12 @@ impl StageManifest {
         let Some(bytes) = stage.get(&name).await? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            ScaleError::bad(stage.address(&name), format!("not a stage manifest: {e}"))
-        })
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| ScaleError::NotAStageManifest {
+                address: stage.address(&name),
+                source,
+            })
     }
 }
 
@@ -94,16 +97,14 @@ impl StageWriter {
         if let Some(other) = StageManifest::load(&place, shard).await?
             && other.plan != plan
         {
-            return Err(ScaleError::bad(
-                place.address(&manifest_name(shard)),
-                format!(
-                    "the stage holds shard {shard} of plan {} ({} tiles staged, {}); a stage is one plan's: \
-                     choose another --stage for plan {plan}",
-                    other.plan,
-                    other.tiles(),
-                    other.state.name()
-                ),
-            ));
+            return Err(ScaleError::StageOfAnotherPlan {
+                address: place.address(&manifest_name(shard)),
+                shard,
+                tiles: other.tiles(),
+                other: other.plan,
+                state: other.state,
+                plan: plan.to_string(),
+            });
         }
         let manifest = StageManifest {
             plan: plan.to_string(),
@@ -123,8 +124,10 @@ impl StageWriter {
     }
 
     async fn write(&self, m: &StageManifest) -> Result<(), ScaleError> {
-        let bytes = serde_json::to_vec_pretty(m)
-            .map_err(|e| ScaleError::bad("stage manifest", e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(m).map_err(|source| ScaleError::Encode {
+            what: "stage manifest".into(),
+            source,
+        })?;
         self.place
             .put(&manifest_name(m.shard), Bytes::from(bytes))
             .await
@@ -290,13 +293,10 @@ fn check_staged_once(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ScaleError::bad(
-            format!("merge of plan {}", plan.id),
-            format!(
-                "{}; nothing was merged (make a new plan, and write its shards again)",
-                problems.join("; ")
-            ),
-        ))
+        Err(ScaleError::StagedWrongly {
+            plan: plan.id.clone(),
+            problems,
+        })
     }
 }
 
@@ -328,13 +328,11 @@ pub async fn merge(
     if earlier.is_none()
         && let Some(c) = landed.first()
     {
-        return Err(ScaleError::bad(
-            format!("plan {}", plan.id),
-            format!(
-                "its shards already committed tiles to {} (commit {}, checkpoint mode); a merge would write them twice",
-                cube.branch, c.id
-            ),
-        ));
+        return Err(ScaleError::AlreadyCheckpointed {
+            plan: plan.id.clone(),
+            branch: cube.branch.clone(),
+            commit: c.id.to_string(),
+        });
     }
     let done: std::collections::HashSet<usize> = earlier
         .and_then(|c| c.plan.as_ref())
@@ -424,7 +422,9 @@ pub async fn merge(
             let bytes = stage
                 .get(&name)
                 .await?
-                .ok_or_else(|| ScaleError::bad(stage.address(&name), "staged part is missing"))?;
+                .ok_or_else(|| ScaleError::PartMissing {
+                    address: stage.address(&name),
+                })?;
             Ok::<_, ScaleError>((name, bytes))
         }))
         .buffered(8);

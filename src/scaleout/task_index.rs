@@ -55,12 +55,12 @@ impl TaskIndex {
         let found = if spec.trim() == "auto" {
             Self::from_scheduler(&var)?
         } else {
-            let index = spec.trim().parse::<usize>().map_err(|_| {
-                ScaleError::bad(
-                    format!("--shard {spec}"),
-                    "expected a shard number or `auto`",
-                )
-            })?;
+            let index = spec
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| ScaleError::BadShard {
+                    spec: spec.to_string(),
+                })?;
             Self {
                 index,
                 origin: format!("--shard {index}"),
@@ -89,12 +89,12 @@ impl TaskIndex {
             let Some(value) = get(index_var) else {
                 continue;
             };
-            let index = value.parse::<usize>().map_err(|_| {
-                ScaleError::bad(
-                    format!("{index_var}={value}"),
-                    "the task index is not a whole number",
-                )
-            })?;
+            let index = value
+                .parse::<usize>()
+                .map_err(|_| ScaleError::BadTaskIndex {
+                    var: index_var,
+                    value: value.clone(),
+                })?;
             let count = count_var.and_then(&get).and_then(|v| v.parse().ok());
             return Ok(Self {
                 index,

@@ -121,7 +121,7 @@ impl PlanStatus {
                 }
                 Ok(r) => r,
                 Err(e) => {
-                    problems[i] = Some(e.to_string());
+                    problems[i] = Some(crate::error_chain(&e));
                     None
                 }
             })

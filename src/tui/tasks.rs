@@ -19,7 +19,6 @@ use tilecube::config::Settings;
 use tilecube::error_chain;
 use tilecube::grid::Grid;
 use tilecube::ingest::Selection;
-use tilecube::runs;
 
 /// How long a cancel waits for a run to stop at its next strip and commit.
 pub(super) const CANCEL_WAIT: Duration = Duration::from_secs(120);
@@ -322,10 +321,13 @@ async fn launch(
     let plan = built
         .plan
         .context("nothing to write: every tile chosen is already written")?;
-    let mut worker = runs::Worker::this_binary(settings.config_path.clone())
-        .context("locating the tilecube binary")?;
-    if let Some(m) = message {
-        worker.flags.push(("--message".into(), m));
-    }
+    // The worker's command line is the CLI's, so both faces launch runs alike.
+    let worker = crate::cli::runs::worker(
+        settings.config_path.clone(),
+        crate::cli::runs::WorkerFlags {
+            message,
+            ..Default::default()
+        },
+    )?;
     Ok(tilecube::config::runs().launch(&plan, &worker).await?.id)
 }
