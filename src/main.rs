@@ -10,6 +10,7 @@ mod cell;
 mod cli;
 mod progress;
 mod tui;
+mod worker;
 
 use clap::Parser;
 

@@ -20,7 +20,7 @@ mod hygiene;
 mod init;
 mod log;
 mod pyramid;
-pub(crate) mod runs;
+mod runs;
 mod shard;
 mod status;
 mod upgrade;

@@ -322,9 +322,9 @@ async fn launch(
         .plan
         .context("nothing to write: every tile chosen is already written")?;
     // The worker's command line is the CLI's, so both faces launch runs alike.
-    let worker = crate::cli::runs::worker(
+    let worker = crate::worker::worker(
         settings.config_path.clone(),
-        crate::cli::runs::WorkerFlags {
+        crate::worker::WorkerFlags {
             message,
             ..Default::default()
         },
