@@ -33,6 +33,29 @@ pub enum StorageSettingsError {
          number below 100000, e.g. 64) or as a share of memory (at most 100%, e.g. 5%)"
     )]
     GdalCacheMax { value: String },
+    #[error("{var}={value:?} is not an endpoint URL: {reason}")]
+    Endpoint {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Why `value` cannot be an object store's endpoint (`None`: it can): it must be an absolute
+/// `http://` or `https://` URL with a host and a valid port. Checked where a setting is read,
+/// so a mistyped endpoint is named with its setting instead of failing deep in a client.
+pub fn endpoint_problem(value: &str) -> Option<String> {
+    match url::Url::parse(value.trim()) {
+        Err(e) => Some(format!(
+            "{e} (expected an absolute URL such as http://127.0.0.1:9000)"
+        )),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => Some(format!(
+            "its scheme is {:?}; expected http or https",
+            u.scheme()
+        )),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => Some("it names no host".into()),
+        Ok(_) => None,
+    }
 }
 
 /// The one reading of a yes/no setting: `yes`, `true`, `on`, `1` are yes and `no`, `false`,
@@ -133,6 +156,24 @@ impl StorageSettings {
                 Some(v) => parse_bool(&v).ok_or(StorageSettingsError::Flag { var: k, value: v }),
             }
         };
+        let endpoint = |k: &'static str| -> Result<Option<String>, StorageSettingsError> {
+            match set(k) {
+                Some(v) => match endpoint_problem(&v) {
+                    Some(reason) => Err(StorageSettingsError::Endpoint {
+                        var: k,
+                        value: v,
+                        reason,
+                    }),
+                    None => Ok(Some(v)),
+                },
+                None => Ok(None),
+            }
+        };
+        let aws_endpoint = match endpoint("AWS_ENDPOINT_URL_S3")? {
+            Some(v) => Some(v),
+            None => endpoint("AWS_ENDPOINT_URL")?,
+        };
+        let gcs_env_endpoint = endpoint("CPL_GS_ENDPOINT")?;
         let gdal_cachemax = var("TILECUBE_GDAL_CACHEMAX");
         if let Some(v) = &gdal_cachemax {
             check_gdal_cachemax(v)?;
@@ -141,14 +182,14 @@ impl StorageSettings {
             s3: S3Settings::default(),
             retries: StorageRetries::default(),
             aws: AwsEnv {
-                endpoint_url: set("AWS_ENDPOINT_URL_S3").or_else(|| set("AWS_ENDPOINT_URL")),
+                endpoint_url: aws_endpoint,
                 region: set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION")),
                 no_sign_request: flag("AWS_NO_SIGN_REQUEST")?,
                 gdal_s3_endpoint_set: var("AWS_S3_ENDPOINT").is_some(),
             },
             gcs: GcsAccess {
                 endpoint: None,
-                env_endpoint: set("CPL_GS_ENDPOINT"),
+                env_endpoint: gcs_env_endpoint,
                 no_sign_request: flag("GS_NO_SIGN_REQUEST")?,
             },
             gdal_cachemax,
@@ -410,6 +451,33 @@ mod tests {
                 "{good:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_mistyped_endpoint_is_named_with_its_variable() {
+        for bad in [
+            "not a url",
+            "127.0.0.1:5555",
+            "http://127.0.0.1:99999",
+            "ftp://x",
+        ] {
+            let e = StorageSettings::from_lookup(env(&[("AWS_ENDPOINT_URL", bad)])).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "AWS_ENDPOINT_URL={bad:?} is not an endpoint URL: "
+                )),
+                "{text}"
+            );
+            let e = StorageSettings::from_lookup(env(&[("CPL_GS_ENDPOINT", bad)])).unwrap_err();
+            assert!(e.to_string().starts_with("CPL_GS_ENDPOINT="), "{e}");
+        }
+        assert!(endpoint_problem("ftp://x").unwrap().contains("\"ftp\""));
+        assert_eq!(endpoint_problem("http://127.0.0.1:5555"), None);
+        assert_eq!(endpoint_problem("https://s3.example.org/"), None);
+        // Empty is unset, as for every variable here.
+        let s = StorageSettings::from_lookup(env(&[("AWS_ENDPOINT_URL", "")])).unwrap();
+        assert_eq!(s.aws.endpoint_url, None);
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub struct GlobalArgs {
     /// Branch to read and write.
     #[arg(long, global = true, help_heading = "Global options")]
     pub branch: Option<String>,
-    /// S3 endpoint URL for s3:// repositories (default: AWS_ENDPOINT_URL).
+    /// S3 endpoint URL for s3:// repositories (default: AWS_ENDPOINT_URL); s3:// sources
+    /// and plans are read at AWS_ENDPOINT_URL.
     #[arg(long, global = true, help_heading = "Global options")]
     pub s3_endpoint: Option<String>,
     /// S3 region (default: AWS_REGION).

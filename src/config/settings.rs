@@ -104,6 +104,32 @@ impl Settings {
         if let Some(ep) = &g.gcs_endpoint {
             file.gcs.endpoint = Some(ep.clone());
         }
+        // Endpoints named by a flag or the config file, checked here so a mistyped one is
+        // named with its setting.
+        for (what, value) in [
+            (
+                if g.s3_endpoint.is_some() {
+                    "--s3-endpoint"
+                } else {
+                    "[s3] endpoint_url in the config file"
+                },
+                s3.endpoint_url.as_deref(),
+            ),
+            (
+                if g.gcs_endpoint.is_some() {
+                    "--gcs-endpoint"
+                } else {
+                    "[gcs] endpoint in the config file"
+                },
+                file.gcs.endpoint.as_deref(),
+            ),
+        ] {
+            if let Some(v) = value
+                && let Some(reason) = crate::storage_settings::endpoint_problem(v)
+            {
+                anyhow::bail!("{what} {v:?} is not an endpoint URL: {reason}");
+            }
+        }
         let preset = match &file.preset {
             Some(p) => Preset::load(p)?,
             None => Preset::glad(),

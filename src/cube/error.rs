@@ -29,8 +29,15 @@ pub enum CubeError {
         branch: String,
         branches: String,
     },
+    /// Nothing there yet (an empty directory, an empty S3 prefix).
     #[error("no tilecube cube in repository {location}; run `tilecube init` first")]
     NotACube { location: String },
+    /// An Icechunk repository that holds no cube (made by another tool, say): `init` needs
+    /// `--force` to lay one out in it.
+    #[error(
+        "no tilecube cube in repository {location}; `tilecube init --force` lays one out in it (its history is kept)"
+    )]
+    NoCubeInRepository { location: String },
     /// A local directory that holds files but no repository (what a write left there after
     /// its repository was removed, say): `init` refuses it too.
     #[error(
@@ -175,9 +182,13 @@ pub enum CubeError {
     /// A tile showed that the whole source does not fit the cube (another resolution): the
     /// write stopped at it rather than fail every tile the same way.
     #[error(
-        "{tile}: {reason}; the write stopped at this first tile rather than fail every tile of the source the same way"
+        "{tile}: {reason}; the write stopped after {tiles} tiles in a row that do not fit, none written, rather than fail every tile of the source the same way"
     )]
-    SourceDoesNotFit { tile: String, reason: String },
+    SourceDoesNotFit {
+        tile: String,
+        reason: String,
+        tiles: usize,
+    },
     /// `tag --delete`: no such tag.
     #[error("there is no tag {name:?} (the tags: {tags})")]
     NoSuchTag { name: String, tags: String },

@@ -98,10 +98,11 @@ impl Cube {
             .await
             .map_err(reading_root)?;
         let mut root_attrs = root.attributes().clone();
-        let layout =
-            Layout::from_root_attributes(&root_attrs)?.ok_or_else(|| CubeError::NotACube {
+        let layout = Layout::from_root_attributes(&root_attrs)?.ok_or_else(|| {
+            CubeError::NoCubeInRepository {
                 location: self.location.to_string(),
-            })?;
+            }
+        })?;
         check_new_year(&layout, year)?;
         let mut grown = layout.clone();
         grown.years.push(year);

@@ -260,7 +260,7 @@ impl Cube {
                 return Err(e);
             }
         }
-        .ok_or_else(|| CubeError::NotACube {
+        .ok_or_else(|| CubeError::NoCubeInRepository {
             location: location.to_string(),
         })?;
         Ok(Self {

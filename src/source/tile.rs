@@ -252,7 +252,10 @@ impl TileReader {
                 path: file.url().to_string(),
                 source,
             },
-            None => local_open_error(file.url(), e.to_string()),
+            None => local_open_error(
+                file.url(),
+                e.to_string().replace(file.gdal_path(), file.url()),
+            ),
         })?;
         Ok(Self::new(dataset, true, Some(file.clone())))
     }
@@ -398,7 +401,16 @@ impl TileReader {
                 transient: cause.is_transient(),
                 reason: cause.to_string(),
             },
-            None => TileError::read(y0, y0 + rows, with_causes(message, earlier), self.remote),
+            None => {
+                let mut reason = with_causes(message, earlier);
+                // GDAL names the read-ahead's file; the operator knows the tile by its URL.
+                if let Some(f) = &self.fetch {
+                    reason = reason.replace(f.gdal_path(), f.url());
+                }
+                // Through the read-ahead a cut connection is a fetch error (above): a short
+                // read with none is a file shorter than its blocks say, and stays so.
+                TileError::read(y0, y0 + rows, reason, self.remote && self.fetch.is_none())
+            }
         }
     }
 }

@@ -516,7 +516,9 @@ fn extend_refuses_a_year_there_one_before_the_last_an_absurd_one_and_a_repositor
     );
     assert_eq!(
         refused(&w, &["--repo", &plain, "extend", "--year", "2025"]),
-        format!("error: no tilecube cube in repository {plain}; run `tilecube init` first\n")
+        format!(
+            "error: no tilecube cube in repository {plain}; `tilecube init --force` lays one out in it (its history is kept)\n"
+        )
     );
 }
 

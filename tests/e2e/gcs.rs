@@ -199,6 +199,57 @@ fn remote_read_errors_name_the_tile_and_the_reason() {
     );
 }
 
+/// A tile truncated on the server (served whole, shorter than its blocks say) fails once,
+/// named by its URL — not the read-ahead's internal path — and is not retried: it stays so.
+#[test]
+fn a_tile_truncated_on_the_server_fails_by_its_url_without_retries() {
+    let w = Work::new();
+    let names = ["00N_000E", "10N_010E"];
+    for n in names {
+        w.tile(2000, n, Flaw::None);
+    }
+    w.list(2000, &names, "");
+    let www = w.dir.path().join("www");
+    copy_tree(&w.source(), &www.join("src"));
+    let served = www.join("src/2000/10N_010E.tif");
+    let len = std::fs::metadata(&served).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&served)
+        .unwrap();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    let nginx = Nginx::serve(&www);
+    w.ok(&["init"]);
+    let source = format!("{}/src", nginx.url());
+    let out = w.run(&["--source", &source, "write", "--all", "--year", "2000"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("1 tile written, 1 failed"), "{said}");
+    let failed = said
+        .lines()
+        .find(|l| l.starts_with("failed: 2000/10N_010E"))
+        .unwrap_or_else(|| panic!("no failure line:\n{said}"));
+    assert!(
+        !said.contains("/vsitilecube/"),
+        "the read-ahead's path is not shown: {said}"
+    );
+    assert!(
+        failed.contains("reading rows") || failed.contains("GDAL cannot read it"),
+        "{failed}"
+    );
+    assert!(
+        !said
+            .lines()
+            .any(|l| l.contains("retry") && l.contains("10N_010E")),
+        "a truncated tile is not retried: {said}"
+    );
+}
+
 #[test]
 fn a_connection_cut_mid_tile_leaves_nothing_of_it_and_the_retry_writes_it() {
     // The server's answers go through a proxy that cuts the connection once, mid-tile: that

@@ -21,10 +21,11 @@ fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
-/// A source whose tiles are of another resolution than the cube's: the first tile says which
-/// `--tile-pixels` fits, and the write stops there instead of failing every tile alike.
+/// A source whose tiles are of another resolution than the cube's: each tile says which
+/// `--tile-pixels` fits, and the write stops at the third in a row (none written) instead of
+/// failing every tile alike.
 #[test]
-fn a_source_of_another_resolution_stops_at_its_first_tile_naming_the_tile_pixels_that_fit() {
+fn a_source_of_another_resolution_stops_at_its_third_tile_naming_the_tile_pixels_that_fit() {
     let w = Work::new();
     let names = tile_names(4);
     w.listed_tiles(2000, &names);
@@ -45,12 +46,43 @@ fn a_source_of_another_resolution_stops_at_its_first_tile_naming_the_tile_pixels
     assert!(
         said.contains(&format!("`init --tile-pixels {TILE}`"))
             && said.contains(&format!("this one is of {double}-px tiles"))
-            && said.contains("stopped at this first tile"),
+            && said.contains("stopped after 3 tiles in a row that do not fit, none written"),
         "{said}"
     );
     let st = json(&w.ok(&["--tile-pixels", &double, "status", "--json"]));
     let failed = st["failed"].as_array().expect("failed");
-    assert_eq!(failed.len(), 1, "one tile journaled, not every one: {st}");
+    assert_eq!(
+        failed.len(),
+        3,
+        "three tiles journaled, not every one: {st}"
+    );
+}
+
+/// One tile of another resolution among tiles that fit fails alone, naming the
+/// `--tile-pixels` it would fit; the others are written, whatever their order.
+#[test]
+fn one_tile_of_another_resolution_among_good_ones_fails_alone() {
+    let w = Work::with_tile(2 * TILE);
+    let names = tile_names(4);
+    w.listed_tiles(2000, &names);
+    // The first tile in the write's order is of the resolution of a TILE-pixel cube.
+    let small = Work::new();
+    let made = small.tile(2000, &names[0], tilecube::demo::Flaw::None);
+    let at = tilecube::demo::tile_path(&w.source(), 2000, common::t(&names[0]));
+    std::fs::copy(&made, &at).unwrap();
+    w.ok(&["init"]);
+    let o = w.run(&["write", "--missing", "--year", "2000", "--threads", "1"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("2000/{}", names[0]))
+            && said.contains(&format!("`init --tile-pixels {TILE}`"))
+            && said.contains("3 tiles written, 1 failed")
+            && !said.contains("stopped after"),
+        "{said}"
+    );
+    let st = json(&w.ok(&["status", "--json"]));
+    assert_eq!(st["years"]["2000"]["written"], 3, "{st}");
 }
 
 /// A lost manifest of one year refuses a write of several years, naming the year to leave out.
@@ -302,4 +334,34 @@ fn a_repository_removed_under_a_detached_write_stops_it_saying_so() {
     assert!(text(&o).contains("not empty"), "{}", text(&o));
     let st = json(&w.ok(&["status", "--json"]));
     assert_eq!(st["years"]["2000"]["written"], 0, "{st}");
+}
+
+/// A mistyped endpoint — in the environment, a flag or the config file — is named with its
+/// setting before anything is read, never a panic deep in a client.
+#[test]
+fn a_mistyped_endpoint_is_named_with_its_setting() {
+    let w = Work::new();
+    let names = tile_names(1);
+    w.listed_tiles(2000, &names);
+    w.ok(&["init"]);
+    for bad in ["not a url", "127.0.0.1:5555", "http://127.0.0.1:99999"] {
+        let o = w.run_with(
+            &["--source", "s3://bucket/src", "status", "--year", "2000"],
+            &[("AWS_ENDPOINT_URL", bad.to_string())],
+        );
+        let said = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains(&format!("AWS_ENDPOINT_URL={bad:?} is not an endpoint URL")),
+            "{said}"
+        );
+        assert!(!said.contains("panicked"), "{said}");
+    }
+    let o = w.run(&["--s3-endpoint", "ftp://x", "status"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("--s3-endpoint \"ftp://x\" is not an endpoint URL: its scheme is \"ftp\""),
+        "{said}"
+    );
 }

@@ -49,6 +49,10 @@ struct InProgress {
 }
 
 /// The tokio side of an ingest.
+/// Tiles in a row that do not fit the cube, none written, that stop a write: enough that
+/// one bad tile among good ones is not taken for a source of another resolution.
+const MISFITS_TO_STOP: usize = 3;
+
 pub(super) struct Uploader {
     session: Arc<WriteSession>,
     jobs: Arc<Vec<TileJob>>,
@@ -65,6 +69,8 @@ pub(super) struct Uploader {
     cancel: Arc<AtomicBool>,
     /// The storage's refusal that stopped the ingest.
     refused: Option<CubeError>,
+    /// Tiles that told the source does not fit the cube, while none was written.
+    misfits: usize,
 }
 
 impl Uploader {
@@ -90,6 +96,7 @@ impl Uploader {
             last_commit: Instant::now(),
             cancel,
             refused: None,
+            misfits: 0,
         }
     }
 
@@ -321,14 +328,19 @@ impl Uploader {
             transient: failure.transient,
             attempts: failure.attempts,
         });
-        // The first tile tells that the source does not fit the cube: every other would
-        // fail alike, so the write stops here instead of failing them one by one.
-        if e.is_cube_wide() && self.refused.is_none() && self.report.written.is_empty() {
-            self.cancel.store(true, Ordering::SeqCst);
-            self.refused = Some(CubeError::SourceDoesNotFit {
-                tile: format!("{}/{}", job.year, job.tile),
-                reason: failure.error.clone(),
-            });
+        // Tiles that tell the source does not fit the cube, and none written: every other
+        // would fail alike, so the write stops at the [`MISFITS_TO_STOP`]th instead of failing
+        // them one by one. One such tile among tiles that fit fails alone.
+        if e.is_cube_wide() && self.report.written.is_empty() {
+            self.misfits += 1;
+            if self.misfits >= MISFITS_TO_STOP && self.refused.is_none() {
+                self.cancel.store(true, Ordering::SeqCst);
+                self.refused = Some(CubeError::SourceDoesNotFit {
+                    tile: format!("{}/{}", job.year, job.tile),
+                    reason: failure.error.clone(),
+                    tiles: self.misfits,
+                });
+            }
         }
         self.report.failed.push(failure);
     }
