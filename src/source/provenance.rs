@@ -76,7 +76,7 @@ impl Provenance {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "path is not UTF-8")
         })?;
         let crc = crc_fast::checksum_file(crc_fast::CrcAlgorithm::Crc64Nvme, text, None)?;
-        Ok(format!("crc64:{crc:016x}"))
+        Ok(super::digest::text(crc))
     }
 
     /// A local file's: its size and modification time.

@@ -189,16 +189,8 @@ mod tests {
     fn open_browses_the_snapshot_with_its_message() {
         let mut a = app();
         a.cube.history = vec![Commit {
-            id: "S1".into(),
-            parent: None,
-            time: chrono::Utc::now(),
             message: "write 1 tile".into(),
-            written: Default::default(),
-            init: false,
-            plan: None,
-            carried: Default::default(),
-            sources: Default::default(),
-            layout_changed: false,
+            ..commit("S1", chrono::Utc::now())
         }];
         on_key(&mut a, key(KeyCode::Tab));
         assert_eq!(
