@@ -25,6 +25,7 @@ mod memory;
 mod messages;
 mod operator_day;
 mod overviews;
+mod presets;
 mod promises;
 mod python_readback;
 mod readahead;
