@@ -91,8 +91,8 @@ pub(crate) async fn demo(
     let root = dir.unwrap_or_else(|| data_dir().join("demo"));
     let source_dir = root.join("source");
     let repo_dir = root.join("cube");
-    let grid = Grid::from_preset(&settings.preset, Some(pixels))?;
-    let years = settings.preset.years.all();
+    let grid = Grid::from_preset(settings.preset(), Some(pixels))?;
+    let years = settings.preset().years();
     claim_demo_dir(&root, &grid, &years, texture)?;
     // An earlier demo's cube keeps its tiles' size: another --pixels would not fit it.
     if let Ok(cube) = Cube::open(RepoLocation::Local(repo_dir.clone()), &settings.branch).await

@@ -33,10 +33,11 @@ pub(crate) async fn extend(settings: &Settings, year: i32, as_json: bool) -> Res
     println!(
         "next: list the year's tiles in the source ({}) and run `tilecube write --year {year} --missing`",
         settings
-            .preset
-            .source
+            .preset()
+            .source_spec()
             .list
-            .replace("{year}", &year.to_string())
+            .map(|l| settings.preset().source.fill(&l, Some(year), ""))
+            .unwrap_or_else(|| "its root".into())
     );
     Ok(0)
 }

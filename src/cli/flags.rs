@@ -13,6 +13,10 @@ pub struct GlobalArgs {
     /// Config file (default: config.toml in the user config dir, if present).
     #[arg(long, global = true, help_heading = "Global options")]
     pub config: Option<PathBuf>,
+    /// Dataset preset: a built-in's name (`tilecube presets`) or a preset file's path
+    /// (default: the cube's own, else the first of `tilecube presets`).
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub preset: Option<String>,
     /// Repository: a local directory, s3://bucket/prefix or gs://bucket/prefix.
     #[arg(long, global = true, help_heading = "Global options")]
     pub repo: Option<String>,
@@ -52,6 +56,7 @@ impl GlobalArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             config: self.config.clone(),
+            preset: self.preset.clone(),
             repo: self.repo.clone(),
             source: self.source.clone(),
             tile_pixels: self.tile_pixels,

@@ -7,8 +7,8 @@ use tilecube::cube::{Cube, InitOptions, Layout};
 use tilecube::grid::Grid;
 
 pub(crate) async fn init(settings: &Settings, force: bool) -> Result<i32> {
-    let grid = Grid::from_preset(&settings.preset, settings.tile_pixels)?;
-    let layout = Layout::new(&settings.preset, &grid);
+    let grid = Grid::from_preset(settings.preset(), settings.tile_pixels)?;
+    let layout = Layout::new(settings.preset(), &grid);
     let location = settings.location()?;
     let started = std::time::Instant::now();
     // Laying out a new cube over one that writes are going on: they are named.

@@ -19,6 +19,7 @@ mod flags;
 mod hygiene;
 mod init;
 mod log;
+mod presets;
 mod pyramid;
 mod runs;
 mod shard;
@@ -164,6 +165,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the built-in dataset presets, a line each, and the one in effect.
+    Presets {
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the branch's commits, the tiles each wrote and the tags naming them.
     Log {
         #[arg(long)]
@@ -267,7 +273,7 @@ pub struct WriteArgs {
     #[arg(long)]
     pub read_ahead: Option<usize>,
     /// The message of the write's commits (each still records its tiles), e.g. "write
-    /// GLAD LCLU data"; default: a message naming the tiles.
+    /// the 2020 release"; default: a message naming the tiles.
     #[arg(long, value_parser = non_empty_message)]
     pub message: Option<String>,
     /// Print the report as JSON.
@@ -319,6 +325,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Plan(args)) => rt.block_on(shard::plan(&settings, &args)),
         Some(Command::Merge(args)) => rt.block_on(shard::merge(&settings, &overrides, &args)),
         Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
+        Some(Command::Presets { json }) => presets::presets(&settings, json),
         Some(Command::Gc {
             dry_run,
             older_than,

@@ -39,10 +39,10 @@ pub struct MapArgs {
 
 pub async fn overviews(settings: &Settings, args: &OverviewsArgs) -> Result<i32> {
     let mut cube = settings.open_cube().await?;
-    let Some(wanted) = Overviews::of_preset(&settings.preset) else {
+    let Some(wanted) = Overviews::of_preset(settings.preset()) else {
         bail!(
             "the preset {} switches overviews off ([overviews] enabled = false)",
-            settings.preset.name
+            settings.preset().name
         );
     };
     let quiet = args.json;

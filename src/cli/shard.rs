@@ -164,6 +164,8 @@ fn plan_settings(local: &Settings, flags: &Overrides, plan: &ShardPlan) -> Resul
     s.branch = plan.branch.clone();
     s.tile_pixels = plan.tile_pixels;
     s.preset = Preset::parse(&plan.preset, &format!("the preset of plan {}", plan.id))?;
+    // The plan's preset is a given one: a cube laid out with another is refused.
+    s.preset_given = Some(format!("the preset of plan {}", plan.id));
     let s3 = &mut s.file.s3;
     s3.endpoint_url = s3.endpoint_url.take().or(plan.s3.endpoint_url.clone());
     s3.region = s3.region.take().or(plan.s3.region.clone());

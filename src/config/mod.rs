@@ -35,7 +35,8 @@ pub enum ConfigError {
 pub struct ConfigFile {
     pub repo: Option<String>,
     pub source: Option<String>,
-    pub preset: Option<PathBuf>,
+    /// A built-in preset's name, or a preset file's path.
+    pub preset: Option<String>,
     pub tile_pixels: Option<u64>,
     pub spec_version: Option<u8>,
     pub branch: Option<String>,

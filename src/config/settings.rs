@@ -29,6 +29,9 @@ use crate::storage_settings::StorageSettings;
 pub struct Overrides {
     /// Config file (default: config.toml in the user config dir, if present).
     pub config: Option<PathBuf>,
+    /// The dataset preset: a built-in's name or a preset file's path (default: the one
+    /// the cube was laid out with, else the default one).
+    pub preset: Option<String>,
     /// Repository: a local directory, s3://bucket/prefix or gs://bucket/prefix.
     pub repo: Option<String>,
     /// Source root: a directory, gs://, s3:// or https:// URL.
@@ -56,7 +59,13 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub file: ConfigFile,
+    /// The preset named by `--preset` or the config file, else the default one; once a cube is
+    /// open, [`Settings::preset`] is the cube's own.
     pub preset: Preset,
+    /// What named the preset (`--preset X`, `preset = X` in the config file), if anything did.
+    pub preset_given: Option<String>,
+    /// The preset the open cube was laid out with, when none was given.
+    cube_preset: std::sync::OnceLock<Preset>,
     pub repo: Option<String>,
     pub source: Option<String>,
     pub tile_pixels: Option<u64>,
@@ -88,10 +97,12 @@ impl Settings {
             };
             anchor(&mut file.repo);
             anchor(&mut file.source);
+            // A preset file's path (not a built-in's name) is the file's too.
             if let Some(p) = file.preset.as_mut()
-                && p.is_relative()
+                && crate::preset::is_path(p)
+                && std::path::Path::new(p.as_str()).is_relative()
             {
-                *p = dir.join(&*p);
+                *p = dir.join(p.as_str()).display().to_string();
             }
         }
         let s3 = &mut file.s3;
@@ -130,10 +141,16 @@ impl Settings {
                 anyhow::bail!("{what} {v:?} is not an endpoint URL: {reason}");
             }
         }
-        let preset = match &file.preset {
-            Some(p) => Preset::load(p)?,
-            None => Preset::glad(),
+        let preset_given = match (&g.preset, &file.preset) {
+            (Some(flag), _) => Some((format!("--preset {flag}"), flag.clone())),
+            (None, Some(p)) => Some((format!("preset = {p:?} in the config file"), p.clone())),
+            (None, None) => None,
         };
+        let preset = match &preset_given {
+            Some((what, p)) => Preset::find(p).with_context(|| format!("setting {what}"))?,
+            None => Preset::default_preset(),
+        };
+        let preset_given = preset_given.map(|(_, p)| p);
         let branch = g
             .branch
             .clone()
@@ -150,10 +167,48 @@ impl Settings {
             branch,
             spec_version,
             preset,
+            preset_given,
+            cube_preset: std::sync::OnceLock::new(),
             file,
             config_path,
             storage_env,
         })
+    }
+
+    /// The dataset preset: the open cube's own unless one was given, else the one given,
+    /// else the default one.
+    pub fn preset(&self) -> &Preset {
+        self.cube_preset.get().unwrap_or(&self.preset)
+    }
+
+    /// Take the preset a cube was laid out with: a preset given that is another is refused,
+    /// naming both; none given, the cube's own is used from here on.
+    pub fn adopt_preset(&self, layout: &crate::cube::Layout) -> Result<()> {
+        if let Some(given) = &self.preset_given {
+            if self.preset.name != layout.preset {
+                return Err(crate::preset::PresetError::Differs {
+                    recorded: layout.preset.clone(),
+                    given: format!("{given} ({})", self.preset.name),
+                }
+                .into());
+            }
+            return Ok(());
+        }
+        let recorded = if layout.preset_text.is_empty() {
+            Preset::built_in(&layout.preset)
+        } else {
+            Some(
+                Preset::parse(
+                    &layout.preset_text,
+                    &format!("recorded in the cube ({})", layout.preset),
+                )
+                .context("the cube's own preset")?,
+            )
+        };
+        if let Some(p) = recorded {
+            let _ = self.cube_preset.set(p);
+        }
+        Ok(())
     }
 
     /// How storage is reached: the environment's settings with the flags' and config file's
@@ -182,7 +237,7 @@ impl Settings {
             .source
             .as_deref()
             .context("no source: pass --source or set `source` in the config file")?;
-        Ok(Source::new(root, &self.preset.source)?.with_storage(self.storage()))
+        Ok(Source::new(root, &self.preset().source_spec())?.with_storage(self.storage()))
     }
 
     pub async fn open_cube(&self) -> Result<Cube> {
@@ -190,17 +245,14 @@ impl Settings {
             .await?
             .with_coverage_cache(super::cache_dir());
         cube.layout.check_tile_pixels(self.tile_pixels)?;
+        self.adopt_preset(&cube.layout)?;
         Ok(cube)
     }
 
     /// What a plan made with these settings records of how its tasks reach things: the
     /// repository's absolute address, non-secret connection settings, the preset's text.
     pub fn plan_origin(&self) -> Result<crate::scaleout::PlanOrigin> {
-        let preset = match &self.file.preset {
-            Some(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("setting preset: reading {}", path.display()))?,
-            None => crate::preset::GLAD_TOML.to_string(),
-        };
+        let preset = self.preset().text.clone();
         Ok(crate::scaleout::PlanOrigin {
             repo: crate::scaleout::build::absolute(self.repo.as_deref().unwrap_or_default()),
             s3: self.file.s3.clone(),

@@ -171,7 +171,7 @@ async fn write_dataset(
         layout
             .variable_attributes
             .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
+            .map(|(k, v)| (k.clone(), v.clone())),
     );
     var_attrs.insert("grid_mapping".into(), json!("spatial_ref"));
     var_attrs.insert("coordinates".into(), json!("spatial_ref"));

@@ -1,6 +1,6 @@
 //! A new epoch: one year appended to a written cube (`tilecube extend --year Y`).
 //!
-//! The year axis is the first of every data array (`lclu` and each overview level's), chunked
+//! The year axis is the first of every data array (the variable's and each overview level's), chunked
 //! by 1, so a year appended after the last one only changes the arrays' shape: the chunks of
 //! the earlier years keep their indices, and so their references and manifests.
 //!

@@ -150,14 +150,14 @@ pub struct ExpireReport {
 
 /// The memory limits of a garbage collection, chosen so that it stays under 512 MB whatever
 /// the repository's size:
-/// - at most 8 snapshots in memory at once (a snapshot of a whole GLAD cube lists ~20 000
+/// - at most 8 snapshots in memory at once (a snapshot of a whole global cube of 1,400 tile-years lists ~20 000
 ///   manifests, ~2 MB);
 /// - 32 MiB of compressed manifests in flight and 96 MiB of decoded ones (a manifest holds
 ///   one tile-year of one level, ≤ 1 600 references, ~100 KB decoded), 16 manifest fetches;
 /// - 16 delete requests and 8 listings in flight (deletes stream a listing, a few MB);
 /// - above that, Icechunk keeps the set of chunk ids the retained snapshots reference, ~15 to
-///   30 bytes an id (a hash set of 12-byte ids): the whole GLAD cube with its pyramid (~5.4 M
-///   chunks) takes ~120 MB, so the total stays under 512 MB up to ~12 M distinct reachable
+///   30 bytes an id (a hash set of 12-byte ids): a cube of 1,400 full tile-years with its pyramid
+///   (~5.4 M chunks) takes ~120 MB, so the total stays under 512 MB up to ~12 M distinct reachable
 ///   chunks — the cube and a complete rewrite of it kept in the history. The set follows the
 ///   history kept, not the objects stored: `expire` first keeps it small.
 pub(crate) fn gc_limits(cutoff: DateTime<Utc>, kinds: usize, dry_run: bool) -> GCConfig {

@@ -29,6 +29,10 @@ pub struct Layout {
     pub preset: String,
     pub variable: String,
     pub fill_value: u8,
+    /// The source files' nodata, made the fill value as tiles are read (`None`: the files'
+    /// values are taken as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodata: Option<u8>,
     pub zstd_level: i32,
     pub years: Vec<i32>,
     pub origin_lon: i32,
@@ -40,7 +44,7 @@ pub struct Layout {
     pub chunk_pixels: u64,
     pub epsg: u32,
     #[serde(default)]
-    pub variable_attributes: BTreeMap<String, String>,
+    pub variable_attributes: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
     /// The overview pyramid, when the cube has one (`None`: a cube laid out without, or
@@ -52,6 +56,10 @@ pub struct Layout {
     /// to its path. Empty for cubes laid out before it existed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cube_id: String,
+    /// The preset's text as `init` read it, so later commands need no `--preset`; empty for
+    /// cubes laid out before it was recorded (their preset is the built-in of that name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub preset_text: String,
 }
 
 /// How a cube's overview levels are made.
@@ -70,7 +78,7 @@ impl Overviews {
     pub fn of_preset(preset: &Preset) -> Option<Self> {
         let o = &preset.overviews;
         o.enabled.then_some(Self {
-            resampling: o.resampling,
+            resampling: preset.resampling(preset.variable()),
             coarsest_width: o.coarsest_width,
             zstd_level: Some(o.zstd_level),
         })
@@ -82,10 +90,12 @@ impl Layout {
     pub fn new(preset: &Preset, grid: &Grid) -> Self {
         Self {
             preset: preset.name.clone(),
-            variable: preset.variable.name.clone(),
-            fill_value: preset.variable.fill_value,
-            zstd_level: preset.variable.zstd_level,
-            years: preset.years.all(),
+            variable: preset.variable().name.clone(),
+            // A uint8 value (the grid took the preset: Grid::from_preset).
+            fill_value: preset.variable().fill_value as u8,
+            nodata: preset.variable().nodata.map(|n| n as u8),
+            zstd_level: preset.variable().zstd_level,
+            years: preset.years(),
             origin_lon: grid.origin_lon,
             origin_lat: grid.origin_lat,
             tile_degrees: grid.tile_degrees,
@@ -94,10 +104,16 @@ impl Layout {
             tile_pixels: grid.tile_pixels,
             chunk_pixels: grid.chunk_pixels,
             epsg: grid.epsg,
-            variable_attributes: preset.variable.attributes.clone(),
+            variable_attributes: preset
+                .variable()
+                .attributes
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), crate::preset::attribute_json(v)?)))
+                .collect(),
             attributes: preset.attributes.clone(),
             overviews: Overviews::of_preset(preset),
             cube_id: String::new(),
+            preset_text: preset.text.clone(),
         }
     }
 

@@ -222,7 +222,7 @@ pub struct LevelImage {
     pub pixels: Vec<u8>,
 }
 
-/// The most pixels one read of a level may return (a whole GLAD level 0 is not a picture).
+/// The most pixels one read of a level may return (a whole global level 0 is not a picture).
 pub const MAX_LEVEL_READ: u64 = 64 << 20;
 
 impl Cube {

@@ -139,8 +139,8 @@ fn no_preload() -> ManifestPreloadConfig {
 }
 
 /// Chunk references of manifests kept in memory by a repository handle. Icechunk keeps every
-/// manifest it writes or reads, up to 15 M references by default: a whole-GLAD write would
-/// hold the references of every tile it wrote (2.24 M, hundreds of MB) until it ends. A
+/// manifest it writes or reads, up to 15 M references by default: a write of a whole global
+/// cube would hold the references of every tile it wrote (2.24 M for 1,400 tiles, hundreds of MB) until it ends. A
 /// manifest is read again only when its tile is rewritten or looked at, so a few dozen
 /// tiles' worth is plenty.
 const MANIFEST_CACHE_REFS: u64 = 100_000;

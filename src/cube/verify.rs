@@ -55,7 +55,7 @@ pub struct Verification {
 pub struct LostManifest {
     /// The manifest's id (its object is `manifests/{id}`).
     pub manifest: String,
-    /// The array it belongs to (`/lclu`, `/overviews/4/lclu`).
+    /// The array it belongs to (`/VAR`, `/overviews/4/VAR`).
     pub array: String,
     /// The level's factor (1: the cube itself).
     pub factor: u64,
@@ -73,7 +73,7 @@ pub struct LostManifest {
 }
 
 impl std::fmt::Display for LostManifest {
-    /// "ID of /lclu (1600 chunk references of 2000/20S_060W)".
+    /// "ID of /VAR (1600 chunk references of 2000/20S_060W)".
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -144,7 +144,7 @@ pub(super) async fn stored_ids(cube: &Cube, prefix: &str) -> Result<HashSet<Stri
 }
 
 /// The chunk objects in storage, by id, with their sizes (one listing; 12-byte keys, so the
-/// whole GLAD cube's ~5.4 M chunks take ~130 MB).
+/// ~5.4 M chunks of a 2.2 TB cube with its pyramid take ~130 MB).
 pub(super) async fn stored_chunk_sizes(
     cube: &Cube,
 ) -> Result<std::collections::HashMap<[u8; 12], u64>, CubeError> {
@@ -377,7 +377,7 @@ impl Cube {
     }
 
     /// What every branch head and tag reaches that storage no longer has, as people read it:
-    /// "tag v1 (snapshot S): manifest M of /lclu (… of 2000/10N_020E) is not in storage";
+    /// "tag v1 (snapshot S): manifest M of /VAR (… of 2000/10N_020E) is not in storage";
     /// one listing of the manifests and a snapshot read a ref (what `gc` names when it cannot
     /// read an object).
     pub async fn unreadable_refs(&self) -> Result<Vec<(String, String)>, CubeError> {

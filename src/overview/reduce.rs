@@ -5,7 +5,8 @@
 //! bottom edges, where a 2×2 block is cut, only the pixels present are used; the fill value
 //! never outvotes data: it is the output only when every pixel present is fill. `Mode` (for
 //! categorical data) takes the most frequent value, ties going to the smallest; `Average`
-//! (for continuous data) takes the mean of the non-fill pixels, rounded half up.
+//! (for continuous data) takes the mean of the non-fill pixels, rounded half up; `Nearest`
+//! takes the first pixel of the block in reading order that is not fill.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,8 @@ pub enum Resampling {
     Mode,
     /// The mean of the values, rounded half up; for continuous quantities.
     Average,
+    /// The block's upper-left pixel (the next one in reading order where it is fill).
+    Nearest,
 }
 
 impl Resampling {
@@ -26,6 +29,7 @@ impl Resampling {
         match self {
             Self::Mode => "mode",
             Self::Average => "average",
+            Self::Nearest => "nearest",
         }
     }
 }
@@ -55,6 +59,7 @@ pub fn reduce(src: &[u8], w: usize, h: usize, fill: u8, how: Resampling) -> Vec<
             match how {
                 Resampling::Mode => mode_row(top, bottom, fill, out_row),
                 Resampling::Average => average_row(top, bottom, fill, out_row),
+                Resampling::Nearest => nearest_row(top, bottom, fill, out_row),
             }
             ox = whole;
         }
@@ -74,6 +79,7 @@ pub fn reduce(src: &[u8], w: usize, h: usize, fill: u8, how: Resampling) -> Vec<
             out[oy * ow + ox] = match how {
                 Resampling::Mode => mode4(a, b, c, d, fill),
                 Resampling::Average => average4(a, b, c, d, fill),
+                Resampling::Nearest => nearest4(a, b, c, d, fill),
             };
         }
     }
@@ -193,6 +199,22 @@ mod sse2 {
 /// key is its count among the four (0 for fill) above its complement, and the largest key
 /// wins; all fill gives fill.
 #[inline(always)]
+/// A row of whole blocks by their first pixel that is not fill.
+fn nearest_row(top: &[u8], bottom: &[u8], fill: u8, out: &mut [u8]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        let x = 2 * i;
+        *o = nearest4(top[x], top[x + 1], bottom[x], bottom[x + 1], fill);
+    }
+}
+
+/// The first of four pixels, in reading order, that is not fill (fill if all are).
+fn nearest4(a: u8, b: u8, c: u8, d: u8, fill: u8) -> u8 {
+    [a, b, c, d]
+        .into_iter()
+        .find(|&p| p != fill)
+        .unwrap_or(fill)
+}
+
 fn mode4(a: u8, b: u8, c: u8, d: u8, fill: u8) -> u8 {
     let e = |x: u8, y: u8| (x == y) as i16;
     let (ab, ac, ad, bc, bd, cd) = (e(a, b), e(a, c), e(a, d), e(b, c), e(b, d), e(c, d));
@@ -279,6 +301,8 @@ mod tests {
                             let sum: f64 = present.iter().map(|&v| v as f64).sum();
                             (sum / present.len() as f64 + 0.5).floor() as u8
                         }
+                        // `present` is in reading order within the block.
+                        Resampling::Nearest => present[0],
                     }
                 });
             }
@@ -309,7 +333,7 @@ mod tests {
         for (w, h) in [(1, 1), (2, 2), (3, 5), (7, 4), (16, 9), (33, 31)] {
             for seed in 0..4 {
                 let src = raster(w, h, seed);
-                for how in [Resampling::Mode, Resampling::Average] {
+                for how in [Resampling::Mode, Resampling::Average, Resampling::Nearest] {
                     let got = reduce(&src, w, h, FILL, how);
                     assert_eq!(got.len(), w.div_ceil(2) * h.div_ceil(2));
                     assert_eq!(

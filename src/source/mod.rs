@@ -20,7 +20,7 @@ mod tile;
 use std::path::PathBuf;
 
 pub use gdal::{gdal_s3_options, gdal_setup};
-pub use list::{ListProblem, TileList};
+pub use list::{FileName, ListProblem, TileList};
 pub use location::{Store, TileLocation, absolute_path};
 pub use open::{OpenTile, ReadAheadOptions};
 pub use provenance::{DigestCache, Provenance};
@@ -70,6 +70,8 @@ pub struct Source {
     pub root: SourceRoot,
     pub tile_template: String,
     pub list_template: String,
+    /// Named parts of the templates by year (`{version}`: `2020` → `v100`).
+    parts: crate::preset::Parts,
     /// How its remote tiles and lists are reached (empty settings until
     /// [`Source::with_storage`]: no endpoint, region or no-sign from the environment).
     storage: Arc<StorageSettings>,
@@ -126,7 +128,9 @@ impl Source {
         Ok(Self {
             root,
             tile_template: spec.tile.clone(),
-            list_template: spec.list.clone(),
+            // A preset without lists is refused before a source is made (Preset::supported).
+            list_template: spec.list.clone().unwrap_or_default(),
+            parts: spec.parts.clone(),
             storage: Arc::default(),
         })
     }
@@ -142,8 +146,8 @@ impl Source {
         &self.storage
     }
 
-    fn fill(template: &str, year: i32, tile: Option<TileName>) -> String {
-        let s = template.replace("{year}", &year.to_string());
+    fn fill(&self, template: &str, year: i32, tile: Option<TileName>) -> String {
+        let s = crate::preset::fill_year(template, year, &self.parts);
         match tile {
             Some(t) => s.replace("{tile}", &t.to_string()),
             None => s,
@@ -152,7 +156,7 @@ impl Source {
 
     /// Where a tile is, as the user would write it.
     pub fn tile_location(&self, year: i32, tile: TileName) -> String {
-        let rel = Self::fill(&self.tile_template, year, Some(tile));
+        let rel = self.fill(&self.tile_template, year, Some(tile));
         match &self.root {
             SourceRoot::Local(dir) => dir.join(rel).display().to_string(),
             SourceRoot::Remote(url) => format!("{url}/{rel}"),
@@ -161,7 +165,7 @@ impl Source {
 
     /// Where a tile is, typed: what a plan records and the reader opens.
     pub fn tile(&self, year: i32, tile: TileName) -> TileLocation {
-        let rel = Self::fill(&self.tile_template, year, Some(tile));
+        let rel = self.fill(&self.tile_template, year, Some(tile));
         match &self.root {
             SourceRoot::Local(dir) => TileLocation::Local(dir.join(rel)),
             SourceRoot::Remote(url) => TileLocation::Object {
@@ -203,7 +207,7 @@ impl Source {
 
     /// Where a year's tile list is.
     pub fn list_location(&self, year: i32) -> String {
-        let rel = Self::fill(&self.list_template, year, None);
+        let rel = self.fill(&self.list_template, year, None);
         match &self.root {
             SourceRoot::Local(dir) => dir.join(rel).display().to_string(),
             SourceRoot::Remote(url) => format!("{url}/{rel}"),
@@ -253,7 +257,8 @@ impl Source {
                 }
             },
         };
-        Ok(TileList::parse(&text, grid))
+        let spelled = FileName::of_template(&self.fill(&self.tile_template, year, None));
+        Ok(TileList::parse(&text, grid, &spelled))
     }
 }
 

@@ -111,16 +111,17 @@ struct Runtime {
     plan: Option<WatchedPlan>,
 }
 
-/// The repository opened.
-type Opened = Result<Cube, String>;
+/// The repository opened, and the source as the cube's own preset lays it out (when no
+/// preset was given, the cube's may not be the one the console started with).
+type Opened = Result<(Cube, Option<tilecube::source::Source>), String>;
 
 async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32> {
     let location = settings.location()?;
     let threads = settings.threads(None)?;
     // Until the repository is open, the grid and years are the preset's: the same as the
     // cube's unless it was laid out with another preset, and replaced once it is read.
-    let grid = Grid::from_preset(&settings.preset, settings.tile_pixels)?;
-    let years = Layout::new(&settings.preset, &grid).years;
+    let grid = Grid::from_preset(settings.preset(), settings.tile_pixels)?;
+    let years = Layout::new(settings.preset(), &grid).years;
     let mut app = App::new(
         location.to_string(),
         settings.branch.clone(),
@@ -162,7 +163,10 @@ async fn run_async(settings: &Settings, plan: Option<WatchedPlan>) -> Result<i32
     let (open_tx, open_rx) = tokio::sync::oneshot::channel::<Opened>();
     let opening = settings.clone();
     tokio::spawn(async move {
-        let r = opening.open_cube().await;
+        let r = opening
+            .open_cube()
+            .await
+            .map(|cube| (cube, opening.source().ok()));
         let _ = open_tx.send(r.map_err(|e| tilecube::anyhow_chain(&e)));
     });
     if let Some(source) = app.cube.source.clone() {
@@ -278,12 +282,18 @@ async fn event_loop(
             opened = &mut open_rx, if opening => {
                 opening = false;
                 match opened {
-                    Ok(Ok(cube)) => {
+                    Ok(Ok((cube, source))) => {
                         let (grid, years) = (cube.layout.grid(), cube.layout.years.clone());
                         // Years the cube gained past its preset's (`tilecube extend`): their
                         // lists are read too (the preset's years are being read already).
-                        let gained: Vec<i32> =
+                        let mut gained: Vec<i32> =
                             years.iter().copied().filter(|y| !app.cube.years.contains(y)).collect();
+                        // The cube's own preset lays its source out otherwise: every list is
+                        // read from there.
+                        if source.is_some() && source != app.cube.source {
+                            app.cube.source = source;
+                            gained = years.clone();
+                        }
                         if let Some(source) = app.cube.source.clone() && !gained.is_empty() {
                             tasks::spawn_lists(source, gained, grid.clone(), rt.done.clone());
                         }

@@ -3,6 +3,8 @@
 use crate::common;
 
 use common::Work;
+use tilecube::demo::Flaw;
+use tilecube::preset::GLAD_TOML;
 
 /// Every key of the head of `main` with the SHA-256 of its stored bytes (see
 /// `tests/python/store_digest.py`).
@@ -58,4 +60,191 @@ fn the_glad_cube_is_the_same_bit_for_bit_as_before_the_dataset_model() {
         differ.is_empty(),
         "keys that differ from before: {differ:?}"
     );
+}
+
+/// Run the binary in `dir` with no config file but `args` (relative paths are `dir`'s).
+fn run_in(w: &Work, dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tilecube"))
+        .current_dir(dir)
+        .args(args)
+        .env("TILECUBE_DATA_DIR", w.dir.path().join("data"))
+        .env("XDG_CONFIG_HOME", w.dir.path().join("no-config"))
+        .output()
+        .expect("run tilecube");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn presets_lists_the_built_in_ones_and_the_one_in_effect() {
+    let w = Work::new();
+    let (ok, out, err) = run_in(&w, w.dir.path(), &["presets"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("* glad-lclu (also glad): GLAD"), "{out}");
+    assert!(
+        out.contains("  hansen-gfc: Hansen Global Forest Change 2000-2023 v1.11 — 36x14 tiles of 10° (40000 px), no time axis, treecover2000 gain lossyear datamask first[4] last[4]"),
+        "{out}"
+    );
+    let (ok, out, _) = run_in(
+        &w,
+        w.dir.path(),
+        &["--preset", "hansen-gfc", "presets", "--json"],
+    );
+    assert!(ok);
+    let list: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let gfc = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "hansen-gfc")
+        .expect("hansen-gfc listed");
+    assert_eq!(gfc["in_effect"], true);
+    assert_eq!(gfc["variables"].as_array().unwrap().len(), 6);
+    assert_eq!(gfc["years"], serde_json::json!([]));
+    // A preset file given by a relative path is listed as the one in effect.
+    std::fs::write(
+        w.dir.path().join("mine.toml"),
+        GLAD_TOML.replace("name = \"glad-lclu\"", "name = \"mine\""),
+    )
+    .unwrap();
+    let (ok, out, err) = run_in(&w, w.dir.path(), &["--preset", "mine.toml", "presets"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("* mine.toml: GLAD"), "{out}");
+}
+
+#[test]
+fn init_records_the_preset_later_commands_need_none_and_another_is_refused_naming_both() {
+    let w = Work::new();
+    // A dataset of its own: the GLAD grid, its files and lists under other folders.
+    let preset = GLAD_TOML
+        .replace("name = \"glad-lclu\"", "name = \"my-lclu\"")
+        .replace("chunk_pixels = 1000", "chunk_pixels = 100")
+        .replace(
+            "tile = \"{year}/{tile}.tif\"",
+            "tile = \"tiles/{year}/{tile}.tif\"",
+        )
+        .replace("list = \"{year}.txt\"", "list = \"lists/{year}.txt\"");
+    std::fs::write(w.dir.path().join("my.toml"), preset).unwrap();
+    let root = w.source();
+    for name in ["50N_070W", "00N_000E"] {
+        let made = w.tile(2000, name, Flaw::None);
+        let to = root.join(format!("tiles/2000/{name}.tif"));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::rename(made, to).unwrap();
+    }
+    std::fs::create_dir_all(root.join("lists")).unwrap();
+    std::fs::write(
+        root.join("lists/2000.txt"),
+        "https://example.invalid/tiles/2000/50N_070W.tif\nhttps://example.invalid/tiles/2000/00N_000E.tif\n",
+    )
+    .unwrap();
+    let d = w.dir.path();
+    let common = [
+        "--repo",
+        "repo",
+        "--source",
+        "source",
+        "--tile-pixels",
+        "400",
+    ];
+    let with = |args: &[&str]| -> Vec<String> {
+        common.iter().chain(args).map(|s| s.to_string()).collect()
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_in(&w, d, &refs)
+    };
+    let (ok, _, err) = run(with(&["--preset", "./my.toml", "init"]));
+    assert!(ok, "{err}");
+    // No --preset: the cube's own preset finds the files and lists in their folders.
+    let (ok, out, err) = run(with(&["write", "--year", "2000", "--all"]));
+    assert!(ok, "{out}\n{err}");
+    let (ok, out, err) = run(with(&["status", "--json"]));
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    assert_eq!(status["years"]["2000"]["written"], 2, "{out}");
+    // The same preset given again is taken; another is refused, naming both.
+    let (ok, _, err) = run(with(&["--preset", "my.toml", "status"]));
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(with(&["--preset", "glad", "write", "--all"]));
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "the cube was laid out with preset \"my-lclu\", and \"glad (glad-lclu)\" was given"
+        ),
+        "{err}"
+    );
+    // A preset this tilecube describes but does not write yet is refused at init, by name.
+    let (ok, _, err) = run(vec![
+        "--repo".into(),
+        "gfc".into(),
+        "--preset".into(),
+        "hansen-gfc".into(),
+        "init".into(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("preset hansen-gfc: it has 6 variables (treecover2000, gain, lossyear, datamask, first, last)"),
+        "{err}"
+    );
+    assert!(!d.join("gfc").exists(), "nothing made for a refused preset");
+}
+
+#[test]
+fn a_preset_with_a_mistake_is_refused_naming_its_key() {
+    let w = Work::new();
+    for (from, to, says) in [
+        (
+            "dtype = \"uint8\"",
+            "dtype = \"int64\"",
+            "variable \"lclu\": dtype = \"int64\": not a type tilecube writes (uint8, int16, uint16, float32)",
+        ),
+        (
+            "fill_value = 255",
+            "fill_value = -1",
+            "variable \"lclu\": fill_value = -1: -1 is not a uint8 value (0 to 255, whole)",
+        ),
+        (
+            "tile_name = \"{lat:02}{NS}_{lon:03}{EW}\"",
+            "tile_name = \"{lat:02}{NS}{lon:02}{EW}\"",
+            "grid.tile_name = \"{lat:02}{NS}{lon:02}{EW}\": cannot spell the upper-left corner",
+        ),
+    ] {
+        assert!(GLAD_TOML.contains(from));
+        std::fs::write(w.dir.path().join("bad.toml"), GLAD_TOML.replace(from, to)).unwrap();
+        let (ok, _, err) = run_in(
+            &w,
+            w.dir.path(),
+            &["--preset", "bad.toml", "--repo", "r", "init"],
+        );
+        assert!(!ok);
+        assert!(
+            err.contains(&format!("preset bad.toml: {says}")),
+            "{to}: {err}"
+        );
+        assert!(!w.dir.path().join("r").exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sources_nodata_becomes_the_cubes_fill_value() {
+    let w = Work::with_preset(common::TILE, common::CHUNK, |text| {
+        text.replace("fill_value = 255", "fill_value = 255\nnodata = 0")
+    });
+    w.two_class_tile(2000, "50N_070W", 0, 10);
+    w.list(2000, &["50N_070W"], "");
+    w.ok(&["init"]);
+    w.ok(&["write", "--all"]);
+    let cube = w.cube().await;
+    assert_eq!(cube.layout.nodata, Some(0));
+    let pixels = common::cube_pixels(&cube, 2000, common::t("50N_070W")).await;
+    let half = pixels.len() / 2;
+    assert!(
+        pixels[..half].iter().all(|&p| p == 255),
+        "nodata became fill"
+    );
+    assert!(pixels[half..].iter().all(|&p| p == 10), "data kept");
 }

@@ -299,7 +299,7 @@ fn the_example_config_documents_every_setting_and_no_other() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("config.toml");
     std::fs::write(&copy, &full).unwrap();
-    // Its `preset = "./assets/glad.toml"` is taken from the file's directory.
+    // Its `preset = "./assets/presets/glad.toml"` is taken from the file's directory.
     std::os::unix::fs::symlink(root.join("assets"), dir.path().join("assets")).unwrap();
     let loaded = tilecube::config::ConfigFile::load(Some(&copy))
         .unwrap_or_else(|e| panic!("the example with every key on: {e}\n{full}"));

@@ -64,11 +64,12 @@ pub struct IngestOptions {
 /// Default windows each worker reads ahead from a remote tile.
 pub const DEFAULT_READ_AHEAD: usize = 2;
 
-/// Default bytes a remote tile's read-ahead holds: some 12 GLAD windows of 1,000 rows.
+/// Default bytes a remote tile's read-ahead holds: some 12 compressed windows of 1,000 rows
+/// of a 40 000-pixel-wide tile.
 pub const DEFAULT_READ_AHEAD_BYTES: u64 = 128 << 20;
 
-/// Default limit of chunk references a session holds before a checkpoint: about 125 GLAD
-/// tiles of 1,600 chunks, some 80 MB of references, so a long write stays far below 512 MB.
+/// Default limit of chunk references a session holds before a checkpoint: about 125 tiles of
+/// 1,600 chunks, some 80 MB of references, so a long write stays far below 512 MB.
 pub const DEFAULT_COMMIT_REFS: usize = 200_000;
 
 /// Default checkpoint interval: long ingests commit every ten minutes.
@@ -196,6 +197,10 @@ pub async fn ingest_into(
         grid: grid.clone(),
         encoder: Arc::new(ChunkEncoder::new(layout)?),
         overviews: read::TileOverviews::of(layout)?.map(Arc::new),
+        nodata: layout
+            .nodata
+            .filter(|n| *n != layout.fill_value)
+            .map(|n| (n, layout.fill_value)),
         tx,
         events: events.clone(),
         cancel: Arc::clone(&cancel),

@@ -47,6 +47,9 @@ pub(super) struct Reader {
     pub encoder: Arc<ChunkEncoder>,
     /// The overview levels written with each tile, if the cube has any.
     pub overviews: Option<Arc<TileOverviews>>,
+    /// The source's nodata and the cube's fill value, when they differ: such pixels are
+    /// made fill as they are read.
+    pub nodata: Option<(u8, u8)>,
     pub tx: mpsc::Sender<Msg>,
     pub events: EventSink,
     pub cancel: Arc<AtomicBool>,
@@ -263,7 +266,8 @@ impl Reader {
                     self.read_into_strips(&reader, &assembly, strips, (y0, rows), (first, last));
                 tile.finished(w);
                 tile.give_back(reader);
-                return result?.into_iter().try_for_each(|(sy, strip)| {
+                return result?.into_iter().try_for_each(|(sy, mut strip)| {
+                    self.nodata_to_fill(&mut strip);
                     let r = place(sy as u64, &strip);
                     strips.give(strip);
                     r
@@ -277,6 +281,7 @@ impl Reader {
                 strips.give(buf);
                 return Err(e);
             }
+            self.nodata_to_fill(&mut buf);
             let sent = if window == side {
                 // The window is a chunk strip.
                 place(w as u64, &buf)
@@ -324,6 +329,15 @@ impl Reader {
                     }
                 }
             })
+    }
+
+    /// The source's nodata pixels made the cube's fill value.
+    fn nodata_to_fill(&self, pixels: &mut [u8]) {
+        if let Some((nodata, fill)) = self.nodata {
+            for p in pixels.iter_mut().filter(|p| **p == nodata) {
+                *p = fill;
+            }
+        }
     }
 
     /// Decode rows `y0..y0 + rows` of a tiled source block by block into the chunk strips

@@ -216,8 +216,10 @@ impl Uploader {
         };
         let job = self.jobs[key.0].clone();
         let (result, retrying) = t.ended.unwrap_or((Err(TileError::Cancelled), false));
+        // An upload that failed fails the tile, even when its reader then stopped because
+        // that very failure cancelled the write (a storage refusal).
         let result = match (result, t.upload_error) {
-            (Ok(()), Some(e)) => Err(e.as_tile_error()),
+            (Ok(()) | Err(TileError::Cancelled), Some(e)) => Err(e.as_tile_error()),
             (r, _) => r,
         };
         match result {

@@ -210,7 +210,7 @@ pub fn header_line(app: &App, cw: u16) -> Line<'static> {
             header.push_str(&format!("{:<w$}", &name[4..], w = 6 * cw));
         }
     }
-    // The last column's label closes the header (170E on the GLAD grid).
+    // The last column's label closes the header (170E on a grid of 10° tiles from 180W).
     let last = grid
         .tile_at(Cell {
             col: grid.columns - 1,

@@ -2,7 +2,8 @@
 //!
 //! A tile is named by its upper-left corner (`70N_180W`, `00N_010E`, `50S_170E`). Its cell is
 //! its column and row in the grid; its region is the block of cube pixels it fills. A chunk
-//! never straddles two tiles: the chunk side always divides the tile side.
+//! never straddles two tiles: the chunk side always divides the tile side. How a dataset
+//! spells its tiles' names (another pattern, another corner) is [`naming`]'s.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,6 +11,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::preset::Preset;
+
+pub mod naming;
 
 /// Errors about tile names, cells and grid shapes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +27,9 @@ pub enum GridError {
     ChunkDoesNotDivide { chunk: u64, tile: u64 },
     #[error("tile side must be a positive number of pixels, got {0}")]
     BadTilePixels(u64),
+    /// A preset whose cube this tilecube does not lay out (the preset's own words).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// A tile's name: the latitude and longitude of its upper-left corner, in whole degrees.
@@ -147,12 +153,15 @@ impl Grid {
     /// size in degrees, so the pixel size follows). With tiles smaller than the preset's
     /// chunk side the chunk side becomes the tile side.
     pub fn from_preset(preset: &Preset, tile_pixels: Option<u64>) -> Result<Self, GridError> {
+        preset
+            .supported()
+            .map_err(|e| GridError::Unsupported(e.to_string()))?;
         let g = &preset.grid;
         let tile_pixels = tile_pixels.unwrap_or(g.tile_pixels);
         if tile_pixels == 0 {
             return Err(GridError::BadTilePixels(tile_pixels));
         }
-        let chunk_pixels = preset.variable.chunk_pixels.min(tile_pixels);
+        let chunk_pixels = preset.variable().chunk_pixels.min(tile_pixels);
         if !tile_pixels.is_multiple_of(chunk_pixels) {
             return Err(GridError::ChunkDoesNotDivide {
                 chunk: chunk_pixels,
@@ -162,7 +171,8 @@ impl Grid {
         Ok(Self {
             origin_lon: g.origin_lon,
             origin_lat: g.origin_lat,
-            tile_degrees: g.tile_degrees,
+            // A whole number of degrees (checked at parse).
+            tile_degrees: g.tile_degrees as u32,
             columns: g.columns,
             rows: g.rows,
             tile_pixels,

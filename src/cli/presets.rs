@@ -1,0 +1,63 @@
+//! `tilecube presets`: the built-in dataset presets, a line each, and the one in effect.
+
+use anyhow::Result;
+
+use tilecube::config::Settings;
+use tilecube::preset::{BUILT_IN, Preset};
+
+pub(crate) fn presets(settings: &Settings, json: bool) -> Result<i32> {
+    let mut rows = Vec::new();
+    for (name, aliases, _) in BUILT_IN {
+        let p = Preset::built_in(name).expect("a built-in preset parses");
+        rows.push((name.to_string(), aliases.join(", "), p));
+    }
+    let current = settings.preset();
+    if !rows
+        .iter()
+        .any(|(n, _, p)| *n == current.name && p.text == current.text)
+    {
+        rows.push((
+            settings.preset_given.clone().unwrap_or_default(),
+            String::new(),
+            current.clone(),
+        ));
+    }
+    if json {
+        let out: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(name, aliases, p)| {
+                serde_json::json!({
+                    "name": p.name,
+                    "given_as": name,
+                    "aliases": aliases,
+                    "title": p.title,
+                    "summary": p.summary(),
+                    "variables": p.variables.iter().map(|v| &v.name).collect::<Vec<_>>(),
+                    "years": p.years(),
+                    "in_effect": p.name == current.name && p.text == current.text,
+                    "not_written_yet": p.unsupported(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(0);
+    }
+    for (name, aliases, p) in &rows {
+        let mark = if p.name == current.name && p.text == current.text {
+            "*"
+        } else {
+            " "
+        };
+        let also = if aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (also {aliases})")
+        };
+        println!("{mark} {name}{also}: {} — {}", p.title, p.summary());
+        if let Some(why) = p.unsupported() {
+            println!("    described, not written yet: {why}");
+        }
+    }
+    println!("(* in effect; pick one with --preset NAME|PATH or `preset =` in the config file)");
+    Ok(0)
+}
