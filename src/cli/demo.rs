@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 
 use tilecube::config::{Settings, data_dir};
 use tilecube::cube::{Cube, RepoLocation};
-use tilecube::demo::Texture;
+use tilecube::demo::{DemoLayout, Texture};
 use tilecube::grid::Grid;
 
 use super::{Choice, WriteArgs, init, status, write};
@@ -105,7 +105,12 @@ pub(crate) async fn demo(
             cube.layout.tile_pixels
         );
     }
-    match tilecube::demo::missing_tiles(&source_dir, &grid, &years) {
+    // The source is laid out as the preset says (GLAD's `{year}/{tile}.tif` by default).
+    let laid_out = tilecube::source::Source::new(
+        &source_dir.display().to_string(),
+        &settings.preset().source_spec(),
+    )?;
+    match tilecube::demo::missing_tiles(&DemoLayout::Preset(&laid_out), &grid, &years) {
         0 => eprintln!(
             "the GLAD-like source in {} is there from an earlier demo",
             source_dir.display()
@@ -117,14 +122,17 @@ pub(crate) async fn demo(
         ),
     }
     let per_year = {
-        let (s, g, y) = (source_dir.clone(), grid.clone(), years.clone());
+        let (s, g, y) = (laid_out, grid.clone(), years.clone());
         let storage = settings.storage();
         tokio::task::spawn_blocking(move || {
-            tilecube::demo::make_source(&s, &g, &y, texture, &storage)
+            tilecube::demo::make_source(&DemoLayout::Preset(&s), &g, &y, texture, &storage)
         })
         .await??
     };
-    eprintln!("{per_year} land tiles per year, {} years", years.len());
+    eprintln!(
+        "{per_year} land tiles per year, {}",
+        tilecube::text::plural(years.len(), "year")
+    );
     let mut demo_settings = settings.clone();
     demo_settings.repo = Some(repo_dir.display().to_string());
     demo_settings.source = Some(source_dir.display().to_string());

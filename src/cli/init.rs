@@ -7,18 +7,28 @@ use tilecube::cube::{Cube, InitOptions, Layout};
 use tilecube::grid::Grid;
 
 pub(crate) async fn init(settings: &Settings, force: bool) -> Result<i32> {
-    let grid = Grid::from_preset(settings.preset(), settings.tile_pixels)?;
-    let layout = Layout::new(settings.preset(), &grid);
     let location = settings.location()?;
     let started = std::time::Instant::now();
-    // Laying out a new cube over one that writes are going on: they are named.
+    // Laying out a new cube over one that writes are going on: they are named. With no
+    // preset given, the new cube is laid out with the old one's own.
     if force && let Ok(old) = Cube::open(location.clone(), &settings.branch).await {
+        if settings.preset_given.is_none() {
+            settings.adopt_preset(&old.layout)?;
+            if settings.preset().name != tilecube::preset::Preset::default_preset().name {
+                eprintln!(
+                    "laying the cube out again with its own preset {} (--preset chooses another)",
+                    settings.preset().name
+                );
+            }
+        }
         super::extend::warn_running_writes(
             &old,
             "a new cube replaces the one they write (their tiles do not carry over)",
         )
         .await;
     }
+    let grid = Grid::from_preset(settings.preset(), settings.tile_pixels)?;
+    let layout = Layout::new(settings.preset(), &grid);
     let cube = Cube::init(
         location,
         layout,

@@ -325,7 +325,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Plan(args)) => rt.block_on(shard::plan(&settings, &args)),
         Some(Command::Merge(args)) => rt.block_on(shard::merge(&settings, &overrides, &args)),
         Some(Command::Log { json }) => rt.block_on(log(&settings, json)),
-        Some(Command::Presets { json }) => presets::presets(&settings, json),
+        Some(Command::Presets { json }) => rt.block_on(presets::presets(&settings, json)),
         Some(Command::Gc {
             dry_run,
             older_than,

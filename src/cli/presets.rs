@@ -5,7 +5,16 @@ use anyhow::Result;
 use tilecube::config::Settings;
 use tilecube::preset::{BUILT_IN, Preset};
 
-pub(crate) fn presets(settings: &Settings, json: bool) -> Result<i32> {
+pub(crate) async fn presets(settings: &Settings, json: bool) -> Result<i32> {
+    // With a repository, its cube's own preset is the one in effect (a preset given that is
+    // not the cube's is refused as every command refuses it); a repository that is not
+    // there, or not a cube, leaves the given or default one.
+    if settings.repo.is_some()
+        && let Err(e) = settings.open_cube().await
+        && e.downcast_ref::<tilecube::preset::PresetError>().is_some()
+    {
+        return Err(e);
+    }
     let mut rows = Vec::new();
     for (name, aliases, _) in BUILT_IN {
         let p = Preset::built_in(name).expect("a built-in preset parses");
@@ -17,7 +26,10 @@ pub(crate) fn presets(settings: &Settings, json: bool) -> Result<i32> {
         .any(|(n, _, p)| *n == current.name && p.text == current.text)
     {
         rows.push((
-            settings.preset_given.clone().unwrap_or_default(),
+            settings
+                .preset_given
+                .clone()
+                .unwrap_or_else(|| format!("{} (the cube's own)", current.name)),
             String::new(),
             current.clone(),
         ));

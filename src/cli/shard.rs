@@ -164,6 +164,14 @@ fn plan_settings(local: &Settings, flags: &Overrides, plan: &ShardPlan) -> Resul
     s.branch = plan.branch.clone();
     s.tile_pixels = plan.tile_pixels;
     s.preset = Preset::parse(&plan.preset, &format!("the preset of plan {}", plan.id))?;
+    if let Some(given) = &local.preset_given
+        && (local.preset.name != s.preset.name || !local.preset.differs_from(&s.preset).is_empty())
+    {
+        bail!(
+            "the preset given ({given}) is not the plan's ({}): a shard writes what its plan says; leave --preset (and preset =) out",
+            s.preset.name
+        );
+    }
     // The plan's preset is a given one: a cube laid out with another is refused.
     s.preset_given = Some(format!("the preset of plan {}", plan.id));
     let s3 = &mut s.file.s3;

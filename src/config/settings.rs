@@ -185,12 +185,33 @@ impl Settings {
     /// naming both; none given, the cube's own is used from here on.
     pub fn adopt_preset(&self, layout: &crate::cube::Layout) -> Result<()> {
         if let Some(given) = &self.preset_given {
+            let shown = if *given == self.preset.name {
+                given.clone()
+            } else {
+                format!("{given} ({})", self.preset.name)
+            };
             if self.preset.name != layout.preset {
                 return Err(crate::preset::PresetError::Differs {
                     recorded: layout.preset.clone(),
-                    given: format!("{given} ({})", self.preset.name),
+                    given: shown,
                 }
                 .into());
+            }
+            // Of the same name, it describes the same cube: only where its files are
+            // (`[source]`) and its pyramid (`[overviews]`, built by `tilecube overviews`)
+            // may differ from the one recorded.
+            if !layout.preset_text.is_empty() {
+                let recorded = Preset::parse(&layout.preset_text, "recorded in the cube")
+                    .context("the cube's own preset")?;
+                let differ = self.preset.differs_from(&recorded);
+                if !differ.is_empty() {
+                    return Err(crate::preset::PresetError::SameNameDiffers {
+                        name: layout.preset.clone(),
+                        given: shown,
+                        keys: differ.join(", "),
+                    }
+                    .into());
+                }
             }
             return Ok(());
         }

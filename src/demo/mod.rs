@@ -286,25 +286,53 @@ pub fn looks_made_by_demo(root: &Path, grid: &Grid, years: &[i32]) -> bool {
     })
 }
 
-/// How many tiles of the whole GLAD-like source under `root` are not there yet.
-pub fn missing_tiles(root: &Path, grid: &Grid, years: &[i32]) -> usize {
+/// Where the demo puts a year's tile and list: the GLAD layout under a root, or as a
+/// preset's source templates lay them out.
+pub enum DemoLayout<'a> {
+    /// `{year}/{tile}.tif` and `{year}.txt` under the root.
+    Glad(&'a Path),
+    /// A local source's own templates.
+    Preset(&'a crate::source::Source),
+}
+
+impl DemoLayout<'_> {
+    /// Where a tile's file goes.
+    pub fn tile(&self, year: i32, tile: TileName) -> PathBuf {
+        match self {
+            Self::Glad(root) => tile_path(root, year, tile),
+            Self::Preset(source) => PathBuf::from(source.tile_location(year, tile)),
+        }
+    }
+
+    /// Where a year's list goes.
+    pub fn list(&self, year: i32) -> PathBuf {
+        match self {
+            Self::Glad(root) => root.join(format!("{year}.txt")),
+            Self::Preset(source) => PathBuf::from(source.list_location(year)),
+        }
+    }
+}
+
+/// How many tiles of the whole demo source laid out as `layout` are not there yet.
+pub fn missing_tiles(layout: &DemoLayout, grid: &Grid, years: &[i32]) -> usize {
     let tiles = land_tiles(grid);
     years
         .iter()
         .map(|&y| {
             tiles
                 .iter()
-                .filter(|&&t| !tile_path(root, y, t).exists())
+                .filter(|&&t| !layout.tile(y, t).exists())
                 .count()
         })
         .sum()
 }
 
-/// Make a whole GLAD-like source under `root`: every land tile for every year, and the lists.
+/// Make a whole GLAD-like source laid out as `layout`: every land tile for every year, and
+/// the lists.
 /// Tiles already present are kept, and GDAL is set up as `storage` says (its block cache).
 /// Returns the number of tiles per year.
 pub fn make_source(
-    root: &Path,
+    layout: &DemoLayout,
     grid: &Grid,
     years: &[i32],
     texture: Texture,
@@ -313,12 +341,22 @@ pub fn make_source(
     use rayon::prelude::*;
     crate::source::gdal_setup(storage);
     let tiles = land_tiles(grid);
+    let made_dir = |path: &Path| -> Result<(), DemoError> {
+        match path.parent() {
+            Some(dir) => std::fs::create_dir_all(dir).map_err(|e| DemoError::Write {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            }),
+            None => Ok(()),
+        }
+    };
     for &year in years {
         tiles.par_iter().try_for_each(|&t| {
-            let path = tile_path(root, year, t);
+            let path = layout.tile(year, t);
             if path.exists() {
                 return Ok(());
             }
+            made_dir(&path)?;
             let tmp = path.with_extension("tif.part");
             write_textured_tile(&tmp, grid, t, year, texture)?;
             std::fs::rename(&tmp, &path).map_err(|e| DemoError::Write {
@@ -326,7 +364,16 @@ pub fn make_source(
                 reason: e.to_string(),
             })
         })?;
-        write_list(root, year, &tiles)?;
+        let list = layout.list(year);
+        made_dir(&list)?;
+        let text: String = tiles
+            .iter()
+            .map(|&t| format!("{}\n", layout.tile(year, t).display()))
+            .collect();
+        std::fs::write(&list, text).map_err(|e| DemoError::Write {
+            path: list.display().to_string(),
+            reason: e.to_string(),
+        })?;
     }
     Ok(tiles.len())
 }

@@ -27,6 +27,19 @@ fn fault(key: impl Into<String>, why: impl Into<String>) -> Fault {
 
 /// The first thing wrong with a preset, if any.
 pub fn check(p: &Preset) -> Result<(), Fault> {
+    // The name is recorded in the cube and compared: a word, as `--preset` takes it.
+    if p.name.is_empty()
+        || !p
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        || p.name.ends_with(".toml")
+    {
+        return Err(fault(
+            format!("name = {:?}", p.name),
+            "a preset's name is ASCII letters, digits, '.', '_' and '-' (not ending in .toml)",
+        ));
+    }
     grid(p)?;
     if let Some(years) = &p.years {
         self::years(years)?;
@@ -89,6 +102,25 @@ fn grid(p: &Preset) -> Result<(), Fault> {
             format!("grid.tile_degrees = {}", g.tile_degrees),
             "tile names give whole degrees, so a tile's side must be a whole number of degrees (at most 360)",
         ));
+    }
+    // Origins and tile sides are in degrees: the CRS is a geographic one GDAL knows.
+    match gdal::spatial_ref::SpatialRef::from_epsg(g.epsg) {
+        Ok(srs) if srs.is_geographic() => {}
+        Ok(srs) => {
+            return Err(fault(
+                format!("grid.epsg = {}", g.epsg),
+                format!(
+                    "{} is not a geographic CRS: tiles are placed by degrees of latitude and longitude (EPSG:4326 and its kind)",
+                    srs.name().unwrap_or_else(|| "it".into())
+                ),
+            ));
+        }
+        Err(_) => {
+            return Err(fault(
+                format!("grid.epsg = {}", g.epsg),
+                "not an EPSG code of a CRS GDAL knows",
+            ));
+        }
     }
     let deg = g.tile_degrees as i64;
     if g.epsg == 4326 {
@@ -170,7 +202,21 @@ fn years(years: &YearSpec) -> Result<(), Fault> {
     let problem = match years {
         YearSpec::Range(r) if r.step <= 0 || r.last < r.first => Some(fault(
             "years",
-            format!("{}..{} step {} is empty", r.first, r.last, r.step),
+            format!(
+                "{}..{} step {} is empty (last comes after first, and step is positive)",
+                r.first, r.last, r.step
+            ),
+        )),
+        YearSpec::Range(r) if (r.last - r.first) % r.step != 0 => Some(fault(
+            "years",
+            format!(
+                "{}..{} step {} does not end on {}: make last {} or list the years",
+                r.first,
+                r.last,
+                r.step,
+                r.last,
+                r.last - (r.last - r.first) % r.step
+            ),
         )),
         YearSpec::List(list) if list.is_empty() => Some(fault(
             "years = []",

@@ -62,6 +62,14 @@ pub enum PresetError {
     )]
     Differs { recorded: String, given: String },
     #[error(
+        "{given} differs from the preset {name:?} the cube was laid out with in {keys}: a preset given to a cube may change only its [source] and [overviews]; leave --preset (and preset =) out to use the cube's own"
+    )]
+    SameNameDiffers {
+        name: String,
+        given: String,
+        keys: String,
+    },
+    #[error(
         "preset {preset}: {what}; this tilecube writes cubes of one single-band uint8 variable with a year axis and tile lists, named by their upper-left corner, so far"
     )]
     NotYet { preset: String, what: String },
@@ -241,12 +249,12 @@ impl Preset {
         if Self::dtype(v) != DType::UInt8 {
             return Some(format!("variable {:?} is {}", v.name, v.dtype));
         }
-        if v.bands.is_some()
-            || v.band.is_some_and(|b| b != 1)
-            || v.file_bands.is_some_and(|b| b != 1)
-        {
+        if v.bands.is_some() {
+            return Some(format!("variable {:?} has a band axis", v.name));
+        }
+        if v.band.is_some_and(|b| b != 1) || v.file_bands.is_some_and(|b| b != 1) {
             return Some(format!(
-                "variable {:?} reads more than the first band of a one-band file",
+                "variable {:?} reads a band of a file of several",
                 v.name
             ));
         }
@@ -297,6 +305,40 @@ impl Preset {
             published: self.source.published.clone(),
             parts: self.source.parts.clone(),
         }
+    }
+
+    /// The parts of this preset that lay out a cube otherwise than `other`: `title`,
+    /// `grid`, `years`, `attributes`, and each variable by name (`variable "lclu"`).
+    /// Where files are (`[source]`) and the pyramid (`[overviews]`) are not compared.
+    pub fn differs_from(&self, other: &Preset) -> Vec<String> {
+        let mut out = Vec::new();
+        let same =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
+        if !same(&self.grid, &other.grid) {
+            out.push("[grid]".to_string());
+        }
+        if self.years() != other.years() {
+            out.push("years".to_string());
+        }
+        if self.attributes != other.attributes {
+            out.push("[attributes]".to_string());
+        }
+        let names = |p: &Preset| {
+            p.variables
+                .iter()
+                .map(|v| v.name.clone())
+                .collect::<Vec<_>>()
+        };
+        if names(self) != names(other) {
+            out.push("the variables".to_string());
+        } else {
+            for (a, b) in self.variables.iter().zip(&other.variables) {
+                if !same(a, b) {
+                    out.push(format!("variable {:?}", a.name));
+                }
+            }
+        }
+        out
     }
 
     /// One line for `tilecube presets`.

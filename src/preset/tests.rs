@@ -253,7 +253,29 @@ fn years_may_be_listed_and_a_list_is_checked() {
         "{err}"
     );
     let err = refusal(&glad_with("step = 5", "step = 0"));
-    assert!(err.ends_with("years: 2000..2020 step 0 is empty"), "{err}");
+    assert!(
+        err.ends_with(
+            "years: 2000..2020 step 0 is empty (last comes after first, and step is positive)"
+        ),
+        "{err}"
+    );
+    let err = refusal(&glad_with("step = 5", "step = 7"));
+    assert!(
+        err.ends_with(
+            "years: 2000..2020 step 7 does not end on 2020: make last 2014 or list the years"
+        ),
+        "{err}"
+    );
+    let err = refusal(&glad_with("epsg = 4326", "epsg = 99999"));
+    assert!(
+        err.ends_with("grid.epsg = 99999: not an EPSG code of a CRS GDAL knows"),
+        "{err}"
+    );
+    let err = refusal(&glad_with("epsg = 4326", "epsg = 3857"));
+    assert!(
+        err.contains("grid.epsg = 3857: WGS 84 / Pseudo-Mercator is not a geographic CRS"),
+        "{err}"
+    );
     // Without years there is no time axis, and a {year} in a template is refused.
     let no_years = GLAD_TOML
         .replace("[years]\n", "")

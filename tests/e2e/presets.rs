@@ -177,6 +177,48 @@ fn init_records_the_preset_later_commands_need_none_and_another_is_refused_namin
         ),
         "{err}"
     );
+    // Of the same name but laying the cube out otherwise, a preset is refused naming what
+    // differs; where its files are may change.
+    let mine = std::fs::read_to_string(d.join("my.toml")).unwrap();
+    std::fs::write(
+        d.join("my-chunks.toml"),
+        mine.replace("chunk_pixels = 100", "chunk_pixels = 200"),
+    )
+    .unwrap();
+    let (ok, _, err) = run(with(&["--preset", "my-chunks.toml", "status"]));
+    assert!(!ok);
+    assert!(
+        err.contains("my-chunks.toml differs from the preset \"my-lclu\" the cube was laid out with in variable \"lclu\""),
+        "{err}"
+    );
+    std::fs::write(
+        d.join("my-moved.toml"),
+        mine.replace("list = \"lists/{year}.txt\"", "list = \"moved/{year}.txt\""),
+    )
+    .unwrap();
+    let (ok, _, err) = run(with(&["--preset", "my-moved.toml", "status"]));
+    assert!(ok, "a preset whose files moved is taken: {err}");
+    // `presets` on the repository marks the cube's own.
+    let (ok, out, err) = run(with(&["presets"]));
+    assert!(ok, "{err}");
+    assert!(out.contains("* my-lclu (the cube's own): GLAD"), "{out}");
+    // A shard of a plan writes with the plan's preset: another given is refused.
+    let (ok, _, err) = run(with(&["plan", "--all", "--shards", "1", "--out", "plan"]));
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(with(&[
+        "--preset", "glad", "write", "--plan", "plan", "--shard", "0",
+    ]));
+    assert!(!ok);
+    assert!(
+        err.contains("the preset given (glad) is not the plan's (my-lclu)"),
+        "{err}"
+    );
+    // Laid out again with --force and no preset, the cube keeps its own.
+    let (ok, _, err) = run(with(&["init", "--force"]));
+    assert!(ok, "{err}");
+    assert!(err.contains("with its own preset my-lclu"), "{err}");
+    let (ok, _, err) = run(with(&["--preset", "my.toml", "status"]));
+    assert!(ok, "{err}");
     // A preset this tilecube describes but does not write yet is refused at init, by name.
     let (ok, _, err) = run(vec![
         "--repo".into(),
@@ -247,4 +289,64 @@ async fn a_sources_nodata_becomes_the_cubes_fill_value() {
         "nodata became fill"
     );
     assert!(pixels[half..].iter().all(|&p| p == 10), "data kept");
+}
+
+#[test]
+fn demo_lays_its_source_out_as_the_preset_says() {
+    let w = Work::new();
+    // Six tiles of Europe, one year, files and lists in folders of their own.
+    let preset = format!(
+        "years = [2000]\n{}",
+        GLAD_TOML
+            .replace("[years]\n", "")
+            .replace("first = 2000\nlast = 2020\nstep = 5\n", "")
+            .replace("name = \"glad-lclu\"", "name = \"europe\"")
+            .replace("origin_lon = -180", "origin_lon = 0")
+            .replace("origin_lat = 80", "origin_lat = 60")
+            .replace("columns = 36", "columns = 3")
+            .replace("rows = 14", "rows = 2")
+            .replace("chunk_pixels = 1000", "chunk_pixels = 100")
+            .replace(
+                "tile = \"{year}/{tile}.tif\"",
+                "tile = \"maps/{year}/lc_{tile}.tif\""
+            )
+            .replace("list = \"{year}.txt\"", "list = \"lists/lc_{year}.txt\"")
+    );
+    std::fs::write(w.dir.path().join("europe.toml"), preset).unwrap();
+    let (ok, out, err) = run_in(
+        &w,
+        w.dir.path(),
+        &[
+            "--preset",
+            "europe.toml",
+            "demo",
+            "--dir",
+            "d",
+            "--pixels",
+            "200",
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    let source = w.dir.path().join("d/source");
+    let list = std::fs::read_to_string(source.join("lists/lc_2000.txt")).expect("the list");
+    let tiles: Vec<&str> = list.lines().collect();
+    assert!(!tiles.is_empty(), "the demo made land tiles");
+    assert!(
+        tiles
+            .iter()
+            .all(|l| l.contains("/maps/2000/lc_") && std::path::Path::new(l).exists()),
+        "{list}"
+    );
+    assert!(err.contains("1 year"), "{err}");
+    // Its cube holds them: again with no preset, the cube's own lays the source out.
+    let (ok, out, err) = run_in(
+        &w,
+        w.dir.path(),
+        &[
+            "--repo", "d/cube", "--source", "d/source", "status", "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    assert_eq!(status["years"]["2000"]["written"], tiles.len(), "{out}");
 }
