@@ -91,32 +91,38 @@ pub(crate) async fn demo(
     let root = dir.unwrap_or_else(|| data_dir().join("demo"));
     let source_dir = root.join("source");
     let repo_dir = root.join("cube");
-    let grid = Grid::from_preset(settings.preset(), Some(pixels))?;
-    let years = settings.preset().years();
-    claim_demo_dir(&root, &grid, &years, texture)?;
-    // An earlier demo's cube keeps its tiles' size: another --pixels would not fit it.
-    if let Ok(cube) = Cube::open(RepoLocation::Local(repo_dir.clone()), &settings.branch).await
-        && cube.layout.tile_pixels != pixels
-    {
-        bail!(
-            "demo: the demo in {} was made with --pixels {}; run it with --pixels {}, or choose a new --dir for {pixels}-px tiles",
-            root.display(),
-            cube.layout.tile_pixels,
-            cube.layout.tile_pixels
-        );
+    let mut demo_settings = settings.clone();
+    demo_settings.repo = Some(repo_dir.display().to_string());
+    demo_settings.source = Some(source_dir.display().to_string());
+    demo_settings.tile_pixels = Some(pixels);
+    // An earlier demo's cube keeps its tiles' size (another --pixels would not fit it) and
+    // its preset, which lays the source out: a preset given that is not its own is refused
+    // here, before a file is made.
+    if let Ok(cube) = Cube::open(RepoLocation::Local(repo_dir.clone()), &settings.branch).await {
+        if cube.layout.tile_pixels != pixels {
+            bail!(
+                "demo: the demo in {} was made with --pixels {}; run it with --pixels {}, or choose a new --dir for {pixels}-px tiles",
+                root.display(),
+                cube.layout.tile_pixels,
+                cube.layout.tile_pixels
+            );
+        }
+        demo_settings.adopt_preset(&cube.layout)?;
     }
+    let preset = demo_settings.preset().clone();
+    let grid = Grid::from_preset(&preset, Some(pixels))?;
+    let years = preset.years();
+    claim_demo_dir(&root, &grid, &years, texture)?;
     // The source is laid out as the preset says (GLAD's `{year}/{tile}.tif` by default).
-    let laid_out = tilecube::source::Source::new(
-        &source_dir.display().to_string(),
-        &settings.preset().source_spec(),
-    )?;
+    let laid_out =
+        tilecube::source::Source::new(&source_dir.display().to_string(), &preset.source_spec())?;
     match tilecube::demo::missing_tiles(&DemoLayout::Preset(&laid_out), &grid, &years) {
         0 => eprintln!(
-            "the GLAD-like source in {} is there from an earlier demo",
+            "the demo source in {} is there from an earlier demo",
             source_dir.display()
         ),
         n => eprintln!(
-            "making {} of a GLAD-like source in {} ...",
+            "making {} of a demo source in {} ...",
             tilecube::text::plural(n, "tile"),
             source_dir.display()
         ),
@@ -133,10 +139,6 @@ pub(crate) async fn demo(
         "{per_year} land tiles per year, {}",
         tilecube::text::plural(years.len(), "year")
     );
-    let mut demo_settings = settings.clone();
-    demo_settings.repo = Some(repo_dir.display().to_string());
-    demo_settings.source = Some(source_dir.display().to_string());
-    demo_settings.tile_pixels = Some(pixels);
     let location = demo_settings.location()?;
     if Cube::open(location.clone(), &demo_settings.branch)
         .await

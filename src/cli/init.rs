@@ -10,7 +10,9 @@ pub(crate) async fn init(settings: &Settings, force: bool) -> Result<i32> {
     let location = settings.location()?;
     let started = std::time::Instant::now();
     // Laying out a new cube over one that writes are going on: they are named. With no
-    // preset given, the new cube is laid out with the old one's own.
+    // preset given, the new cube is laid out with the old one's own; of the same preset, at
+    // its tile size unless --tile-pixels gives another.
+    let mut tile_pixels = settings.tile_pixels;
     if force && let Ok(old) = Cube::open(location.clone(), &settings.branch).await {
         if settings.preset_given.is_none() {
             settings.adopt_preset(&old.layout)?;
@@ -20,6 +22,16 @@ pub(crate) async fn init(settings: &Settings, force: bool) -> Result<i32> {
                     settings.preset().name
                 );
             }
+        } else if old.layout.preset != settings.preset().name {
+            eprintln!(
+                "the cube's preset changes from {} to {}: the new cube is laid out with {}",
+                old.layout.preset,
+                settings.preset().name,
+                settings.preset_given.as_deref().unwrap_or_default()
+            );
+        }
+        if old.layout.preset == settings.preset().name {
+            tile_pixels = tile_pixels.or(Some(old.layout.tile_pixels));
         }
         super::extend::warn_running_writes(
             &old,
@@ -27,7 +39,7 @@ pub(crate) async fn init(settings: &Settings, force: bool) -> Result<i32> {
         )
         .await;
     }
-    let grid = Grid::from_preset(settings.preset(), settings.tile_pixels)?;
+    let grid = Grid::from_preset(settings.preset(), tile_pixels)?;
     let layout = Layout::new(settings.preset(), &grid);
     let cube = Cube::init(
         location,

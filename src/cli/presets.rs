@@ -9,11 +9,15 @@ pub(crate) async fn presets(settings: &Settings, json: bool) -> Result<i32> {
     // With a repository, its cube's own preset is the one in effect (a preset given that is
     // not the cube's is refused as every command refuses it); a repository that is not
     // there, or not a cube, leaves the given or default one.
-    if settings.repo.is_some()
-        && let Err(e) = settings.open_cube().await
-        && e.downcast_ref::<tilecube::preset::PresetError>().is_some()
-    {
-        return Err(e);
+    let mut own = None;
+    if let Some(repo) = &settings.repo {
+        match settings.open_cube().await {
+            Ok(cube) => own = Some(cube.layout.preset.clone()),
+            Err(e) if e.downcast_ref::<tilecube::preset::PresetError>().is_some() => {
+                return Err(e);
+            }
+            Err(e) => eprintln!("no cube read at {repo}: {}", tilecube::anyhow_chain(&e)),
+        }
     }
     let mut rows = Vec::new();
     for (name, aliases, _) in BUILT_IN {
@@ -65,7 +69,12 @@ pub(crate) async fn presets(settings: &Settings, json: bool) -> Result<i32> {
         } else {
             format!(" (also {aliases})")
         };
-        println!("{mark} {name}{also}: {} — {}", p.title, p.summary());
+        let theirs = if own.as_deref() == Some(p.name.as_str()) && !name.contains("cube's own") {
+            " (the cube's own)"
+        } else {
+            ""
+        };
+        println!("{mark} {name}{also}{theirs}: {} — {}", p.title, p.summary());
         if let Some(why) = p.unsupported() {
             println!("    described, not written yet: {why}");
         }

@@ -55,6 +55,25 @@ pub struct Overrides {
     pub gcs_endpoint: Option<String>,
 }
 
+/// The preset a cube records (its text; for cubes laid out before it was recorded, the
+/// built-in of its name). A recorded text this tilecube's checks refuse (a later tilecube may
+/// check more) is said and passed over: the cube's layout, not its preset, holds its shape.
+fn recorded_preset(layout: &crate::cube::Layout) -> Option<Preset> {
+    if layout.preset_text.is_empty() {
+        return Preset::built_in(&layout.preset);
+    }
+    match Preset::parse(
+        &layout.preset_text,
+        &format!("{} recorded in the cube", layout.preset),
+    ) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            log::warn!("{e}; the given or default preset lays the source out");
+            None
+        }
+    }
+}
+
 /// Settings resolved from flags, config file and defaults.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -200,9 +219,9 @@ impl Settings {
             // Of the same name, it describes the same cube: only where its files are
             // (`[source]`) and its pyramid (`[overviews]`, built by `tilecube overviews`)
             // may differ from the one recorded.
-            if !layout.preset_text.is_empty() {
-                let recorded = Preset::parse(&layout.preset_text, "recorded in the cube")
-                    .context("the cube's own preset")?;
+            if !layout.preset_text.is_empty()
+                && let Some(recorded) = recorded_preset(layout)
+            {
                 let differ = self.preset.differs_from(&recorded);
                 if !differ.is_empty() {
                     return Err(crate::preset::PresetError::SameNameDiffers {
@@ -215,18 +234,7 @@ impl Settings {
             }
             return Ok(());
         }
-        let recorded = if layout.preset_text.is_empty() {
-            Preset::built_in(&layout.preset)
-        } else {
-            Some(
-                Preset::parse(
-                    &layout.preset_text,
-                    &format!("recorded in the cube ({})", layout.preset),
-                )
-                .context("the cube's own preset")?,
-            )
-        };
-        if let Some(p) = recorded {
+        if let Some(p) = recorded_preset(layout) {
             let _ = self.cube_preset.set(p);
         }
         Ok(())

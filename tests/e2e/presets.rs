@@ -113,6 +113,11 @@ fn presets_lists_the_built_in_ones_and_the_one_in_effect() {
     let (ok, out, err) = run_in(&w, w.dir.path(), &["--preset", "mine.toml", "presets"]);
     assert!(ok, "{err}");
     assert!(out.contains("* mine.toml: GLAD"), "{out}");
+    // A repository that holds no cube is said; the listing goes on.
+    let (ok, out, err) = run_in(&w, w.dir.path(), &["--repo", "nowhere", "presets"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("no cube read at nowhere"), "{err}");
+    assert!(out.contains("* glad-lclu (also glad): GLAD"), "{out}");
 }
 
 #[test]
@@ -188,7 +193,7 @@ fn init_records_the_preset_later_commands_need_none_and_another_is_refused_namin
     let (ok, _, err) = run(with(&["--preset", "my-chunks.toml", "status"]));
     assert!(!ok);
     assert!(
-        err.contains("my-chunks.toml differs from the preset \"my-lclu\" the cube was laid out with in variable \"lclu\""),
+        err.contains("my-chunks.toml (my-lclu) differs from the preset \"my-lclu\" the cube was laid out with in variable \"lclu\""),
         "{err}"
     );
     std::fs::write(
@@ -349,4 +354,24 @@ fn demo_lays_its_source_out_as_the_preset_says() {
     assert!(ok, "{err}");
     let status: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
     assert_eq!(status["years"]["2000"]["written"], tiles.len(), "{out}");
+    // Another preset on this demo is refused before a file is made; with none, the demo
+    // goes on with the cube's own.
+    let (ok, _, err) = run_in(
+        &w,
+        w.dir.path(),
+        &["--preset", "glad", "demo", "--dir", "d", "--pixels", "200"],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "the cube was laid out with preset \"europe\", and \"glad (glad-lclu)\" was given"
+        ),
+        "{err}"
+    );
+    let (ok, _, err) = run_in(&w, w.dir.path(), &["demo", "--dir", "d", "--pixels", "200"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("is there from an earlier demo"), "{err}");
+    for glad_layout in ["2000", "2000.txt", "2005"] {
+        assert!(!source.join(glad_layout).exists(), "{glad_layout} made");
+    }
 }
