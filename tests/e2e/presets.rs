@@ -375,3 +375,99 @@ fn demo_lays_its_source_out_as_the_preset_says() {
         assert!(!source.join(glad_layout).exists(), "{glad_layout} made");
     }
 }
+
+#[test]
+fn a_cube_of_ones_own_preset_reads_back_with_xarray_and_rioxarray_at_each_lon_lat() {
+    let w = Work::new();
+    let preset = GLAD_TOML
+        .replace("name = \"glad-lclu\"", "name = \"classes\"")
+        .replace("name = \"lclu\"", "name = \"landcover\"")
+        .replace("chunk_pixels = 1000", "chunk_pixels = 100")
+        .replace(
+            "long_name = \"land cover and land use class\"",
+            "long_name = \"land cover class\"\nflag_values = [10, 20, 30]\nflag_meanings = \"forest grass water\"",
+        )
+        .replace(
+            "title = \"GLAD Global Land Cover and Land Use 2000-2020\"\n\n[overviews]",
+            "title = \"Classes of one's own\"\n\n[overviews]",
+        );
+    std::fs::write(w.dir.path().join("classes.toml"), &preset).unwrap();
+    let names = ["80N_180W", "00N_000E", "10S_170E"];
+    let mut points = Vec::new();
+    for (year, name) in [(2000, names[0]), (2000, names[1]), (2005, names[2])] {
+        let path = w.tile(year, name, Flaw::None);
+        let pixels = common::gdal_pixels(&path);
+        let tile = common::t(name);
+        let (n, px) = (common::TILE as usize, 10.0 / common::TILE as f64);
+        for (r, c) in [
+            (0, 0),
+            (0, n - 1),
+            (n / 2, n / 3),
+            (n - 1, 0),
+            (n - 1, n - 1),
+        ] {
+            points.push(serde_json::json!({
+                "year": year,
+                "lon": tile.lon as f64 + (c as f64 + 0.5) * px,
+                "lat": tile.lat as f64 - (r as f64 + 0.5) * px,
+                "value": pixels[r * n + c],
+            }));
+        }
+    }
+    w.list(2000, &names[..2], "");
+    w.list(2005, &names[2..], "");
+    let args = |more: &[&str]| -> Vec<String> {
+        [
+            "--preset",
+            "classes.toml",
+            "--repo",
+            "repo",
+            "--source",
+            "source",
+            "--tile-pixels",
+            "400",
+        ]
+        .iter()
+        .chain(more)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    for step in [args(&["init"]), args(&["write", "--all"])] {
+        let refs: Vec<&str> = step.iter().map(String::as_str).collect();
+        let (ok, out, err) = run_in(&w, w.dir.path(), &refs);
+        assert!(ok, "{step:?}: {out}\n{err}");
+    }
+    let expect = serde_json::json!({
+        "variable": "landcover",
+        "title": "Classes of one's own",
+        "pixel_size": 10.0 / common::TILE as f64,
+        "attrs": {
+            "long_name": "land cover class",
+            "flag_values": [10, 20, 30],
+            "flag_meanings": "forest grass water",
+            "grid_mapping": "spatial_ref",
+        },
+        "points": points,
+    });
+    let expect_path = w.dir.path().join("expect.json");
+    std::fs::write(&expect_path, expect.to_string()).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/preset_readback.py"
+    );
+    let out = std::process::Command::new(common::python_ic2())
+        .arg(script)
+        .arg(w.repo())
+        .arg(&expect_path)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "read-back: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("15 points and 4 attributes as expected")
+    );
+}
