@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 
 use tilecube::config::{Settings, data_dir};
 use tilecube::cube::{Cube, RepoLocation};
-use tilecube::demo::{DemoLayout, Texture};
+use tilecube::demo::Texture;
 use tilecube::grid::Grid;
 
 use super::{Choice, WriteArgs, init, status, write};
@@ -116,7 +116,7 @@ pub(crate) async fn demo(
     // The source is laid out as the preset says (GLAD's `{year}/{tile}.tif` by default).
     let laid_out =
         tilecube::source::Source::new(&source_dir.display().to_string(), &preset.source_spec())?;
-    match tilecube::demo::missing_tiles(&DemoLayout::Preset(&laid_out), &grid, &years) {
+    match tilecube::demo::missing_tiles(&laid_out, &grid, &years) {
         0 => eprintln!(
             "the demo source in {} is there from an earlier demo",
             source_dir.display()
@@ -131,7 +131,7 @@ pub(crate) async fn demo(
         let (s, g, y) = (laid_out, grid.clone(), years.clone());
         let storage = settings.storage();
         tokio::task::spawn_blocking(move || {
-            tilecube::demo::make_source(&DemoLayout::Preset(&s), &g, &y, texture, &storage)
+            tilecube::demo::make_source(&s, &g, &y, texture, &storage)
         })
         .await??
     };

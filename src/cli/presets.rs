@@ -25,10 +25,8 @@ pub(crate) async fn presets(settings: &Settings, json: bool) -> Result<i32> {
         rows.push((name.to_string(), aliases.join(", "), p));
     }
     let current = settings.preset();
-    if !rows
-        .iter()
-        .any(|(n, _, p)| *n == current.name && p.text == current.text)
-    {
+    let in_effect = |p: &Preset| p.name == current.name && p.text == current.text;
+    if !rows.iter().any(|(_, _, p)| in_effect(p)) {
         rows.push((
             settings
                 .preset_given
@@ -50,7 +48,7 @@ pub(crate) async fn presets(settings: &Settings, json: bool) -> Result<i32> {
                     "summary": p.summary(),
                     "variables": p.variables.iter().map(|v| &v.name).collect::<Vec<_>>(),
                     "years": p.years(),
-                    "in_effect": p.name == current.name && p.text == current.text,
+                    "in_effect": in_effect(p),
                     "not_written_yet": p.unsupported(),
                 })
             })
@@ -59,11 +57,7 @@ pub(crate) async fn presets(settings: &Settings, json: bool) -> Result<i32> {
         return Ok(0);
     }
     for (name, aliases, p) in &rows {
-        let mark = if p.name == current.name && p.text == current.text {
-            "*"
-        } else {
-            " "
-        };
+        let mark = if in_effect(p) { "*" } else { " " };
         let also = if aliases.is_empty() {
             String::new()
         } else {

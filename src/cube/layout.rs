@@ -29,8 +29,8 @@ pub struct Layout {
     pub preset: String,
     pub variable: String,
     pub fill_value: u8,
-    /// The source files' nodata, made the fill value as tiles are read (`None`: the files'
-    /// values are taken as they are).
+    /// The source files' nodata where it is not the fill value, made the fill value as
+    /// tiles are read (`None`: the files' values are taken as they are).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodata: Option<u8>,
     pub zstd_level: i32,
@@ -93,7 +93,12 @@ impl Layout {
             variable: preset.variable().name.clone(),
             // A uint8 value (the grid took the preset: Grid::from_preset).
             fill_value: preset.variable().fill_value as u8,
-            nodata: preset.variable().nodata.map(|n| n as u8),
+            // Only a nodata apart from the fill value is anything to replace.
+            nodata: preset
+                .variable()
+                .nodata
+                .filter(|n| *n != preset.variable().fill_value)
+                .map(|n| n as u8),
             zstd_level: preset.variable().zstd_level,
             years: preset.years(),
             origin_lon: grid.origin_lon,

@@ -13,6 +13,7 @@ use gdal::raster::{Buffer, GdalType, RasterCreationOptions};
 use gdal::spatial_ref::SpatialRef;
 
 use crate::grid::{Grid, TileName};
+use crate::source::Source;
 
 mod texture;
 
@@ -241,12 +242,14 @@ pub fn tile_path(root: &Path, year: i32, tile: TileName) -> PathBuf {
 
 /// Write a year's tile list as GLAD does: one URL-like path per line.
 pub fn write_list(root: &Path, year: i32, tiles: &[TileName]) -> Result<(), DemoError> {
-    let path = root.join(format!("{year}.txt"));
-    let text: String = tiles
-        .iter()
-        .map(|t| format!("{}\n", tile_path(root, year, *t).display()))
-        .collect();
-    std::fs::write(&path, text).map_err(|e| DemoError::Write {
+    let lines = tiles.iter().map(|t| tile_path(root, year, *t));
+    write_lines(&root.join(format!("{year}.txt")), lines)
+}
+
+/// Write a tile list at `path`: one path a line.
+fn write_lines(path: &Path, lines: impl Iterator<Item = PathBuf>) -> Result<(), DemoError> {
+    let text: String = lines.map(|l| format!("{}\n", l.display())).collect();
+    std::fs::write(path, text).map_err(|e| DemoError::Write {
         path: path.display().to_string(),
         reason: e.to_string(),
     })
@@ -286,53 +289,32 @@ pub fn looks_made_by_demo(root: &Path, grid: &Grid, years: &[i32]) -> bool {
     })
 }
 
-/// Where the demo puts a year's tile and list: the GLAD layout under a root, or as a
-/// preset's source templates lay them out.
-pub enum DemoLayout<'a> {
-    /// `{year}/{tile}.tif` and `{year}.txt` under the root.
-    Glad(&'a Path),
-    /// A local source's own templates.
-    Preset(&'a crate::source::Source),
+/// Where a local source lays a tile's file out.
+fn tile_file(source: &Source, year: i32, tile: TileName) -> PathBuf {
+    PathBuf::from(source.tile_location(year, tile))
 }
 
-impl DemoLayout<'_> {
-    /// Where a tile's file goes.
-    pub fn tile(&self, year: i32, tile: TileName) -> PathBuf {
-        match self {
-            Self::Glad(root) => tile_path(root, year, tile),
-            Self::Preset(source) => PathBuf::from(source.tile_location(year, tile)),
-        }
-    }
-
-    /// Where a year's list goes.
-    pub fn list(&self, year: i32) -> PathBuf {
-        match self {
-            Self::Glad(root) => root.join(format!("{year}.txt")),
-            Self::Preset(source) => PathBuf::from(source.list_location(year)),
-        }
-    }
-}
-
-/// How many tiles of the whole demo source laid out as `layout` are not there yet.
-pub fn missing_tiles(layout: &DemoLayout, grid: &Grid, years: &[i32]) -> usize {
+/// How many tiles of the whole demo source laid out as the local `source` says are not
+/// there yet.
+pub fn missing_tiles(source: &Source, grid: &Grid, years: &[i32]) -> usize {
     let tiles = land_tiles(grid);
     years
         .iter()
         .map(|&y| {
             tiles
                 .iter()
-                .filter(|&&t| !layout.tile(y, t).exists())
+                .filter(|&&t| !tile_file(source, y, t).exists())
                 .count()
         })
         .sum()
 }
 
-/// Make a whole GLAD-like source laid out as `layout`: every land tile for every year, and
-/// the lists.
+/// Make a whole GLAD-like source laid out as the local `source` says: every land tile for
+/// every year, and the lists.
 /// Tiles already present are kept, and GDAL is set up as `storage` says (its block cache).
 /// Returns the number of tiles per year.
 pub fn make_source(
-    layout: &DemoLayout,
+    source: &Source,
     grid: &Grid,
     years: &[i32],
     texture: Texture,
@@ -352,7 +334,7 @@ pub fn make_source(
     };
     for &year in years {
         tiles.par_iter().try_for_each(|&t| {
-            let path = layout.tile(year, t);
+            let path = tile_file(source, year, t);
             if path.exists() {
                 return Ok(());
             }
@@ -364,16 +346,9 @@ pub fn make_source(
                 reason: e.to_string(),
             })
         })?;
-        let list = layout.list(year);
+        let list = PathBuf::from(source.list_location(year));
         made_dir(&list)?;
-        let text: String = tiles
-            .iter()
-            .map(|&t| format!("{}\n", layout.tile(year, t).display()))
-            .collect();
-        std::fs::write(&list, text).map_err(|e| DemoError::Write {
-            path: list.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        write_lines(&list, tiles.iter().map(|&t| tile_file(source, year, t)))?;
     }
     Ok(tiles.len())
 }

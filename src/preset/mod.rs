@@ -123,8 +123,7 @@ impl Preset {
 
     /// The embedded GLAD preset.
     pub fn glad() -> Self {
-        // The embedded preset is part of the binary and checked by a unit test.
-        Self::parse(GLAD_TOML, "glad-lclu").expect("embedded preset is valid")
+        Self::built_in("glad-lclu").expect("GLAD's preset is built in")
     }
 
     /// A built-in preset by its name or another it answers to.

@@ -17,7 +17,8 @@ fn store_digest(w: &Work) -> serde_json::Value {
         .expect("python");
     assert!(
         out.status.success(),
-        "store_digest.py: {}",
+        "store_digest.py ({}): {}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("digest JSON")

@@ -197,10 +197,7 @@ pub async fn ingest_into(
         grid: grid.clone(),
         encoder: Arc::new(ChunkEncoder::new(layout)?),
         overviews: read::TileOverviews::of(layout)?.map(Arc::new),
-        nodata: layout
-            .nodata
-            .filter(|n| *n != layout.fill_value)
-            .map(|n| (n, layout.fill_value)),
+        nodata: layout.nodata.map(|n| (n, layout.fill_value)),
         tx,
         events: events.clone(),
         cancel: Arc::clone(&cancel),
